@@ -1,0 +1,172 @@
+"""The Atari environment: ALE set-up, frame skip, the 2013 and Nature preprocessing.
+
+We drive `ale_py.ALEInterface` directly rather than through a gymnasium wrapper, so
+that the grayscale screen goes straight from the emulator into preallocated buffers
+and the frame skip sums rewards the way the 2013 paper describes. The emulator
+settings are those of gymnasium's `ALE/<Game>-v5` with sticky actions off
+(repeat_action_probability=0: the 2013 emulator was deterministic) and frameskip=1
+(we skip frames here); a test checks that the screens agree with gymnasium's.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from ale_py import ALEInterface, ALEState, LoggerMode, roms
+
+from dqn.errors import ConfigError
+from dqn.presets import Config
+
+# 2013 §4.1 and §5: the seven games, by the short names used on the command line.
+GAMES = {
+    "BeamRider": "beam_rider",
+    "Breakout": "breakout",
+    "Enduro": "enduro",
+    "Pong": "pong",
+    "Qbert": "qbert",
+    "Seaquest": "seaquest",
+    "SpaceInvaders": "space_invaders",
+}
+
+FRAME_PIXELS = 84  # 2013 §4.1: the network sees 84x84 frames
+HISTORY_FRAMES = 4  # 2013 §4.1: phi stacks the last 4 preprocessed frames
+SCREEN_SHAPE = (210, 160)  # ALE's screen, rows x columns
+DOWNSAMPLED_SHAPE = (110, 84)  # 2013 §4.1: rows x columns after downsampling
+# 2013 §4.1 crops "an 84x84 region that roughly captures the playing area" without
+# giving the offset. On these games the score sits above screen row ~34 and the
+# playing field ends near row ~194; 34 * 110/210 = 17.8, so rows 18..101 of the
+# 110-row image keep the field and drop the score (the score is not part of the state
+# in the paper's figures, and rewards carry it anyway).
+CROP_TOP_ROW = 18
+
+ALEInterface.setLoggerMode(LoggerMode.Error)
+
+
+def check_game(game: str) -> str:
+    if game not in GAMES:
+        raise ConfigError(f"unknown game {game!r}; valid games: {', '.join(GAMES)}")
+    return game
+
+
+def frame_skip(game: str, config: Config) -> int:
+    """Frames per agent step: 2013 §5 uses 3 on Space Invaders, 4 elsewhere."""
+    if game == "SpaceInvaders":
+        return config.space_invaders_frame_skip_frames
+    return config.frame_skip_frames
+
+
+class Atari:
+    """One emulator, seen as the agent sees it: actions in, rewards and 84x84 frames out.
+
+    `stack` is the agent's state phi: the last HISTORY_FRAMES preprocessed frames, oldest
+    first, with zeros before the episode's first frame (as the replay memory rebuilds it).
+    """
+
+    def __init__(self, game: str, config: Config, seed: int, evaluation: bool = False):
+        self.game = check_game(game)
+        self.config = config
+        self.frame_skip = frame_skip(game, config)
+        self.life_loss_ends_episode = config.life_loss_ends_episode and not evaluation
+        self.max_episode_frames = (
+            config.eval_max_episode_frames if evaluation else config.max_episode_frames
+        )
+        self.ale = ALEInterface()
+        self.ale.setInt("random_seed", seed % 2**31)
+        self.ale.setFloat("repeat_action_probability", 0.0)
+        self.ale.setInt("frame_skip", 1)
+        self.ale.loadROM(roms.get_rom_path(GAMES[game]))
+        # 2013 §4.1 / §5: the minimal action set, 4 to 18 actions per game.
+        self.actions = list(self.ale.getMinimalActionSet())
+        self.rng = np.random.Generator(np.random.PCG64(seed))  # no-op start lengths
+        self._max_of_two = config.preprocessing == "nature2015"
+        # [0]: the screen before the last of a frame skip (Nature's max), [1]: the last.
+        self._screens = np.zeros((2, *SCREEN_SHAPE), np.uint8)
+        self._downsampled = np.zeros(DOWNSAMPLED_SHAPE, np.uint8)
+        self.stack = np.zeros((HISTORY_FRAMES, FRAME_PIXELS, FRAME_PIXELS), np.uint8)
+        self._game_needs_reset = True
+
+    @property
+    def n_actions(self) -> int:
+        return len(self.actions)
+
+    @property
+    def frame(self) -> np.ndarray:
+        """The newest preprocessed frame (a view into `stack`)."""
+        return self.stack[-1]
+
+    def new_episode(self) -> np.ndarray:
+        """Start an episode and return its first state.
+
+        After a game over (or the frame cap) the game is reset; after a lost life that
+        ended a training episode (Nature) play continues from where it stopped, as
+        DQN 3.0's GameEnvironment does. Nature §Methods: up to 30 no-op steps first.
+        """
+        if self._game_needs_reset:
+            self.ale.reset_game()
+            self._game_needs_reset = False
+        if self.config.max_noop_start_steps > 0:
+            for _ in range(int(self.rng.integers(1, self.config.max_noop_start_steps + 1))):
+                self._repeat(0)
+                if self.ale.game_over():
+                    self.ale.reset_game()
+        self.stack[:] = 0
+        self._screens[0] = 0
+        self._grab_frame_into(self.stack[-1])
+        return self.stack
+
+    def step(self, action: int) -> tuple[float, bool]:
+        """Repeat `action` (an index into the minimal set) for the frame skip.
+
+        Returns the unclipped reward summed over the skipped frames and whether the
+        episode ended. The new frame is pushed onto `stack`.
+        """
+        lives = self.ale.lives()
+        reward = self._repeat(action)
+        self.stack[:-1] = self.stack[1:]
+        self._grab_frame_into(self.stack[-1])
+        game_over = self.ale.game_over()
+        cut = self.ale.getEpisodeFrameNumber() >= self.max_episode_frames
+        life_lost = self.life_loss_ends_episode and self.ale.lives() < lives
+        self._game_needs_reset = game_over or cut
+        return reward, game_over or cut or life_lost
+
+    def _repeat(self, action: int) -> float:
+        """Act for `frame_skip` frames; keep the screens of the last two for Nature's max."""
+        ale_action = self.actions[action]
+        reward = 0.0
+        self._screens[0] = 0  # stays 0 if the game ends before the second-last frame
+        for i in range(self.frame_skip):
+            reward += self.ale.act(ale_action)
+            if self.ale.game_over():
+                break
+            if self._max_of_two and i == self.frame_skip - 2:
+                self.ale.getScreenGrayscale(self._screens[0])
+        return reward
+
+    def _grab_frame_into(self, out: np.ndarray) -> None:
+        screen = self._screens[1]
+        self.ale.getScreenGrayscale(screen)
+        if self._max_of_two:
+            # Nature §Methods: per-pixel max of the last two frames (sprites that
+            # flicker appear in one of them), then resize straight to 84x84.
+            np.maximum(screen, self._screens[0], out=screen)
+            cv2.resize(screen, (FRAME_PIXELS, FRAME_PIXELS), dst=out, interpolation=cv2.INTER_LINEAR)
+        else:
+            # 2013 §4.1: downsample to 110x84, then crop the 84x84 playing area.
+            cv2.resize(screen, DOWNSAMPLED_SHAPE[::-1], dst=self._downsampled, interpolation=cv2.INTER_LINEAR)
+            out[:] = self._downsampled[CROP_TOP_ROW:CROP_TOP_ROW + FRAME_PIXELS]
+
+    # -- resume --
+    def get_state(self) -> dict:
+        return {
+            "ale": np.frombuffer(self.ale.cloneState(include_rng=True).serialize(), np.uint8),
+            "stack": self.stack.copy(),
+            "game_needs_reset": self._game_needs_reset,
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def set_state(self, state: dict) -> None:
+        self.ale.restoreState(ALEState(np.asarray(state["ale"], np.uint8).tobytes()))
+        self.stack[:] = state["stack"]
+        self._game_needs_reset = bool(state["game_needs_reset"])
+        self.rng.bit_generator.state = state["rng"]

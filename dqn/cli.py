@@ -1,0 +1,95 @@
+"""The `dqn` command: parse, validate, call one module. Errors become one line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from dqn import presets
+from dqn.errors import DqnError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dqn", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train one game from one seed")
+    train.add_argument("--game", required=True, help="BeamRider, Breakout, Enduro, Pong, "
+                       "Qbert, Seaquest or SpaceInvaders")
+    train.add_argument("--preset", default="paper2013", help=f"one of {', '.join(presets.PRESETS)}")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", type=Path, required=True, help="the run directory")
+    train.add_argument("--set", dest="overrides", action="append", default=[],
+                       metavar="KEY=VALUE", help="override a preset key (repeatable)")
+    _device_arguments(train)
+    train.add_argument("--progress-s", type=float, default=10.0,
+                       help="seconds between progress lines")
+
+    evaluate = commands.add_parser("evaluate", help="evaluate every snapshot of a run")
+    evaluate.add_argument("--run", type=Path, required=True, help="a run directory")
+    evaluate.add_argument("--out", type=Path, required=True, help="the evaluation file (.h5)")
+    evaluate.add_argument("--workers", type=int, default=1, help="snapshots evaluated at once")
+    _device_arguments(evaluate)
+
+    info = commands.add_parser("info", help="what an HDF5 file holds and its provenance")
+    info.add_argument("files", type=Path, nargs="+")
+
+    show = commands.add_parser("presets", help="print the presets (or one) as JSON")
+    show.add_argument("name", nargs="?")
+
+    bench = commands.add_parser("bench", help="print throughput and memory figures as JSON")
+    bench.add_argument("--game", default="Breakout")
+    bench.add_argument("--seconds", type=float, default=5.0, help="length of each timing")
+    _device_arguments(bench)
+
+    args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except DqnError as error:
+        print(f"dqn {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _device_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads for torch (0: torch's default)")
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "presets":
+        chosen = {args.name: presets.load(args.name)} if args.name else {
+            name: presets.load(name) for name in presets.PRESETS}
+        print(json.dumps({name: config.as_dict() for name, config in chosen.items()}, indent=2))
+        return 0
+    if args.command == "info":
+        from dqn import h5io
+        print("\n\n".join(h5io.describe(path) for path in args.files))
+        return 0
+
+    import torch
+
+    from dqn.train import resolve_device
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    if args.command == "train":
+        from dqn.atari import check_game
+        from dqn.train import train
+        config = presets.load(args.preset, args.overrides)
+        train(check_game(args.game), args.preset, config, args.seed, args.out, device,
+              args.progress_s)
+    elif args.command == "evaluate":
+        from dqn.evaluate import evaluate_run
+        table = evaluate_run(args.run, args.out, device, args.workers)
+        print(f"{args.out}: {len(table['epoch'])} snapshots evaluated")
+    elif args.command == "bench":
+        from dqn.bench import run_benchmarks
+        print(json.dumps(run_benchmarks(args.game, device, args.seconds), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

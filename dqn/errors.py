@@ -1,0 +1,17 @@
+"""Errors a user can act on. The command line prints them as one line and exits non-zero."""
+
+
+class DqnError(Exception):
+    """Base class: the message is a complete sentence naming what is wrong and where."""
+
+
+class ConfigError(DqnError):
+    """A preset, key or value that is not allowed."""
+
+
+class DataFileError(DqnError):
+    """An HDF5 file that is missing, truncated, corrupt or of the wrong kind."""
+
+
+class RunMismatchError(DqnError):
+    """An output directory that holds a run of another configuration."""

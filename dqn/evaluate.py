@@ -1,0 +1,108 @@
+"""Evaluation of every snapshot of a run (2013 §5.1, Figure 2, Table 1).
+
+For each snapshot: play the epsilon = 0.05 policy for `eval_steps` agent steps and
+report the average total reward per episode and the best episode, and the average over
+the held-out states of max_a Q(s, a). Reads snapshots and held-out states only.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dqn import h5io, networks, seeding
+from dqn.atari import Atari
+from dqn.errors import DataFileError
+from dqn.explore import choose_action
+from dqn.presets import Config
+from dqn.rundir import RunDir
+
+COLUMNS = ("epoch", "step", "update", "average_reward", "best_episode_reward", "episodes",
+           "average_max_q")
+
+
+def load_network(path: Path, config: Config, n_actions: int, device: torch.device) -> torch.nn.Module:
+    attrs, arrays = h5io.read(path, "snapshot")
+    network = networks.build(config.network, n_actions)
+    weights = {name.removeprefix("weights/"): torch.as_tensor(value)
+               for name, value in arrays.items() if name.startswith("weights/")}
+    try:
+        network.load_state_dict(weights)
+    except RuntimeError as error:
+        raise DataFileError(f"{path}: weights do not fit the {config.network} network "
+                            f"({str(error).splitlines()[0]})") from None
+    return network.to(device).eval()
+
+
+@torch.inference_mode()
+def average_max_q(network: torch.nn.Module, states: np.ndarray, device: torch.device) -> float:
+    """2013 §5.1: the mean over held-out states of max_a Q(s, a)."""
+    maxima = [network(torch.from_numpy(chunk).to(device)).max(dim=1).values.double().sum().item()
+              for chunk in np.array_split(states, max(1, len(states) // 256))]
+    return sum(maxima) / len(states)
+
+
+@torch.inference_mode()
+def play(network: torch.nn.Module, game: str, config: Config, seed: int, epoch: int,
+         device: torch.device) -> tuple[list[float], int]:
+    """Total rewards of the episodes the epsilon-greedy policy completes within
+    eval_steps, and how many completed.
+
+    If none completes, the unfinished episode's reward stands alone (DQN 3.0 would
+    report 0 there, which hides that the game never ended). Each snapshot gets its own seeds, so results do
+    not depend on the order (or parallelism) of evaluation.
+    """
+    env = Atari(game, config, seeding.derive(seed, "eval_env", epoch), evaluation=True)
+    rng = seeding.generator(seed, "eval_policy", epoch)
+    greedy = lambda: int(network(torch.from_numpy(env.stack[None]).to(device)).argmax(1).item())  # noqa: E731
+    returns, episode_return = [], 0.0
+    env.new_episode()
+    for _ in range(config.eval_steps):
+        reward, terminal = env.step(choose_action(config.eval_epsilon, env.n_actions, rng, greedy))
+        episode_return += reward
+        if terminal:
+            returns.append(episode_return)
+            episode_return = 0.0
+            if len(returns) == config.eval_episodes:
+                break
+            env.new_episode()
+    return (returns or [episode_return]), len(returns)
+
+
+def evaluate_run(run_dir: Path, out: Path, device: torch.device, workers: int = 1) -> dict:
+    run = RunDir(run_dir)
+    run_attrs, held = h5io.read(run.heldout, "heldout", ("states",))
+    heldout_states = held["states"]
+    config = Config(**json.loads(run_attrs["config"])).validated()
+    game, seed = run_attrs["game"], int(run_attrs["seed"])
+    epochs = run.snapshot_epochs()
+    if not epochs:
+        raise DataFileError(f"{run.root / 'snapshots'}: no snapshots to evaluate")
+    n_actions = Atari(game, config, 0).n_actions
+
+    def evaluate_one(epoch: int) -> dict:
+        path = run.snapshot(epoch)
+        attrs = h5io.read_attrs(path, "snapshot")
+        if attrs["config"] != run_attrs["config"] or attrs["game"] != game or attrs["seed"] != seed:
+            raise DataFileError(f"{path}: snapshot of another run than {run.heldout}")
+        network = load_network(path, config, n_actions, device)
+        returns, completed = play(network, game, config, seed, epoch, device)
+        return {
+            "epoch": epoch, "step": attrs["step"], "update": attrs["update"],
+            "average_reward": float(np.mean(returns)),
+            "best_episode_reward": float(np.max(returns)),
+            "episodes": completed,
+            "average_max_q": average_max_q(network, heldout_states, device),
+        }
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        rows = list(pool.map(evaluate_one, epochs))
+    table = {name: np.array([row[name] for row in rows]) for name in COLUMNS}
+    attrs = h5io.provenance(game, seed, run_attrs["preset"], config.as_dict())
+    attrs["run"] = str(run.root)
+    h5io.write(out, "evaluation", attrs, table)
+    return table

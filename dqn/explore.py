@@ -1,0 +1,35 @@
+"""Exploration: the epsilon schedule and epsilon-greedy action choice (2013 §5)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from dqn.presets import Config
+
+
+def epsilon(config: Config, step: int) -> float:
+    """Epsilon at agent step `step` of training.
+
+    1 during replay start (a uniform random policy), then linear from epsilon_start to
+    epsilon_end over epsilon_anneal_steps, then constant. The anneal counts from the end
+    of replay start, as DQN 3.0 does (NeuralQLearner: ep_endt after learn_start).
+    """
+    if step < config.replay_start_steps:
+        return 1.0
+    if config.epsilon_anneal_steps == 0:
+        return config.epsilon_end
+    progress = min(1.0, (step - config.replay_start_steps) / config.epsilon_anneal_steps)
+    return config.epsilon_start + progress * (config.epsilon_end - config.epsilon_start)
+
+
+def choose_action(eps: float, n_actions: int, rng: np.random.Generator,
+                  greedy: Callable[[], int]) -> int:
+    """With probability eps a uniform random action, else `greedy()`.
+
+    The network is only run when the greedy action is needed.
+    """
+    if rng.random() < eps:
+        return int(rng.integers(n_actions))
+    return greedy()

@@ -1,0 +1,138 @@
+"""The learner: Q-learning targets, the loss, DQN 3.0's centered RMSProp (2013 Algorithm 1)."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+
+from dqn import networks
+from dqn.presets import Config
+from dqn.replay import Minibatch
+
+
+def td_targets(rewards: torch.Tensor, terminals: torch.Tensor, next_max_q: torch.Tensor,
+               discount: float, reward_clip: bool) -> torch.Tensor:
+    """y = r for terminal transitions, else r + discount * max_a' Q(s', a') (Algorithm 1).
+
+    2013 §5: in training, positive rewards become 1 and negative ones -1.
+    """
+    if reward_clip:
+        rewards = torch.sign(rewards)
+    return rewards + discount * (~terminals).to(next_max_q.dtype) * next_max_q
+
+
+def td_loss(q_taken: torch.Tensor, targets: torch.Tensor, kind: str) -> torch.Tensor:
+    """Summed over the minibatch, as DQN 3.0 backpropagates it (no division by 32).
+
+    The sum rather than the mean matters: RMSProp's epsilon (0.01) is added to the
+    squared gradients, so the gradient's scale changes the step. "huber" has the
+    gradient of the TD error clipped to [-1, 1] (Nature §Methods).
+    """
+    if kind == "huber":
+        return torch.nn.functional.smooth_l1_loss(q_taken, targets, reduction="sum", beta=1.0)
+    return 0.5 * ((targets - q_taken) ** 2).sum()
+
+
+class CenteredRMSProp:
+    """RMSProp as DQN 3.0 implements it (NeuralQLearner:qLearnMinibatch):
+
+        g  = decay * g  + (1 - decay) * grad
+        g2 = decay * g2 + (1 - decay) * grad^2
+        w -= lr * grad / sqrt(g2 - g^2 + epsilon)
+
+    torch.optim.RMSprop(centered=True) differs: it adds epsilon outside the square root.
+    """
+
+    def __init__(self, params, lr: float, decay: float, epsilon: float):
+        self.params = list(params)
+        self.lr, self.decay, self.epsilon = lr, decay, epsilon
+        self.g = [torch.zeros_like(p) for p in self.params]
+        self.g2 = [torch.zeros_like(p) for p in self.params]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        grads = [p.grad for p in self.params]
+        torch._foreach_mul_(self.g, self.decay)
+        torch._foreach_add_(self.g, grads, alpha=1 - self.decay)
+        torch._foreach_mul_(self.g2, self.decay)
+        torch._foreach_addcmul_(self.g2, grads, grads, value=1 - self.decay)
+        denominators = torch._foreach_addcmul(self.g2, self.g, self.g, value=-1)
+        torch._foreach_add_(denominators, self.epsilon)
+        torch._foreach_sqrt_(denominators)
+        torch._foreach_addcdiv_(self.params, grads, denominators, value=-self.lr)
+
+    def state(self) -> dict[str, list[torch.Tensor]]:
+        return {"g": self.g, "g2": self.g2}
+
+    def load_state(self, state: dict[str, list[np.ndarray]]) -> None:
+        for name in ("g", "g2"):
+            for buffer, value in zip(getattr(self, name), state[name], strict=True):
+                buffer.copy_(torch.as_tensor(value))
+
+
+class Learner:
+    def __init__(self, config: Config, n_actions: int, device: torch.device, seed: int):
+        self.config = config
+        self.device = device
+        torch.manual_seed(seed)  # the initial weights
+        self.network = networks.build(config.network, n_actions).to(device)
+        # Nature §Methods: a target network, copied every C updates; 2013 has none and
+        # takes the max over next actions from the network being trained.
+        self.target = copy.deepcopy(self.network) if config.target_update_period_updates else None
+        self.optimizer = CenteredRMSProp(
+            self.network.parameters(), config.learning_rate, config.rmsprop_decay,
+            config.rmsprop_epsilon,
+        )
+        self.updates = 0
+
+    @torch.no_grad()
+    def q_values(self, states: np.ndarray) -> torch.Tensor:
+        return self.network(torch.from_numpy(np.asarray(states)).to(self.device))
+
+    def greedy_action(self, stack: np.ndarray) -> int:
+        return int(self.q_values(stack[None]).argmax(dim=1).item())
+
+    def update(self, batch: Minibatch) -> torch.Tensor:
+        """One minibatch step of Algorithm 1; returns the loss (on the device, no sync)."""
+        to = lambda a: torch.from_numpy(a).to(self.device, non_blocking=True)  # noqa: E731
+        states, actions, rewards = to(batch.states), to(batch.actions), to(batch.rewards)
+        next_states, terminals = to(batch.next_states), to(batch.terminals)
+        with torch.no_grad():
+            next_max_q = (self.target or self.network)(next_states).max(dim=1).values
+            targets = td_targets(rewards, terminals, next_max_q, self.config.discount,
+                                 self.config.reward_clip)
+        q_taken = self.network(states).gather(1, actions[:, None]).squeeze(1)
+        loss = td_loss(q_taken, targets, self.config.loss)
+        for p in self.network.parameters():
+            p.grad = None
+        loss.backward()
+        self.optimizer.step()
+        self.updates += 1
+        period = self.config.target_update_period_updates
+        if self.target is not None and self.updates % period == 0:
+            self.target.load_state_dict(self.network.state_dict())
+        return loss.detach()
+
+    # -- snapshots and resume --
+    def state(self) -> dict:
+        tensors = {"network": list(self.network.state_dict().values()), **self.optimizer.state()}
+        if self.target is not None:
+            tensors["target"] = list(self.target.state_dict().values())
+        return {"tensors": tensors, "updates": self.updates}
+
+    def load_state(self, state: dict) -> None:
+        tensors = state["tensors"]
+        load_weights(self.network, tensors["network"])
+        if self.target is not None:
+            load_weights(self.target, tensors["target"])
+        self.optimizer.load_state(tensors)
+        self.updates = int(state["updates"])
+
+
+def load_weights(network: torch.nn.Module, values: list[np.ndarray]) -> None:
+    keys = list(network.state_dict())
+    if len(keys) != len(values):
+        raise ValueError(f"expected {len(keys)} weight tensors, got {len(values)}")
+    network.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in zip(keys, values)})

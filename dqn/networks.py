@@ -1,0 +1,46 @@
+"""The Q-networks: one Q-value per valid action from a stack of 4 84x84 frames.
+
+PyTorch's default initialisation (uniform in +-1/sqrt(fan_in) for weights and biases)
+is the one Torch7 used in DeepMind's code, so it is kept.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dqn.atari import HISTORY_FRAMES
+
+
+def build(name: str, n_actions: int) -> nn.Module:
+    if name == "paper2013":
+        # 2013 §4.1: 16 8x8/4, 32 4x4/2, 256 hidden units, all rectifiers.
+        layers = [
+            nn.Conv2d(HISTORY_FRAMES, 16, 8, stride=4), nn.ReLU(),
+            nn.Conv2d(16, 32, 4, stride=2), nn.ReLU(),
+            nn.Flatten(), nn.Linear(32 * 9 * 9, 256), nn.ReLU(),
+            nn.Linear(256, n_actions),
+        ]
+    elif name == "nature2015":
+        # Nature §Methods: 32 8x8/4, 64 4x4/2, 64 3x3/1, 512 hidden units.
+        layers = [
+            nn.Conv2d(HISTORY_FRAMES, 32, 8, stride=4), nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
+            nn.Flatten(), nn.Linear(64 * 7 * 7, 512), nn.ReLU(),
+            nn.Linear(512, n_actions),
+        ]
+    else:
+        raise ValueError(f"unknown network {name!r}")
+    return QNetwork(nn.Sequential(*layers))
+
+
+class QNetwork(nn.Module):
+    """Takes uint8 frames; DQN 3.0 scales pixels to [0, 1] before the first layer."""
+
+    def __init__(self, body: nn.Sequential):
+        super().__init__()
+        self.body = body
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.body(frames.float() / 255.0)

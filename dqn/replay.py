@@ -1,0 +1,126 @@
+"""Experience replay (2013 §4): a ring of single 84x84 frames, stacks rebuilt at sample time.
+
+Entry t holds the frame the agent saw at step t, the action it took, the unclipped
+reward that followed and whether the episode ended there, plus whether frame t is the
+first of an episode. The state of entry t is frames t-3..t; its next state is frames
+t-2..t+1. Storing each frame once makes a 1M-transition memory ~7.1 GB instead of 28 GB
+(4-frame stacks) or 56 GB (state pairs).
+
+Frames before an episode's first frame are zeroed when a stack is rebuilt, so a stack
+never mixes two episodes (the environment pads its own stack the same way).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dqn.atari import FRAME_PIXELS, HISTORY_FRAMES
+
+
+@dataclass
+class Minibatch:
+    states: np.ndarray  # (B, 4, 84, 84) uint8
+    actions: np.ndarray  # (B,) int64
+    rewards: np.ndarray  # (B,) float32, unclipped
+    next_states: np.ndarray  # (B, 4, 84, 84) uint8
+    terminals: np.ndarray  # (B,) bool
+
+
+class ReplayMemory:
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.frames = np.zeros((capacity, FRAME_PIXELS, FRAME_PIXELS), np.uint8)
+        self.actions = np.zeros(capacity, np.uint8)  # at most 18 Atari actions
+        self.rewards = np.zeros(capacity, np.float32)
+        self.terminals = np.zeros(capacity, np.bool_)
+        self.episode_starts = np.zeros(capacity, np.bool_)
+        self.added = 0  # entries ever added; the next one goes to slot added % capacity
+
+    @property
+    def size(self) -> int:
+        return min(self.added, self.capacity)
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self._columns().values())
+
+    def _columns(self) -> dict[str, np.ndarray]:
+        return {
+            "frames": self.frames,
+            "actions": self.actions,
+            "rewards": self.rewards,
+            "terminals": self.terminals,
+            "episode_starts": self.episode_starts,
+        }
+
+    def add(self, frame: np.ndarray, action: int, reward: float, terminal: bool,
+            episode_start: bool) -> None:
+        slot = self.added % self.capacity
+        self.frames[slot] = frame
+        self.actions[slot] = action
+        self.rewards[slot] = reward
+        self.terminals[slot] = terminal
+        self.episode_starts[slot] = episode_start
+        self.added += 1
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> Minibatch:
+        """Draw `batch_size` transitions uniformly (2013 Algorithm 1) with replacement.
+
+        Valid entries have a successor (the newest has none yet) and, once the ring has
+        wrapped, three older frames still in the ring (the oldest three do not).
+        """
+        if self.added < self.capacity:
+            low, high = 0, self.added - 1  # entry 0 is an episode start: no history needed
+        else:
+            low, high = HISTORY_FRAMES - 1, self.capacity - 1
+        if high - low < 1:
+            raise ValueError(f"replay memory holds {self.added} entries: too few to sample")
+        age = rng.integers(low, high, size=batch_size)
+        oldest = self.added - self.size
+        indices = (oldest + age) % self.capacity
+        # Frames t-3 .. t+1 serve both the state (first four) and next state (last four).
+        window = (indices[:, None] + np.arange(-HISTORY_FRAMES + 1, 2)) % self.capacity
+        frames = self.frames[window]
+        starts = self.episode_starts[window]
+        # Copies: the two share frames, and each is masked at its own episode start.
+        states = frames[:, :HISTORY_FRAMES].copy()
+        next_states = frames[:, 1:].copy()
+        _zero_before_episode_start(states, starts[:, :HISTORY_FRAMES])
+        _zero_before_episode_start(next_states, starts[:, 1:])
+        return Minibatch(
+            states=states,
+            actions=self.actions[indices].astype(np.int64),
+            rewards=self.rewards[indices],
+            next_states=next_states,
+            terminals=self.terminals[indices],
+        )
+
+    def stack(self, index: int) -> np.ndarray:
+        """The state of entry `index` (slot number), as the agent saw it."""
+        window = (index + np.arange(-HISTORY_FRAMES + 1, 1)) % self.capacity
+        frames = self.frames[window][None]
+        _zero_before_episode_start(frames, self.episode_starts[window][None])
+        return frames[0]
+
+    # -- resume: the entries added between two counts, and putting them back --
+    def entries(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Copies of entries number start..stop-1 (all still in the ring)."""
+        if not self.added - self.size <= start <= stop <= self.added:
+            raise ValueError(f"entries {start}..{stop} are not in the ring")
+        slots = np.arange(start, stop) % self.capacity
+        return {name: column[slots] for name, column in self._columns().items()}
+
+    def put_entries(self, start: int, columns: dict[str, np.ndarray]) -> None:
+        """Write entries number start.. back into their slots and advance `added`."""
+        count = len(columns["frames"])
+        slots = np.arange(start, start + count) % self.capacity
+        for name, column in self._columns().items():
+            column[slots] = columns[name]
+        self.added = max(self.added, start + count)
+
+
+def _zero_before_episode_start(stacks: np.ndarray, starts: np.ndarray) -> None:
+    """Zero frame j of each stack if a later frame of the stack starts an episode."""
+    later_start = np.flip(np.cumsum(np.flip(starts[:, 1:], axis=1), axis=1), axis=1) > 0
+    stacks[:, :-1][later_start] = 0

@@ -1,0 +1,295 @@
+"""The training loop: held-out states, then Algorithm 1 of the 2013 paper in epochs.
+
+The loop in `train` reads like Algorithm 1: act epsilon-greedily, store the transition,
+sample a minibatch, take a gradient step. Every `epoch_updates` updates it writes a
+snapshot and the resume state; run again after being killed, it continues from the
+newest snapshot and, on the CPU, ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dqn import h5io, seeding
+from dqn.atari import Atari
+from dqn.errors import ConfigError, DataFileError
+from dqn.explore import choose_action, epsilon
+from dqn.learner import Learner
+from dqn.presets import Config
+from dqn.replay import ReplayMemory
+from dqn.rundir import RunDir
+
+
+@dataclass
+class Counters:
+    """Where a run stands; saved with every epoch so a resume continues exactly."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # agent steps taken in training
+    episode: int = 0  # training episodes completed
+    episode_return: float = 0.0  # unclipped return of the episode in progress
+    episode_steps: int = 0
+    next_is_episode_start: bool = True
+
+
+@dataclass
+class TrainLog:
+    """Per-episode and per-epoch records, rewritten as train_log.h5 every epoch."""
+
+    episodes: dict[str, list] = field(default_factory=lambda: {
+        "return": [], "length_steps": [], "end_step": [], "epoch": []})
+    epochs: dict[str, list] = field(default_factory=lambda: {
+        "epoch": [], "step": [], "update": [], "episodes": [], "loss_mean": [],
+        "epsilon": [], "steps_per_s": [], "updates_per_s": [], "wall_s": []})
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f"{group}/{name}": np.asarray(values, np.float64 if name in FLOAT_COLUMNS else np.int64)
+                for group in ("episodes", "epochs")
+                for name, values in getattr(self, group).items()}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], last_epoch: int) -> "TrainLog":
+        """The log as it stood when epoch `last_epoch` was committed."""
+        log = cls()
+        for group in ("episodes", "epochs"):
+            table = getattr(log, group)
+            keep = arrays[f"{group}/epoch"] <= last_epoch
+            for name in table:
+                table[name] = arrays[f"{group}/{name}"][keep].tolist()
+        return log
+
+
+FLOAT_COLUMNS = {"return", "loss_mean", "epsilon", "steps_per_s", "updates_per_s", "wall_s"}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        print("dqn: no CUDA device found, training on the CPU", file=sys.stderr)
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available (try --device auto)")
+    return torch.device(name)
+
+
+def collect_heldout_states(game: str, config: Config, seed: int) -> np.ndarray:
+    """2013 §5.1: a fixed set of states from a random policy, drawn before training.
+
+    As DQN 3.0 does, play randomly, keep the frames in a replay memory and draw the set
+    from it, so the held-out stacks are built exactly like training stacks.
+    """
+    env = Atari(game, config, seeding.derive(seed, "heldout_env"))
+    rng = seeding.generator(seed, "heldout_policy")
+    memory = ReplayMemory(config.heldout_collect_steps)
+    env.new_episode()
+    episode_start = True
+    for _ in range(config.heldout_collect_steps):
+        frame = env.frame.copy()
+        action = int(rng.integers(env.n_actions))
+        reward, terminal = env.step(action)
+        memory.add(frame, action, reward, terminal, episode_start)
+        episode_start = terminal
+        if terminal:
+            env.new_episode()
+    return memory.sample(config.heldout_states, rng).states
+
+
+def train(game: str, preset: str, config: Config, seed: int, out: Path,
+          device: torch.device, progress_s: float = 10.0) -> None:
+    run = RunDir(out)
+    attrs = h5io.provenance(game, seed, preset, config.as_dict())
+    run.claim(attrs)
+    run.root.mkdir(parents=True, exist_ok=True)
+    if not run.heldout.exists():
+        say(f"collecting {config.heldout_states} held-out states "
+            f"({config.heldout_collect_steps} random steps)")
+        h5io.write(run.heldout, "heldout", attrs,
+                   {"states": collect_heldout_states(game, config, seed)})
+
+    env = Atari(game, config, seeding.derive(seed, "train_env"))
+    learner = Learner(config, env.n_actions, device, seeding.derive(seed, "network"))
+    memory = ReplayMemory(config.replay_capacity_transitions)
+    rng = seeding.generator(seed, "agent")  # exploration and minibatch draws
+    counters, log = Counters(), TrainLog()
+    epochs = run.snapshot_epochs()
+    if epochs and h5io.read_attrs(run.snapshot(epochs[-1]), "snapshot")["step"] >= config.train_steps:
+        say(f"{run.root}: complete ({run.snapshot(epochs[-1])} is the last snapshot)")
+        return
+    if epochs:
+        counters, log = resume(run, epochs[-1], env, learner, memory, rng)
+        say(f"resumed from {run.snapshot(counters.epoch)} at step {counters.step}")
+    else:
+        run.prune(0, 0)
+        env.new_episode()
+
+    meter = Meter(counters, learner.updates, device)
+    while counters.step < config.train_steps:
+        # Algorithm 1: with probability epsilon a random action, else argmax_a Q(phi, a).
+        eps = epsilon(config, counters.step)
+        action = choose_action(eps, env.n_actions, rng, lambda: learner.greedy_action(env.stack))
+        frame = env.frame.copy()
+        reward, terminal = env.step(action)
+        memory.add(frame, action, reward, terminal, counters.next_is_episode_start)
+        counters.step += 1
+        counters.episode_return += reward
+        counters.episode_steps += 1
+        counters.next_is_episode_start = terminal
+        if terminal:
+            log_episode(log, counters)
+            env.new_episode()
+
+        learning = counters.step > config.replay_start_steps
+        if learning and counters.step % config.update_period_steps == 0:
+            meter.add_loss(learner.update(memory.sample(config.minibatch_transitions, rng)))
+            epoch_done = learner.updates % config.epoch_updates == 0
+        else:
+            epoch_done = False
+        if epoch_done or counters.step == config.train_steps:
+            counters.epoch += 1
+            meter.end_epoch(log, counters, learner.updates, eps)
+            save_epoch(run, attrs, counters, log, env, learner, memory, rng)
+            say(meter.epoch_line(log))
+        meter.maybe_report(counters, eps, log, config.train_steps, progress_s)
+
+
+def log_episode(log: TrainLog, counters: Counters) -> None:
+    counters.episode += 1
+    row = {"return": counters.episode_return, "length_steps": counters.episode_steps,
+           "end_step": counters.step, "epoch": counters.epoch + 1}
+    for name, value in row.items():
+        log.episodes[name].append(value)
+    counters.episode_return, counters.episode_steps = 0.0, 0
+
+
+def save_epoch(run: RunDir, attrs: dict, counters: Counters, log: TrainLog, env: Atari,
+               learner: Learner, memory: ReplayMemory, rng: np.random.Generator) -> None:
+    epoch = counters.epoch
+    # One replay entry per agent step: this epoch's entries start at the last epoch's step.
+    start = max(log.epochs["step"][-2] if epoch > 1 else 0, memory.added - memory.size)
+    counter_attrs = {**attrs, "epoch": epoch, "step": counters.step, "update": learner.updates}
+    env_state = env.get_state()
+    state = {
+        f"learner/{name}/{i:03d}": t.detach().cpu().numpy()
+        for name, tensors in learner.state()["tensors"].items() for i, t in enumerate(tensors)
+    }
+    state.update({"env/ale": env_state["ale"], "env/stack": env_state["stack"]})
+    state_attrs = {
+        **counter_attrs,
+        "counters": json.dumps(asdict(counters)),
+        "env_game_needs_reset": env_state["game_needs_reset"],
+        "env_rng": json.dumps(env_state["rng"]),
+        "agent_rng": json.dumps(rng.bit_generator.state),
+        "replay_added": memory.added,
+    }
+    weights = {f"weights/{name}": t.detach().cpu().numpy()
+               for name, t in learner.network.state_dict().items()}
+    run.write_epoch(
+        epoch,
+        delta=({**counter_attrs, "start": start, "stop": memory.added},
+               memory.entries(start, memory.added)),
+        state=(state_attrs, state),
+        log=(counter_attrs, log.arrays()),
+        snapshot=(counter_attrs, weights),
+    )
+    run.prune(epoch, memory.added - memory.size)
+
+
+def resume(run: RunDir, epoch: int, env: Atari, learner: Learner, memory: ReplayMemory,
+           rng: np.random.Generator) -> tuple[Counters, TrainLog]:
+    """Put every piece of state back as it was when `epoch` was committed."""
+    h5io.read(run.snapshot(epoch), "snapshot")  # refuse a damaged snapshot by name
+    attrs, arrays = h5io.read(run.state(epoch), "resume_state")
+    tensors: dict[str, list] = {}
+    for name in sorted(k for k in arrays if k.startswith("learner/")):
+        tensors.setdefault(name.split("/")[1], []).append(arrays[name])
+    learner.load_state({"tensors": tensors, "updates": attrs["update"]})
+    env.set_state({"ale": arrays["env/ale"], "stack": arrays["env/stack"],
+                   "game_needs_reset": attrs["env_game_needs_reset"],
+                   "rng": json.loads(attrs["env_rng"])})
+    rng.bit_generator.state = json.loads(attrs["agent_rng"])
+    counters = Counters(**json.loads(attrs["counters"]))
+
+    added = int(attrs["replay_added"])
+    oldest = added - min(added, memory.capacity)
+    for path in run.replay_deltas(epoch):
+        delta_attrs, delta = h5io.read(path, "replay_delta")
+        skip = max(0, oldest - int(delta_attrs["start"]))
+        memory.put_entries(int(delta_attrs["start"]) + skip, {k: v[skip:] for k, v in delta.items()})
+    if memory.added != added:
+        raise DataFileError(
+            f"{run.root / 'resume'}: the replay deltas end at entry {memory.added}, "
+            f"but {run.state(epoch)} expects {added}")
+    run.prune(epoch, oldest)
+    _, log_arrays = h5io.read(run.log, "train_log")
+    return counters, TrainLog.from_arrays(log_arrays, epoch)
+
+
+class Meter:
+    """Throughput, loss and the progress line (steps, episodes, return, epsilon, ETA)."""
+
+    def __init__(self, counters: Counters, updates: int, device: torch.device):
+        self.device = device
+        self.start_time = self.report_time = time.monotonic()
+        self.epoch_start = (time.monotonic(), counters.step, updates)
+        self.report_step = counters.step
+        self.loss_sum = torch.zeros((), device=device)
+        self.losses = 0
+
+    def add_loss(self, loss: torch.Tensor) -> None:
+        self.loss_sum += loss
+        self.losses += 1
+
+    def end_epoch(self, log: TrainLog, counters: Counters, updates: int, eps: float) -> None:
+        now = time.monotonic()
+        start_time, start_step, start_updates = self.epoch_start
+        wall = max(now - start_time, 1e-9)
+        row = {
+            "epoch": counters.epoch, "step": counters.step, "update": updates,
+            "episodes": counters.episode,
+            "loss_mean": float(self.loss_sum) / max(1, self.losses),
+            "epsilon": eps, "steps_per_s": (counters.step - start_step) / wall,
+            "updates_per_s": (updates - start_updates) / wall, "wall_s": wall,
+        }
+        for name, value in row.items():
+            log.epochs[name].append(value)
+        self.epoch_start = (now, counters.step, updates)
+        self.loss_sum.zero_()
+        self.losses = 0
+
+    def epoch_line(self, log: TrainLog) -> str:
+        e = {name: values[-1] for name, values in log.epochs.items()}
+        return (f"epoch {e['epoch']} done: step {e['step']:,} update {e['update']:,} "
+                f"loss {e['loss_mean']:.4g} epsilon {e['epsilon']:.3f} "
+                f"{e['steps_per_s']:.0f} steps/s {e['updates_per_s']:.0f} updates/s")
+
+    def maybe_report(self, counters: Counters, eps: float, log: TrainLog, total_steps: int,
+                     interval_s: float) -> None:
+        now = time.monotonic()
+        if now - self.report_time < interval_s:
+            return
+        rate = (counters.step - self.report_step) / (now - self.report_time)
+        recent = log.episodes["return"][-20:]
+        mean_return = f"{np.mean(recent):.1f}" if recent else "-"
+        eta_s = (total_steps - counters.step) / max(rate, 1e-9)
+        say(f"step {counters.step:,}/{total_steps:,} ({100 * counters.step / total_steps:.1f}%) "
+            f"epoch {counters.epoch + 1} episodes {counters.episode} "
+            f"mean return (last {len(recent)}) {mean_return} epsilon {eps:.3f} "
+            f"{rate:.0f} steps/s ETA {_duration(eta_s)}")
+        self.report_time, self.report_step = now, counters.step
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
