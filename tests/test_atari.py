@@ -1,0 +1,162 @@
+import cv2
+import gymnasium as gym
+import numpy as np
+import pytest
+from ale_py import ALEInterface, roms
+
+from dqn import presets
+from dqn.atari import CROP_TOP_ROW, GAMES, Atari, check_game, frame_skip
+from dqn.errors import ConfigError
+
+PAPER = presets.load("paper2013")
+NATURE = presets.load("nature2015")
+
+
+def test_state_is_four_84x84_uint8_frames_zero_padded_at_episode_start():
+    env = Atari("Breakout", PAPER, seed=0)
+    state = env.new_episode()
+    assert state.shape == (4, 84, 84) and state.dtype == np.uint8
+    assert not state[:3].any() and state[3].any()
+    env.step(1)
+    assert not state[:2].any() and state[2].any() and state[3].any()
+
+
+def test_2013_frame_is_the_110x84_downsample_cropped_at_the_playing_area():
+    env = Atari("Breakout", PAPER, seed=0)
+    env.new_episode()
+    for _ in range(10):
+        env.step(1)
+    screen = env.ale.getScreenGrayscale()
+    expected = cv2.resize(screen, (84, 110), interpolation=cv2.INTER_LINEAR)[CROP_TOP_ROW:CROP_TOP_ROW + 84]
+    np.testing.assert_array_equal(env.frame, expected)
+    # The crop drops the score line: Breakout's score digits lie in screen rows 5..15.
+    assert CROP_TOP_ROW * 210 / 110 > 16
+
+
+def test_nature_frame_is_max_of_last_two_screens_resized_to_84x84():
+    env = Atari("SpaceInvaders", NATURE, seed=0)
+    env.new_episode()
+    for _ in range(5):
+        env.step(0)
+    before = env.ale.cloneState(include_rng=True)
+    env.step(1)
+    got = env.frame.copy()
+    # Replay the same step by hand on a second emulator from the same state.
+    env.ale.restoreState(before)
+    screens = []
+    for _ in range(env.frame_skip):
+        env.ale.act(env.actions[1])
+        screens.append(env.ale.getScreenGrayscale())
+    expected = cv2.resize(np.maximum(screens[-1], screens[-2]), (84, 84), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_reward_is_the_sum_over_skipped_frames():
+    env = Atari("Pong", PAPER, seed=3)
+    env.new_episode()
+    rng = np.random.default_rng(0)
+    total_ours = total_raw = 0.0
+    for _ in range(400):
+        action = int(rng.integers(env.n_actions))
+        state = env.ale.cloneState(include_rng=True)
+        raw = 0.0
+        for _ in range(env.frame_skip):
+            raw += env.ale.act(env.actions[action])
+            if env.ale.game_over():
+                break
+        env.ale.restoreState(state)
+        reward, terminal = env.step(action)
+        assert reward == raw
+        total_ours, total_raw = total_ours + reward, total_raw + raw
+        if terminal:
+            env.new_episode()
+    assert total_raw != 0  # Pong scores within 400 random steps: the sums were exercised
+
+
+def test_frame_skip_is_3_on_space_invaders_in_2013_and_4_elsewhere():
+    assert frame_skip("SpaceInvaders", PAPER) == 3
+    assert frame_skip("Breakout", PAPER) == 4
+    assert frame_skip("SpaceInvaders", NATURE) == 4
+    env = Atari("SpaceInvaders", PAPER, seed=0)
+    env.new_episode()
+    frames_before = env.ale.getEpisodeFrameNumber()
+    env.step(0)
+    assert env.ale.getEpisodeFrameNumber() - frames_before == 3
+
+
+@pytest.mark.parametrize("game,n_actions", [("BeamRider", 9), ("Breakout", 4), ("Enduro", 9),
+                                            ("Pong", 6), ("Qbert", 6), ("Seaquest", 18),
+                                            ("SpaceInvaders", 6)])
+def test_minimal_action_set(game, n_actions):
+    assert Atari(game, PAPER, seed=0).n_actions == n_actions
+
+
+def test_same_seed_same_frames_and_the_emulator_matches_gymnasium():
+    def frames(seed):
+        env = Atari("Seaquest", NATURE, seed=seed)
+        out = [env.new_episode().copy()]
+        rng = np.random.default_rng(1)
+        for _ in range(200):
+            reward, terminal = env.step(int(rng.integers(env.n_actions)))
+            out.append(env.stack.copy())
+        return np.array(out)
+
+    np.testing.assert_array_equal(frames(7), frames(7))
+    assert not np.array_equal(frames(7), frames(8))  # the no-op start length is seeded
+
+    # Our emulator settings are gymnasium's ALE/<Game>-v5 without sticky actions.
+    gym_env = gym.make("ALE/Breakout-v5", obs_type="grayscale", frameskip=1,
+                       repeat_action_probability=0.0, full_action_space=False)
+    gym_obs, _ = gym_env.reset(seed=5)
+    ale = ALEInterface()
+    ale.setInt("random_seed", 5)  # unused by the emulator here: play is deterministic
+    ale.setFloat("repeat_action_probability", 0.0)
+    ale.loadROM(roms.get_rom_path(GAMES["Breakout"]))
+    ale.reset_game()
+    np.testing.assert_array_equal(ale.getScreenGrayscale(), gym_obs)
+    for action in [1, 2, 2, 3, 0, 1, 2] * 10:
+        gym_obs, *_ = gym_env.step(action)
+        ale.act(ale.getMinimalActionSet()[action])
+        np.testing.assert_array_equal(ale.getScreenGrayscale(), gym_obs)
+
+
+def test_life_loss_ends_training_episodes_only_in_nature():
+    def episode_lengths(config, evaluation):
+        env = Atari("Breakout", config, seed=0, evaluation=evaluation)
+        env.new_episode()
+        lengths, steps = [], 0
+        while len(lengths) < 2:
+            _, terminal = env.step(1)
+            steps += 1
+            if terminal:
+                lengths.append((steps, env.ale.lives(), env.ale.game_over()))
+                steps = 0
+                env.new_episode()
+        return lengths
+
+    first, _ = episode_lengths(NATURE, evaluation=False)
+    assert first[1] == 4 and not first[2]  # one life lost, game goes on
+    first, _ = episode_lengths(NATURE, evaluation=True)
+    assert first[2]  # evaluation plays whole games
+    first, _ = episode_lengths(PAPER, evaluation=False)
+    assert first[2]
+
+
+def test_unknown_game_lists_the_valid_ones():
+    with pytest.raises(ConfigError, match="unknown game 'Tetris'; valid games: BeamRider, Breakout"):
+        check_game("Tetris")
+
+
+def test_resume_state_round_trip_continues_identically():
+    env = Atari("Seaquest", NATURE, seed=2)
+    env.new_episode()
+    for _ in range(50):
+        env.step(3)
+    state = env.get_state()
+    expected = [env.step(a) + (env.stack.copy(),) for a in [1, 5, 7, 0] * 30]
+    other = Atari("Seaquest", NATURE, seed=99)
+    other.set_state(state)
+    got = [other.step(a) + (other.stack.copy(),) for a in [1, 5, 7, 0] * 30]
+    for (r1, t1, s1), (r2, t2, s2) in zip(expected, got):
+        assert r1 == r2 and t1 == t2
+        np.testing.assert_array_equal(s1, s2)

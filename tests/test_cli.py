@@ -1,0 +1,108 @@
+"""The command line as a user meets it: bad input gives one clear line and exit 2."""
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from dqn import h5io, presets
+from dqn.rundir import RunDir
+from dqn.train import train
+
+
+def dqn(*args):
+    return subprocess.run([sys.executable, "-m", "dqn.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_refused(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    error = lines[-1]
+    assert error.startswith("dqn ") and ": error: " in error, result.stderr
+    for fragment in fragments:
+        assert fragment in error, error
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    import torch
+    out = tmp_path_factory.mktemp("cli") / "run"
+    config = presets.load("ci", ["train_steps=400", "epoch_updates=100", "eval_steps=100"])
+    train("Pong", "ci", config, 0, out, torch.device("cpu"), progress_s=60)
+    return out
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["--game", "Tetris"], ["unknown game 'Tetris'", "valid games: BeamRider, Breakout, Enduro, Pong, Qbert, Seaquest, SpaceInvaders"]),
+    (["--game", "Pong", "--set", "gamma=0.9"], ["--set gamma: unknown key", "valid keys:"]),
+    (["--game", "Pong", "--set", "train_steps=lots"], ["train_steps='lots': expected int"]),
+    (["--game", "Pong", "--set", "eval_epsilon=2"], ["eval_epsilon=2.0: must be in [0, 1]"]),
+    (["--game", "Pong", "--set", "minibatch_transitions=0"], ["minibatch_transitions=0: must be > 0"]),
+    (["--game", "Pong", "--preset", "fast"], ["unknown preset 'fast'"]),
+])
+def test_train_refuses_bad_arguments(tmp_path, args, fragments):
+    result = dqn("train", "--preset", "ci", *args, "--out", tmp_path / "run")
+    assert_refused(result, *fragments)
+    assert not (tmp_path / "run").exists()  # nothing was started
+
+
+def test_train_refuses_a_directory_of_another_config(small_run):
+    result = dqn("train", "--game", "Pong", "--preset", "ci", "--out", small_run,
+                 "--set", "train_steps=400", "--set", "epoch_updates=100")
+    assert_refused(result, f"{small_run} holds another run", "eval_steps=100 (asked 300)")
+
+
+def test_info_shows_provenance_and_arrays(small_run):
+    result = dqn("info", RunDir(small_run).snapshot(1))
+    assert result.returncode == 0, result.stderr
+    for fragment in ("kind: snapshot", "game: Pong", "preset: ci", "git_commit:", "torch",
+                     "\"train_steps\": 400", "weights/body.0.weight: (16, 4, 8, 8) float32"):
+        assert fragment in result.stdout
+
+
+def test_info_and_evaluate_refuse_a_truncated_file_by_name(small_run, tmp_path):
+    run_copy = tmp_path / "run"
+    shutil.copytree(small_run, run_copy)
+    snapshot = RunDir(run_copy).snapshot(2)
+    snapshot.write_bytes(snapshot.read_bytes()[:5000])
+    assert_refused(dqn("info", snapshot), f"{snapshot}: corrupt or truncated HDF5 file")
+    result = dqn("evaluate", "--run", run_copy, "--out", tmp_path / "eval.h5")
+    assert_refused(result, f"{snapshot}: corrupt or truncated HDF5 file")
+    assert not (tmp_path / "eval.h5").exists()
+
+
+def test_evaluate_refuses_a_directory_without_a_run(tmp_path):
+    assert_refused(dqn("evaluate", "--run", tmp_path, "--out", tmp_path / "e.h5"),
+                   f"{tmp_path / 'heldout.h5'}: no such file")
+
+
+def test_evaluate_writes_one_row_per_snapshot(small_run, tmp_path):
+    out = tmp_path / "eval.h5"
+    result = dqn("evaluate", "--run", small_run, "--out", out, "--device", "cpu", "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    attrs, table = h5io.read(out, "evaluation")
+    assert table["epoch"].tolist() == RunDir(small_run).snapshot_epochs() == [1, 2]
+    assert table["step"].tolist() == [300, 400]
+    assert attrs["game"] == "Pong" and attrs["preset"] == "ci"
+    for column in ("average_reward", "best_episode_reward", "average_max_q"):
+        assert table[column].shape == (2,)
+    assert (table["best_episode_reward"] >= table["average_reward"]).all()
+    # A Pong game outlasts 100 steps: no episode completes, and the unfinished one
+    # stands alone (never positive: a near-random agent loses points).
+    assert (table["episodes"] == 0).all()
+    assert (table["average_reward"] == table["best_episode_reward"]).all()
+    assert (table["average_reward"] <= 0).all()
+    # the same run evaluated again gives the same numbers (per-snapshot seeds)
+    again = tmp_path / "again.h5"
+    assert dqn("evaluate", "--run", small_run, "--out", again, "--device", "cpu").returncode == 0
+    _, table_again = h5io.read(again, "evaluation")
+    for column in table:
+        assert (table[column] == table_again[column]).all(), column
+
+
+def test_presets_prints_json():
+    result = dqn("presets", "paper2013")
+    assert result.returncode == 0
+    assert '"train_steps": 10000000' in result.stdout

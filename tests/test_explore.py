@@ -1,0 +1,26 @@
+import numpy as np
+import pytest
+
+from dqn import presets
+from dqn.explore import choose_action, epsilon
+
+
+def test_epsilon_is_one_during_replay_start_then_anneals_linearly_then_stays():
+    config = presets.load("paper2013")
+    assert epsilon(config, 0) == 1.0
+    assert epsilon(config, 49_999) == 1.0
+    assert epsilon(config, 50_000) == 1.0
+    assert epsilon(config, 550_000) == pytest.approx(0.55)
+    assert epsilon(config, 1_050_000) == pytest.approx(0.1)
+    assert epsilon(config, 9_000_000) == pytest.approx(0.1)
+
+
+def test_choose_action_calls_the_network_only_when_greedy():
+    rng = np.random.default_rng(0)
+    calls = []
+    greedy = lambda: calls.append(1) or 7  # noqa: E731
+    actions = [choose_action(0.05, 4, rng, greedy) for _ in range(10_000)]
+    share_random = 1 - len(calls) / 10_000
+    assert share_random == pytest.approx(0.05, abs=0.01)
+    assert set(actions) == {0, 1, 2, 3, 7}
+    assert all(choose_action(1.0, 4, rng, greedy) < 4 for _ in range(100))

@@ -1,0 +1,109 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dqn import networks, presets
+from dqn.learner import CenteredRMSProp, Learner, td_loss, td_targets
+from dqn.replay import Minibatch
+
+
+def test_td_target_by_hand():
+    rewards = torch.tensor([0.0, 3.0, -2.0, 1.0])
+    terminals = torch.tensor([False, False, True, True])
+    next_max_q = torch.tensor([2.0, 10.0, 5.0, 4.0])
+    clipped = td_targets(rewards, terminals, next_max_q, 0.99, reward_clip=True)
+    # r clipped to sign(r); terminal transitions get no bootstrap term
+    assert clipped.tolist() == pytest.approx([0 + 0.99 * 2, 1 + 0.99 * 10, -1, 1])
+    raw = td_targets(rewards, terminals, next_max_q, 0.5, reward_clip=False)
+    assert raw.tolist() == pytest.approx([1.0, 8.0, -2.0, 1.0])
+
+
+def test_loss_is_summed_and_huber_clips_the_error_gradient():
+    q = torch.tensor([0.0, 0.0, 0.0], requires_grad=True)
+    targets = torch.tensor([0.5, 3.0, -4.0])
+    td_loss(q, targets, "squared").backward()
+    assert q.grad.tolist() == pytest.approx([-0.5, -3.0, 4.0])  # -(y - Q), no 1/batch
+    q.grad = None
+    td_loss(q, targets, "huber").backward()
+    assert q.grad.tolist() == pytest.approx([-0.5, -1.0, 1.0])  # error clipped to [-1, 1]
+
+
+def test_one_centered_rmsprop_step_by_hand():
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    optimizer = CenteredRMSProp([w], lr=0.1, decay=0.95, epsilon=0.01)
+    for grad in ([0.5, -1.0], [0.3, 2.0]):
+        w.grad = torch.tensor(grad)
+        optimizer.step()
+    # by hand, per coordinate: g = .95 g + .05 d; g2 = .95 g2 + .05 d^2;
+    # w -= lr d / sqrt(g2 - g^2 + eps)
+    expected = []
+    for w0, (d1, d2) in zip([1.0, -2.0], [(0.5, 0.3), (-1.0, 2.0)]):
+        g, g2, value = 0.0, 0.0, w0
+        for d in (d1, d2):
+            g = 0.95 * g + 0.05 * d
+            g2 = 0.95 * g2 + 0.05 * d * d
+            value -= 0.1 * d / math.sqrt(g2 - g * g + 0.01)
+        expected.append(value)
+    assert w.detach().tolist() == pytest.approx(expected, rel=1e-6)
+
+
+def test_network_sizes_match_the_papers():
+    count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
+    assert count(networks.build("paper2013", 4)) == 677_172  # ~0.68M (2013)
+    assert count(networks.build("nature2015", 18)) == 1_693_362  # ~1.69M (Nature)
+    out = networks.build("paper2013", 6)(torch.zeros(2, 4, 84, 84, dtype=torch.uint8))
+    assert out.shape == (2, 6)
+
+
+def _batch(rng, n_actions, size=32):
+    return Minibatch(
+        states=rng.integers(0, 256, (size, 4, 84, 84), dtype=np.uint8),
+        actions=rng.integers(0, n_actions, size).astype(np.int64),
+        rewards=rng.normal(size=size).astype(np.float32),
+        next_states=rng.integers(0, 256, (size, 4, 84, 84), dtype=np.uint8),
+        terminals=rng.random(size) < 0.1,
+    )
+
+
+def test_updates_fit_q_to_fixed_targets():
+    # All transitions terminal: the targets are the clipped rewards and do not move,
+    # so repeated updates must fit them (regression, no bootstrapping).
+    config = presets.load("ci")
+    learner = Learner(config, 4, torch.device("cpu"), seed=0)
+    batch = _batch(np.random.default_rng(0), 4)
+    batch.terminals[:] = True
+    losses = [float(learner.update(batch)) for _ in range(60)]
+    assert losses[-1] < 0.25 * losses[0]
+    assert learner.updates == 60
+
+
+def test_target_network_is_copied_every_period_and_frozen_between():
+    config = presets.load("ci", ["target_update_period_updates=3", "loss=huber"])
+    learner = Learner(config, 4, torch.device("cpu"), seed=0)
+    batch = _batch(np.random.default_rng(1), 4)
+    same = lambda a, b: all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))  # noqa: E731
+    assert same(learner.network, learner.target)
+    learner.update(batch)
+    assert not same(learner.network, learner.target)
+    frozen = [p.clone() for p in learner.target.parameters()]
+    learner.update(batch)
+    assert all(torch.equal(a, b) for a, b in zip(frozen, learner.target.parameters()))
+    learner.update(batch)  # third update: copy
+    assert same(learner.network, learner.target)
+
+
+def test_same_seed_same_initial_weights_and_state_round_trip():
+    config = presets.load("ci")
+    a = Learner(config, 4, torch.device("cpu"), seed=5)
+    b = Learner(config, 4, torch.device("cpu"), seed=5)
+    batch = _batch(np.random.default_rng(2), 4)
+    a.update(batch)
+    b.load_state({"tensors": {k: [t.numpy().copy() for t in v]
+                              for k, v in a.state()["tensors"].items()},
+                   "updates": a.updates})
+    for _ in range(3):
+        a.update(batch)
+        b.update(batch)
+    assert all(torch.equal(x, y) for x, y in zip(a.network.parameters(), b.network.parameters()))

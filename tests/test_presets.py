@@ -1,0 +1,51 @@
+import pytest
+
+from dqn import presets
+from dqn.errors import ConfigError
+
+
+def test_presets_are_valid_and_follow_the_papers():
+    paper, nature = presets.load("paper2013"), presets.load("nature2015")
+    assert (paper.network, paper.target_update_period_updates, paper.update_period_steps) == ("paper2013", 0, 1)
+    assert paper.train_steps == 10_000_000 and paper.epoch_updates == 50_000
+    assert paper.replay_capacity_transitions == 1_000_000 and paper.minibatch_transitions == 32
+    assert nature.target_update_period_updates == 10_000 and nature.loss == "huber"
+    assert nature.life_loss_ends_episode and nature.max_noop_start_steps == 30
+    for name in presets.PRESETS:
+        presets.load(name)
+
+
+def test_every_key_names_its_unit_or_is_dimensionless():
+    units = ("_steps", "_frames", "_updates", "_transitions", "_states")
+    dimensionless = {"preprocessing", "network", "discount", "learning_rate", "rmsprop_decay",
+                     "rmsprop_epsilon", "reward_clip", "loss", "epsilon_start", "epsilon_end",
+                     "eval_epsilon", "life_loss_ends_episode", "eval_episodes"}
+    for key in presets.PAPER2013.as_dict():
+        assert key.endswith(units) or key in dimensionless, key
+
+
+def test_overrides_are_parsed_by_type():
+    config = presets.load("ci", ["train_steps=2_000", "discount=0.9", "reward_clip=false",
+                                 "loss=huber"])
+    assert (config.train_steps, config.discount, config.reward_clip, config.loss) == (2000, 0.9, False, "huber")
+
+
+@pytest.mark.parametrize("override,message", [
+    ("bogus=1", "--set bogus: unknown key; valid keys: "),
+    ("train_steps=ten", "--set train_steps='ten': expected int"),
+    ("discount=1.5", "discount=1.5: must be in [0, 1]"),
+    ("train_steps=-5", "train_steps=-5: must be > 0"),
+    ("loss=cubic", "loss='cubic': expected one of squared, huber"),
+    ("reward_clip=maybe", "--set reward_clip='maybe': expected bool"),
+    ("train_steps", "expected key=value"),
+    ("train_steps=100", "train_steps=100: must exceed replay_start_steps=200"),
+])
+def test_bad_overrides_name_the_key_and_value(override, message):
+    with pytest.raises(ConfigError) as error:
+        presets.load("ci", [override])
+    assert message in str(error.value)
+
+
+def test_unknown_preset_lists_the_valid_ones():
+    with pytest.raises(ConfigError, match="unknown preset 'paper2014'; valid presets: paper2013, nature2015, quick, ci"):
+        presets.load("paper2014")

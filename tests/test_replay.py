@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+
+from dqn.replay import ReplayMemory
+
+
+def frame(value):
+    return np.full((84, 84), value, np.uint8)
+
+
+def fill(memory, episodes):
+    """Add episodes given as lists of frame values; returns the value of each entry."""
+    values = []
+    for episode in episodes:
+        for i, value in enumerate(episode):
+            memory.add(frame(value), action=value % 4, reward=float(value),
+                       terminal=i == len(episode) - 1, episode_start=i == 0)
+            values.append(value)
+    return values
+
+
+def stack_values(stack):
+    return [int(f[0, 0]) for f in stack]
+
+
+def test_stack_never_crosses_episode_start():
+    memory = ReplayMemory(100)
+    fill(memory, [[1, 2, 3, 4, 5], [11, 12, 13, 14]])
+    assert stack_values(memory.stack(5)) == [0, 0, 0, 11]  # first frame of episode 2
+    assert stack_values(memory.stack(6)) == [0, 0, 11, 12]
+    assert stack_values(memory.stack(8)) == [11, 12, 13, 14]
+    assert stack_values(memory.stack(4)) == [2, 3, 4, 5]
+    assert stack_values(memory.stack(0)) == [0, 0, 0, 1]
+
+
+def test_sampled_states_and_next_states_respect_episode_starts_and_terminals():
+    memory = ReplayMemory(64)
+    fill(memory, [[1, 2, 3], [11, 12, 13, 14, 15], [21, 22]])
+    batch = memory.sample(2000, np.random.default_rng(0))
+    for state, next_state, reward, terminal in zip(batch.states, batch.next_states,
+                                                   batch.rewards, batch.terminals):
+        s, n = stack_values(state), stack_values(next_state)
+        assert s[-1] == reward  # the entry's own frame is the state's newest frame
+        episode = s[-1] // 10
+        assert all(v == 0 or v // 10 == episode for v in s)
+        if not terminal:
+            assert n[:-1] == s[1:] and n[-1] == s[-1] + 1
+        # the newest entry (22) has no successor yet and is never drawn
+        assert s[-1] != 22
+    assert set(batch.rewards.tolist()) == {1, 2, 3, 11, 12, 13, 14, 15, 21}
+
+
+def test_ring_wrap_around_keeps_the_newest_and_never_uses_overwritten_history():
+    memory = ReplayMemory(10)
+    fill(memory, [list(range(1, 26))])  # one long episode, 25 entries in 10 slots
+    assert memory.size == 10 and memory.added == 25
+    batch = memory.sample(3000, np.random.default_rng(1))
+    drawn = set(batch.rewards.tolist())
+    # entries 16..25 are in the ring; 16..18 lack three older frames, 25 lacks a successor
+    assert drawn == set(range(19, 25))
+    for state, next_state in zip(batch.states, batch.next_states):
+        s = stack_values(state)
+        assert s == list(range(s[-1] - 3, s[-1] + 1))
+        assert stack_values(next_state) == [v + 1 for v in s]
+
+
+def test_sampling_is_uniform_over_valid_entries():
+    memory = ReplayMemory(1000)
+    fill(memory, [list(range(1, 201))])
+    rng = np.random.default_rng(2)
+    rewards = np.concatenate([memory.sample(2_000, rng).rewards for _ in range(20)])
+    counts = np.bincount(rewards.astype(int), minlength=201)  # 201 per entry expected
+    assert counts[200] == 0 and counts[1:200].min() > 130 and counts[1:200].max() < 270
+
+
+def test_bytes_per_transition_at_one_million_is_about_one_frame():
+    memory = ReplayMemory(1_000_000)  # zero pages: nothing is touched
+    per_transition = memory.nbytes() / 1_000_000
+    assert 84 * 84 <= per_transition <= 7_200
+
+
+def test_entries_round_trip_through_put_entries_gives_the_same_samples():
+    memory = ReplayMemory(50)
+    fill(memory, [list(range(1, 31)), list(range(101, 141))])  # 70 entries, wrapped
+    restored = ReplayMemory(50)
+    restored.put_entries(20, memory.entries(20, 45))
+    restored.put_entries(45, memory.entries(45, 70))
+    a = memory.sample(500, np.random.default_rng(3))
+    b = restored.sample(500, np.random.default_rng(3))
+    for field in ("states", "actions", "rewards", "next_states", "terminals"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    with pytest.raises(ValueError, match="not in the ring"):
+        memory.entries(10, 30)
+
+
+def test_too_few_entries_to_sample_is_an_error():
+    memory = ReplayMemory(10)
+    fill(memory, [[1]])
+    with pytest.raises(ValueError, match="too few"):
+        memory.sample(1, np.random.default_rng(0))

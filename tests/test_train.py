@@ -1,0 +1,141 @@
+"""Training runs on the `ci` preset: files, exact resume after SIGKILL, refusals."""
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from dqn import h5io, presets
+from dqn.errors import DataFileError, RunMismatchError
+from dqn.rundir import RunDir
+from dqn.train import train
+
+CPU = torch.device("cpu")
+TRAIN = [sys.executable, "-m", "dqn.cli", "train", "--game", "Breakout", "--preset", "ci",
+         "--seed", "1", "--device", "cpu", "--threads", "1", "--progress-s", "1"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One uninterrupted ci run, trained in a subprocess like the interrupted ones."""
+    out = tmp_path_factory.mktemp("runs") / "reference"
+    subprocess.run(TRAIN + ["--out", str(out)], check=True, capture_output=True, timeout=300)
+    return out
+
+
+def weights(path):
+    with h5py.File(path, "r") as f:
+        return {name: f["weights"][name][()] for name in f["weights"]}
+
+
+def test_a_run_writes_heldout_snapshots_and_log(finished_run):
+    run = RunDir(finished_run)
+    config = presets.load("ci")
+    attrs, held = h5io.read(run.heldout, "heldout")
+    assert held["states"].shape == (config.heldout_states, 4, 84, 84)
+    assert held["states"].dtype == np.uint8 and held["states"].any()
+    assert attrs["game"] == "Breakout" and attrs["seed"] == 1 and attrs["preset"] == "ci"
+    epochs = run.snapshot_epochs()
+    expected = (config.train_steps - config.replay_start_steps) // config.epoch_updates
+    assert epochs == list(range(1, expected + 1))
+    last = h5io.read_attrs(run.snapshot(epochs[-1]), "snapshot")
+    assert (last["step"], last["update"]) == (config.train_steps, config.train_steps - config.replay_start_steps)
+    _, log = h5io.read(run.log, "train_log")
+    assert log["epochs/epoch"].tolist() == epochs
+    assert log["episodes/return"].size > 0 and np.all(np.diff(log["episodes/end_step"]) > 0)
+    assert np.all(log["epochs/steps_per_s"] > 0) and np.all(np.isfinite(log["epochs/loss_mean"]))
+    # only the newest resume state is kept, and no temporary file is left behind
+    assert sorted(p.name for p in (finished_run / "resume").glob("state_*")) == [f"state_{epochs[-1]:04d}.h5"]
+    assert not list(finished_run.rglob("*.tmp"))
+
+
+def test_killed_at_any_moment_resumes_to_bit_identical_weights(finished_run, tmp_path):
+    out = tmp_path / "killed"
+    # Kill during start-up/held-out collection, mid-epoch, and later, each time with
+    # SIGKILL (no chance to clean up); then let the last attempt finish.
+    for delay_s in (1.5, 4.0, 2.5, 3.0):
+        process = subprocess.Popen(TRAIN + ["--out", str(out)], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        time.sleep(delay_s)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        for path in out.rglob("*.h5"):  # never a half-written file under a final name
+            h5io.read_attrs(path, _kind(path))
+    done = subprocess.run(TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "resumed from" in done.stderr  # the kills did land after a snapshot
+    run, reference = RunDir(out), RunDir(finished_run)
+    assert run.snapshot_epochs() == reference.snapshot_epochs()
+    for epoch in run.snapshot_epochs():
+        ours, theirs = weights(run.snapshot(epoch)), weights(reference.snapshot(epoch))
+        assert all(np.array_equal(ours[k], theirs[k]) for k in theirs), f"epoch {epoch} differs"
+    _, log = h5io.read(run.log, "train_log")
+    _, reference_log = h5io.read(reference.log, "train_log")
+    for name in ("episodes/return", "episodes/end_step", "epochs/loss_mean"):
+        np.testing.assert_array_equal(log[name], reference_log[name])
+    assert not list(out.rglob("*.tmp"))
+
+
+def _kind(path):
+    if path.parent.name == "snapshots":
+        return "snapshot"
+    if path.parent.name == "resume":
+        return "resume_state" if path.name.startswith("state_") else "replay_delta"
+    return {"heldout.h5": "heldout", "train_log.h5": "train_log"}[path.name]
+
+
+def test_leftovers_of_a_killed_epoch_are_discarded_on_resume(finished_run, tmp_path):
+    out = tmp_path / "run"
+    run = RunDir(out)
+    process = subprocess.Popen(TRAIN + ["--out", str(out)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    while not run.snapshot(2).exists():
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    last = run.snapshot_epochs()[-1]
+    # What a process killed while writing epoch last+1 leaves: its delta and resume
+    # state (written before the snapshot) and a temporary snapshot.
+    shutil.copy(run.replay_delta(last), run.replay_delta(last + 1))
+    shutil.copy(run.state(last), run.state(last + 1))
+    (out / "snapshots" / f"epoch_{last + 1:04d}.h5.tmp").write_bytes(b"partial")
+    subprocess.run(TRAIN + ["--out", str(out)], check=True, capture_output=True, timeout=300)
+    reference = RunDir(finished_run)
+    for epoch in reference.snapshot_epochs():
+        ours, theirs = weights(run.snapshot(epoch)), weights(reference.snapshot(epoch))
+        assert all(np.array_equal(ours[k], theirs[k]) for k in theirs), f"epoch {epoch} differs"
+
+
+def test_a_directory_of_another_run_is_refused_with_the_differences(finished_run):
+    config = presets.load("ci", ["discount=0.9"])
+    with pytest.raises(RunMismatchError) as error:
+        train("Breakout", "ci", config, 1, finished_run, CPU)
+    assert "discount=0.99 (asked 0.9)" in str(error.value)
+    with pytest.raises(RunMismatchError, match=r"game='Breakout' \(asked 'Pong'\)"):
+        train("Pong", "ci", presets.load("ci"), 1, finished_run, CPU)
+    with pytest.raises(RunMismatchError, match=r"seed=1 \(asked 2\)"):
+        train("Breakout", "ci", presets.load("ci"), 2, finished_run, CPU)
+
+
+def test_a_finished_run_is_not_trained_again(finished_run):
+    before = {p: p.stat().st_mtime_ns for p in finished_run.rglob("*.h5")}
+    train("Breakout", "ci", presets.load("ci"), 1, finished_run, CPU)
+    assert {p: p.stat().st_mtime_ns for p in finished_run.rglob("*.h5")} == before
+
+
+def test_a_corrupt_snapshot_stops_the_resume_naming_it(finished_run, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out)
+    run = RunDir(out)
+    config = presets.load("ci", [])
+    last = run.snapshot_epochs()[-1]
+    data = run.snapshot(last).read_bytes()
+    run.snapshot(last).write_bytes(data[: len(data) // 3])
+    with pytest.raises(DataFileError, match=f"{run.snapshot(last)}: corrupt or truncated"):
+        train("Breakout", "ci", config, 1, out, CPU)
