@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from dqn import presets
-from dqn.errors import DqnError
+from dqn.errors import ConfigError, DqnError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +32,35 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--out", type=Path, required=True, help="the evaluation file (.h5)")
     evaluate.add_argument("--workers", type=int, default=1, help="snapshots evaluated at once")
     _device_arguments(evaluate)
+
+    trace = commands.add_parser("trace", help="max-Q along one episode of the final snapshot "
+                                "(Figure 3's data)")
+    trace.add_argument("--run", type=Path, required=True, help="a run directory")
+    trace.add_argument("--out", type=Path, required=True, help="the value-trace file (.h5)")
+    trace.add_argument("--steps", type=int, default=1000,
+                       help="agent steps to play at most (the episode may end first)")
+    _device_arguments(trace)
+
+    plot = commands.add_parser("plot", help="the paper's figures and table from evaluation files")
+    figures = plot.add_subparsers(dest="figure", required=True)
+    curves = figures.add_parser("training-curves", help="Figure 2: reward and average max-Q "
+                                "per epoch, a column per game")
+    curves.add_argument("--eval", type=Path, nargs="+", required=True, help="evaluation files")
+    curves.add_argument("--games", nargs="+", help="games to show, in this order "
+                        "(default: every game of the files)")
+    curves.add_argument("--out", type=Path, required=True,
+                        help="output prefix: writes PREFIX.png, PREFIX.pdf, PREFIX.json")
+    value = figures.add_parser("value-function", help="Figure 3: max-Q along 30 frames")
+    value.add_argument("--trace", type=Path, required=True, help="a value-trace file")
+    value.add_argument("--out", type=Path, required=True,
+                       help="output prefix: writes PREFIX.png, PREFIX.pdf, PREFIX.json")
+    table = figures.add_parser("table1", help="Table 1: our scores beside the paper's")
+    table.add_argument("--eval", type=Path, nargs="+", required=True, help="evaluation files")
+    table.add_argument("--paper", type=Path, required=True, help="the paper's Table 1 (CSV)")
+    table.add_argument("--table", type=Path, required=True,
+                       help="output prefix: writes PREFIX.csv, PREFIX.md, PREFIX.tex")
+    table.add_argument("--figure", type=Path, required=True,
+                       help="output prefix: writes PREFIX.png, PREFIX.pdf, PREFIX.json")
 
     info = commands.add_parser("info", help="what an HDF5 file holds and its provenance")
     info.add_argument("files", type=Path, nargs="+")
@@ -68,6 +97,22 @@ def _run(args: argparse.Namespace) -> int:
         from dqn import h5io
         print("\n\n".join(h5io.describe(path) for path in args.files))
         return 0
+    if args.command == "plot":
+        # Plots read evaluation and trace files only: no torch, no emulator.
+        from dqn import plots
+        if args.figure == "training-curves":
+            written = plots.training_curves(args.eval, args.out, args.games)
+        elif args.figure == "value-function":
+            written = plots.value_function(args.trace, args.out)
+        else:
+            written = plots.table1(args.eval, args.paper, args.table, args.figure)
+        print("\n".join(str(path) for path in written))
+        return 0
+
+    for name, least in (("seed", 0), ("threads", 0), ("workers", 1)):
+        value = getattr(args, name, least)
+        if value < least:
+            raise ConfigError(f"--{name} {value}: must be >= {least}")
 
     import torch
 
@@ -85,6 +130,12 @@ def _run(args: argparse.Namespace) -> int:
         from dqn.evaluate import evaluate_run
         table = evaluate_run(args.run, args.out, device, args.workers)
         print(f"{args.out}: {len(table['epoch'])} snapshots evaluated")
+    elif args.command == "trace":
+        from dqn.evaluate import trace_run
+        if args.steps < 1:
+            raise ConfigError(f"--steps {args.steps}: must be >= 1")
+        table = trace_run(args.run, args.out, device, args.steps)
+        print(f"{args.out}: {len(table['max_q'])} steps traced")
     elif args.command == "bench":
         from dqn.bench import run_benchmarks
         print(json.dumps(run_benchmarks(args.game, device, args.seconds), indent=2))

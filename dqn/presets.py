@@ -199,14 +199,14 @@ NATURE2015 = dataclasses.replace(
 )
 
 # A useful look at the whole pipeline in a few minutes on 2 CPU cores: the 2013 method
-# at 1/250 of its length. It shows the curves move, not the paper's scores.
+# at 1/333 of its length. It shows the curves move, not the paper's scores.
 QUICK = dataclasses.replace(
     PAPER2013,
-    replay_capacity_transitions=40_000,
+    replay_capacity_transitions=30_000,
     replay_start_steps=2_000,
-    epsilon_anneal_steps=20_000,
-    train_steps=40_000,
-    epoch_updates=3_800,
+    epsilon_anneal_steps=15_000,
+    train_steps=30_000,
+    epoch_updates=2_800,
     heldout_collect_steps=2_000,
     heldout_states=200,
     eval_steps=2_000,

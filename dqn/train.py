@@ -80,6 +80,23 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def play_randomly(env: Atari, rng: np.random.Generator, steps: int) -> ReplayMemory:
+    """A replay memory holding `steps` steps of a uniform random policy, stored as the
+    training loop stores them."""
+    memory = ReplayMemory(steps)
+    env.new_episode()
+    episode_start = True
+    for _ in range(steps):
+        frame = env.frame.copy()
+        action = int(rng.integers(env.n_actions))
+        reward, terminal = env.step(action)
+        memory.add(frame, action, reward, terminal, episode_start)
+        episode_start = terminal
+        if terminal:
+            env.new_episode()
+    return memory
+
+
 def collect_heldout_states(game: str, config: Config, seed: int) -> np.ndarray:
     """2013 §5.1: a fixed set of states from a random policy, drawn before training.
 
@@ -88,17 +105,7 @@ def collect_heldout_states(game: str, config: Config, seed: int) -> np.ndarray:
     """
     env = Atari(game, config, seeding.derive(seed, "heldout_env"))
     rng = seeding.generator(seed, "heldout_policy")
-    memory = ReplayMemory(config.heldout_collect_steps)
-    env.new_episode()
-    episode_start = True
-    for _ in range(config.heldout_collect_steps):
-        frame = env.frame.copy()
-        action = int(rng.integers(env.n_actions))
-        reward, terminal = env.step(action)
-        memory.add(frame, action, reward, terminal, episode_start)
-        episode_start = terminal
-        if terminal:
-            env.new_episode()
+    memory = play_randomly(env, rng, config.heldout_collect_steps)
     return memory.sample(config.heldout_states, rng).states
 
 
@@ -175,31 +182,37 @@ def save_epoch(run: RunDir, attrs: dict, counters: Counters, log: TrainLog, env:
     # One replay entry per agent step: this epoch's entries start at the last epoch's step.
     start = max(log.epochs["step"][-2] if epoch > 1 else 0, memory.added - memory.size)
     counter_attrs = {**attrs, "epoch": epoch, "step": counters.step, "update": learner.updates}
-    env_state = env.get_state()
-    state = {
-        f"learner/{name}/{i:03d}": t.detach().cpu().numpy()
-        for name, tensors in learner.state()["tensors"].items() for i, t in enumerate(tensors)
-    }
-    state.update({"env/ale": env_state["ale"], "env/stack": env_state["stack"]})
-    state_attrs = {
-        **counter_attrs,
-        "counters": json.dumps(asdict(counters)),
-        "env_game_needs_reset": env_state["game_needs_reset"],
-        "env_rng": json.dumps(env_state["rng"]),
-        "agent_rng": json.dumps(rng.bit_generator.state),
-        "replay_added": memory.added,
-    }
+    state_attrs, state = resume_state(counters, env, learner, memory, rng)
     weights = {f"weights/{name}": t.detach().cpu().numpy()
                for name, t in learner.network.state_dict().items()}
     run.write_epoch(
         epoch,
         delta=({**counter_attrs, "start": start, "stop": memory.added},
                memory.entries(start, memory.added)),
-        state=(state_attrs, state),
+        state=({**counter_attrs, **state_attrs}, state),
         log=(counter_attrs, log.arrays()),
         snapshot=(counter_attrs, weights),
     )
     run.prune(epoch, memory.added - memory.size)
+
+
+def resume_state(counters: Counters, env: Atari, learner: Learner, memory: ReplayMemory,
+                 rng: np.random.Generator) -> tuple[dict, dict[str, np.ndarray]]:
+    """Everything but the replay frames that a resume needs, as (attrs, arrays)."""
+    env_state = env.get_state()
+    arrays = {
+        f"learner/{name}/{i:03d}": t.detach().cpu().numpy()
+        for name, tensors in learner.state()["tensors"].items() for i, t in enumerate(tensors)
+    }
+    arrays.update({"env/ale": env_state["ale"], "env/stack": env_state["stack"]})
+    attrs = {
+        "counters": json.dumps(asdict(counters)),
+        "env_game_needs_reset": env_state["game_needs_reset"],
+        "env_rng": json.dumps(env_state["rng"]),
+        "agent_rng": json.dumps(rng.bit_generator.state),
+        "replay_added": memory.added,
+    }
+    return attrs, arrays
 
 
 def resume(run: RunDir, epoch: int, env: Atari, learner: Learner, memory: ReplayMemory,

@@ -5,7 +5,7 @@ import pytest
 from ale_py import ALEInterface, roms
 
 from dqn import presets
-from dqn.atari import CROP_TOP_ROW, GAMES, Atari, check_game, frame_skip
+from dqn.atari import CROP_TOP_ROW, GAMES, RESIZE_INTERPOLATION, Atari, check_game, frame_skip
 from dqn.errors import ConfigError
 
 PAPER = presets.load("paper2013")
@@ -27,7 +27,7 @@ def test_2013_frame_is_the_110x84_downsample_cropped_at_the_playing_area():
     for _ in range(10):
         env.step(1)
     screen = env.ale.getScreenGrayscale()
-    expected = cv2.resize(screen, (84, 110), interpolation=cv2.INTER_LINEAR)[CROP_TOP_ROW:CROP_TOP_ROW + 84]
+    expected = cv2.resize(screen, (84, 110), interpolation=RESIZE_INTERPOLATION)[CROP_TOP_ROW:CROP_TOP_ROW + 84]
     np.testing.assert_array_equal(env.frame, expected)
     # The crop drops the score line: Breakout's score digits lie in screen rows 5..15.
     assert CROP_TOP_ROW * 210 / 110 > 16
@@ -47,7 +47,7 @@ def test_nature_frame_is_max_of_last_two_screens_resized_to_84x84():
     for _ in range(env.frame_skip):
         env.ale.act(env.actions[1])
         screens.append(env.ale.getScreenGrayscale())
-    expected = cv2.resize(np.maximum(screens[-1], screens[-2]), (84, 84), interpolation=cv2.INTER_LINEAR)
+    expected = cv2.resize(np.maximum(screens[-1], screens[-2]), (84, 84), interpolation=RESIZE_INTERPOLATION)
     np.testing.assert_array_equal(got, expected)
 
 

@@ -41,6 +41,7 @@ def small_run(tmp_path_factory):
     (["--game", "Pong", "--set", "eval_epsilon=2"], ["eval_epsilon=2.0: must be in [0, 1]"]),
     (["--game", "Pong", "--set", "minibatch_transitions=0"], ["minibatch_transitions=0: must be > 0"]),
     (["--game", "Pong", "--preset", "fast"], ["unknown preset 'fast'"]),
+    (["--game", "Pong", "--seed", "-1"], ["--seed -1: must be >= 0"]),
 ])
 def test_train_refuses_bad_arguments(tmp_path, args, fragments):
     result = dqn("train", "--preset", "ci", *args, "--out", tmp_path / "run")
