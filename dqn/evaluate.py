@@ -106,3 +106,54 @@ def evaluate_run(run_dir: Path, out: Path, device: torch.device, workers: int = 
     attrs["run"] = str(run.root)
     h5io.write(out, "evaluation", attrs, table)
     return table
+
+
+# The trace plays its own episode: a fourth seed element keeps its emulator and policy
+# streams apart from the evaluation of the same epoch.
+TRACE_STREAM = 1
+
+
+@torch.inference_mode()
+def trace_run(run_dir: Path, out: Path, device: torch.device, steps: int) -> dict:
+    """2013 §5.2, Figure 3: the final snapshot's predicted value along one episode.
+
+    Plays the epsilon = eval_epsilon policy from the start of an episode for at most
+    `steps` agent steps (or until the episode ends) and records, for each state s_t,
+    the newest 84x84 frame the network sees, the emulator's RGB screen, max_a Q(s_t, a)
+    and the unclipped reward of the step taken from s_t.
+    """
+    run = RunDir(run_dir)
+    run_attrs = h5io.read_attrs(run.heldout, "heldout")
+    config = Config(**json.loads(run_attrs["config"])).validated()
+    game, seed = run_attrs["game"], int(run_attrs["seed"])
+    epochs = run.snapshot_epochs()
+    if not epochs:
+        raise DataFileError(f"{run.root / 'snapshots'}: no snapshot to trace")
+    snapshot = run.snapshot(epochs[-1])
+    attrs = h5io.read_attrs(snapshot, "snapshot")
+    env = Atari(game, config, seeding.derive(seed, "eval_env", epochs[-1], TRACE_STREAM),
+                evaluation=True)
+    rng = seeding.generator(seed, "eval_policy", epochs[-1], TRACE_STREAM)
+    network = load_network(snapshot, config, env.n_actions, device)
+    columns = {"frames": [], "screens": [], "q": [], "max_q": [], "actions": [], "rewards": []}
+    env.new_episode()
+    for _ in range(steps):
+        q = network(torch.from_numpy(env.stack[None]).to(device))[0].double().cpu().numpy()
+        action = choose_action(config.eval_epsilon, env.n_actions, rng, lambda: int(q.argmax()))
+        columns["frames"].append(env.frame.copy())
+        columns["screens"].append(env.ale.getScreenRGB())
+        columns["q"].append(q)
+        columns["max_q"].append(q.max())
+        columns["actions"].append(action)
+        reward, terminal = env.step(action)
+        columns["rewards"].append(reward)
+        if terminal:
+            break
+    table = {name: np.asarray(values) for name, values in columns.items()}
+    trace_attrs = h5io.provenance(game, seed, run_attrs["preset"], config.as_dict())
+    trace_attrs.update({"run": str(run.root), "snapshot": str(snapshot), "epoch": epochs[-1],
+                        "step": attrs["step"], "update": attrs["update"],
+                        "epsilon": config.eval_epsilon, "episode_ended": bool(terminal)})
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    h5io.write(out, "value_trace", trace_attrs, table, compress=True)
+    return table

@@ -1,0 +1,344 @@
+"""The 2013 paper's Figure 2, Figure 3 and Table 1 from evaluation and value-trace files.
+
+Reads only what `dqn evaluate` and `dqn trace` wrote (through h5io), never a snapshot
+or the learner. Every figure is written as PNG and PDF, and beside it as JSON the
+numbers it draws, read back from the drawn lines, so that a test can hold a figure
+against the files it came from.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display; must precede pyplot
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
+
+from dqn import h5io  # noqa: E402
+from dqn.errors import DataFileError  # noqa: E402
+
+# 2013 Figure 2: average reward per episode (left pair) and average action value Q on
+# the held-out states (right pair), after each training epoch.
+CURVES = (
+    ("average_reward", "Average reward per episode\n(game score, eps = 0.05)"),
+    ("average_max_q", "Average action value Q\n(held-out states)"),
+)
+# 2013 Figure 3: "a 30 frame segment of the game Seaquest".
+SEGMENT_STEPS = 30
+# How many steps of the segment come before the reward event that anchors it: enough to
+# show the value rise while the enemy approaches, the rest shows it fall back (A, B, C).
+STEPS_BEFORE_EVENT = 20
+# 2013 Table 1: the rows our numbers stand beside, by the paper's method names.
+OUR_ROWS = {"DQN": "DQN (ours)", "DQN Best": "DQN Best (ours)"}
+# Bars of the Table 1 figure: the paper's upper table (the Best rows are single episodes).
+FIGURE_METHODS = ("Random", "Sarsa", "Contingency", "DQN", "Human")
+
+
+def load_evaluations(paths: list[Path]) -> dict[str, dict[int, dict]]:
+    """Evaluation files as {game: {seed: {"attrs": ..., "arrays": ...}}}.
+
+    Refuses files of different presets or configs (their curves would not be
+    comparable) and two files of the same game and seed, naming the files.
+    """
+    runs: dict[str, dict[int, dict]] = {}
+    first = None
+    for path in paths:
+        attrs, arrays = h5io.read(Path(path), "evaluation", ("epoch", "average_reward",
+                                                            "average_max_q"))
+        attrs["path"] = str(path)
+        if first is None:
+            first = attrs
+        elif (attrs["preset"], attrs["config"]) != (first["preset"], first["config"]):
+            raise DataFileError(f"{path}: preset {attrs['preset']!r} or its config differs "
+                                f"from {first['path']} (preset {first['preset']!r})")
+        game, seed = attrs["game"], int(attrs["seed"])
+        if seed in runs.get(game, {}):
+            raise DataFileError(f"{path}: a second evaluation of {game} seed {seed} "
+                                f"(the first is {runs[game][seed]['attrs']['path']})")
+        runs.setdefault(game, {})[seed] = {"attrs": attrs, "arrays": arrays}
+    if not runs:
+        raise DataFileError("no evaluation files given")
+    return runs
+
+
+def seed_statistics(by_seed: dict[int, dict], key: str) -> tuple[np.ndarray, ...]:
+    """Epochs every seed reached, and the mean, min and max of `key` over seeds there."""
+    epochs = sorted(set.intersection(*(set(run["arrays"]["epoch"].tolist())
+                                       for run in by_seed.values())))
+    values = np.array([[run["arrays"][key][list(run["arrays"]["epoch"]).index(e)]
+                        for e in epochs] for run in by_seed.values()], dtype=np.float64)
+    return np.array(epochs), values.mean(axis=0), values.min(axis=0), values.max(axis=0)
+
+
+def training_curves(paths: list[Path], out: Path, games: list[str] | None = None) -> list[Path]:
+    """2013 Figure 2: per game, average reward and average max-Q per epoch.
+
+    One column per game, the reward above the action value. With several seeds the
+    line is their mean and the band spans their min and max.
+    """
+    runs = load_evaluations(paths)
+    games = games or sorted(runs)
+    missing = [game for game in games if game not in runs]
+    if missing:
+        raise DataFileError(f"no evaluation file for {', '.join(missing)}; "
+                            f"the files hold {', '.join(sorted(runs))}")
+    attrs = _any_attrs(runs)
+    config = json.loads(attrs["config"])
+    seeds = sorted({seed for game in games for seed in runs[game]})
+    figure, axes = plt.subplots(len(CURVES), len(games), squeeze=False,
+                                figsize=(3.4 * len(games) + 0.6, 5.8))
+    bands = []
+    for column, game in enumerate(games):
+        for row, (key, label) in enumerate(CURVES):
+            ax = axes[row, column]
+            epochs, mean, low, high = seed_statistics(runs[game], key)
+            n = len(runs[game])
+            ax.plot(epochs, mean, marker="o", markersize=3, color="C0",
+                    label=f"{game} {key}: " + (f"mean of {n} seeds" if n > 1 else f"seed {seeds[0]}"))
+            if n > 1:
+                ax.fill_between(epochs, low, high, color="C0", alpha=0.25, linewidth=0)
+                bands.append({"game": game, "key": key, "epoch": epochs.tolist(),
+                              "min": low.tolist(), "max": high.tolist()})
+            ax.set_title(game if row == 0 else "")
+            ax.set_xlabel(f"Training epoch ({config['epoch_updates']:,} updates each)")
+            if column == 0:
+                ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+    seed_text = (f"seed {seeds[0]}" if len(seeds) == 1 else
+                 f"seeds {', '.join(map(str, seeds))}: mean, band = min to max")
+    figure.suptitle(f"Training curves (2013 Figure 2)\npreset {attrs['preset']}, {seed_text}",
+                    fontsize=10)
+    figure.tight_layout()
+    data = {"figure": "training_curves", "preset": attrs["preset"], "games": games,
+            "seeds": seeds, "lines": _drawn_lines(figure), "bands": bands}
+    return _save(figure, out, data)
+
+
+def select_segment(max_q: np.ndarray, rewards: np.ndarray) -> dict:
+    """Where Figure 3's 30-step segment lies in a trace, and its points A, B and C.
+
+    The rule, after the paper's description of its Figure 3 (an enemy appears, a
+    torpedo hits it, it is gone):
+    - the event is the positive reward (an enemy shot) whose max-Q rose most over the
+      STEPS_BEFORE_EVENT steps before it; with no positive reward, the highest max-Q;
+    - the segment starts STEPS_BEFORE_EVENT steps before the event (moved to fit the trace);
+    - B is the peak of max-Q from the segment start up to the event ("about to hit");
+    - A is the step at which max-Q has made its largest one-step rise before B
+      ("an enemy appears, the value jumps"); the segment start if B is its first step;
+    - C is the lowest max-Q after the event ("the enemy is gone, the value falls
+      back"); the last step if the event ends the segment.
+    Steps are indices into the trace.
+    """
+    n = len(max_q)
+    if n == 0:
+        raise DataFileError("the value trace is empty")
+    events = np.flatnonzero(rewards > 0)
+    if len(events):
+        rises = [max_q[e] - max_q[max(0, e - STEPS_BEFORE_EVENT):e + 1].min() for e in events]
+        event = int(events[int(np.argmax(rises))])
+        anchor = "largest max-Q rise before a positive reward"
+    else:
+        event = int(np.argmax(max_q))
+        anchor = "no positive reward in the trace: highest max-Q"
+    start = int(np.clip(event - STEPS_BEFORE_EVENT, 0, max(0, n - SEGMENT_STEPS)))
+    stop = min(n, start + SEGMENT_STEPS)
+    b = start + int(np.argmax(max_q[start:event + 1]))
+    a = start + 1 + int(np.argmax(np.diff(max_q[start:b + 1]))) if b > start else start
+    c = event + 1 + int(np.argmin(max_q[event + 1:stop])) if event + 1 < stop else stop - 1
+    return {"start": start, "stop": stop, "event": event, "anchor": anchor,
+            "A": a, "B": b, "C": c}
+
+
+def value_function(trace: Path, out: Path) -> list[Path]:
+    """2013 Figure 3: max-Q along a 30-step segment, with the screens at A, B and C."""
+    attrs, arrays = h5io.read(Path(trace), "value_trace", ("max_q", "rewards", "screens"))
+    max_q, rewards = arrays["max_q"].astype(np.float64), arrays["rewards"]
+    segment = select_segment(max_q, rewards)
+    steps = np.arange(segment["start"], segment["stop"])
+    figure = plt.figure(figsize=(9.0, 6.0))
+    grid = figure.add_gridspec(2, 3, height_ratios=(1.0, 1.3))
+    ax = figure.add_subplot(grid[0, :])
+    ax.plot(steps - segment["start"] + 1, max_q[steps], color="C0", marker=".",
+            label="max_a Q(s, a)")
+    for step in steps[rewards[steps] > 0]:
+        ax.axvline(step - segment["start"] + 1, color="C3", linestyle=":", linewidth=1)
+    for name in "ABC":
+        x, y = segment[name] - segment["start"] + 1, max_q[segment[name]]
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(0, 8), ha="center",
+                    fontweight="bold")
+    ax.set_xlabel("Frame of the segment (agent step, 4 emulator frames each)")
+    ax.set_ylabel("Predicted value max_a Q\n(discounted reward)")
+    ax.grid(alpha=0.3)
+    for column, name in enumerate("ABC"):
+        shot = figure.add_subplot(grid[1, column])
+        shot.imshow(arrays["screens"][segment[name]])
+        shot.set_title(f"{name}: frame {segment[name] - segment['start'] + 1}")
+        shot.set_axis_off()
+    figure.suptitle(f"Value function (2013 Figure 3), {attrs['game']}, preset "
+                    f"{attrs['preset']}, seed {attrs['seed']}, epoch {attrs['epoch']}\n"
+                    f"{segment['anchor']}; dotted lines: reward", fontsize=10)
+    figure.tight_layout()
+    data = {"figure": "value_function", "preset": attrs["preset"], "game": attrs["game"],
+            "seed": int(attrs["seed"]), "epoch": int(attrs["epoch"]),
+            "segment": segment, "rewards": rewards[steps].tolist(),
+            "lines": _drawn_lines(figure)}
+    return _save(figure, out, data)
+
+
+def read_paper_table(path: Path) -> tuple[list[str], dict[str, dict[str, float]]]:
+    """The paper's Table 1 as (games, {method: {game: score}}); '#' lines are comments."""
+    path = Path(path)
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(line for line in handle if not line.startswith("#")))
+        games = [name for name in rows[0] if name != "method"]
+        return games, {row["method"]: {g: float(row[g]) for g in games} for row in rows}
+    except (OSError, IndexError, KeyError, ValueError) as error:
+        raise DataFileError(f"{path}: not a Table 1 CSV with a method column ({error})") from None
+
+
+def our_scores(runs: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict]]:
+    """Per game, our Table 1 numbers from the final snapshot of each seed.
+
+    "DQN": the average reward per episode of the final snapshot, mean over seeds.
+    "DQN Best": the best single episode of those evaluations, max over seeds.
+    """
+    scores: dict[str, dict[str, dict]] = {"DQN": {}, "DQN Best": {}}
+    for game, by_seed in runs.items():
+        finals = {seed: {k: run["arrays"][k][-1] for k in ("epoch", "average_reward",
+                                                          "best_episode_reward")}
+                  for seed, run in by_seed.items()}
+        scores["DQN"][game] = {"value": float(np.mean([f["average_reward"]
+                                                      for f in finals.values()])),
+                               "seeds": sorted(finals),
+                               "epochs": [int(finals[s]["epoch"]) for s in sorted(finals)]}
+        scores["DQN Best"][game] = {"value": float(max(f["best_episode_reward"]
+                                                       for f in finals.values())),
+                                    "seeds": sorted(finals),
+                                    "epochs": [int(finals[s]["epoch"]) for s in sorted(finals)]}
+    return scores
+
+
+def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) -> list[Path]:
+    """2013 Table 1 with our rows beside the paper's, as CSV, Markdown, LaTeX and a figure."""
+    runs = load_evaluations(paths)
+    attrs = _any_attrs(runs)
+    games, paper_rows = read_paper_table(paper)
+    unknown = sorted(set(runs) - set(games))
+    if unknown:
+        raise DataFileError(f"{paper}: has no column for {', '.join(unknown)}")
+    ours = our_scores(runs)
+    rows = []  # (method, source, {game: value or None})
+    for method, scores in paper_rows.items():
+        rows.append((method, "2013 paper", scores))
+        if method in OUR_ROWS:
+            rows.append((OUR_ROWS[method], f"this run, preset {attrs['preset']}",
+                         {g: ours[method][g]["value"] if g in ours[method] else None
+                          for g in games}))
+    written = _write_tables(rows, games, table_out, attrs["preset"])
+
+    shown = [g for g in games if g in runs]
+    figure, axes = plt.subplots(1, len(shown), squeeze=False,
+                                figsize=(2.6 * len(shown) + 1.2, 3.6))
+    labels = [*FIGURE_METHODS, OUR_ROWS["DQN"]]
+    for ax, game in zip(axes[0], shown):
+        values = [paper_rows[m][game] for m in FIGURE_METHODS] + [ours["DQN"][game]["value"]]
+        bars = ax.barh(range(len(labels)), values,
+                       color=["0.6"] * len(FIGURE_METHODS) + ["C0"])
+        ax.bar_label(bars, fmt="%g", padding=2, fontsize=7)
+        ax.margins(x=0.25)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(3))
+        ax.set_yticks(range(len(labels)), labels if ax is axes[0][0] else [""] * len(labels))
+        ax.invert_yaxis()
+        ax.set_title(game)
+        ax.set_xlabel("Average total reward\n(game score)")
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.grid(axis="x", alpha=0.3)
+    figure.suptitle(f"2013 Table 1 (grey) and ours (blue), preset {attrs['preset']}:\n"
+                    "final snapshot, mean over seeds", fontsize=10)
+    figure.tight_layout()
+    data = {"figure": "table1", "preset": attrs["preset"], "games": shown,
+            "methods": labels,
+            "bars": {game: [float(p.get_width()) for p in ax.patches]
+                     for game, ax in zip(shown, axes[0])},
+            "ours": ours}
+    return written + _save(figure, figure_out, data)
+
+
+def _write_tables(rows: list, games: list[str], out: Path, preset: str) -> list[Path]:
+    out = Path(out)
+
+    def cell(value, missing):
+        return missing if value is None else f"{value:g}"
+
+    header = ["method", "source", *games]
+    lines_csv = [header] + [[m, s, *(cell(v[g], "") for g in games)] for m, s, v in rows]
+    md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    md += ["| " + " | ".join([m, s, *(cell(v[g], "–") for g in games)]) + " |"
+           for m, s, v in rows]
+    caption = (f"Average total reward (DQN rows) and best single episode (Best rows), "
+               f"epsilon = 0.05. Paper: Mnih et al. 2013, Table 1. Ours: preset {preset}, "
+               f"final snapshot; a dash marks a game not trained.")
+    tex = ["\\begin{table}[t]", "\\centering", f"\\caption{{{caption}}}",
+           "\\begin{tabular}{l" + "r" * len(games) + "}", "\\hline",
+           " & ".join(["Method", *games]) + " \\\\", "\\hline"]
+    tex += [" & ".join([m, *(cell(v[g], "--") for g in games)]) + " \\\\" for m, _, v in rows]
+    tex += ["\\hline", "\\end{tabular}", "\\end{table}"]
+
+    def write_csv(path):
+        with open(path, "w", newline="") as handle:
+            csv.writer(handle).writerows(lines_csv)
+
+    written = [_atomic(out.with_suffix(".csv"), write_csv),
+               _atomic(out.with_suffix(".md"),
+                       lambda path: Path(path).write_text("\n".join(md + ["", caption]) + "\n")),
+               _atomic(out.with_suffix(".tex"),
+                       lambda path: Path(path).write_text("\n".join(tex) + "\n"))]
+    return written
+
+
+def _any_attrs(runs: dict[str, dict[int, dict]]) -> dict:
+    return next(iter(next(iter(runs.values())).values()))["attrs"]
+
+
+def _drawn_lines(figure: plt.Figure) -> list[dict]:
+    """The data of every labelled line as drawn, read back from the figure's artists."""
+    return [{"label": line.get_label(), "x": np.asarray(line.get_xdata(), float).tolist(),
+             "y": np.asarray(line.get_ydata(), float).tolist()}
+            for ax in figure.axes for line in ax.get_lines()
+            if not line.get_label().startswith("_")]
+
+
+def _save(figure: plt.Figure, out: Path, data: dict) -> list[Path]:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Fixed metadata: the same data gives the same PDF bytes.
+    written = [
+        _atomic(out.with_suffix(".png"), lambda p: figure.savefig(p, format="png", dpi=150)),
+        _atomic(out.with_suffix(".pdf"), lambda p: figure.savefig(
+            p, format="pdf", metadata={"CreationDate": None, "ModDate": None})),
+        _atomic(out.with_suffix(".json"),
+                lambda p: Path(p).write_text(json.dumps(data, indent=1) + "\n")),
+    ]
+    plt.close(figure)
+    return written
+
+
+def _atomic(path: Path, write) -> Path:
+    """Write through `write(tmp)` and rename, so no half-written file has the final name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
