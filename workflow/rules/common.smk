@@ -1,0 +1,132 @@
+# Helpers shared by the rules: config validation, the resolved preset, paths.
+import math
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+# The presets are read from this checkout's `dqn` (they need no third-party package),
+# so Snakemake itself may run from any environment.
+PROJECT_ROOT = Path(workflow.basedir).resolve()
+sys.path.insert(0, str(PROJECT_ROOT))
+from dqn import presets
+from dqn.errors import ConfigError
+
+SCHEMA = "../schemas/config.schema.yaml"
+validate(config, SCHEMA)
+
+# The schema names the workflow's own keys; every other key is a preset override.
+with open(workflow.source_path(SCHEMA)) as schema_file:
+    WORKFLOW_KEYS = set(yaml.safe_load(schema_file)["properties"])
+
+
+def preset_overrides():
+    """The config's preset overrides as `key=value` strings for `dqn train --set`."""
+    return [
+        f"{key}={str(value).lower() if isinstance(value, bool) else value}"
+        for key, value in sorted(config.items())
+        if key not in WORKFLOW_KEYS
+    ]
+
+
+def resolved_preset():
+    """The preset with the overrides applied, checked by dqn itself before any job."""
+    try:
+        return presets.load(config["preset"], preset_overrides())
+    except ConfigError as error:
+        raise WorkflowError(
+            f"config: {error} (preset {config['preset']!r}; keys other than "
+            f"{', '.join(sorted(WORKFLOW_KEYS))} override preset keys)"
+        ) from None
+
+
+PRESET = resolved_preset()
+SET_ARGS = " ".join(f"--set {shlex.quote(item)}" for item in preset_overrides())
+
+# The rules run the `dqn` package of this checkout with the interpreter of their
+# environment (the activated venv, or the rule's conda env, which holds only the
+# dependencies), so a conda env never needs the package installed.
+DQN = f"PYTHONPATH={shlex.quote(str(PROJECT_ROOT))} python -m dqn.cli"
+
+# 2013 Figure 2 shows Breakout and Seaquest.
+FIGURE2_GAMES = [game for game in ("Breakout", "Seaquest") if game in config["games"]]
+PAPER_TABLE = "workflow/data/table1_paper2013.csv"
+
+
+def final_epoch(preset):
+    """The number of the last epoch `dqn train` writes, from the preset alone.
+
+    As the loop of dqn/train.py runs: an update at every agent step s > replay_start
+    that is a multiple of update_period, an epoch after every epoch_updates updates,
+    and a last epoch at step train_steps unless an epoch ended exactly there.
+    """
+    period = preset.update_period_steps
+    updates = preset.train_steps // period - preset.replay_start_steps // period
+    full, rest = divmod(updates, preset.epoch_updates)
+    ends_on_last_step = updates > 0 and rest == 0 and preset.train_steps % period == 0
+    return full if ends_on_last_step else full + 1
+
+
+FINAL_EPOCH = final_epoch(PRESET)
+
+RUN_DIR = "results/runs/{game}/seed{seed}"
+FINAL_SNAPSHOT = os.path.join(RUN_DIR, "snapshots", f"epoch_{FINAL_EPOCH:04d}.h5")
+EVALUATION = "results/eval/{game}/seed{seed}.h5"
+TRACE = "results/traces/{game}/seed{seed}.h5"
+
+
+wildcard_constraints:
+    game="|".join(config["games"]),
+    seed=r"\d+",
+    curves="figure2|all_games",
+
+
+def train_mem_mb(preset):
+    """Memory of a training job: the replay ring (one 84x84 frame per transition, as
+    dqn/replay.py stores it) plus the held-out states and 2 GB for torch and the ALE."""
+    frame_bytes = 84 * 84
+    replay_bytes = preset.replay_capacity_transitions * (frame_bytes + 16)
+    heldout_bytes = preset.heldout_states * 4 * frame_bytes
+    return math.ceil((replay_bytes + heldout_bytes) / 2**20) + 2048
+
+
+def train_runtime_min(preset):
+    """Time limit of a training job at the assumed speed, with 50 % to spare."""
+    return math.ceil(1.5 * preset.train_steps / config["runtime_steps_per_s"] / 60) + 10
+
+
+def run_dir(wildcards):
+    return RUN_DIR.format(**wildcards)
+
+
+def prefix(wildcards, output):
+    """An output's path without its extension: `dqn plot` adds .png, .pdf, .json."""
+    return os.path.splitext(output[0])[0]
+
+
+def evaluations(games):
+    return expand(EVALUATION, game=games, seed=config["seeds"])
+
+
+def curve_games(wildcards):
+    return FIGURE2_GAMES if wildcards.curves == "figure2" else config["games"]
+
+
+def value_function_run():
+    """Figure 3 comes from one run: the configured game (Seaquest) and the first seed."""
+    return {"game": config["value_function_game"], "seed": config["seeds"][0]}
+
+
+def final_products():
+    curves = ["all_games"] + (["figure2"] if FIGURE2_GAMES else [])
+    products = expand("results/figures/training_curves_{curves}.{ext}", curves=curves,
+                      ext=("png", "pdf", "json"))
+    products += expand("results/figures/table1.{ext}", ext=("png", "pdf", "json"))
+    products += expand("results/tables/table1.{ext}", ext=("csv", "md", "tex"))
+    if config["value_function_game"] in config["games"]:
+        products += expand("results/figures/value_function.{ext}", ext=("png", "pdf", "json"))
+    return products

@@ -1,0 +1,45 @@
+# One evaluation job per run: every snapshot (2013 §5.1), and the final snapshot's
+# value trace for Figure 3.
+
+
+rule evaluate:
+    input:
+        final_snapshot=FINAL_SNAPSHOT,
+    output:
+        EVALUATION,
+    params:
+        dqn=DQN,
+        run_dir=run_dir,
+        device=config["device"],
+    log:
+        "results/logs/evaluate/{game}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{game}/seed{seed}.tsv"
+    threads: config["evaluate_threads"]
+    conda:
+        "../../envs/training.yaml"
+    shell:
+        "{params.dqn} evaluate --run {params.run_dir} --out {output} --workers {threads}"
+        " --threads 1 --device {params.device} > {log} 2>&1"
+
+
+rule trace_value_function:
+    input:
+        final_snapshot=FINAL_SNAPSHOT,
+    output:
+        TRACE,
+    params:
+        dqn=DQN,
+        run_dir=run_dir,
+        steps=config["trace_steps"],
+        device=config["device"],
+    log:
+        "results/logs/trace/{game}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/trace/{game}/seed{seed}.tsv"
+    threads: 1
+    conda:
+        "../../envs/training.yaml"
+    shell:
+        "{params.dqn} trace --run {params.run_dir} --out {output} --steps {params.steps}"
+        " --threads {threads} --device {params.device} > {log} 2>&1"

@@ -1,0 +1,80 @@
+# The paper's figures and table, from the evaluation files (and Figure 3's trace).
+# Each figure also writes the numbers it draws as JSON beside it.
+
+
+rule figure_training_curves:
+    input:
+        lambda wildcards: evaluations(curve_games(wildcards)),
+    output:
+        png=report(
+            "results/figures/training_curves_{curves}.png",
+            caption="../report/training_curves.rst",
+            category="Figure 2: training curves",
+        ),
+        pdf="results/figures/training_curves_{curves}.pdf",
+        data="results/figures/training_curves_{curves}.json",
+    params:
+        dqn=DQN,
+        games=curve_games,
+        prefix=prefix,
+    log:
+        "results/logs/figures/training_curves_{curves}.log",
+    conda:
+        "../../envs/plotting.yaml"
+    shell:
+        "{params.dqn} plot training-curves --eval {input} --games {params.games}"
+        " --out {params.prefix} > {log} 2>&1"
+
+
+rule figure_value_function:
+    input:
+        expand(TRACE, **value_function_run()),
+    output:
+        png=report(
+            "results/figures/value_function.png",
+            caption="../report/value_function.rst",
+            category="Figure 3: value function",
+        ),
+        pdf="results/figures/value_function.pdf",
+        data="results/figures/value_function.json",
+    params:
+        dqn=DQN,
+        prefix=prefix,
+    log:
+        "results/logs/figures/value_function.log",
+    conda:
+        "../../envs/plotting.yaml"
+    shell:
+        "{params.dqn} plot value-function --trace {input} --out {params.prefix} > {log} 2>&1"
+
+
+rule table1:
+    input:
+        evaluations=evaluations(config["games"]),
+        paper=PAPER_TABLE,
+    output:
+        csv=report(
+            "results/tables/table1.csv",
+            caption="../report/table1.rst",
+            category="Table 1",
+        ),
+        markdown="results/tables/table1.md",
+        latex="results/tables/table1.tex",
+        png=report(
+            "results/figures/table1.png",
+            caption="../report/table1.rst",
+            category="Table 1",
+        ),
+        pdf="results/figures/table1.pdf",
+        data="results/figures/table1.json",
+    params:
+        dqn=DQN,
+        table=lambda wildcards, output: os.path.splitext(output.csv)[0],
+        figure=lambda wildcards, output: os.path.splitext(output.png)[0],
+    log:
+        "results/logs/figures/table1.log",
+    conda:
+        "../../envs/plotting.yaml"
+    shell:
+        "{params.dqn} plot table1 --eval {input.evaluations} --paper {input.paper}"
+        " --table {params.table} --figure {params.figure} > {log} 2>&1"
