@@ -39,7 +39,7 @@ def resolved_preset():
         return presets.load(config["preset"], preset_overrides())
     except ConfigError as error:
         raise WorkflowError(
-            f"config: {error} (preset {config['preset']!r}; keys other than "
+            f"config: {str(error).removeprefix('--set ')} (preset {config['preset']!r}; keys other than "
             f"{', '.join(sorted(WORKFLOW_KEYS))} override preset keys)"
         ) from None
 

@@ -1,0 +1,134 @@
+"""The figures and table draw exactly the numbers of the files they read."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dqn import h5io, plots, presets
+from dqn.errors import DataFileError
+
+PAPER_TABLE = "workflow/data/table1_paper2013.csv"
+
+
+def write_evaluation(path, game, seed, average_reward, average_max_q, preset="ci"):
+    n = len(average_reward)
+    attrs = h5io.provenance(game, seed, preset, presets.load(preset).as_dict())
+    h5io.write(path, "evaluation", attrs, {
+        "epoch": np.arange(1, n + 1), "step": np.arange(1, n + 1) * 100,
+        "update": np.arange(1, n + 1) * 50,
+        "average_reward": np.asarray(average_reward, float),
+        "best_episode_reward": np.asarray(average_reward, float) + 10,
+        "episodes": np.full(n, 3), "average_max_q": np.asarray(average_max_q, float)})
+    return path
+
+
+def write_trace(path, max_q, rewards):
+    n = len(max_q)
+    attrs = h5io.provenance("Seaquest", 0, "ci", presets.load("ci").as_dict())
+    attrs.update({"epoch": 4, "step": 1000, "update": 800})
+    h5io.write(path, "value_trace", attrs, {
+        "max_q": np.asarray(max_q, float), "rewards": np.asarray(rewards, float),
+        "screens": np.full((n, 210, 160, 3), 90, np.uint8),
+        "frames": np.zeros((n, 84, 84), np.uint8)})
+    return path
+
+
+def test_several_seeds_draw_their_mean_and_a_min_max_band(tmp_path):
+    files = [write_evaluation(tmp_path / "a.h5", "Breakout", 0, [1, 2, 3], [0.1, 0.2, 0.3]),
+             write_evaluation(tmp_path / "b.h5", "Breakout", 1, [3, 6, 9], [0.3, 0.4, 0.5]),
+             write_evaluation(tmp_path / "c.h5", "Pong", 0, [-21, -20], [0.0, 0.1])]
+    written = plots.training_curves(files, tmp_path / "curves", ["Breakout", "Pong"])
+    assert [p.suffix for p in written] == [".png", ".pdf", ".json"]
+    data = json.loads((tmp_path / "curves.json").read_text())
+    lines = {line["label"]: line for line in data["lines"]}
+    breakout = lines["Breakout average_reward: mean of 2 seeds"]
+    assert breakout["x"] == [1, 2, 3] and breakout["y"] == [2, 4, 6]
+    assert lines["Pong average_max_q: seed 0"]["y"] == [0.0, 0.1]
+    band = next(b for b in data["bands"] if b["key"] == "average_max_q")
+    assert band["min"] == [0.1, 0.2, 0.3] and band["max"] == [0.3, 0.4, 0.5]
+    assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / "curves.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_seeds_are_averaged_only_over_epochs_they_all_reached(tmp_path):
+    files = [write_evaluation(tmp_path / "a.h5", "Pong", 0, [1, 2, 3], [0, 0, 0]),
+             write_evaluation(tmp_path / "b.h5", "Pong", 1, [3, 4], [0, 0])]
+    epochs, mean, low, high = plots.seed_statistics(plots.load_evaluations(files)["Pong"],
+                                                    "average_reward")
+    assert epochs.tolist() == [1, 2] and mean.tolist() == [2, 3]
+
+
+def test_files_of_different_presets_or_the_same_run_twice_are_refused(tmp_path):
+    a = write_evaluation(tmp_path / "a.h5", "Pong", 0, [1], [0])
+    b = write_evaluation(tmp_path / "b.h5", "Pong", 1, [1], [0], preset="quick")
+    with pytest.raises(DataFileError, match="b.h5: preset 'quick'"):
+        plots.load_evaluations([a, b])
+    c = write_evaluation(tmp_path / "c.h5", "Pong", 0, [1], [0])
+    with pytest.raises(DataFileError, match="second evaluation of Pong seed 0"):
+        plots.load_evaluations([a, c])
+    with pytest.raises(DataFileError, match="no evaluation file for Breakout"):
+        plots.training_curves([a], tmp_path / "x", ["Breakout"])
+
+
+def test_segment_brackets_the_reward_after_the_largest_value_rise():
+    max_q = np.zeros(100)
+    max_q[50:60] = np.linspace(1, 10, 10)  # rises until the shot at step 60
+    max_q[60:66] = [10, 8, 5, 2, 1, 3]
+    max_q[66:] = 4
+    rewards = np.zeros(100)
+    rewards[[20, 60]] = 20  # step 20: a reward with no rise before it
+    segment = plots.select_segment(max_q, rewards)
+    assert segment["event"] == 60
+    assert (segment["start"], segment["stop"]) == (40, 70)
+    assert segment["B"] == 59  # first step at the peak value 10
+    assert segment["A"] == 50  # the largest one-step rise: 0 -> 1 at step 50
+    assert segment["C"] == 64  # lowest value after the reward
+
+
+def test_segment_fits_inside_short_traces_and_traces_without_reward():
+    segment = plots.select_segment(np.array([0.0, 1.0, 3.0, 2.0]), np.zeros(4))
+    assert (segment["start"], segment["stop"], segment["B"]) == (0, 4, 2)
+    assert segment["A"] == 2 and segment["C"] == 3
+    assert "no positive reward" in segment["anchor"]
+
+
+def test_value_function_draws_the_trace_of_its_segment(tmp_path):
+    rng = np.random.default_rng(0)
+    max_q, rewards = rng.random(80), np.zeros(80)
+    rewards[70] = 1
+    trace = write_trace(tmp_path / "trace.h5", max_q, rewards)
+    plots.value_function(trace, tmp_path / "value")
+    data = json.loads((tmp_path / "value.json").read_text())
+    start, stop = data["segment"]["start"], data["segment"]["stop"]
+    assert stop - start == plots.SEGMENT_STEPS
+    (line,) = data["lines"]
+    assert line["y"] == max_q[start:stop].tolist()
+
+
+def test_table1_puts_our_final_scores_beside_the_papers(tmp_path):
+    files = [write_evaluation(tmp_path / "a.h5", "Pong", 0, [-21, -15], [0, 0]),
+             write_evaluation(tmp_path / "b.h5", "Pong", 1, [-20, -11], [0, 0])]
+    plots.table1(files, PAPER_TABLE, tmp_path / "table1", tmp_path / "fig")
+    rows = {row["method"]: row for row in csv.DictReader(open(tmp_path / "table1.csv"))}
+    assert float(rows["DQN (ours)"]["Pong"]) == -13  # mean of the final snapshots
+    assert float(rows["DQN Best (ours)"]["Pong"]) == -1  # best final episode, over seeds
+    assert rows["DQN (ours)"]["Breakout"] == ""  # not trained
+    assert float(rows["DQN"]["Pong"]) == 20 and float(rows["Human"]["Seaquest"]) == 28010
+    methods = list(rows)
+    assert methods.index("DQN (ours)") == methods.index("DQN") + 1
+    assert "| DQN (ours) | this run, preset ci |" in (tmp_path / "table1.md").read_text()
+    assert "DQN (ours) & -- & -- & -- & -13 &" in (tmp_path / "table1.tex").read_text()
+    bars = json.loads((tmp_path / "fig.json").read_text())["bars"]["Pong"]
+    assert bars == [-20.4, -19, -17, 20, -3, -13]
+
+
+def test_trace_refuses_a_step_count_below_one(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "dqn.cli", "trace", "--run", str(tmp_path),
+                             "--out", str(tmp_path / "t.h5"), "--steps", "0"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "--steps 0: must be >= 1" in result.stderr

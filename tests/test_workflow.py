@@ -1,0 +1,177 @@
+"""The Snakemake workflow: lint, the plan of the default config, bad configs, and the
+`ci` config run end to end with its figures and table held against the evaluations."""
+
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from dqn import atari, h5io, presets
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW_FILES = ("Snakefile", "workflow", "config", "envs", "dqn")
+FIGURES = ("training_curves_figure2", "training_curves_all_games", "value_function", "table1")
+
+
+def copy_workflow(directory: Path) -> Path:
+    for name in WORKFLOW_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, directory / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, directory / name)
+    return directory
+
+
+def snakemake(directory: Path, *args, timeout=300):
+    # The rules call `python`: let it be this interpreter, as an activated venv would.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=directory, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def planned_jobs(result) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count}."""
+    table = result.stdout + result.stderr
+    stats = table[table.index("Job stats:"):].splitlines()[3:]
+    return {m.group(1): int(m.group(2))
+            for line in stats if (m := re.match(r"(\w+)\s+(\d+)$", line)) and m.group(1) != "total"}
+
+
+@pytest.fixture
+def workflow_copy(tmp_path):
+    return copy_workflow(tmp_path)
+
+
+def test_lint_reports_nothing(workflow_copy):
+    result = snakemake(workflow_copy, "--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr
+
+
+def test_default_config_plans_one_training_job_per_game_of_the_paper(workflow_copy):
+    result = snakemake(workflow_copy, "-n", "-p")
+    assert result.returncode == 0, result.stderr
+    jobs = planned_jobs(result)
+    assert jobs["train"] == 7 and jobs["evaluate"] == 7
+    assert jobs["trace_value_function"] == 1 and jobs["table1"] == 1
+    assert "--preset paper2013 --seed 0" in result.stdout
+
+
+def test_config_overrides_reach_dqn_train_as_set_arguments(workflow_copy):
+    result = snakemake(workflow_copy, "-n", "-p", "--configfile", "config/quick.yaml",
+                       "--config", "train_steps=6000", "reward_clip=false")
+    assert result.returncode == 0, result.stderr
+    assert "--preset quick" in result.stdout
+    assert "--set reward_clip=false --set train_steps=6000" in result.stdout
+    # quick: (6000 - 2000) updates / 2800 per epoch -> a second, shorter epoch.
+    assert "snapshots/epoch_0002.h5" in result.stdout
+
+
+def test_schema_lists_the_games_and_presets_of_dqn():
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    assert schema["properties"]["games"]["items"]["enum"] == list(atari.GAMES)
+    assert schema["properties"]["value_function_game"]["enum"] == list(atari.GAMES)
+    assert schema["properties"]["preset"]["enum"] == list(presets.PRESETS)
+
+
+@pytest.mark.parametrize("config,fragments", [
+    (["games=[Tetris]"], ["'Tetris' is not one of", "instance['games'][0]"]),
+    (["train_steps=-5"], ["-5 is less than the minimum of 0", "instance['train_steps']"]),
+    (["train_steps=1.5"], ["1.5 is not of type 'integer'", "instance['train_steps']"]),
+    (["seeds=[]"], ["[] should be non-empty", "instance['seeds']"]),
+    (["gamma=0.9"], ["config: gamma: unknown key; valid keys: discount,"]),
+    (["discount=2"], ["config: discount=2.0: must be in [0, 1]"]),
+    (["preset=fast"], ["'fast' is not one of", "instance['preset']"]),
+])
+def test_bad_config_stops_the_run_before_any_job(workflow_copy, config, fragments):
+    result = snakemake(workflow_copy, "--cores", "1", "--config", *config)
+    assert result.returncode != 0
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+    assert not (workflow_copy / "results").exists()
+
+
+@pytest.fixture(scope="module")
+def ci_run(tmp_path_factory):
+    """The ci config (Breakout and Seaquest, seed 0) run once through Snakemake."""
+    directory = copy_workflow(tmp_path_factory.mktemp("ci"))
+    result = snakemake(directory, "--cores", "2", "--configfile", "config/ci.yaml")
+    assert result.returncode == 0, result.stderr[-5000:]
+    return directory
+
+
+def read_evaluation(directory, game):
+    return h5io.read(directory / f"results/eval/{game}/seed0.h5", "evaluation")[1]
+
+
+@pytest.mark.slow
+def test_ci_workflow_writes_every_figure_and_table(ci_run):
+    for name in FIGURES:
+        png = (ci_run / f"results/figures/{name}.png").read_bytes()
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and b"IEND" in png[-12:]
+        pdf = (ci_run / f"results/figures/{name}.pdf").read_bytes()
+        assert pdf.startswith(b"%PDF-") and b"%%EOF" in pdf[-32:]
+    with open(ci_run / "results/tables/table1.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["method", "source", *atari.GAMES]
+    assert all(len(row) == len(rows[0]) for row in rows)
+    for suffix in ("md", "tex"):
+        assert "DQN (ours)" in (ci_run / f"results/tables/table1.{suffix}").read_text()
+
+
+@pytest.mark.slow
+def test_ci_training_curves_plot_the_evaluation_numbers(ci_run):
+    data = json.loads((ci_run / "results/figures/training_curves_figure2.json").read_text())
+    assert data["games"] == ["Breakout", "Seaquest"] and data["preset"] == "ci"
+    lines = {line["label"]: line for line in data["lines"]}
+    for game in data["games"]:
+        evaluation = read_evaluation(ci_run, game)
+        for key in ("average_reward", "average_max_q"):
+            line = lines[f"{game} {key}: seed 0"]
+            np.testing.assert_array_equal(line["x"], evaluation["epoch"])
+            np.testing.assert_array_equal(line["y"], evaluation[key])
+
+
+@pytest.mark.slow
+def test_ci_table1_holds_the_final_evaluation(ci_run):
+    with open(ci_run / "results/tables/table1.csv", newline="") as handle:
+        rows = {row["method"]: row for row in csv.DictReader(handle)}
+    for game in ("Breakout", "Seaquest"):
+        evaluation = read_evaluation(ci_run, game)
+        assert float(rows["DQN (ours)"][game]) == pytest.approx(evaluation["average_reward"][-1])
+        assert float(rows["DQN Best (ours)"][game]) == pytest.approx(
+            evaluation["best_episode_reward"][-1])
+    assert rows["DQN (ours)"]["Pong"] == ""
+
+
+@pytest.mark.slow
+def test_ci_value_function_plots_the_trace(ci_run):
+    data = json.loads((ci_run / "results/figures/value_function.json").read_text())
+    _, trace = h5io.read(ci_run / "results/traces/Seaquest/seed0.h5", "value_trace")
+    segment = data["segment"]
+    (line,) = data["lines"]
+    np.testing.assert_array_equal(line["y"], trace["max_q"][segment["start"]:segment["stop"]])
+    assert segment["start"] <= segment["A"] <= segment["B"] <= segment["C"] < segment["stop"]
+
+
+@pytest.mark.slow
+def test_ci_workflow_run_again_does_nothing_and_a_figure_change_reruns_only_figures(ci_run):
+    again = snakemake(ci_run, "-n", "--configfile", "config/ci.yaml")
+    assert "Nothing to be done" in again.stdout + again.stderr
+    rules = ci_run / "workflow/rules/figures.smk"
+    original = rules.read_text()
+    rules.write_text(original.replace("--games {params.games}", "--games {params.games} "))
+    try:
+        changed = snakemake(ci_run, "-n", "--configfile", "config/ci.yaml")
+    finally:
+        rules.write_text(original)
+    assert set(planned_jobs(changed)) == {"figure_training_curves", "all"}
