@@ -49,8 +49,12 @@ SET_ARGS = " ".join(f"--set {shlex.quote(item)}" for item in preset_overrides())
 
 # The rules run the `dqn` package of this checkout with the interpreter of their
 # environment (the activated venv, or the rule's conda env, which holds only the
-# dependencies), so a conda env never needs the package installed.
-DQN = f"PYTHONPATH={shlex.quote(str(PROJECT_ROOT))} python -m dqn.cli"
+# dependencies). Jobs inherit PYTHONPATH from the Snakemake process that parsed this
+# file (on a cluster too, where each job parses it again), which points it at this
+# checkout only; keeping the path out of the command keeps the rules' parameters the
+# same wherever the checkout lies, so a moved checkout does not retrain.
+os.environ.update(PYTHONPATH=str(PROJECT_ROOT))
+DQN = "python -m dqn.cli"
 
 # 2013 Figure 2 shows Breakout and Seaquest.
 FIGURE2_GAMES = [game for game in ("Breakout", "Seaquest") if game in config["games"]]
