@@ -153,7 +153,8 @@ def trace_run(run_dir: Path, out: Path, device: torch.device, steps: int) -> dic
     trace_attrs = h5io.provenance(game, seed, run_attrs["preset"], config.as_dict())
     trace_attrs.update({"run": str(run.root), "snapshot": str(snapshot), "epoch": epochs[-1],
                         "step": attrs["step"], "update": attrs["update"],
-                        "epsilon": config.eval_epsilon, "episode_ended": bool(terminal)})
+                        "epsilon": config.eval_epsilon, "episode_ended": bool(terminal),
+                        "frame_skip_frames": env.frame_skip})
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     h5io.write(out, "value_trace", trace_attrs, table, compress=True)
     return table

@@ -172,7 +172,8 @@ def value_function(trace: Path, out: Path) -> list[Path]:
         x, y = segment[name] - segment["start"] + 1, max_q[segment[name]]
         ax.annotate(name, (x, y), textcoords="offset points", xytext=(0, 8), ha="center",
                     fontweight="bold")
-    ax.set_xlabel("Frame of the segment (agent step, 4 emulator frames each)")
+    ax.set_xlabel(f"Frame of the segment (agent step, {attrs['frame_skip_frames']} "
+                  "emulator frames each)")
     ax.set_ylabel("Predicted value max_a Q\n(discounted reward)")
     ax.grid(alpha=0.3)
     for column, name in enumerate("ABC"):

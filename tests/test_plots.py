@@ -29,7 +29,7 @@ def write_evaluation(path, game, seed, average_reward, average_max_q, preset="ci
 def write_trace(path, max_q, rewards):
     n = len(max_q)
     attrs = h5io.provenance("Seaquest", 0, "ci", presets.load("ci").as_dict())
-    attrs.update({"epoch": 4, "step": 1000, "update": 800})
+    attrs.update({"epoch": 4, "step": 1000, "update": 800, "frame_skip_frames": 4})
     h5io.write(path, "value_trace", attrs, {
         "max_q": np.asarray(max_q, float), "rewards": np.asarray(rewards, float),
         "screens": np.full((n, 210, 160, 3), 90, np.uint8),

@@ -164,6 +164,24 @@ def test_ci_value_function_plots_the_trace(ci_run):
 
 
 @pytest.mark.slow
+def test_ci_trace_is_consistent_and_seeded(ci_run, tmp_path):
+    attrs, trace = h5io.read(ci_run / "results/traces/Seaquest/seed0.h5", "value_trace")
+    n = len(trace["max_q"])
+    assert 30 <= n <= 300 and attrs["epoch"] == 4 and attrs["frame_skip_frames"] == 4
+    np.testing.assert_array_equal(trace["max_q"], trace["q"].max(axis=1))
+    assert trace["screens"].shape == (n, 210, 160, 3) and trace["frames"].shape == (n, 84, 84)
+    again = tmp_path / "again.h5"
+    result = subprocess.run([sys.executable, "-m", "dqn.cli", "trace", "--run",
+                             ci_run / "results/runs/Seaquest/seed0", "--out", again,
+                             "--steps", "300", "--threads", "1", "--device", "cpu"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    _, repeated = h5io.read(again, "value_trace")
+    for name in ("max_q", "actions", "rewards", "screens"):
+        np.testing.assert_array_equal(repeated[name], trace[name])
+
+
+@pytest.mark.slow
 def test_ci_workflow_run_again_does_nothing_and_a_figure_change_reruns_only_figures(ci_run):
     again = snakemake(ci_run, "-n", "--configfile", "config/ci.yaml")
     assert "Nothing to be done" in again.stdout + again.stderr
