@@ -57,11 +57,17 @@ def test_a_run_writes_heldout_snapshots_and_log(finished_run):
 
 def test_killed_at_any_moment_resumes_to_bit_identical_weights(finished_run, tmp_path):
     out = tmp_path / "killed"
-    # Kill during start-up/held-out collection, mid-epoch, and later, each time with
-    # SIGKILL (no chance to clean up); then let the last attempt finish.
-    for delay_s in (1.5, 4.0, 2.5, 3.0):
+    run = RunDir(out)
+    # SIGKILL (no chance to clean up) at moments tied to progress, not to the clock, so
+    # a slow machine kills at the same places: while collecting the held-out states,
+    # mid-epoch 2, as snapshot 2 lands, and mid-epoch 4. Then let it finish.
+    for landmark, delay_s in ((run.heldout, 0.0), (run.snapshot(1), 0.3),
+                              (run.snapshot(2), 0.0), (run.snapshot(3), 0.3)):
         process = subprocess.Popen(TRAIN + ["--out", str(out)], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 240
+        while not landmark.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
         time.sleep(delay_s)
         process.send_signal(signal.SIGKILL)
         process.wait()
