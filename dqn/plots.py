@@ -275,13 +275,16 @@ def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) ->
 def _write_tables(rows: list, games: list[str], out: Path, preset: str) -> list[Path]:
     out = Path(out)
 
-    def cell(value, missing):
-        return missing if value is None else f"{value:g}"
+    def cell(value, missing, digits):
+        # CSV keeps every digit (it is data); Markdown and LaTeX round to one decimal.
+        if value is None:
+            return missing
+        return f"{value:.15g}" if digits is None else f"{round(value, digits):.15g}"
 
     header = ["method", "source", *games]
-    lines_csv = [header] + [[m, s, *(cell(v[g], "") for g in games)] for m, s, v in rows]
+    lines_csv = [header] + [[m, s, *(cell(v[g], "", None) for g in games)] for m, s, v in rows]
     md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    md += ["| " + " | ".join([m, s, *(cell(v[g], "–") for g in games)]) + " |"
+    md += ["| " + " | ".join([m, s, *(cell(v[g], "–", 1) for g in games)]) + " |"
            for m, s, v in rows]
     caption = (f"Average total reward (DQN rows) and best single episode (Best rows), "
                f"epsilon = 0.05. Paper: Mnih et al. 2013, Table 1. Ours: preset {preset}, "
@@ -289,7 +292,7 @@ def _write_tables(rows: list, games: list[str], out: Path, preset: str) -> list[
     tex = ["\\begin{table}[t]", "\\centering", f"\\caption{{{caption}}}",
            "\\begin{tabular}{l" + "r" * len(games) + "}", "\\hline",
            " & ".join(["Method", *games]) + " \\\\", "\\hline"]
-    tex += [" & ".join([m, *(cell(v[g], "--") for g in games)]) + " \\\\" for m, _, v in rows]
+    tex += [" & ".join([m, *(cell(v[g], "--", 1) for g in games)]) + " \\\\" for m, _, v in rows]
     tex += ["\\hline", "\\end{tabular}", "\\end{table}"]
 
     def write_csv(path):

@@ -111,17 +111,19 @@ def test_value_function_draws_the_trace_of_its_segment(tmp_path):
 
 def test_table1_puts_our_final_scores_beside_the_papers(tmp_path):
     files = [write_evaluation(tmp_path / "a.h5", "Pong", 0, [-21, -15], [0, 0]),
-             write_evaluation(tmp_path / "b.h5", "Pong", 1, [-20, -11], [0, 0])]
+             write_evaluation(tmp_path / "b.h5", "Pong", 1, [-20, -11], [0, 0]),
+             write_evaluation(tmp_path / "c.h5", "Qbert", 0, [1, 1234.5678], [0, 0])]
     plots.table1(files, PAPER_TABLE, tmp_path / "table1", tmp_path / "fig")
     rows = {row["method"]: row for row in csv.DictReader(open(tmp_path / "table1.csv"))}
     assert float(rows["DQN (ours)"]["Pong"]) == -13  # mean of the final snapshots
     assert float(rows["DQN Best (ours)"]["Pong"]) == -1  # best final episode, over seeds
     assert rows["DQN (ours)"]["Breakout"] == ""  # not trained
+    assert rows["DQN (ours)"]["Qbert"] == "1234.5678"  # every digit in the CSV
     assert float(rows["DQN"]["Pong"]) == 20 and float(rows["Human"]["Seaquest"]) == 28010
     methods = list(rows)
     assert methods.index("DQN (ours)") == methods.index("DQN") + 1
     assert "| DQN (ours) | this run, preset ci |" in (tmp_path / "table1.md").read_text()
-    assert "DQN (ours) & -- & -- & -- & -13 &" in (tmp_path / "table1.tex").read_text()
+    assert "DQN (ours) & -- & -- & -- & -13 & 1234.6 &" in (tmp_path / "table1.tex").read_text()
     bars = json.loads((tmp_path / "fig.json").read_text())["bars"]["Pong"]
     assert bars == [-20.4, -19, -17, 20, -3, -13]
 

@@ -147,9 +147,10 @@ def test_ci_table1_holds_the_final_evaluation(ci_run):
         rows = {row["method"]: row for row in csv.DictReader(handle)}
     for game in ("Breakout", "Seaquest"):
         evaluation = read_evaluation(ci_run, game)
-        assert float(rows["DQN (ours)"][game]) == pytest.approx(evaluation["average_reward"][-1])
+        assert float(rows["DQN (ours)"][game]) == pytest.approx(
+            evaluation["average_reward"][-1], rel=1e-14)
         assert float(rows["DQN Best (ours)"][game]) == pytest.approx(
-            evaluation["best_episode_reward"][-1])
+            evaluation["best_episode_reward"][-1], rel=1e-14)
     assert rows["DQN (ours)"]["Pong"] == ""
 
 
