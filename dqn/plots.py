@@ -99,8 +99,9 @@ def training_curves(paths: list[Path], out: Path, games: list[str] | None = None
             ax = axes[row, column]
             epochs, mean, low, high = seed_statistics(runs[game], key)
             n = len(runs[game])
+            which = f"mean of {n} seeds" if n > 1 else f"seed {next(iter(runs[game]))}"
             ax.plot(epochs, mean, marker="o", markersize=3, color="C0",
-                    label=f"{game} {key}: " + (f"mean of {n} seeds" if n > 1 else f"seed {seeds[0]}"))
+                    label=f"{game} {key}: {which}")
             if n > 1:
                 ax.fill_between(epochs, low, high, color="C0", alpha=0.25, linewidth=0)
                 bands.append({"game": game, "key": key, "epoch": epochs.tolist(),

@@ -38,8 +38,9 @@ def resolved_preset():
     try:
         return presets.load(config["preset"], preset_overrides())
     except ConfigError as error:
+        message = str(error).removeprefix("--set ")
         raise WorkflowError(
-            f"config: {str(error).removeprefix('--set ')} (preset {config['preset']!r}; keys other than "
+            f"config: {message} (preset {config['preset']!r}; keys other than "
             f"{', '.join(sorted(WORKFLOW_KEYS))} override preset keys)"
         ) from None
 
