@@ -127,7 +127,8 @@ def select_segment(max_q: np.ndarray, rewards: np.ndarray) -> dict:
     The rule, after the paper's description of its Figure 3 (an enemy appears, a
     torpedo hits it, it is gone):
     - the event is the positive reward (an enemy shot) whose max-Q rose most over the
-      STEPS_BEFORE_EVENT steps before it; with no positive reward, the highest max-Q;
+      STEPS_BEFORE_EVENT steps before it; with no positive reward in the trace, the
+      step of all whose max-Q rose most so (an untrained agent may never score);
     - the segment starts STEPS_BEFORE_EVENT steps before the event (moved to fit the trace);
     - B is the peak of max-Q from the segment start up to the event ("about to hit");
     - A is the step at which max-Q has made its largest one-step rise before B
@@ -140,13 +141,12 @@ def select_segment(max_q: np.ndarray, rewards: np.ndarray) -> dict:
     if n == 0:
         raise DataFileError("the value trace is empty")
     events = np.flatnonzero(rewards > 0)
-    if len(events):
-        rises = [max_q[e] - max_q[max(0, e - STEPS_BEFORE_EVENT):e + 1].min() for e in events]
-        event = int(events[int(np.argmax(rises))])
-        anchor = "largest max-Q rise before a positive reward"
-    else:
-        event = int(np.argmax(max_q))
-        anchor = "no positive reward in the trace: highest max-Q"
+    anchor = "largest max-Q rise before a positive reward"
+    if not len(events):
+        events = np.arange(n)
+        anchor = "no positive reward in the trace: largest max-Q rise"
+    rises = [max_q[e] - max_q[max(0, e - STEPS_BEFORE_EVENT):e + 1].min() for e in events]
+    event = int(events[int(np.argmax(rises))])
     start = int(np.clip(event - STEPS_BEFORE_EVENT, 0, max(0, n - SEGMENT_STEPS)))
     stop = min(n, start + SEGMENT_STEPS)
     b = start + int(np.argmax(max_q[start:event + 1]))

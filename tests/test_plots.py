@@ -89,10 +89,19 @@ def test_segment_brackets_the_reward_after_the_largest_value_rise():
     assert segment["C"] == 64  # lowest value after the reward
 
 
-def test_segment_fits_inside_short_traces_and_traces_without_reward():
+def test_segment_fits_inside_short_traces():
     segment = plots.select_segment(np.array([0.0, 1.0, 3.0, 2.0]), np.zeros(4))
     assert (segment["start"], segment["stop"], segment["B"]) == (0, 4, 2)
     assert segment["A"] == 2 and segment["C"] == 3
+
+
+def test_without_reward_the_segment_brackets_the_largest_value_rise():
+    max_q = np.full(100, 5.0)
+    max_q[0] = 9.0  # the first states: a stack padded with zeros, a high but flat value
+    max_q[70:75] = [6, 7, 8, 9, 4]
+    segment = plots.select_segment(max_q, np.zeros(100))
+    assert segment["event"] == 73 and (segment["start"], segment["stop"]) == (53, 83)
+    assert (segment["A"], segment["B"], segment["C"]) == (70, 73, 74)
     assert "no positive reward" in segment["anchor"]
 
 
