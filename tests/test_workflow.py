@@ -194,3 +194,22 @@ def test_ci_workflow_run_again_does_nothing_and_a_figure_change_reruns_only_figu
     finally:
         rules.write_text(original)
     assert set(planned_jobs(changed)) == {"figure_training_curves", "all"}
+
+
+@pytest.mark.slow
+def test_final_snapshot_the_workflow_expects_is_the_last_one_dqn_train_writes(workflow_copy):
+    # 200 updates, 4 epochs of 50, the last at step 1000; steps 1001-1002 update nothing
+    # but still end in a fifth epoch: the case a plain ceil(updates / epoch) misses.
+    overrides = ["update_period_steps=4", "train_steps=1002", "epoch_updates=50"]
+    plan = snakemake(workflow_copy, "-n", "--configfile", "config/ci.yaml", "--config",
+                     "games=[Pong]", *overrides)
+    assert plan.returncode == 0, plan.stderr
+    (expected,) = set(re.findall(r"Pong/seed0/snapshots/epoch_(\d{4})\.h5", plan.stdout))
+    out = workflow_copy / "run"
+    result = subprocess.run([sys.executable, "-m", "dqn.cli", "train", "--game", "Pong",
+                             "--preset", "ci", "--seed", "0", "--out", out, "--threads", "1",
+                             "--device", "cpu", *(f"--set={o}" for o in overrides)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (out / "snapshots").iterdir())[-1] == f"epoch_{expected}.h5"
+    assert expected == "0005"
