@@ -17,12 +17,11 @@ $(STAMP): requirements.lock pyproject.toml
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
 
-# Install, then train and evaluate one game with the `quick` preset (a few minutes).
+# Install, then run the workflow with the `quick` config: Breakout and Seaquest trained,
+# evaluated, Figures 2 and 3 and Table 1 drawn. The rules call `python`: the venv's.
 quick: $(STAMP)
-	$(VENV)/bin/dqn train --game Breakout --preset quick --seed 0 --out results/runs/Breakout/seed0
-	$(VENV)/bin/dqn evaluate --run results/runs/Breakout/seed0 --out results/eval/Breakout/seed0.h5
-	$(VENV)/bin/dqn info results/eval/Breakout/seed0.h5
-	@echo "Results: results/runs/Breakout/seed0 (training), results/eval/Breakout/seed0.h5 (evaluation)"
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/snakemake --cores all --configfile config/quick.yaml
+	@echo "Figures: results/figures/  Tables: results/tables/  Runs: results/runs/"
 
 # Throughput and memory figures as JSON.
 bench: $(STAMP)

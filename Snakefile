@@ -1,7 +1,7 @@
 # The 2013 paper's experiment as a workflow: train each (game, seed), evaluate every
 # snapshot of each run, then draw Figure 2, Figure 3 and Table 1.
 # Default: config/config.yaml (preset paper2013, the 7 games, seed 0); see
-# workflow/README_section.md for the other configs and for what each rule does.
+# README.md ("The workflow") for the other configs and for what each rule does.
 from snakemake.utils import min_version
 
 min_version("9.0")

@@ -155,6 +155,5 @@ def trace_run(run_dir: Path, out: Path, device: torch.device, steps: int) -> dic
                         "step": attrs["step"], "update": attrs["update"],
                         "epsilon": config.eval_epsilon, "episode_ended": bool(terminal),
                         "frame_skip_frames": env.frame_skip})
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
     h5io.write(out, "value_trace", trace_attrs, table, compress=True)
     return table

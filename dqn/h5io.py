@@ -71,6 +71,7 @@ def write(path: Path, kind: str, attrs: dict[str, Any], arrays: dict[str, np.nda
           compress: bool = False) -> None:
     """Write `arrays` (names may contain '/' for groups) and `attrs` atomically."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
         with h5py.File(tmp, "w") as f:

@@ -67,8 +67,6 @@ class RunDir:
     def write_epoch(self, epoch: int, delta: tuple, state: tuple, log: tuple,
                     snapshot: tuple) -> None:
         """Write the files of `epoch`, each an (attrs, arrays) pair, snapshot last."""
-        for directory in ("snapshots", "resume"):
-            (self.root / directory).mkdir(parents=True, exist_ok=True)
         h5io.write(self.replay_delta(epoch), "replay_delta", *delta, compress=True)
         h5io.write(self.state(epoch), "resume_state", *state)
         h5io.write(self.log, "train_log", *log)

@@ -14,7 +14,7 @@ import torch
 from dqn import h5io, presets
 from dqn.errors import DataFileError, RunMismatchError
 from dqn.rundir import RunDir
-from dqn.train import train
+from dqn.train import final_epoch, train
 
 CPU = torch.device("cpu")
 TRAIN = [sys.executable, "-m", "dqn.cli", "train", "--game", "Breakout", "--preset", "ci",
@@ -43,7 +43,7 @@ def test_a_run_writes_heldout_snapshots_and_log(finished_run):
     assert attrs["game"] == "Breakout" and attrs["seed"] == 1 and attrs["preset"] == "ci"
     epochs = run.snapshot_epochs()
     expected = (config.train_steps - config.replay_start_steps) // config.epoch_updates
-    assert epochs == list(range(1, expected + 1))
+    assert epochs == list(range(1, expected + 1)) and expected == final_epoch(config)
     last = h5io.read_attrs(run.snapshot(epochs[-1]), "snapshot")
     assert (last["step"], last["update"]) == (config.train_steps, config.train_steps - config.replay_start_steps)
     _, log = h5io.read(run.log, "train_log")
@@ -116,6 +116,18 @@ def test_leftovers_of_a_killed_epoch_are_discarded_on_resume(finished_run, tmp_p
     for epoch in reference.snapshot_epochs():
         ours, theirs = weights(run.snapshot(epoch)), weights(reference.snapshot(epoch))
         assert all(np.array_equal(ours[k], theirs[k]) for k in theirs), f"epoch {epoch} differs"
+
+
+@pytest.mark.parametrize("overrides,epochs", [
+    ([], 4),  # 800 updates, 200 an epoch, the last one at the last step
+    (["train_steps=1100"], 5),  # 900 updates: a fifth, partial epoch
+    (["update_period_steps=4", "epoch_updates=50"], 4),  # 200 updates, the last at step 1000
+    (["update_period_steps=3", "epoch_updates=22"], 13),  # 267 updates: 12 epochs and 3
+    # 267 updates fill 3 epochs at step 999; step 1000 has no update but ends the run
+    (["update_period_steps=3", "epoch_updates=89"], 4),
+])
+def test_final_epoch_counts_as_the_loop_does(overrides, epochs):
+    assert final_epoch(presets.load("ci", overrides)) == epochs
 
 
 def test_a_directory_of_another_run_is_refused_with_the_differences(finished_run):

@@ -14,6 +14,7 @@ from snakemake.utils import validate
 PROJECT_ROOT = Path(workflow.basedir).resolve()
 sys.path.insert(0, str(PROJECT_ROOT))
 from dqn import presets
+from dqn.train import final_epoch
 from dqn.errors import ConfigError
 
 SCHEMA = "../schemas/config.schema.yaml"
@@ -62,21 +63,7 @@ FIGURE2_GAMES = [game for game in ("Breakout", "Seaquest") if game in config["ga
 PAPER_TABLE = "workflow/data/table1_paper2013.csv"
 
 
-def final_epoch(preset):
-    """The number of the last epoch `dqn train` writes, from the preset alone.
-
-    As the loop of dqn/train.py runs: an update at every agent step s > replay_start
-    that is a multiple of update_period, an epoch after every epoch_updates updates,
-    and a last epoch at step train_steps unless an epoch ended exactly there.
-    """
-    period = preset.update_period_steps
-    updates = preset.train_steps // period - preset.replay_start_steps // period
-    full, rest = divmod(updates, preset.epoch_updates)
-    ends_on_last_step = updates > 0 and rest == 0 and preset.train_steps % period == 0
-    return full if ends_on_last_step else full + 1
-
-
-FINAL_EPOCH = final_epoch(PRESET)
+FINAL_EPOCH = final_epoch(PRESET)  # as dqn/train.py counts epochs
 
 RUN_DIR = "results/runs/{game}/seed{seed}"
 FINAL_SNAPSHOT = os.path.join(RUN_DIR, "snapshots", f"epoch_{FINAL_EPOCH:04d}.h5")
