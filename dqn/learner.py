@@ -100,7 +100,8 @@ class Learner:
         states, actions, rewards = to(batch.states), to(batch.actions), to(batch.rewards)
         next_states, terminals = to(batch.next_states), to(batch.terminals)
         with torch.no_grad():
-            next_max_q = (self.target or self.network)(next_states).max(dim=1).values
+            bootstrap = self.network if self.target is None else self.target
+            next_max_q = bootstrap(next_states).max(dim=1).values
             targets = td_targets(rewards, terminals, next_max_q, self.config.discount,
                                  self.config.reward_clip)
         q_taken = self.network(states).gather(1, actions[:, None]).squeeze(1)

@@ -72,8 +72,8 @@ def test_config_overrides_reach_dqn_train_as_set_arguments(workflow_copy):
     assert result.returncode == 0, result.stderr
     assert "--preset quick" in result.stdout
     assert "--set reward_clip=false --set train_steps=6000" in result.stdout
-    # quick: (6000 - 2000) updates / 2800 per epoch -> a second, shorter epoch.
-    assert "snapshots/epoch_0002.h5" in result.stdout
+    # quick: (6000 - 1000) updates / 1400 per epoch -> 3 epochs and a fourth, shorter one.
+    assert "snapshots/epoch_0004.h5" in result.stdout
 
 
 def test_schema_lists_the_games_and_presets_of_dqn():
