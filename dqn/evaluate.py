@@ -73,15 +73,20 @@ def play(network: torch.nn.Module, game: str, config: Config, seed: int, epoch: 
     return (returns or [episode_return]), len(returns)
 
 
-def evaluate_run(run_dir: Path, out: Path, device: torch.device, workers: int = 1) -> dict:
-    run = RunDir(run_dir)
-    run_attrs, held = h5io.read(run.heldout, "heldout", ("states",))
-    heldout_states = held["states"]
-    config = Config(**json.loads(run_attrs["config"])).validated()
-    game, seed = run_attrs["game"], int(run_attrs["seed"])
+def run_identity(run: RunDir) -> tuple[dict, Config, str, int, list[int]]:
+    """A run's held-out file attributes, config, game, seed and snapshot epochs."""
+    attrs = h5io.read_attrs(run.heldout, "heldout")
     epochs = run.snapshot_epochs()
     if not epochs:
-        raise DataFileError(f"{run.root / 'snapshots'}: no snapshots to evaluate")
+        raise DataFileError(f"{run.root / 'snapshots'}: no snapshots")
+    config = Config(**json.loads(attrs["config"])).validated()
+    return attrs, config, attrs["game"], int(attrs["seed"]), epochs
+
+
+def evaluate_run(run_dir: Path, out: Path, device: torch.device, workers: int = 1) -> dict:
+    run = RunDir(run_dir)
+    run_attrs, config, game, seed, epochs = run_identity(run)
+    heldout_states = h5io.read(run.heldout, "heldout", ("states",))[1]["states"]
     n_actions = Atari(game, config, 0).n_actions
 
     def evaluate_one(epoch: int) -> dict:
@@ -123,12 +128,7 @@ def trace_run(run_dir: Path, out: Path, device: torch.device, steps: int) -> dic
     and the unclipped reward of the step taken from s_t.
     """
     run = RunDir(run_dir)
-    run_attrs = h5io.read_attrs(run.heldout, "heldout")
-    config = Config(**json.loads(run_attrs["config"])).validated()
-    game, seed = run_attrs["game"], int(run_attrs["seed"])
-    epochs = run.snapshot_epochs()
-    if not epochs:
-        raise DataFileError(f"{run.root / 'snapshots'}: no snapshot to trace")
+    run_attrs, config, game, seed, epochs = run_identity(run)
     snapshot = run.snapshot(epochs[-1])
     attrs = h5io.read_attrs(snapshot, "snapshot")
     env = Atari(game, config, seeding.derive(seed, "eval_env", epochs[-1], TRACE_STREAM),
