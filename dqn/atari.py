@@ -126,7 +126,7 @@ class Atari:
         Returns the unclipped reward summed over the skipped frames and whether the
         episode ended. The new frame is pushed onto `stack`.
         """
-        lives = self.ale.lives()
+        lives = self.ale.lives() if self.life_loss_ends_episode else 0
         reward = self._repeat(action)
         self.stack[:-1] = self.stack[1:]
         self._grab_frame_into(self.stack[-1])
@@ -140,7 +140,8 @@ class Atari:
         """Act for `frame_skip` frames; keep the screens of the last two for Nature's max."""
         ale_action = self.actions[action]
         reward = 0.0
-        self._screens[0] = 0  # stays 0 if the game ends before the second-last frame
+        if self._max_of_two:
+            self._screens[0] = 0  # stays 0 if the game ends before the second-last frame
         for i in range(self.frame_skip):
             reward += self.ale.act(ale_action)
             if self.ale.game_over():

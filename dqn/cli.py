@@ -79,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     except DqnError as error:
         print(f"dqn {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a path we cannot write: unwritable, not a directory, disk full
+        print(f"dqn {args.command}: error: {error.filename or ''}: {error.strerror or error}",
+              file=sys.stderr)
+        return 2
 
 
 def _device_arguments(parser: argparse.ArgumentParser) -> None:
@@ -109,10 +113,11 @@ def _run(args: argparse.Namespace) -> int:
         print("\n".join(str(path) for path in written))
         return 0
 
-    for name, least in (("seed", 0), ("threads", 0), ("workers", 1)):
+    for name, least in (("seed", 0), ("threads", 0), ("workers", 1), ("seconds", 0.1),
+                        ("progress_s", 0.1)):
         value = getattr(args, name, least)
         if value < least:
-            raise ConfigError(f"--{name} {value}: must be >= {least}")
+            raise ConfigError(f"--{name.replace('_', '-')} {value}: must be >= {least}")
 
     import torch
 

@@ -79,7 +79,11 @@ def run_identity(run: RunDir) -> tuple[dict, Config, str, int, list[int]]:
     epochs = run.snapshot_epochs()
     if not epochs:
         raise DataFileError(f"{run.root / 'snapshots'}: no snapshots")
-    config = Config(**json.loads(attrs["config"])).validated()
+    try:
+        config = Config(**json.loads(attrs["config"])).validated()
+    except (TypeError, ValueError) as error:
+        raise DataFileError(f"{run.heldout}: its config does not fit this version of dqn "
+                            f"({error})") from None
     return attrs, config, attrs["game"], int(attrs["seed"]), epochs
 
 

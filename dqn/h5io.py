@@ -121,6 +121,9 @@ def _open_checked(path, kind, required, with_arrays):
             if attrs.get("kind") != kind:
                 raise DataFileError(
                     f"{path}: expected a {kind} file, found kind={attrs.get('kind')!r}")
+            if attrs.get("format_version", 0) > FORMAT_VERSION:
+                raise DataFileError(f"{path}: format version {attrs['format_version']} is "
+                                    f"newer than this dqn reads ({FORMAT_VERSION})")
             if not attrs.get("complete"):
                 raise DataFileError(f"{path}: incomplete file (its writer did not finish)")
             missing = [name for name in required if name not in f]

@@ -170,7 +170,7 @@ PAPER2013 = Config(
     replay_start_steps=50_000,  # DQN 3.0 (learn_start=50000); 2013 is silent
     epsilon_start=1.0,  # 2013 §5
     epsilon_end=0.1,  # 2013 §5
-    epsilon_anneal_steps=1_000_000,  # 2013 §5: "over the first million frames"
+    epsilon_anneal_steps=1_000_000,  # 2013 §5 (1M); counted from replay start as DQN 3.0 does
     train_steps=10_000_000,  # 2013 §5: "10 million frames" = agent steps, as in DQN 3.0
     epoch_updates=50_000,  # 2013 §5.1: an epoch is 50000 minibatch updates
     heldout_collect_steps=50_000,  # DQN 3.0 draws its set from the first 50000 steps

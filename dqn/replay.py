@@ -79,13 +79,12 @@ class ReplayMemory:
         age = rng.integers(low, high, size=batch_size)
         oldest = self.added - self.size
         indices = (oldest + age) % self.capacity
-        # Frames t-3 .. t+1 serve both the state (first four) and next state (last four).
+        # Frames t-3 .. t+1: the state is the first four, the next state the last four.
+        # Each is gathered on its own (it is masked at its own episode start).
         window = (indices[:, None] + np.arange(-HISTORY_FRAMES + 1, 2)) % self.capacity
-        frames = self.frames[window]
         starts = self.episode_starts[window]
-        # Copies: the two share frames, and each is masked at its own episode start.
-        states = frames[:, :HISTORY_FRAMES].copy()
-        next_states = frames[:, 1:].copy()
+        states = self.frames[window[:, :HISTORY_FRAMES]]
+        next_states = self.frames[window[:, 1:]]
         _zero_before_episode_start(states, starts[:, :HISTORY_FRAMES])
         _zero_before_episode_start(next_states, starts[:, 1:])
         return Minibatch(
@@ -95,13 +94,6 @@ class ReplayMemory:
             next_states=next_states,
             terminals=self.terminals[indices],
         )
-
-    def stack(self, index: int) -> np.ndarray:
-        """The state of entry `index` (slot number), as the agent saw it."""
-        window = (index + np.arange(-HISTORY_FRAMES + 1, 1)) % self.capacity
-        frames = self.frames[window][None]
-        _zero_before_episode_start(frames, self.episode_starts[window][None])
-        return frames[0]
 
     # -- resume: the entries added between two counts, and putting them back --
     def entries(self, start: int, stop: int) -> dict[str, np.ndarray]:

@@ -247,13 +247,21 @@ def resume(run: RunDir, epoch: int, env: Atari, learner: Learner, memory: Replay
 
     added = int(attrs["replay_added"])
     oldest = added - min(added, memory.capacity)
+    expected = oldest  # the next entry the ring needs: deltas must join up from there
     for path in run.replay_deltas(epoch):
         delta_attrs, delta = h5io.read(path, "replay_delta")
-        skip = max(0, oldest - int(delta_attrs["start"]))
-        memory.put_entries(int(delta_attrs["start"]) + skip, {k: v[skip:] for k, v in delta.items()})
-    if memory.added != added:
+        start, stop = int(delta_attrs["start"]), int(delta_attrs["stop"])
+        if stop <= expected:
+            continue
+        if start > expected:
+            raise DataFileError(f"{path}: starts at replay entry {start}, but entries "
+                                f"{expected}..{start - 1} are in no delta file")
+        skip = expected - start
+        memory.put_entries(expected, {k: v[skip:] for k, v in delta.items()})
+        expected = stop
+    if expected != added:
         raise DataFileError(
-            f"{run.root / 'resume'}: the replay deltas end at entry {memory.added}, "
+            f"{run.root / 'resume'}: the replay deltas end at entry {expected}, "
             f"but {run.state(epoch)} expects {added}")
     run.prune(epoch, oldest)
     _, log_arrays = h5io.read(run.log, "train_log")
@@ -264,7 +272,6 @@ class Meter:
     """Throughput, loss and the progress line (steps, episodes, return, epsilon, ETA)."""
 
     def __init__(self, counters: Counters, updates: int, device: torch.device):
-        self.device = device
         self.start_time = self.report_time = time.monotonic()
         self.epoch_start = (time.monotonic(), counters.step, updates)
         self.report_step = counters.step

@@ -2,10 +2,9 @@ import cv2
 import gymnasium as gym
 import numpy as np
 import pytest
-from ale_py import ALEInterface, roms
 
 from dqn import presets
-from dqn.atari import CROP_TOP_ROW, GAMES, RESIZE_INTERPOLATION, Atari, check_game, frame_skip
+from dqn.atari import CROP_TOP_ROW, RESIZE_INTERPOLATION, Atari, check_game, frame_skip
 from dqn.errors import ConfigError
 
 PAPER = presets.load("paper2013")
@@ -108,16 +107,13 @@ def test_same_seed_same_frames_and_the_emulator_matches_gymnasium():
     gym_env = gym.make("ALE/Breakout-v5", obs_type="grayscale", frameskip=1,
                        repeat_action_probability=0.0, full_action_space=False)
     gym_obs, _ = gym_env.reset(seed=5)
-    ale = ALEInterface()
-    ale.setInt("random_seed", 5)  # unused by the emulator here: play is deterministic
-    ale.setFloat("repeat_action_probability", 0.0)
-    ale.loadROM(roms.get_rom_path(GAMES["Breakout"]))
-    ale.reset_game()
-    np.testing.assert_array_equal(ale.getScreenGrayscale(), gym_obs)
+    env = Atari("Breakout", PAPER, seed=5)  # our emulator as Atari sets it up
+    env.ale.reset_game()
+    np.testing.assert_array_equal(env.ale.getScreenGrayscale(), gym_obs)
     for action in [1, 2, 2, 3, 0, 1, 2] * 10:
         gym_obs, *_ = gym_env.step(action)
-        ale.act(ale.getMinimalActionSet()[action])
-        np.testing.assert_array_equal(ale.getScreenGrayscale(), gym_obs)
+        env.ale.act(env.actions[action])
+        np.testing.assert_array_equal(env.ale.getScreenGrayscale(), gym_obs)
 
 
 def test_life_loss_ends_training_episodes_only_in_nature():

@@ -74,6 +74,14 @@ def test_info_and_evaluate_refuse_a_truncated_file_by_name(small_run, tmp_path):
     assert not (tmp_path / "eval.h5").exists()
 
 
+def test_an_unwritable_output_is_one_line_not_a_traceback(small_run, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert_refused(dqn("evaluate", "--run", small_run, "--out", blocker / "eval.h5"),
+                   str(blocker))
+    assert_refused(dqn("bench", "--seconds", "0"), "--seconds 0.0: must be >= 0.1")
+
+
 def test_evaluate_refuses_a_directory_without_a_run(tmp_path):
     assert_refused(dqn("evaluate", "--run", tmp_path, "--out", tmp_path / "e.h5"),
                    f"{tmp_path / 'heldout.h5'}: no such file")

@@ -98,6 +98,9 @@ def test_same_seed_same_initial_weights_and_state_round_trip():
     config = presets.load("ci")
     a = Learner(config, 4, torch.device("cpu"), seed=5)
     b = Learner(config, 4, torch.device("cpu"), seed=5)
+    other = Learner(config, 4, torch.device("cpu"), seed=6)
+    assert all(torch.equal(x, y) for x, y in zip(a.network.parameters(), b.network.parameters()))
+    assert not torch.equal(next(a.network.parameters()), next(other.network.parameters()))
     batch = _batch(np.random.default_rng(2), 4)
     a.update(batch)
     b.load_state({"tensors": {k: [t.numpy().copy() for t in v]

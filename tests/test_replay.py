@@ -25,12 +25,17 @@ def stack_values(stack):
 
 def test_stack_never_crosses_episode_start():
     memory = ReplayMemory(100)
-    fill(memory, [[1, 2, 3, 4, 5], [11, 12, 13, 14]])
-    assert stack_values(memory.stack(5)) == [0, 0, 0, 11]  # first frame of episode 2
-    assert stack_values(memory.stack(6)) == [0, 0, 11, 12]
-    assert stack_values(memory.stack(8)) == [11, 12, 13, 14]
-    assert stack_values(memory.stack(4)) == [2, 3, 4, 5]
-    assert stack_values(memory.stack(0)) == [0, 0, 0, 1]
+    fill(memory, [[1, 2, 3, 4, 5], [11, 12, 13, 14], [21]])
+    batch = memory.sample(500, np.random.default_rng(4))
+    states = {int(r): stack_values(s) for r, s in zip(batch.rewards, batch.states)}
+    next_states = {int(r): stack_values(s) for r, s in zip(batch.rewards, batch.next_states)}
+    assert states[11] == [0, 0, 0, 11]  # first frame of episode 2
+    assert states[12] == [0, 0, 11, 12]
+    assert states[14] == [11, 12, 13, 14]
+    assert states[5] == [2, 3, 4, 5]
+    assert states[1] == [0, 0, 0, 1]
+    assert next_states[5] == [0, 0, 0, 11]  # after a terminal: the next episode's start
+    assert next_states[13] == [11, 12, 13, 14]
 
 
 def test_sampled_states_and_next_states_respect_episode_starts_and_terminals():

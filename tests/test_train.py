@@ -130,6 +130,21 @@ def test_final_epoch_counts_as_the_loop_does(overrides, epochs):
     assert final_epoch(presets.load("ci", overrides)) == epochs
 
 
+def test_a_missing_replay_delta_stops_the_resume_naming_the_gap(finished_run, tmp_path):
+    out = tmp_path / "run"
+    run = RunDir(out)
+    process = subprocess.Popen(TRAIN + ["--out", str(out)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    while not run.snapshot(3).exists():
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    run.replay_delta(2).unlink()
+    with pytest.raises(DataFileError, match=f"{run.replay_delta(3)}: starts at replay entry 600, "
+                       "but entries 400..599 are in no delta file"):
+        train("Breakout", "ci", presets.load("ci"), 1, out, CPU, progress_s=60)
+
+
 def test_a_directory_of_another_run_is_refused_with_the_differences(finished_run):
     config = presets.load("ci", ["discount=0.9"])
     with pytest.raises(RunMismatchError) as error:
