@@ -58,7 +58,7 @@ def play(network: torch.nn.Module, game: str, config: Config, seed: int, epoch: 
     """
     env = Atari(game, config, seeding.derive(seed, "eval_env", epoch), evaluation=True)
     rng = seeding.generator(seed, "eval_policy", epoch)
-    greedy = lambda: int(network(torch.from_numpy(env.stack[None]).to(device)).argmax(1).item())  # noqa: E731
+    greedy = lambda: networks.greedy_action(network, env.stack, device)  # noqa: E731
     returns, episode_return = [], 0.0
     env.new_episode()
     for _ in range(config.eval_steps):

@@ -18,7 +18,7 @@ import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import h5py
 import numpy as np
@@ -67,13 +67,33 @@ def provenance(game: str, seed: int, preset: str, config: dict) -> dict[str, Any
     }
 
 
-def write(path: Path, kind: str, attrs: dict[str, Any], arrays: dict[str, np.ndarray],
-          compress: bool = False) -> None:
-    """Write `arrays` (names may contain '/' for groups) and `attrs` atomically."""
+def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
+    """Write `path` through `write(temporary path)`, fsync it and rename it into place,
+    so a killed process never leaves a half-written file under the final name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write(path: Path, kind: str, attrs: dict[str, Any], arrays: dict[str, np.ndarray],
+          compress: bool = False) -> None:
+    """Write `arrays` (names may contain '/' for groups) and `attrs` atomically."""
+
+    def fill(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
             for name, value in arrays.items():
                 value = np.asarray(value)
@@ -87,17 +107,8 @@ def write(path: Path, kind: str, attrs: dict[str, Any], arrays: dict[str, np.nda
             f.attrs["kind"] = kind
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["complete"] = True
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, fill)
 
 
 def read(path: Path, kind: str, required: tuple[str, ...] = ()

@@ -87,12 +87,8 @@ class Learner:
         )
         self.updates = 0
 
-    @torch.no_grad()
-    def q_values(self, states: np.ndarray) -> torch.Tensor:
-        return self.network(torch.from_numpy(np.asarray(states)).to(self.device))
-
     def greedy_action(self, stack: np.ndarray) -> int:
-        return int(self.q_values(stack[None]).argmax(dim=1).item())
+        return networks.greedy_action(self.network, stack, self.device)
 
     def update(self, batch: Minibatch) -> torch.Tensor:
         """One minibatch step of Algorithm 1; returns the loss (on the device, no sync)."""

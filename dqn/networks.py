@@ -35,6 +35,12 @@ def build(name: str, n_actions: int) -> nn.Module:
     return QNetwork(nn.Sequential(*layers))
 
 
+@torch.no_grad()
+def greedy_action(network: nn.Module, stack, device: torch.device) -> int:
+    """argmax_a Q(phi, a) for one state phi (4x84x84 uint8); ties go to the lowest index."""
+    return int(network(torch.from_numpy(stack[None]).to(device)).argmax(dim=1).item())
+
+
 class QNetwork(nn.Module):
     """Takes uint8 frames; DQN 3.0 scales pixels to [0, 1] before the first layer."""
 

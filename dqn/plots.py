@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import matplotlib
@@ -300,12 +299,11 @@ def _write_tables(rows: list, games: list[str], out: Path, preset: str) -> list[
         with open(path, "w", newline="") as handle:
             csv.writer(handle).writerows(lines_csv)
 
-    written = [_atomic(out.with_suffix(".csv"), write_csv),
-               _atomic(out.with_suffix(".md"),
-                       lambda path: Path(path).write_text("\n".join(md + ["", caption]) + "\n")),
-               _atomic(out.with_suffix(".tex"),
-                       lambda path: Path(path).write_text("\n".join(tex) + "\n"))]
-    return written
+    md_text = "\n".join(md + ["", caption]) + "\n"
+    tex_text = "\n".join(tex) + "\n"
+    return [h5io.atomic_write(out.with_suffix(".csv"), write_csv),
+            h5io.atomic_write(out.with_suffix(".md"), lambda path: path.write_text(md_text)),
+            h5io.atomic_write(out.with_suffix(".tex"), lambda path: path.write_text(tex_text))]
 
 
 def _any_attrs(runs: dict[str, dict[int, dict]]) -> dict:
@@ -322,28 +320,14 @@ def _drawn_lines(figure: plt.Figure) -> list[dict]:
 
 def _save(figure: plt.Figure, out: Path, data: dict) -> list[Path]:
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    json_text = json.dumps(data, indent=1) + "\n"
     # Fixed metadata: the same data gives the same PDF bytes.
     written = [
-        _atomic(out.with_suffix(".png"), lambda p: figure.savefig(p, format="png", dpi=150)),
-        _atomic(out.with_suffix(".pdf"), lambda p: figure.savefig(
+        h5io.atomic_write(out.with_suffix(".png"),
+                          lambda p: figure.savefig(p, format="png", dpi=150)),
+        h5io.atomic_write(out.with_suffix(".pdf"), lambda p: figure.savefig(
             p, format="pdf", metadata={"CreationDate": None, "ModDate": None})),
-        _atomic(out.with_suffix(".json"),
-                lambda p: Path(p).write_text(json.dumps(data, indent=1) + "\n")),
+        h5io.atomic_write(out.with_suffix(".json"), lambda p: p.write_text(json_text)),
     ]
     plt.close(figure)
     return written
-
-
-def _atomic(path: Path, write) -> Path:
-    """Write through `write(tmp)` and rename, so no half-written file has the final name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
