@@ -19,23 +19,18 @@ from dqn.atari import Atari
 from dqn.errors import DataFileError
 from dqn.explore import choose_action
 from dqn.presets import Config
-from dqn.rundir import RunDir
+from dqn.rundir import RunDir, load_snapshot
 
 COLUMNS = ("epoch", "step", "update", "average_reward", "best_episode_reward", "episodes",
            "average_max_q")
 
 
-def load_network(path: Path, config: Config, n_actions: int, device: torch.device) -> torch.nn.Module:
-    attrs, arrays = h5io.read(path, "snapshot")
+def load_network(path: Path, config: Config, n_actions: int, device: torch.device
+                 ) -> tuple[torch.nn.Module, dict]:
+    """The network of snapshot `path`, ready to play, and the snapshot's attributes."""
     network = networks.build(config.network, n_actions)
-    weights = {name.removeprefix("weights/"): torch.as_tensor(value)
-               for name, value in arrays.items() if name.startswith("weights/")}
-    try:
-        network.load_state_dict(weights)
-    except RuntimeError as error:
-        raise DataFileError(f"{path}: weights do not fit the {config.network} network "
-                            f"({str(error).splitlines()[0]})") from None
-    return network.to(device).eval()
+    attrs = load_snapshot(path, network)
+    return network.to(device).eval(), attrs
 
 
 @torch.inference_mode()
@@ -95,10 +90,9 @@ def evaluate_run(run_dir: Path, out: Path, device: torch.device, workers: int = 
 
     def evaluate_one(epoch: int) -> dict:
         path = run.snapshot(epoch)
-        attrs = h5io.read_attrs(path, "snapshot")
+        network, attrs = load_network(path, config, n_actions, device)
         if attrs["config"] != run_attrs["config"] or attrs["game"] != game or attrs["seed"] != seed:
             raise DataFileError(f"{path}: snapshot of another run than {run.heldout}")
-        network = load_network(path, config, n_actions, device)
         returns, completed = play(network, game, config, seed, epoch, device)
         return {
             "epoch": epoch, "step": attrs["step"], "update": attrs["update"],
@@ -134,11 +128,10 @@ def trace_run(run_dir: Path, out: Path, device: torch.device, steps: int) -> dic
     run = RunDir(run_dir)
     run_attrs, config, game, seed, epochs = run_identity(run)
     snapshot = run.snapshot(epochs[-1])
-    attrs = h5io.read_attrs(snapshot, "snapshot")
     env = Atari(game, config, seeding.derive(seed, "eval_env", epochs[-1], TRACE_STREAM),
                 evaluation=True)
     rng = seeding.generator(seed, "eval_policy", epochs[-1], TRACE_STREAM)
-    network = load_network(snapshot, config, env.n_actions, device)
+    network, attrs = load_network(snapshot, config, env.n_actions, device)
     columns = {"frames": [], "screens": [], "q": [], "max_q": [], "actions": [], "rewards": []}
     env.new_episode()
     for _ in range(steps):

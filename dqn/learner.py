@@ -114,14 +114,14 @@ class Learner:
 
     # -- snapshots and resume --
     def state(self) -> dict:
-        tensors = {"network": list(self.network.state_dict().values()), **self.optimizer.state()}
+        # The network itself is in the epoch's snapshot; these are what a resume adds.
+        tensors = dict(self.optimizer.state())
         if self.target is not None:
             tensors["target"] = list(self.target.state_dict().values())
         return {"tensors": tensors, "updates": self.updates}
 
     def load_state(self, state: dict) -> None:
         tensors = state["tensors"]
-        load_weights(self.network, tensors["network"])
         if self.target is not None:
             load_weights(self.target, tensors["target"])
         self.optimizer.load_state(tensors)

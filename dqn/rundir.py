@@ -19,6 +19,8 @@ import json
 import re
 from pathlib import Path
 
+import torch
+
 from dqn import h5io
 from dqn.errors import DataFileError, RunMismatchError
 
@@ -91,6 +93,20 @@ class RunDir:
 
     def replay_deltas(self, epoch: int) -> list[Path]:
         return [self.replay_delta(e) for e in _epochs(self.root / "resume", "replay") if e <= epoch]
+
+
+def load_snapshot(path: Path, network: torch.nn.Module) -> dict:
+    """Load the weights of snapshot `path` into `network`; return the snapshot's
+    attributes. A damaged file, or weights of another network, is refused by name."""
+    attrs, arrays = h5io.read(path, "snapshot")
+    weights = {name.removeprefix("weights/"): torch.as_tensor(value)
+               for name, value in arrays.items() if name.startswith("weights/")}
+    try:
+        network.load_state_dict(weights)
+    except RuntimeError as error:
+        raise DataFileError(f"{path}: its weights do not fit the network "
+                            f"({str(error).splitlines()[0]})") from None
+    return attrs
 
 
 def _epochs(directory: Path, prefix: str) -> list[int]:

@@ -24,7 +24,7 @@ from dqn.explore import choose_action, epsilon
 from dqn.learner import Learner
 from dqn.presets import Config
 from dqn.replay import ReplayMemory
-from dqn.rundir import RunDir
+from dqn.rundir import RunDir, load_snapshot
 
 
 @dataclass
@@ -233,7 +233,7 @@ def resume_state(counters: Counters, env: Atari, learner: Learner, memory: Repla
 def resume(run: RunDir, epoch: int, env: Atari, learner: Learner, memory: ReplayMemory,
            rng: np.random.Generator) -> tuple[Counters, TrainLog]:
     """Put every piece of state back as it was when `epoch` was committed."""
-    h5io.read(run.snapshot(epoch), "snapshot")  # refuse a damaged snapshot by name
+    load_snapshot(run.snapshot(epoch), learner.network)
     attrs, arrays = h5io.read(run.state(epoch), "resume_state")
     tensors: dict[str, list] = {}
     for name in sorted(k for k in arrays if k.startswith("learner/")):

@@ -94,8 +94,9 @@ def test_target_network_is_copied_every_period_and_frozen_between():
     assert same(learner.network, learner.target)
 
 
-def test_same_seed_same_initial_weights_and_state_round_trip():
-    config = presets.load("ci")
+@pytest.mark.parametrize("overrides", [[], ["target_update_period_updates=3", "loss=huber"]])
+def test_same_seed_same_initial_weights_and_state_round_trip(overrides):
+    config = presets.load("ci", overrides)
     a = Learner(config, 4, torch.device("cpu"), seed=5)
     b = Learner(config, 4, torch.device("cpu"), seed=5)
     other = Learner(config, 4, torch.device("cpu"), seed=6)
@@ -103,10 +104,11 @@ def test_same_seed_same_initial_weights_and_state_round_trip():
     assert not torch.equal(next(a.network.parameters()), next(other.network.parameters()))
     batch = _batch(np.random.default_rng(2), 4)
     a.update(batch)
+    b.network.load_state_dict(a.network.state_dict())  # the snapshot's part of a resume
     b.load_state({"tensors": {k: [t.numpy().copy() for t in v]
                               for k, v in a.state()["tensors"].items()},
                    "updates": a.updates})
-    for _ in range(3):
+    for _ in range(4):  # across a target network copy too
         a.update(batch)
         b.update(batch)
     assert all(torch.equal(x, y) for x, y in zip(a.network.parameters(), b.network.parameters()))
