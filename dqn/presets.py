@@ -128,6 +128,21 @@ class Config:
             )
         return self
 
+    def final_epoch(self) -> int:
+        """The number of the last epoch a run writes (the workflow names the final
+        snapshot with it; pure Python, so Snakemake needs no torch to ask).
+
+        As the loop of dqn/train.py counts: an update at every step s >
+        replay_start_steps that is a multiple of update_period_steps, an epoch after
+        every epoch_updates updates, and a last epoch at step train_steps unless an
+        epoch ended exactly there.
+        """
+        period = self.update_period_steps
+        updates = self.train_steps // period - self.replay_start_steps // period
+        full, rest = divmod(updates, self.epoch_updates)
+        ends_on_last_step = updates > 0 and rest == 0 and self.train_steps % period == 0
+        return full if ends_on_last_step else full + 1
+
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 

@@ -80,21 +80,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def final_epoch(config: Config) -> int:
-    """The number of the last epoch a run writes, from its config alone (the workflow
-    names the final snapshot with it).
-
-    As the loop below counts: an update at every step s > replay_start_steps that is a
-    multiple of update_period_steps, an epoch after every epoch_updates updates, and a
-    last epoch at step train_steps unless an epoch ended exactly there.
-    """
-    period = config.update_period_steps
-    updates = config.train_steps // period - config.replay_start_steps // period
-    full, rest = divmod(updates, config.epoch_updates)
-    ends_on_last_step = updates > 0 and rest == 0 and config.train_steps % period == 0
-    return full if ends_on_last_step else full + 1
-
-
 def play_randomly(env: Atari, rng: np.random.Generator, steps: int) -> ReplayMemory:
     """A replay memory holding `steps` steps of a uniform random policy, stored as the
     training loop stores them."""

@@ -14,7 +14,7 @@ import torch
 from dqn import h5io, presets
 from dqn.errors import DataFileError, RunMismatchError
 from dqn.rundir import RunDir
-from dqn.train import final_epoch, train
+from dqn.train import train
 
 CPU = torch.device("cpu")
 TRAIN = [sys.executable, "-m", "dqn.cli", "train", "--game", "Breakout", "--preset", "ci",
@@ -43,7 +43,7 @@ def test_a_run_writes_heldout_snapshots_and_log(finished_run):
     assert attrs["game"] == "Breakout" and attrs["seed"] == 1 and attrs["preset"] == "ci"
     epochs = run.snapshot_epochs()
     expected = (config.train_steps - config.replay_start_steps) // config.epoch_updates
-    assert epochs == list(range(1, expected + 1)) and expected == final_epoch(config)
+    assert epochs == list(range(1, expected + 1)) and expected == config.final_epoch()
     last = h5io.read_attrs(run.snapshot(epochs[-1]), "snapshot")
     assert (last["step"], last["update"]) == (config.train_steps, config.train_steps - config.replay_start_steps)
     _, log = h5io.read(run.log, "train_log")
@@ -127,7 +127,7 @@ def test_leftovers_of_a_killed_epoch_are_discarded_on_resume(finished_run, tmp_p
     (["update_period_steps=3", "epoch_updates=89"], 4),
 ])
 def test_final_epoch_counts_as_the_loop_does(overrides, epochs):
-    assert final_epoch(presets.load("ci", overrides)) == epochs
+    assert presets.load("ci", overrides).final_epoch() == epochs
 
 
 def test_a_missing_replay_delta_stops_the_resume_naming_the_gap(finished_run, tmp_path):

@@ -14,7 +14,6 @@ from snakemake.utils import validate
 PROJECT_ROOT = Path(workflow.basedir).resolve()
 sys.path.insert(0, str(PROJECT_ROOT))
 from dqn import presets
-from dqn.train import final_epoch
 from dqn.errors import ConfigError
 
 SCHEMA = "../schemas/config.schema.yaml"
@@ -63,7 +62,7 @@ FIGURE2_GAMES = [game for game in ("Breakout", "Seaquest") if game in config["ga
 PAPER_TABLE = "workflow/data/table1_paper2013.csv"
 
 
-FINAL_EPOCH = final_epoch(PRESET)  # as dqn/train.py counts epochs
+FINAL_EPOCH = PRESET.final_epoch()  # as dqn/train.py counts epochs
 
 RUN_DIR = "results/runs/{game}/seed{seed}"
 FINAL_SNAPSHOT = os.path.join(RUN_DIR, "snapshots", f"epoch_{FINAL_EPOCH:04d}.h5")

@@ -1,7 +1,7 @@
 # One training job per (game, seed): `dqn train`, which resumes by itself when rerun.
 #
 # The declared output is the final snapshot alone (its number follows from the preset,
-# see final_epoch in dqn/train.py): `dqn train` writes it last and atomically, after heldout.h5 and
+# see Config.final_epoch in dqn/presets.py): `dqn train` writes it last and atomically, after heldout.h5 and
 # every earlier snapshot, so it exists only once the run is complete. It is flagged
 # update() so that Snakemake never deletes it before a job: `dqn train` finds a complete
 # run complete, and refuses a run directory of another preset, instead of losing it.
