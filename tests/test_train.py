@@ -34,6 +34,25 @@ def weights(path):
         return {name: f["weights"][name][()] for name in f["weights"]}
 
 
+def assert_same_weights(run, reference):
+    """Every snapshot of `reference` exists in `run` with bit-identical weights."""
+    for epoch in reference.snapshot_epochs():
+        ours, theirs = weights(run.snapshot(epoch)), weights(reference.snapshot(epoch))
+        assert all(np.array_equal(ours[k], theirs[k]) for k in theirs), f"epoch {epoch} differs"
+
+
+def kill_when(out, landmark, delay_s=0.0):
+    """Start `dqn train --out out`, SIGKILL it `delay_s` after `landmark` exists."""
+    process = subprocess.Popen(TRAIN + ["--out", str(out)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not landmark.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(delay_s)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
 def test_a_run_writes_heldout_snapshots_and_log(finished_run):
     run = RunDir(finished_run)
     config = presets.load("ci")
@@ -63,14 +82,7 @@ def test_killed_at_any_moment_resumes_to_bit_identical_weights(finished_run, tmp
     # mid-epoch 2, as snapshot 2 lands, and mid-epoch 4. Then let it finish.
     for landmark, delay_s in ((run.heldout, 0.0), (run.snapshot(1), 0.3),
                               (run.snapshot(2), 0.0), (run.snapshot(3), 0.3)):
-        process = subprocess.Popen(TRAIN + ["--out", str(out)], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 240
-        while not landmark.exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(delay_s)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        kill_when(out, landmark, delay_s)
         for path in out.rglob("*.h5"):  # never a half-written file under a final name
             h5io.read_attrs(path, _kind(path))
     done = subprocess.run(TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300)
@@ -78,9 +90,7 @@ def test_killed_at_any_moment_resumes_to_bit_identical_weights(finished_run, tmp
     assert "resumed from" in done.stderr  # the kills did land after a snapshot
     run, reference = RunDir(out), RunDir(finished_run)
     assert run.snapshot_epochs() == reference.snapshot_epochs()
-    for epoch in run.snapshot_epochs():
-        ours, theirs = weights(run.snapshot(epoch)), weights(reference.snapshot(epoch))
-        assert all(np.array_equal(ours[k], theirs[k]) for k in theirs), f"epoch {epoch} differs"
+    assert_same_weights(run, reference)
     _, log = h5io.read(run.log, "train_log")
     _, reference_log = h5io.read(reference.log, "train_log")
     for name in ("episodes/return", "episodes/end_step", "epochs/loss_mean"):
@@ -99,12 +109,7 @@ def _kind(path):
 def test_leftovers_of_a_killed_epoch_are_discarded_on_resume(finished_run, tmp_path):
     out = tmp_path / "run"
     run = RunDir(out)
-    process = subprocess.Popen(TRAIN + ["--out", str(out)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    while not run.snapshot(2).exists():
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_when(out, run.snapshot(2))
     last = run.snapshot_epochs()[-1]
     # What a process killed while writing epoch last+1 leaves: its delta and resume
     # state (written before the snapshot) and a temporary snapshot.
@@ -112,10 +117,7 @@ def test_leftovers_of_a_killed_epoch_are_discarded_on_resume(finished_run, tmp_p
     shutil.copy(run.state(last), run.state(last + 1))
     (out / "snapshots" / f"epoch_{last + 1:04d}.h5.tmp").write_bytes(b"partial")
     subprocess.run(TRAIN + ["--out", str(out)], check=True, capture_output=True, timeout=300)
-    reference = RunDir(finished_run)
-    for epoch in reference.snapshot_epochs():
-        ours, theirs = weights(run.snapshot(epoch)), weights(reference.snapshot(epoch))
-        assert all(np.array_equal(ours[k], theirs[k]) for k in theirs), f"epoch {epoch} differs"
+    assert_same_weights(run, RunDir(finished_run))
 
 
 @pytest.mark.parametrize("overrides,epochs", [
@@ -123,8 +125,8 @@ def test_leftovers_of_a_killed_epoch_are_discarded_on_resume(finished_run, tmp_p
     (["train_steps=1100"], 5),  # 900 updates: a fifth, partial epoch
     (["update_period_steps=4", "epoch_updates=50"], 4),  # 200 updates, the last at step 1000
     (["update_period_steps=3", "epoch_updates=22"], 13),  # 267 updates: 12 epochs and 3
-    # 267 updates fill 3 epochs at step 999; step 1000 has no update but ends the run
-    (["update_period_steps=3", "epoch_updates=89"], 4),
+    (["update_period_steps=3", "epoch_updates=89"], 4),  # 267 updates fill 3 epochs at
+    # step 999; step 1000 has no update but ends the run with a fourth
 ])
 def test_final_epoch_counts_as_the_loop_does(overrides, epochs):
     assert presets.load("ci", overrides).final_epoch() == epochs
@@ -133,12 +135,7 @@ def test_final_epoch_counts_as_the_loop_does(overrides, epochs):
 def test_a_missing_replay_delta_stops_the_resume_naming_the_gap(finished_run, tmp_path):
     out = tmp_path / "run"
     run = RunDir(out)
-    process = subprocess.Popen(TRAIN + ["--out", str(out)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    while not run.snapshot(3).exists():
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_when(out, run.snapshot(3))
     run.replay_delta(2).unlink()
     with pytest.raises(DataFileError, match=f"{run.replay_delta(3)}: starts at replay entry 600, "
                        "but entries 400..599 are in no delta file"):
