@@ -55,7 +55,13 @@ SET_ARGS = " ".join(f"--set {shlex.quote(item)}" for item in preset_overrides())
 # checkout only; keeping the path out of the command keeps the rules' parameters the
 # same wherever the checkout lies, so a moved checkout does not retrain.
 os.environ.update(PYTHONPATH=str(PROJECT_ROOT))
-DQN = "python -m dqn.cli"
+# `exec`: the job's shell becomes `dqn`, so the SIGTERM that SLURM (time limit,
+# preemption) or Snakemake sends to the job reaches the process that saves the run.
+DQN = "exec python -m dqn.cli"
+
+# A job that may run on a GPU asks for one (`--resources gpu=N` locally, the allocation
+# on SLURM); with `device: cpu` it asks for none, so a cluster without GPUs runs it.
+GPU_JOB = 0 if config["device"] == "cpu" else 1
 
 # 2013 Figure 2 shows Breakout and Seaquest.
 FIGURE2_GAMES = [game for game in ("Breakout", "Seaquest") if game in config["games"]]

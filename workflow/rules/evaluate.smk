@@ -16,6 +16,8 @@ rule evaluate:
     benchmark:
         "results/benchmarks/evaluate/{game}/seed{seed}.tsv"
     threads: config["evaluate_threads"]
+    resources:
+        gpu=GPU_JOB,
     conda:
         "../../envs/training.yaml"
     shell:
@@ -38,6 +40,8 @@ rule trace_value_function:
     benchmark:
         "results/benchmarks/trace/{game}/seed{seed}.tsv"
     threads: 1
+    resources:
+        gpu=GPU_JOB,
     conda:
         "../../envs/training.yaml"
     shell:

@@ -26,7 +26,7 @@ rule train:
         "results/benchmarks/train/{game}/seed{seed}.tsv"
     threads: config["train_threads"]
     resources:
-        gpu=1,
+        gpu=GPU_JOB,
         mem_mb=train_mem_mb(PRESET),
         runtime=train_runtime_min(PRESET),
     conda:
