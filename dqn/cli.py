@@ -121,16 +121,22 @@ def _run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from dqn.train import resolve_device
+    from dqn.devices import resolve_device
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     if args.command == "train":
         from dqn.atari import check_game
-        from dqn.train import train
+        from dqn.train import Stopped, train
         config = presets.load(args.preset, args.overrides)
-        train(check_game(args.game), args.preset, config, args.seed, args.out, device,
-              args.progress_s)
+        try:
+            train(check_game(args.game), args.preset, config, args.seed, args.out, device,
+                  args.progress_s)
+        except Stopped as stop:
+            # 128 + signal, as a shell reports a process the signal ended: a failure to
+            # Snakemake and SLURM, so the job is retried, and the retry continues.
+            print(f"dqn train: stopped by {stop}", file=sys.stderr)
+            return 128 + stop.signum
     elif args.command == "evaluate":
         from dqn.evaluate import evaluate_run
         table = evaluate_run(args.run, args.out, device, args.workers)

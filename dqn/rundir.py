@@ -4,13 +4,17 @@
     DIR/snapshots/epoch_NNNN.h5    network weights after epoch NNNN (read by evaluation)
     DIR/resume/state_NNNN.h5       optimizer, target network, RNGs, emulator, counters
     DIR/resume/replay_NNNN.h5      the replay entries added during epoch NNNN
+    DIR/resume/interrupted.h5      all of the above since the newest snapshot, written
+                                   when a signal stops training mid-epoch
     DIR/train_log.h5               per-episode returns and per-epoch statistics
 
 An epoch is committed by its snapshot, written last: replay delta, resume state and log
 come first. Resuming takes the newest snapshot and the state and deltas of that epoch,
 and deletes what a killed process left of the next one. Only the newest resume state
 and the deltas still inside the replay ring are kept, so a resume costs the frames of
-one epoch per epoch on disk, not the whole memory.
+one epoch per epoch on disk, not the whole memory. An interrupt file continues the
+newest epoch until the next one is committed; one that continues an older epoch is stale
+and deleted.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class RunDir:
         self.root = Path(root)
         self.heldout = self.root / "heldout.h5"
         self.log = self.root / "train_log.h5"
+        self.interrupt = self.root / "resume" / "interrupted.h5"
 
     def snapshot(self, epoch: int) -> Path:
         return self.root / "snapshots" / f"epoch_{epoch:04d}.h5"
@@ -76,7 +81,8 @@ class RunDir:
 
     def prune(self, epoch: int, oldest_replay_entry: int) -> None:
         """Delete what epoch `epoch` no longer needs: older states, deltas out of the ring,
-        anything of later epochs (left by a killed process) and temporary files."""
+        anything of later epochs (left by a killed process), an interrupt file that does
+        not continue `epoch`, and temporary files."""
         for old in _epochs(self.root / "resume", "state"):
             if old != epoch:
                 self.state(old).unlink()
@@ -88,6 +94,8 @@ class RunDir:
         for later in self.snapshot_epochs():
             if later > epoch:
                 self.snapshot(later).unlink()
+        if self.interrupt.exists() and h5io.read_attrs(self.interrupt, "interrupted")["epoch"] != epoch:
+            self.interrupt.unlink()
         for tmp in self.root.rglob("*.tmp"):
             tmp.unlink()
 
@@ -99,6 +107,12 @@ def load_snapshot(path: Path, network: torch.nn.Module) -> dict:
     """Load the weights of snapshot `path` into `network`; return the snapshot's
     attributes. A damaged file, or weights of another network, is refused by name."""
     attrs, arrays = h5io.read(path, "snapshot")
+    load_weights(path, arrays, network)
+    return attrs
+
+
+def load_weights(path: Path, arrays: dict, network: torch.nn.Module) -> None:
+    """Load the `weights/...` arrays read from file `path` into `network`."""
     weights = {name.removeprefix("weights/"): torch.as_tensor(value)
                for name, value in arrays.items() if name.startswith("weights/")}
     try:
@@ -106,7 +120,6 @@ def load_snapshot(path: Path, network: torch.nn.Module) -> dict:
     except RuntimeError as error:
         raise DataFileError(f"{path}: its weights do not fit the network "
                             f"({str(error).splitlines()[0]})") from None
-    return attrs
 
 
 def _epochs(directory: Path, prefix: str) -> list[int]:

@@ -4,13 +4,20 @@ The loop in `train` reads like Algorithm 1: act epsilon-greedily, store the tran
 sample a minibatch, take a gradient step. Every `epoch_updates` updates it writes a
 snapshot and the resume state; run again after being killed, it continues from the
 newest snapshot and, on the CPU, ends with the same weights as an uninterrupted run.
+
+SIGTERM (how SLURM ends a job at its time limit or on preemption, a grace period before
+SIGKILL) and SIGINT stop the loop between two steps: it saves everything since the
+newest snapshot to one file and exits with 128 + the signal's number, so a scheduler
+retries the job and the retry continues from that very step.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,12 +26,14 @@ import torch
 
 from dqn import h5io, seeding
 from dqn.atari import Atari
-from dqn.errors import ConfigError, DataFileError
+from dqn.errors import DataFileError
 from dqn.explore import choose_action, epsilon
 from dqn.learner import Learner
 from dqn.presets import Config
 from dqn.replay import ReplayMemory
-from dqn.rundir import RunDir, load_snapshot
+from dqn.rundir import RunDir, load_snapshot, load_weights
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 @dataclass
@@ -69,15 +78,26 @@ class TrainLog:
 FLOAT_COLUMNS = {"return", "loss_mean", "epsilon", "steps_per_s", "updates_per_s", "wall_s"}
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        print("dqn: no CUDA device found, training on the CPU", file=sys.stderr)
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available (try --device auto)")
-    return torch.device(name)
+class Stopped(Exception):
+    """Training stopped by a signal after saving its state; running it again continues."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
+
+
+@contextmanager
+def stop_signals():
+    """Catch SIGTERM and SIGINT while training: the loop reads the list and stops itself,
+    so no signal ends the process halfway through a file or a step."""
+    received: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, _frame: received.append(signum))
+                for s in STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def play_randomly(env: Atari, rng: np.random.Generator, steps: int) -> ReplayMemory:
@@ -111,6 +131,13 @@ def collect_heldout_states(game: str, config: Config, seed: int) -> np.ndarray:
 
 def train(game: str, preset: str, config: Config, seed: int, out: Path,
           device: torch.device, progress_s: float = 10.0) -> None:
+    """Train, or continue a run of `out`; raise Stopped after saving if signalled."""
+    with stop_signals() as received:
+        _train(game, preset, config, seed, out, device, progress_s, received)
+
+
+def _train(game: str, preset: str, config: Config, seed: int, out: Path,
+           device: torch.device, progress_s: float, received: list[int]) -> None:
     run = RunDir(out)
     attrs = h5io.provenance(game, seed, preset, config.as_dict())
     run.claim(attrs)
@@ -132,13 +159,25 @@ def train(game: str, preset: str, config: Config, seed: int, out: Path,
         return
     if epochs:
         counters, log = resume(run, epochs[-1], env, learner, memory, rng)
+    else:
+        run.prune(0, 0)  # keeps an interrupt file of epoch 1 only
+    epoch_loss = (0.0, 0)  # (sum, count) of the losses of the epoch in progress
+    if run.interrupt.exists():
+        counters, log, epoch_loss = resume_interrupted(run, env, learner, memory, rng)
+        say(f"resumed from {run.interrupt} at step {counters.step}")
+    elif epochs:
         say(f"resumed from {run.snapshot(counters.epoch)} at step {counters.step}")
     else:
-        run.prune(0, 0)
         env.new_episode()
 
-    meter = Meter(counters, learner.updates, device)
+    meter = Meter(counters, learner.updates, device, *epoch_loss)
+
     while counters.step < config.train_steps:
+        if received:
+            save_interrupted(run, attrs, counters, log, env, learner, memory, rng, meter)
+            raise Stopped(received[0], f"{signal.Signals(received[0]).name} at step "
+                          f"{counters.step:,}: saved {run.interrupt}; run the same command "
+                          "again to continue from there")
         # Algorithm 1: with probability epsilon a random action, else argmax_a Q(phi, a).
         eps = epsilon(config, counters.step)
         action = choose_action(eps, env.n_actions, rng, lambda: learner.greedy_action(env.stack))
@@ -176,24 +215,48 @@ def log_episode(log: TrainLog, counters: Counters) -> None:
     counters.episode_return, counters.episode_steps = 0.0, 0
 
 
-def save_epoch(run: RunDir, attrs: dict, counters: Counters, log: TrainLog, env: Atari,
-               learner: Learner, memory: ReplayMemory, rng: np.random.Generator) -> None:
-    epoch = counters.epoch
-    # One replay entry per agent step: this epoch's entries start at the last epoch's step.
-    start = max(log.epochs["step"][-2] if epoch > 1 else 0, memory.added - memory.size)
-    counter_attrs = {**attrs, "epoch": epoch, "step": counters.step, "update": learner.updates}
+def checkpoint(attrs: dict, counters: Counters, log: TrainLog, env: Atari, learner: Learner,
+               memory: ReplayMemory, rng: np.random.Generator, since_step: int) -> dict:
+    """What a resume needs, as {part: (attrs, arrays)} for the parts delta (the replay
+    entries added since step `since_step`), state, log and snapshot (the weights)."""
+    # One replay entry per agent step, so the entries since a step start at that step.
+    start = max(since_step, memory.added - memory.size)
+    counter_attrs = {**attrs, "epoch": counters.epoch, "step": counters.step,
+                     "update": learner.updates}
     state_attrs, state = resume_state(counters, env, learner, memory, rng)
     weights = {f"weights/{name}": t.detach().cpu().numpy()
                for name, t in learner.network.state_dict().items()}
-    run.write_epoch(
-        epoch,
-        delta=({**counter_attrs, "start": start, "stop": memory.added},
-               memory.entries(start, memory.added)),
-        state=({**counter_attrs, **state_attrs}, state),
-        log=(counter_attrs, log.arrays()),
-        snapshot=(counter_attrs, weights),
-    )
+    return {
+        "delta": ({**counter_attrs, "start": start, "stop": memory.added},
+                  memory.entries(start, memory.added)),
+        "state": ({**counter_attrs, **state_attrs}, state),
+        "log": (counter_attrs, log.arrays()),
+        "snapshot": (counter_attrs, weights),
+    }
+
+
+def save_epoch(run: RunDir, attrs: dict, counters: Counters, log: TrainLog, env: Atari,
+               learner: Learner, memory: ReplayMemory, rng: np.random.Generator) -> None:
+    epoch = counters.epoch
+    since_step = log.epochs["step"][-2] if epoch > 1 else 0  # where the last epoch ended
+    run.write_epoch(epoch, **checkpoint(attrs, counters, log, env, learner, memory, rng,
+                                        since_step))
     run.prune(epoch, memory.added - memory.size)
+
+
+def save_interrupted(run: RunDir, attrs: dict, counters: Counters, log: TrainLog, env: Atari,
+                     learner: Learner, memory: ReplayMemory, rng: np.random.Generator,
+                     meter: "Meter") -> None:
+    """Everything since the newest snapshot, in one file written atomically: the parts of
+    an epoch (their arrays under part/...) and the loss of the epoch so far."""
+    since_step = log.epochs["step"][-1] if counters.epoch else 0
+    parts = checkpoint(attrs, counters, log, env, learner, memory, rng, since_step)
+    merged = {"loss_sum": float(meter.loss_sum), "losses": meter.losses}
+    arrays = {}
+    for part, (part_attrs, part_arrays) in parts.items():
+        merged.update(part_attrs)
+        arrays.update({f"{part}/{name}": value for name, value in part_arrays.items()})
+    h5io.write(run.interrupt, "interrupted", merged, arrays, compress=True)
 
 
 def resume_state(counters: Counters, env: Atari, learner: Learner, memory: ReplayMemory,
@@ -215,11 +278,9 @@ def resume_state(counters: Counters, env: Atari, learner: Learner, memory: Repla
     return attrs, arrays
 
 
-def resume(run: RunDir, epoch: int, env: Atari, learner: Learner, memory: ReplayMemory,
-           rng: np.random.Generator) -> tuple[Counters, TrainLog]:
-    """Put every piece of state back as it was when `epoch` was committed."""
-    load_snapshot(run.snapshot(epoch), learner.network)
-    attrs, arrays = h5io.read(run.state(epoch), "resume_state")
+def restore_state(attrs: dict, arrays: dict[str, np.ndarray], env: Atari, learner: Learner,
+                  rng: np.random.Generator) -> Counters:
+    """The inverse of `resume_state`: put learner, emulator and RNG back; the counters."""
     tensors: dict[str, list] = {}
     for name in sorted(k for k in arrays if k.startswith("learner/")):
         tensors.setdefault(name.split("/")[1], []).append(arrays[name])
@@ -228,7 +289,15 @@ def resume(run: RunDir, epoch: int, env: Atari, learner: Learner, memory: Replay
                    "game_needs_reset": attrs["env_game_needs_reset"],
                    "rng": json.loads(attrs["env_rng"])})
     rng.bit_generator.state = json.loads(attrs["agent_rng"])
-    counters = Counters(**json.loads(attrs["counters"]))
+    return Counters(**json.loads(attrs["counters"]))
+
+
+def resume(run: RunDir, epoch: int, env: Atari, learner: Learner, memory: ReplayMemory,
+           rng: np.random.Generator) -> tuple[Counters, TrainLog]:
+    """Put every piece of state back as it was when `epoch` was committed."""
+    load_snapshot(run.snapshot(epoch), learner.network)
+    attrs, arrays = h5io.read(run.state(epoch), "resume_state")
+    counters = restore_state(attrs, arrays, env, learner, rng)
 
     added = int(attrs["replay_added"])
     oldest = added - min(added, memory.capacity)
@@ -253,15 +322,38 @@ def resume(run: RunDir, epoch: int, env: Atari, learner: Learner, memory: Replay
     return counters, TrainLog.from_arrays(log_arrays, epoch)
 
 
+def resume_interrupted(run: RunDir, env: Atari, learner: Learner, memory: ReplayMemory,
+                       rng: np.random.Generator) -> tuple[Counters, TrainLog, tuple]:
+    """Continue from the step a signal stopped at, on top of the newest epoch (`memory`
+    holds that epoch's replay entries already); also return the epoch's loss so far."""
+    path = run.interrupt
+    attrs, arrays = h5io.read(path, "interrupted")
+    part = {name: {key.removeprefix(f"{name}/"): value for key, value in arrays.items()
+                   if key.startswith(f"{name}/")}
+            for name in ("delta", "state", "log", "snapshot")}
+    load_weights(path, part["snapshot"], learner.network)
+    counters = restore_state(attrs, part["state"], env, learner, rng)
+    start, added = int(attrs["start"]), int(attrs["replay_added"])
+    if start > max(memory.added, added - min(added, memory.capacity)):
+        raise DataFileError(f"{path}: its replay entries start at {start}, but the memory "
+                            f"restored from epoch {counters.epoch} ends at {memory.added}")
+    memory.put_entries(start, part["delta"])
+    # The episodes of the epoch in progress are numbered counters.epoch + 1.
+    log = TrainLog.from_arrays(part["log"], counters.epoch + 1)
+    return counters, log, (attrs["loss_sum"], int(attrs["losses"]))
+
+
 class Meter:
     """Throughput, loss and the progress line (steps, episodes, return, epsilon, ETA)."""
 
-    def __init__(self, counters: Counters, updates: int, device: torch.device):
+    def __init__(self, counters: Counters, updates: int, device: torch.device,
+                 loss_sum: float = 0.0, losses: int = 0):
         self.start_time = self.report_time = time.monotonic()
         self.epoch_start = (time.monotonic(), counters.step, updates)
         self.report_step = counters.step
-        self.loss_sum = torch.zeros((), device=device)
-        self.losses = 0
+        # Summed on the device: reading a GPU loss every update would wait for the GPU.
+        self.loss_sum = torch.tensor(loss_sum, dtype=torch.float32, device=device)
+        self.losses = losses
 
     def add_loss(self, loss: torch.Tensor) -> None:
         self.loss_sum += loss

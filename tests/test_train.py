@@ -1,4 +1,5 @@
-"""Training runs on the `ci` preset: files, exact resume after SIGKILL, refusals."""
+"""Training runs on the `ci` preset: files, exact resume after SIGKILL and after SIGTERM
+or SIGINT (saved mid-epoch), refusals."""
 
 import shutil
 import signal
@@ -41,16 +42,18 @@ def assert_same_weights(run, reference):
         assert all(np.array_equal(ours[k], theirs[k]) for k in theirs), f"epoch {epoch} differs"
 
 
-def kill_when(out, landmark, delay_s=0.0):
-    """Start `dqn train --out out`, SIGKILL it `delay_s` after `landmark` exists."""
+def kill_when(out, landmark, delay_s=0.0, sig=signal.SIGKILL):
+    """Start `dqn train --out out`, send it `sig` `delay_s` after `landmark` exists;
+    return its exit status."""
+    assert not landmark.exists()  # else the signal could come before Python is up
     process = subprocess.Popen(TRAIN + ["--out", str(out)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while not landmark.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     time.sleep(delay_s)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.send_signal(sig)
+    return process.wait(timeout=60)
 
 
 def test_a_run_writes_heldout_snapshots_and_log(finished_run):
@@ -91,10 +94,7 @@ def test_killed_at_any_moment_resumes_to_bit_identical_weights(finished_run, tmp
     run, reference = RunDir(out), RunDir(finished_run)
     assert run.snapshot_epochs() == reference.snapshot_epochs()
     assert_same_weights(run, reference)
-    _, log = h5io.read(run.log, "train_log")
-    _, reference_log = h5io.read(reference.log, "train_log")
-    for name in ("episodes/return", "episodes/end_step", "epochs/loss_mean"):
-        np.testing.assert_array_equal(log[name], reference_log[name])
+    assert_same_log(run, reference)
     assert not list(out.rglob("*.tmp"))
 
 
@@ -102,8 +102,51 @@ def _kind(path):
     if path.parent.name == "snapshots":
         return "snapshot"
     if path.parent.name == "resume":
-        return "resume_state" if path.name.startswith("state_") else "replay_delta"
+        return ("interrupted" if path.name == "interrupted.h5" else
+                "resume_state" if path.name.startswith("state_") else "replay_delta")
     return {"heldout.h5": "heldout", "train_log.h5": "train_log"}[path.name]
+
+
+def assert_same_log(run, reference):
+    """The same episodes and per-epoch losses (throughput columns are timings)."""
+    _, log = h5io.read(run.log, "train_log")
+    _, reference_log = h5io.read(reference.log, "train_log")
+    for name in ("episodes/return", "episodes/end_step", "episodes/epoch", "epochs/step",
+                 "epochs/episodes", "epochs/loss_mean", "epochs/epsilon"):
+        np.testing.assert_array_equal(log[name], reference_log[name], err_msg=name)
+
+
+def test_sigterm_and_sigint_save_mid_epoch_and_a_rerun_ends_identical(finished_run, tmp_path):
+    out = tmp_path / "stopped"
+    run = RunDir(out)
+    # As SLURM ends a job (time limit, preemption): SIGTERM, here during epoch 2; then
+    # SIGINT (Ctrl-C) during epoch 4 of the continued run.
+    for landmark, sig in ((run.snapshot(1), signal.SIGTERM), (run.snapshot(3), signal.SIGINT)):
+        status = kill_when(out, landmark, 0.2, sig)
+        assert status == 128 + sig  # a failure, so Snakemake or SLURM retries the job
+        attrs = h5io.read_attrs(run.interrupt, "interrupted")
+        committed = h5io.read_attrs(run.snapshot(run.snapshot_epochs()[-1]), "snapshot")
+        assert attrs["epoch"] == committed["epoch"] and attrs["step"] >= committed["step"]
+    done = subprocess.run(TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"resumed from {run.interrupt} at step {attrs['step']}" in done.stderr
+    assert not run.interrupt.exists()  # the next epoch made it obsolete
+    assert_same_weights(run, RunDir(finished_run))
+    assert_same_log(run, RunDir(finished_run))
+
+
+def test_an_interrupt_file_older_than_the_newest_snapshot_is_ignored(finished_run, tmp_path):
+    out = tmp_path / "stopped"
+    run = RunDir(out)
+    kill_when(out, run.snapshot(1), 0.2, signal.SIGTERM)
+    stale = run.interrupt.read_bytes()
+    kill_when(out, run.snapshot(3))  # continues from it, then SIGKILL after epoch 3
+    run.interrupt.write_bytes(stale)  # as if a copy of the old file came back
+    done = subprocess.run(TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"resumed from {run.snapshot(3)}" in done.stderr
+    assert_same_weights(run, RunDir(finished_run))
+    assert_same_log(run, RunDir(finished_run))
 
 
 def test_leftovers_of_a_killed_epoch_are_discarded_on_resume(finished_run, tmp_path):

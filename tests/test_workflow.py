@@ -76,6 +76,22 @@ def test_config_overrides_reach_dqn_train_as_set_arguments(workflow_copy):
     assert "snapshots/epoch_0004.h5" in result.stdout
 
 
+@pytest.mark.parametrize("device,gpus", [("auto", 1), ("cuda", 1), ("cpu", 0)])
+def test_jobs_that_may_use_a_gpu_ask_for_one_unless_the_device_is_the_cpu(
+        workflow_copy, device, gpus):
+    # `--resources gpu=N` then caps the GPU jobs at N; each claims its own (dqn/devices.py).
+    result = snakemake(workflow_copy, "-n", "--config", f"device={device}")
+    assert result.returncode == 0, result.stderr
+    asked = {}
+    for block in re.split(r"\n(?=rule \w+:)", result.stdout):
+        if m := re.match(r"rule (\w+):", block):
+            resources = re.search(r"resources: (.*)", block)
+            gpu = re.search(r"\bgpu=(\d+)", resources.group(1)) if resources else None
+            asked.setdefault(m.group(1), set()).add(int(gpu.group(1)) if gpu else 0)
+    assert asked["train"] == asked["evaluate"] == asked["trace_value_function"] == {gpus}
+    assert asked["table1"] == {0}
+
+
 def test_schema_lists_the_games_and_presets_of_dqn():
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
     assert schema["properties"]["games"]["items"]["enum"] == list(atari.GAMES)

@@ -1,0 +1,80 @@
+"""One GPU per process: claims on a faked list of GPUs, in separate processes as
+Snakemake's jobs are; the CPU fallback."""
+
+import select
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from dqn.devices import resolve_device
+from dqn.errors import ConfigError
+
+FAKE_GPUS = "GPU-1d5c-aaaa,GPU-77e0-bbbb"  # UUIDs as torch reports them, in index order
+
+# A job: claim a GPU of the faked list, print its index, hold it until stdin closes.
+JOB = ("import sys; from pathlib import Path; from dqn.devices import claim_gpu; "
+       "print(claim_gpu(sys.argv[2].split(','), Path(sys.argv[1]), poll_s=0.05), flush=True); "
+       "sys.stdin.read()")
+
+
+def start_job(lock_dir):
+    return subprocess.Popen([sys.executable, "-c", JOB, str(lock_dir), FAKE_GPUS],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def claimed(job, timeout_s):
+    """The index `job` printed within `timeout_s`, or None if it is still waiting."""
+    ready, _, _ = select.select([job.stdout], [], [], timeout_s)
+    return int(job.stdout.readline()) if ready else None
+
+
+def test_concurrent_jobs_never_share_a_gpu_and_a_third_waits_for_a_free_one(tmp_path):
+    first, second = start_job(tmp_path), start_job(tmp_path)
+    try:
+        assert {claimed(first, 30), claimed(second, 30)} == {0, 1}
+        third = start_job(tmp_path)
+        assert claimed(third, 2.0) is None  # both GPUs are held: it waits, it does not share
+        first.stdin.close()  # the first job ends normally...
+        first.wait(timeout=10)
+        first_index = 1 - claimed_index_of(second, tmp_path)
+        assert claimed(third, 30) == first_index  # ...and the waiting one takes its GPU
+        fourth = start_job(tmp_path)
+        assert claimed(fourth, 2.0) is None
+        second.send_signal(signal.SIGKILL)  # a killed job frees its GPU too
+        second.wait(timeout=10)
+        assert claimed(fourth, 30) == 1 - first_index
+        third.stdin.close()
+        fourth.stdin.close()
+        third.wait(timeout=10)
+        fourth.wait(timeout=10)
+        assert "all 2 GPUs are taken by other dqn processes" in third.stderr.read()
+        assert "--resources gpu=N, N at most 2" in fourth.stderr.read()
+    finally:
+        for job in (first, second):
+            if job.poll() is None:
+                job.kill()
+
+
+def claimed_index_of(job, lock_dir):
+    """The index whose lock file names `job`'s process id."""
+    for index, gpu in enumerate(FAKE_GPUS.split(",")):
+        if (lock_dir / f"{gpu}.lock").read_text().strip() == str(job.pid):
+            return index
+    raise AssertionError(f"no lock file in {lock_dir} names process {job.pid}")
+
+
+def test_the_cpu_is_used_when_asked_for():
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_without_a_gpu_auto_warns_and_uses_the_cpu_and_cuda_is_refused(capsys):
+    assert resolve_device("auto") == torch.device("cpu")
+    assert "no CUDA device found, computing on the CPU" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="--device cuda: no CUDA device is available"):
+        resolve_device("cuda")
+
