@@ -1,0 +1,106 @@
+"""The conda environments of the rules (envs/*.yaml) against requirements.lock: every
+version pinned, the same PyPI pins, nothing a pinned package needs left out, and every
+rule naming one."""
+
+import re
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[1]
+ENVS = sorted((ROOT / "envs").glob("*.yaml"))
+# What each family's commands import (besides the standard library and dqn itself).
+NEEDS = {
+    "training": {"torch", "numpy", "gymnasium", "ale-py", "h5py", "opencv-python-headless"},
+    "plotting": {"numpy", "h5py", "matplotlib"},
+}
+
+
+def lock() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = version.strip()
+    return pins
+
+
+def env_pins(path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """(conda pins, pip pins) of an environment file, as {name: version}."""
+    env = yaml.safe_load(path.read_text())
+    conda, pip = {}, {}
+    for dependency in env["dependencies"]:
+        if isinstance(dependency, dict):
+            for line in dependency["pip"]:
+                name, _, version = line.partition("==")
+                assert version, f"{path}: pip dependency {line!r} is not pinned with =="
+                pip[canonicalize_name(name)] = version
+        else:
+            name, _, version = dependency.partition("=")
+            assert re.fullmatch(r"\d+(\.\d+)+", version), \
+                f"{path}: conda dependency {dependency!r} is not pinned to one release"
+            conda[name] = version
+    return conda, pip
+
+
+def test_there_is_an_env_per_rule_family():
+    assert {path.stem for path in ENVS} == set(NEEDS)
+
+
+@pytest.mark.parametrize("path", ENVS, ids=lambda path: path.stem)
+def test_env_pins_every_version_from_conda_forge_and_the_lock(path):
+    env = yaml.safe_load(path.read_text())
+    assert env["channels"] == ["conda-forge", "nodefaults"], path
+    conda, pip = env_pins(path)
+    assert set(conda) == {"python", "pip"}, f"{path}: conda installs only python and pip"
+    python = tuple(int(part) for part in conda["python"].split(".")[:2])
+    assert python == sys.version_info[:2], f"{path}: python={conda['python']}, the lock's is " \
+        f"{sys.version_info.major}.{sys.version_info.minor}"
+    pins = lock()
+    differ = {name: (version, pins.get(name)) for name, version in pip.items()
+              if pins.get(name) != version}
+    assert not differ, f"{path}: pins that differ from requirements.lock (env, lock): {differ}"
+    assert NEEDS[path.stem] <= set(pip), f"{path}: lacks {NEEDS[path.stem] - set(pip)}"
+
+
+def unpinned(pins) -> set[str]:
+    """Requirements of the packages `pins` (as installed here, from the lock) that are
+    not among `pins` themselves, skipping optional extras and other platforms'."""
+    missing = set()
+    for name in pins:
+        for text in metadata.requires(name) or []:
+            requirement = Requirement(text)
+            if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
+                continue
+            if canonicalize_name(requirement.name) not in pins:
+                missing.add(f"{requirement.name} (needed by {name})")
+    return missing
+
+
+@pytest.mark.parametrize("path", ENVS, ids=lambda path: path.stem)
+def test_env_pins_what_its_packages_need(path):
+    # so pip in the env resolves nothing on its own
+    missing = unpinned(env_pins(path)[1])
+    assert not missing, f"{path}: not pinned: {', '.join(sorted(missing))}"
+
+
+def test_the_lock_pins_what_its_packages_need():
+    missing = unpinned(lock())
+    assert not missing, f"requirements.lock: not pinned: {', '.join(sorted(missing))}"
+
+
+def test_every_rule_names_a_conda_env_that_exists():
+    rules = {}
+    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"\n(?=rule \w+:)", smk.read_text()):
+            if m := re.match(r"rule (\w+):", block):
+                env = re.search(r"\n    conda:\n        \"([^\"]+)\"", block)
+                rules[m.group(1)] = env and (smk.parent / env.group(1)).resolve()
+    assert rules and all(rules.values()), f"rules without a conda env: " \
+        f"{[name for name, env in rules.items() if not env]}"
+    assert set(rules.values()) == {path.resolve() for path in ENVS}
