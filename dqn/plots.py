@@ -158,6 +158,10 @@ def select_segment(max_q: np.ndarray, rewards: np.ndarray) -> dict:
 def value_function(trace: Path, out: Path) -> list[Path]:
     """2013 Figure 3: max-Q along a 30-step segment, with the screens at A, B and C."""
     attrs, arrays = h5io.read(Path(trace), "value_trace", ("max_q", "rewards", "screens"))
+    absent = [key for key in ("preset", "game", "seed", "epoch") if key not in attrs]
+    if absent:
+        raise DataFileError(f"{trace}: value trace lacks the attribute(s) {', '.join(absent)} "
+                            "(written by an older dqn? run dqn trace again)")
     max_q, rewards = arrays["max_q"].astype(np.float64), arrays["rewards"]
     segment = select_segment(max_q, rewards)
     steps = np.arange(segment["start"], segment["stop"])
@@ -200,7 +204,7 @@ def read_paper_table(path: Path) -> tuple[list[str], dict[str, dict[str, float]]
             rows = list(csv.DictReader(line for line in handle if not line.startswith("#")))
         games = [name for name in rows[0] if name != "method"]
         return games, {row["method"]: {g: float(row[g]) for g in games} for row in rows}
-    except (OSError, IndexError, KeyError, ValueError) as error:
+    except (OSError, IndexError, KeyError, TypeError, ValueError) as error:
         raise DataFileError(f"{path}: not a Table 1 CSV with a method column ({error})") from None
 
 
@@ -234,6 +238,10 @@ def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) ->
     unknown = sorted(set(runs) - set(games))
     if unknown:
         raise DataFileError(f"{paper}: has no column for {', '.join(unknown)}")
+    absent = [method for method in FIGURE_METHODS if method not in paper_rows]
+    if absent:
+        raise DataFileError(f"{paper}: has no row for {', '.join(absent)} (the figure "
+                            f"shows {', '.join(FIGURE_METHODS)})")
     ours = our_scores(runs)
     rows = []  # (method, source, {game: value or None})
     for method, scores in paper_rows.items():

@@ -143,3 +143,24 @@ def test_trace_refuses_a_step_count_below_one(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "--steps 0: must be >= 1" in result.stderr
+
+
+def test_a_paper_table_without_a_row_the_figure_shows_is_refused_by_name(tmp_path):
+    lines = open(PAPER_TABLE).read().splitlines()
+    (tmp_path / "paper.csv").write_text("\n".join(l for l in lines if not l.startswith("Sarsa")))
+    (tmp_path / "short.csv").write_text("\n".join(lines + ["Extra,1"]))
+    files = [write_evaluation(tmp_path / "a.h5", "Pong", 0, [-21, -15], [0, 0])]
+    with pytest.raises(DataFileError, match=r"paper.csv: has no row for Sarsa \(the figure"):
+        plots.table1(files, tmp_path / "paper.csv", tmp_path / "t", tmp_path / "f")
+    with pytest.raises(DataFileError, match="short.csv: not a Table 1 CSV"):
+        plots.table1(files, tmp_path / "short.csv", tmp_path / "t", tmp_path / "f")
+
+
+def test_a_trace_without_its_snapshot_attributes_is_refused_by_name(tmp_path):
+    trace = tmp_path / "old.h5"
+    h5io.write(trace, "value_trace", {"game": "Seaquest"}, {
+        "max_q": np.zeros(40), "rewards": np.zeros(40),
+        "screens": np.zeros((40, 210, 160, 3), np.uint8)})
+    with pytest.raises(DataFileError, match="old.h5: value trace lacks the attribute"
+                                            r"\(s\) preset, seed, epoch"):
+        plots.value_function(trace, tmp_path / "value")
