@@ -6,8 +6,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -229,3 +231,40 @@ def test_final_snapshot_the_workflow_expects_is_the_last_one_dqn_train_writes(wo
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (out / "snapshots").iterdir())[-1] == f"epoch_{expected}.h5"
     assert expected == "0005"
+
+
+@pytest.mark.slow
+def test_a_training_job_stopped_by_sigterm_is_retried_and_continues_where_it_stopped(
+        ci_run, tmp_path):
+    """What SLURM does at a time limit, locally: SIGTERM to the job mid-epoch; Snakemake
+    retries it and the retry continues from the saved step to the same weights."""
+    directory = copy_workflow(tmp_path)
+    run = directory / "results/runs/Breakout/seed0"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    workflow = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "--cores", "1", "--retries", "1", "--configfile",
+         "config/ci.yaml", "--config", "games=[Breakout]", "--until", "train"],
+        cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while (not (run / "snapshots/epoch_0001.h5").exists() and workflow.poll() is None
+               and time.monotonic() < deadline):
+            time.sleep(0.01)
+        time.sleep(0.2)
+        # The job's process: with `exec`, the job's shell has become `dqn train`.
+        (job,) = [int(pid) for pid in subprocess.run(
+            ["pgrep", "-f", f"dqn.cli train --game Breakout .*--out {run.relative_to(directory)}"],
+            capture_output=True, text=True).stdout.split()]
+        os.kill(job, signal.SIGTERM)
+        output, _ = workflow.communicate(timeout=300)
+    finally:
+        workflow.kill()
+    assert workflow.returncode == 0, output[-3000:]
+    assert "exit status 143" in output or "Trying to restart job" in output, output[-3000:]
+    log = (directory / "results/logs/train/Breakout/seed0.log").read_text()
+    assert f"resumed from {run / 'resume/interrupted.h5'}".replace(f"{directory}/", "") in log
+    reference = ci_run / "results/runs/Breakout/seed0/snapshots"
+    for snapshot in sorted(reference.iterdir()):
+        ours, theirs = (h5io.read(path / snapshot.name, "snapshot")[1]
+                        for path in (run / "snapshots", reference))
+        assert all(np.array_equal(ours[k], theirs[k]) for k in theirs), snapshot.name
