@@ -32,7 +32,11 @@ def build(name: str, n_actions: int) -> nn.Module:
         ]
     else:
         raise ValueError(f"unknown network {name!r}")
-    return QNetwork(nn.Sequential(*layers))
+    # Channels-last (NHWC) weights and inputs: oneDNN's convolutions, forward and
+    # backward, run in this layout natively; in PyTorch's default NCHW every conv call
+    # reorders its tensors first (measured: 1.2-1.7x more updates/s on 2 CPU cores).
+    # It is a memory layout only: the values, their shapes and their names are the same.
+    return QNetwork(nn.Sequential(*layers)).to(memory_format=torch.channels_last)
 
 
 @torch.no_grad()
@@ -49,6 +53,8 @@ class QNetwork(nn.Module):
         self.body = body
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        # In place on the fresh float copy: `/ 255.0` would allocate a second 3.6 MB
-        # batch per forward; div_ gives the same bits in less than half the time.
-        return self.body(frames.float().div_(255.0))
+        # Reordered to channels-last while still uint8 (a quarter of the bytes); then
+        # scaled in place on the fresh float copy: `/ 255.0` would allocate a second
+        # 3.6 MB batch per forward, and div_ gives the same bits in less than half the time.
+        nhwc = frames.contiguous(memory_format=torch.channels_last)
+        return self.body(nhwc.float().div_(255.0))
