@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: test quick bench
+.PHONY: test test-container quick bench
 
 $(STAMP): requirements.lock pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ $(STAMP): requirements.lock pyproject.toml
 # Install, then run the test suite (what CI runs).
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
+
+# Build the container image with podman (scripts/build-container, as root) and run the
+# test suite inside it; CI runs this after `make test`.
+test-container: $(STAMP)
+	DQN_CONTAINER_TEST=1 $(VENV)/bin/python -m pytest -q tests/test_container.py
 
 # Install, then run the workflow with the `quick` config: Breakout and Seaquest trained,
 # evaluated, Figures 2 and 3 and Table 1 drawn. The rules call `python`: the venv's.

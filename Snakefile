@@ -10,6 +10,10 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+# The project's image (README.md, "Containers"): used only with --sdm apptainer.
+container: "dqn-atari.sif"
+
+
 report: "workflow/report/workflow.rst"
 
 

@@ -40,6 +40,9 @@ def git_commit() -> str:
         dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--", "."],
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
+        # The project's image has no .git; its build records the commit (container/Dockerfile).
+        if image_commit := os.environ.get("DQN_GIT_COMMIT"):
+            return f"{image_commit} (of the container image; not run from a git checkout)"
         return "unknown (not run from a git checkout)"
     return commit + ("-dirty" if dirty else "")
 

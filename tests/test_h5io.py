@@ -1,9 +1,15 @@
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
+import dqn
 from dqn import h5io, presets
 from dqn.errors import DataFileError
 
@@ -80,3 +86,17 @@ def test_wrong_kind_incomplete_and_missing_files_are_refused(tmp_path):
     not_hdf5.write_text("hello")
     with pytest.raises(DataFileError, match=f"{not_hdf5}: corrupt or truncated"):
         h5io.describe(not_hdf5)
+
+
+def test_outside_a_git_checkout_the_commit_comes_from_the_image_or_is_unknown(tmp_path):
+    # As in the container image, which holds the package but no .git.
+    shutil.copytree(Path(dqn.__file__).parent, tmp_path / "dqn",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    script = "from dqn.h5io import git_commit; print(git_commit())"
+    env = {k: v for k, v in os.environ.items() if k != "DQN_GIT_COMMIT"}
+    commits = [subprocess.run([sys.executable, "-c", script], cwd=tmp_path, text=True,
+                              capture_output=True, check=True, timeout=60,
+                              env={**env, "PYTHONPATH": str(tmp_path), **extra}).stdout.strip()
+               for extra in ({"DQN_GIT_COMMIT": "0123abc"}, {})]
+    assert commits == ["0123abc (of the container image; not run from a git checkout)",
+                       "unknown (not run from a git checkout)"]

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import yaml
 
@@ -252,10 +253,10 @@ def test_a_training_job_stopped_by_sigterm_is_retried_and_continues_where_it_sto
             time.sleep(0.01)
         time.sleep(0.2)
         # The job's process: with `exec`, the job's shell has become `dqn train`.
-        (job,) = [int(pid) for pid in subprocess.run(
-            ["pgrep", "-f", f"dqn.cli train --game Breakout .*--out {run.relative_to(directory)}"],
-            capture_output=True, text=True).stdout.split()]
-        os.kill(job, signal.SIGTERM)
+        (job,) = [process for process in psutil.process_iter(["cmdline"])
+                  if {"dqn.cli", "train", str(run.relative_to(directory))}
+                  <= set(process.info["cmdline"] or [])]
+        job.send_signal(signal.SIGTERM)
         output, _ = workflow.communicate(timeout=300)
     finally:
         workflow.kill()
