@@ -28,7 +28,7 @@ quick: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/snakemake --cores all --configfile config/quick.yaml
 	@echo "Figures: results/figures/  Tables: results/tables/  Runs: results/runs/"
 
-# Throughput and memory figures as JSON.
+# Throughput and memory figures as JSON: results/bench/cpu.json (the workflow's bench
+# rule; `--config device=cuda` for a GPU's, results/bench/cuda.json).
 bench: $(STAMP)
-	mkdir -p results/bench
-	$(VENV)/bin/dqn bench | tee results/bench/bench.json
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/snakemake --cores 2 bench --config device=cpu
