@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from dqn import presets
-from dqn.errors import ConfigError, DqnError
+from dqn.errors import ConfigError, DqnError, Stopped
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     except DqnError as error:
         print(f"dqn {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except Stopped as stop:
+        # 128 + signal, as a shell reports a process the signal ended: a failure to
+        # Snakemake and SLURM, so the job is retried, and the retry continues.
+        print(f"dqn {args.command}: stopped by {stop}", file=sys.stderr)
+        return 128 + stop.signum
     except OSError as error:  # a path we cannot write: unwritable, not a directory, disk full
         print(f"dqn {args.command}: error: {error.filename or ''}: {error.strerror or error}",
               file=sys.stderr)
@@ -127,16 +132,10 @@ def _run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     if args.command == "train":
         from dqn.atari import check_game
-        from dqn.train import Stopped, train
+        from dqn.train import train
         config = presets.load(args.preset, args.overrides)
-        try:
-            train(check_game(args.game), args.preset, config, args.seed, args.out, device,
-                  args.progress_s)
-        except Stopped as stop:
-            # 128 + signal, as a shell reports a process the signal ended: a failure to
-            # Snakemake and SLURM, so the job is retried, and the retry continues.
-            print(f"dqn train: stopped by {stop}", file=sys.stderr)
-            return 128 + stop.signum
+        train(check_game(args.game), args.preset, config, args.seed, args.out, device,
+              args.progress_s)
     elif args.command == "evaluate":
         from dqn.evaluate import evaluate_run
         table = evaluate_run(args.run, args.out, device, args.workers)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import fcntl
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -25,13 +24,12 @@ import torch
 
 from dqn.errors import ConfigError
 
-# Where the locks live; tests point it elsewhere. Per user, since a lock file of
-# another user could not be opened for writing.
-LOCK_DIR = Path(os.environ.get("DQN_GPU_LOCK_DIR",
-                               Path(tempfile.gettempdir()) / f"dqn-gpu-locks-{os.getuid()}"))
+# Where the locks live: a fixed path (not $TMPDIR, which may differ between two jobs of
+# one node), per user, since the lock files of another user could not be opened.
+LOCK_DIR = Path("/tmp") / f"dqn-gpu-locks-{os.getuid()}"
 WAIT_REPORT_S = 60.0
 
-_held: list = []  # the open lock files: closing one would release its GPU
+_claimed: list[tuple[int, object]] = []  # (index, open lock file): closing it frees the GPU
 
 
 def resolve_device(name: str) -> torch.device:
@@ -56,8 +54,14 @@ def claim_gpu(gpus: list[str], lock_dir: Path, poll_s: float = 1.0,
               say: Callable[[str], None] = lambda message: print(message, file=sys.stderr)
               ) -> int:
     """Lock the first free GPU of `gpus` (their UUIDs, in index order) and return its
-    index; hold the lock until the process exits. Wait while all are taken."""
-    lock_dir.mkdir(parents=True, exist_ok=True)
+    index; hold the lock until the process exits. Wait while all are taken. A process
+    claims one GPU: asked again, it returns the one it holds."""
+    if _claimed:
+        return _claimed[0][0]
+    lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if lock_dir.stat().st_uid != os.getuid():
+        raise ConfigError(f"{lock_dir}: the GPU lock directory belongs to another user "
+                          f"(uid {lock_dir.stat().st_uid}); remove it")
     reported_at = None
     while True:
         for index, gpu in enumerate(gpus):
@@ -71,7 +75,7 @@ def claim_gpu(gpus: list[str], lock_dir: Path, poll_s: float = 1.0,
             handle.truncate()
             handle.write(f"{os.getpid()}\n")  # who holds it, for a user who looks
             handle.flush()
-            _held.append(handle)
+            _claimed.append((index, handle))
             return index
         now = time.monotonic()
         if reported_at is None or now - reported_at >= WAIT_REPORT_S:

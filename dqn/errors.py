@@ -15,3 +15,12 @@ class DataFileError(DqnError):
 
 class RunMismatchError(DqnError):
     """An output directory that holds a run of another configuration."""
+
+
+class Stopped(Exception):
+    """Training stopped by a signal after saving its state; running it again continues.
+    Not a DqnError: nothing is wrong, and the exit status is 128 + the signal's number."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum

@@ -34,15 +34,19 @@ LIBRARIES = ("numpy", "torch", "ale-py", "gymnasium", "h5py", "opencv-python-hea
 def git_commit() -> str:
     """The commit of the checkout the package runs from, '-dirty' if it has changes."""
     here = Path(__file__).resolve().parent
+    # safe.directory: a checkout mounted into a container belongs to another user there,
+    # and git would refuse to read it.
+    git = ["git", "-c", "safe.directory=*", "-C", str(here)]
     try:
-        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"],
+        commit = subprocess.run([*git, "rev-parse", "HEAD"],
                                 capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--", "."],
+        dirty = subprocess.run([*git, "status", "--porcelain", "--", "."],
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        # The project's image has no .git; its build records the commit (container/Dockerfile).
-        if image_commit := os.environ.get("DQN_GIT_COMMIT"):
-            return f"{image_commit} (of the container image; not run from a git checkout)"
+        # The project's image holds no .git but records the commit it was built from
+        # (container/Dockerfile). Only a hint: this code need not be that image's.
+        if image_commit := os.environ.get("DQN_IMAGE_GIT_COMMIT"):
+            return f"unknown (not run from a git checkout; the container image was built from {image_commit})"
         return "unknown (not run from a git checkout)"
     return commit + ("-dirty" if dirty else "")
 

@@ -26,7 +26,7 @@ import torch
 
 from dqn import h5io, seeding
 from dqn.atari import Atari
-from dqn.errors import DataFileError
+from dqn.errors import DataFileError, Stopped
 from dqn.explore import choose_action, epsilon
 from dqn.learner import Learner
 from dqn.presets import Config
@@ -78,21 +78,20 @@ class TrainLog:
 FLOAT_COLUMNS = {"return", "loss_mean", "epsilon", "steps_per_s", "updates_per_s", "wall_s"}
 
 
-class Stopped(Exception):
-    """Training stopped by a signal after saving its state; running it again continues."""
-
-    def __init__(self, signum: int, message: str):
-        super().__init__(message)
-        self.signum = signum
-
-
 @contextmanager
 def stop_signals():
     """Catch SIGTERM and SIGINT while training: the loop reads the list and stops itself,
-    so no signal ends the process halfway through a file or a step."""
+    so no signal ends the process halfway through a file or a step. The first signal puts
+    the previous handlers back, so a second one acts as usual (a second Ctrl-C aborts a
+    long resume or save; the files are written atomically, so it loses no data)."""
     received: list[int] = []
-    previous = {s: signal.signal(s, lambda signum, _frame: received.append(signum))
-                for s in STOP_SIGNALS}
+
+    def note(signum, _frame):
+        received.append(signum)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+    previous = {s: signal.signal(s, note) for s in STOP_SIGNALS}
     try:
         yield received
     finally:
@@ -160,7 +159,7 @@ def _train(game: str, preset: str, config: Config, seed: int, out: Path,
     if epochs:
         counters, log = resume(run, epochs[-1], env, learner, memory, rng)
     else:
-        run.prune(0, 0)  # keeps an interrupt file of epoch 1 only
+        run.prune(0, 0)  # keeps only an interrupt file from before the first snapshot
     epoch_loss = (0.0, 0)  # (sum, count) of the losses of the epoch in progress
     if run.interrupt.exists():
         counters, log, epoch_loss = resume_interrupted(run, env, learner, memory, rng)

@@ -1,6 +1,7 @@
 """One GPU per process: claims on a faked list of GPUs, in separate processes as
 Snakemake's jobs are; the CPU fallback."""
 
+import os
 import select
 import signal
 import subprocess
@@ -78,3 +79,23 @@ def test_without_a_gpu_auto_warns_and_uses_the_cpu_and_cuda_is_refused(capsys):
     with pytest.raises(ConfigError, match="--device cuda: no CUDA device is available"):
         resolve_device("cuda")
 
+
+
+def test_a_process_asked_twice_keeps_its_one_gpu(tmp_path):
+    # flock refuses a second lock of the same file even within one process: a second
+    # claim must not wait for the GPU the process holds itself.
+    twice = ("import sys; from pathlib import Path; from dqn.devices import claim_gpu; "
+             "gpus, where = sys.argv[2].split(','), Path(sys.argv[1]); "
+             "print(claim_gpu(gpus, where), claim_gpu(gpus, where))")
+    result = subprocess.run([sys.executable, "-c", twice, str(tmp_path), FAKE_GPUS],
+                            capture_output=True, text=True, timeout=30)
+    assert result.stdout.split() == ["0", "0"], result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a directory to another user needs root")
+def test_a_lock_directory_of_another_user_is_refused_by_name(tmp_path):
+    from dqn.devices import claim_gpu
+    os.chown(tmp_path, 12345, 12345)
+    with pytest.raises(ConfigError, match=f"{tmp_path}: the GPU lock directory belongs to "
+                                          "another user"):
+        claim_gpu(FAKE_GPUS.split(","), tmp_path)

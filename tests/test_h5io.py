@@ -93,10 +93,10 @@ def test_outside_a_git_checkout_the_commit_comes_from_the_image_or_is_unknown(tm
     shutil.copytree(Path(dqn.__file__).parent, tmp_path / "dqn",
                     ignore=shutil.ignore_patterns("__pycache__"))
     script = "from dqn.h5io import git_commit; print(git_commit())"
-    env = {k: v for k, v in os.environ.items() if k != "DQN_GIT_COMMIT"}
+    env = {k: v for k, v in os.environ.items() if k != "DQN_IMAGE_GIT_COMMIT"}
     commits = [subprocess.run([sys.executable, "-c", script], cwd=tmp_path, text=True,
                               capture_output=True, check=True, timeout=60,
                               env={**env, "PYTHONPATH": str(tmp_path), **extra}).stdout.strip()
-               for extra in ({"DQN_GIT_COMMIT": "0123abc"}, {})]
-    assert commits == ["0123abc (of the container image; not run from a git checkout)",
-                       "unknown (not run from a git checkout)"]
+               for extra in ({"DQN_IMAGE_GIT_COMMIT": "0123abc"}, {})]
+    assert commits == ["unknown (not run from a git checkout; the container image was built "
+                       "from 0123abc)", "unknown (not run from a git checkout)"]

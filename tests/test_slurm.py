@@ -6,10 +6,14 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
-from test_workflow import ROOT, copy_workflow, snakemake
+from test_workflow import ROOT, copy_workflow, snakemake, venv_env
 
 SLURM_LOCAL = ROOT / "scripts" / "slurm-local"
 PROFILE = ROOT / "profiles" / "slurm"
@@ -135,3 +139,44 @@ def test_a_gpu_job_asks_sbatch_for_a_gpu(cluster, tmp_path):
     (call,) = calls
     assert " --gpus=1 " in call and "--cpus-per-task=1" in call, call
     assert "Invalid generic resource (gres) specification" in output, output[-5000:]
+
+
+@pytest.mark.slow
+def test_a_training_job_sent_sigterm_by_slurm_is_retried_and_continues(ci_on_slurm, tmp_path):
+    """Preemption or a time limit, as SLURM does it: SIGTERM to the running train job
+    (`scancel --signal=TERM`). dqn saves and exits 143, the job fails, the profile's
+    retries resubmit it with sbatch, and the new job continues from the saved step to the
+    weights of the uninterrupted run."""
+    directory = copy_workflow(tmp_path)
+    run = directory / "results/runs/Breakout/seed0"
+    output = tmp_path / "snakemake.out"
+    with open(output, "w") as sink:
+        workflow = subprocess.Popen(
+            [sys.executable, "-m", "snakemake", "--profile", PROFILE, "--configfile",
+             "config/ci.yaml", "--config", "games=[Breakout]", "--until", "train",
+             *FAST_STATUS_CHECKS], cwd=directory, env=venv_env(), stdout=sink,
+            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while (not (run / "snapshots/epoch_0001.h5").exists() and workflow.poll() is None
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        (first,) = SUBMITTED.findall(output.read_text())
+        signalled = subprocess.run(["scancel", "--signal=TERM", first[1]], capture_output=True,
+                                   text=True, timeout=30)
+        assert signalled.returncode == 0, signalled.stderr
+        workflow.wait(timeout=600)
+    finally:
+        workflow.kill()
+    text = output.read_text()
+    assert workflow.returncode == 0, text[-8000:]
+    submitted = SUBMITTED.findall(text)
+    assert len(submitted) == 2, text[-8000:]  # the job, and its retry
+    assert scontrol_job(first[1])["JobState"] == "FAILED"
+    train_log = (directory / "results/logs/train/Breakout/seed0.log").read_text()
+    assert "resumed from results/runs/Breakout/seed0/resume/interrupted.h5" in train_log
+    reference = ci_on_slurm[0] / "results/runs/Breakout/seed0/snapshots"
+    for snapshot in sorted(reference.iterdir()):
+        with h5py.File(snapshot) as theirs, h5py.File(run / "snapshots" / snapshot.name) as ours:
+            for name in theirs["weights"]:
+                assert np.array_equal(ours["weights"][name][()], theirs["weights"][name][()])

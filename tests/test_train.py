@@ -15,7 +15,7 @@ import torch
 from dqn import h5io, presets
 from dqn.errors import DataFileError, RunMismatchError
 from dqn.rundir import RunDir
-from dqn.train import train
+from dqn.train import stop_signals, train
 
 CPU = torch.device("cpu")
 TRAIN = [sys.executable, "-m", "dqn.cli", "train", "--game", "Breakout", "--preset", "ci",
@@ -42,12 +42,12 @@ def assert_same_weights(run, reference):
         assert all(np.array_equal(ours[k], theirs[k]) for k in theirs), f"epoch {epoch} differs"
 
 
-def kill_when(out, landmark, delay_s=0.0, sig=signal.SIGKILL):
+def kill_when(out, landmark, delay_s=0.0, sig=signal.SIGKILL, overrides=()):
     """Start `dqn train --out out`, send it `sig` `delay_s` after `landmark` exists;
     return its exit status."""
     assert not landmark.exists()  # else the signal could come before Python is up
-    process = subprocess.Popen(TRAIN + ["--out", str(out)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(TRAIN + ["--out", str(out), *overrides],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while not landmark.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -116,23 +116,56 @@ def assert_same_log(run, reference):
         np.testing.assert_array_equal(log[name], reference_log[name], err_msg=name)
 
 
+def stop_and_check(out, landmark, sig, overrides=(), delay_s=0.2):
+    """Stop a run with `sig` `delay_s` after `landmark`; check the exit status and the
+    interrupt file, and return the file's attributes."""
+    run = RunDir(out)
+    status = kill_when(out, landmark, delay_s, sig, overrides)
+    assert status == 128 + sig  # a failure, so Snakemake or SLURM retries the job
+    attrs = h5io.read_attrs(run.interrupt, "interrupted")
+    epochs = run.snapshot_epochs()
+    committed = h5io.read_attrs(run.snapshot(epochs[-1]), "snapshot")["step"] if epochs else 0
+    assert attrs["epoch"] == (epochs[-1] if epochs else 0) and attrs["step"] > committed
+    return attrs
+
+
+def finish_and_compare(out, reference, interrupt_step, overrides=()):
+    run = RunDir(out)
+    done = subprocess.run(TRAIN + ["--out", str(out), *overrides], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"resumed from {run.interrupt} at step {interrupt_step}" in done.stderr
+    assert not run.interrupt.exists()  # the next epoch made it obsolete
+    assert run.snapshot_epochs() == RunDir(reference).snapshot_epochs()
+    assert_same_weights(run, RunDir(reference))
+    assert_same_log(run, RunDir(reference))
+
+
 def test_sigterm_and_sigint_save_mid_epoch_and_a_rerun_ends_identical(finished_run, tmp_path):
     out = tmp_path / "stopped"
     run = RunDir(out)
-    # As SLURM ends a job (time limit, preemption): SIGTERM, here during epoch 2; then
-    # SIGINT (Ctrl-C) during epoch 4 of the continued run.
+    # As SLURM ends a job (time limit, preemption): SIGTERM, here during epoch 1, before
+    # the first snapshot; then SIGTERM during epoch 2 and SIGINT (Ctrl-C) during epoch 4
+    # of the continued runs, each time with updates since the snapshot.
+    stop_and_check(out, run.heldout, signal.SIGTERM)
     for landmark, sig in ((run.snapshot(1), signal.SIGTERM), (run.snapshot(3), signal.SIGINT)):
-        status = kill_when(out, landmark, 0.2, sig)
-        assert status == 128 + sig  # a failure, so Snakemake or SLURM retries the job
-        attrs = h5io.read_attrs(run.interrupt, "interrupted")
-        committed = h5io.read_attrs(run.snapshot(run.snapshot_epochs()[-1]), "snapshot")
-        assert attrs["epoch"] == committed["epoch"] and attrs["step"] >= committed["step"]
-    done = subprocess.run(TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert f"resumed from {run.interrupt} at step {attrs['step']}" in done.stderr
-    assert not run.interrupt.exists()  # the next epoch made it obsolete
-    assert_same_weights(run, RunDir(finished_run))
-    assert_same_log(run, RunDir(finished_run))
+        attrs = stop_and_check(out, landmark, sig)
+        assert attrs["losses"] > 0
+    finish_and_compare(out, finished_run, attrs["step"])
+
+
+def test_a_stop_after_the_ring_wrapped_within_the_epoch_resumes_identical(tmp_path):
+    # A replay memory of 40 entries, epochs of 200 updates, a stop about 100 steps after
+    # a snapshot: the interrupt file alone refills the ring.
+    overrides = ["--set", "replay_capacity_transitions=40", "--set", "replay_start_steps=100"]
+    reference = tmp_path / "reference"
+    subprocess.run(TRAIN + ["--out", str(reference), *overrides], check=True,
+                   capture_output=True, timeout=300)
+    out = tmp_path / "stopped"
+    attrs = stop_and_check(out, RunDir(out).snapshot(2), signal.SIGTERM, overrides, delay_s=1.0)
+    assert attrs["start"] == attrs["stop"] - 40 > h5io.read_attrs(
+        RunDir(out).snapshot(2), "snapshot")["step"]
+    finish_and_compare(out, reference, attrs["step"], overrides)
 
 
 def test_an_interrupt_file_older_than_the_newest_snapshot_is_ignored(finished_run, tmp_path):
@@ -212,3 +245,13 @@ def test_a_corrupt_snapshot_stops_the_resume_naming_it(finished_run, tmp_path):
     run.snapshot(last).write_bytes(data[: len(data) // 3])
     with pytest.raises(DataFileError, match=f"{run.snapshot(last)}: corrupt or truncated"):
         train("Breakout", "ci", config, 1, out, CPU)
+
+
+def test_the_first_signal_is_noted_and_a_second_one_acts_as_usual():
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):  # what Python's own SIGINT handler raises
+        with stop_signals() as received:
+            signal.raise_signal(signal.SIGINT)
+            assert received == [signal.SIGINT]  # noted; the loop saves and stops
+            signal.raise_signal(signal.SIGINT)  # a second Ctrl-C aborts
+    assert signal.getsignal(signal.SIGINT) is before

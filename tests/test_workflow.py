@@ -34,11 +34,14 @@ def copy_workflow(directory: Path) -> Path:
     return directory
 
 
-def snakemake(directory: Path, *args, timeout=300):
+def venv_env() -> dict[str, str]:
     # The rules call `python`: let it be this interpreter, as an activated venv would.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=directory, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def snakemake(directory: Path, *args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=directory,
+                          env=venv_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def planned_jobs(result) -> dict[str, int]:
@@ -241,11 +244,11 @@ def test_a_training_job_stopped_by_sigterm_is_retried_and_continues_where_it_sto
     retries it and the retry continues from the saved step to the same weights."""
     directory = copy_workflow(tmp_path)
     run = directory / "results/runs/Breakout/seed0"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     workflow = subprocess.Popen(
         [sys.executable, "-m", "snakemake", "--cores", "1", "--retries", "1", "--configfile",
          "config/ci.yaml", "--config", "games=[Breakout]", "--until", "train"],
-        cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=directory, env=venv_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
     try:
         deadline = time.monotonic() + 240
         while (not (run / "snapshots/epoch_0001.h5").exists() and workflow.poll() is None
