@@ -94,6 +94,9 @@ def _device_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads for torch (0: torch's default)")
+    parser.add_argument("--jobs-per-gpu", type=int, default=1, metavar="K",
+                        help="dqn processes that may share one GPU (default 1: a GPU of "
+                        "its own; give every job the same K)")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -119,7 +122,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
 
     for name, least in (("seed", 0), ("threads", 0), ("workers", 1), ("seconds", 0.1),
-                        ("progress_s", 0.1)):
+                        ("progress_s", 0.1), ("jobs_per_gpu", 1)):
         value = getattr(args, name, least)
         if value < least:
             raise ConfigError(f"--{name.replace('_', '-')} {value}: must be >= {least}")
@@ -129,7 +132,7 @@ def _run(args: argparse.Namespace) -> int:
     from dqn.devices import resolve_device
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, args.jobs_per_gpu)
     if args.command == "train":
         from dqn.atari import check_game
         from dqn.train import train

@@ -6,7 +6,9 @@ on GPU 0. Each process therefore claims a GPU itself: it holds an exclusive lock
 file named after the GPU's UUID, in a directory local to the node, for as long as it
 lives (the kernel drops the lock when the process ends, SIGKILL included). Two `dqn`
 processes of one user never share a GPU; one that finds every visible GPU taken waits
-until one is free. UUIDs, not indices, name the locks, because on a SLURM node each
+until one is free. Several jobs may share a GPU on purpose (`--jobs-per-gpu K`: seven
+games on one large GPU): each GPU then has K slots, each a lock of its own, filled
+across the GPUs first. UUIDs, not indices, name the locks, because on a SLURM node each
 job may see its own GPU as index 0: there the allocation decides, and the lock only
 keeps the jobs of one allocation apart.
 """
@@ -29,11 +31,12 @@ from dqn.errors import ConfigError
 LOCK_DIR = Path("/tmp") / f"dqn-gpu-locks-{os.getuid()}"
 WAIT_REPORT_S = 60.0
 
-_claimed: list[tuple[int, object]] = []  # (index, open lock file): closing it frees the GPU
+_claimed: list[tuple[int, object]] = []  # (index, open lock file): closing it frees the slot
 
 
-def resolve_device(name: str) -> torch.device:
-    """`--device auto|cpu|cuda` as a torch device; a GPU is claimed for this process."""
+def resolve_device(name: str, jobs_per_gpu: int = 1) -> torch.device:
+    """`--device auto|cpu|cuda` as a torch device; a GPU (a slot of one, with
+    `jobs_per_gpu` > 1) is claimed for this process."""
     if name == "cpu":
         return torch.device("cpu")
     if not torch.cuda.is_available():
@@ -43,19 +46,20 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     uuids = [str(torch.cuda.get_device_properties(i).uuid)
              for i in range(torch.cuda.device_count())]
-    index = claim_gpu(uuids, LOCK_DIR)
+    index = claim_gpu(uuids, LOCK_DIR, jobs_per_gpu)
     torch.cuda.set_device(index)
     print(f"dqn: using GPU {index} ({torch.cuda.get_device_name(index)}, {uuids[index]})",
           file=sys.stderr)
     return torch.device("cuda", index)
 
 
-def claim_gpu(gpus: list[str], lock_dir: Path, poll_s: float = 1.0,
+def claim_gpu(gpus: list[str], lock_dir: Path, jobs_per_gpu: int = 1, poll_s: float = 1.0,
               say: Callable[[str], None] = lambda message: print(message, file=sys.stderr)
               ) -> int:
-    """Lock the first free GPU of `gpus` (their UUIDs, in index order) and return its
-    index; hold the lock until the process exits. Wait while all are taken. A process
-    claims one GPU: asked again, it returns the one it holds."""
+    """Lock the first free slot of the GPUs `gpus` (their UUIDs, in index order), each
+    with `jobs_per_gpu` slots, and return the GPU's index; hold the lock until the
+    process exits. Wait while all are taken. A process claims one slot: asked again, it
+    returns the GPU it holds."""
     if _claimed:
         return _claimed[0][0]
     lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -63,9 +67,11 @@ def claim_gpu(gpus: list[str], lock_dir: Path, poll_s: float = 1.0,
         raise ConfigError(f"{lock_dir}: the GPU lock directory belongs to another user "
                           f"(uid {lock_dir.stat().st_uid}); remove it")
     reported_at = None
+    # Slot-major: every GPU's first slot before any GPU's second, so jobs spread out.
+    slots = [(index, gpu, slot) for slot in range(jobs_per_gpu) for index, gpu in enumerate(gpus)]
     while True:
-        for index, gpu in enumerate(gpus):
-            handle = open(lock_dir / f"{gpu}.lock", "a+")
+        for index, gpu, slot in slots:
+            handle = open(lock_dir / f"{gpu}.slot{slot}.lock", "a+")
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -79,8 +85,8 @@ def claim_gpu(gpus: list[str], lock_dir: Path, poll_s: float = 1.0,
             return index
         now = time.monotonic()
         if reported_at is None or now - reported_at >= WAIT_REPORT_S:
-            say(f"dqn: all {len(gpus)} GPUs are taken by other dqn processes (locks in "
-                f"{lock_dir}); waiting for one. Run Snakemake with --resources gpu=N, "
-                f"N at most {len(gpus)}, to avoid waiting.")
+            say(f"dqn: all {len(gpus)} GPUs ({jobs_per_gpu} job(s) each) are taken by other "
+                f"dqn processes (locks in {lock_dir}); waiting for one. Run Snakemake with "
+                f"--resources gpu=N, N at most {len(slots)}, to avoid waiting.")
             reported_at = now
         time.sleep(poll_s)

@@ -17,12 +17,13 @@ FAKE_GPUS = "GPU-1d5c-aaaa,GPU-77e0-bbbb"  # UUIDs as torch reports them, in ind
 
 # A job: claim a GPU of the faked list, print its index, hold it until stdin closes.
 JOB = ("import sys; from pathlib import Path; from dqn.devices import claim_gpu; "
-       "print(claim_gpu(sys.argv[2].split(','), Path(sys.argv[1]), poll_s=0.05), flush=True); "
-       "sys.stdin.read()")
+       "print(claim_gpu(sys.argv[2].split(','), Path(sys.argv[1]), int(sys.argv[3]), "
+       "poll_s=0.05), flush=True); sys.stdin.read()")
 
 
-def start_job(lock_dir):
-    return subprocess.Popen([sys.executable, "-c", JOB, str(lock_dir), FAKE_GPUS],
+def start_job(lock_dir, jobs_per_gpu=1):
+    return subprocess.Popen([sys.executable, "-c", JOB, str(lock_dir), FAKE_GPUS,
+                             str(jobs_per_gpu)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -52,7 +53,7 @@ def test_concurrent_jobs_never_share_a_gpu_and_a_third_waits_for_a_free_one(tmp_
         fourth.stdin.close()
         third.wait(timeout=10)
         fourth.wait(timeout=10)
-        assert "all 2 GPUs are taken by other dqn processes" in third.stderr.read()
+        assert "all 2 GPUs (1 job(s) each) are taken by other dqn processes" in third.stderr.read()
         assert "--resources gpu=N, N at most 2" in fourth.stderr.read()
     finally:
         for job in (first, second):
@@ -63,9 +64,27 @@ def test_concurrent_jobs_never_share_a_gpu_and_a_third_waits_for_a_free_one(tmp_
 def claimed_index_of(job, lock_dir):
     """The index whose lock file names `job`'s process id."""
     for index, gpu in enumerate(FAKE_GPUS.split(",")):
-        if (lock_dir / f"{gpu}.lock").read_text().strip() == str(job.pid):
+        if (lock_dir / f"{gpu}.slot0.lock").read_text().strip() == str(job.pid):
             return index
     raise AssertionError(f"no lock file in {lock_dir} names process {job.pid}")
+
+
+def test_jobs_per_gpu_shares_each_gpu_by_that_many_jobs_spread_across_gpus(tmp_path):
+    # Seven games on one large GPU is --jobs-per-gpu 7; here 2 GPUs with 2 slots each.
+    jobs, indices = [], []
+    try:
+        for _ in range(4):
+            jobs.append(start_job(tmp_path, jobs_per_gpu=2))
+            indices.append(claimed(jobs[-1], 30))  # one at a time: the order is known
+        assert indices == [0, 1, 0, 1]  # every GPU's first slot before any GPU's second
+        jobs.append(start_job(tmp_path, jobs_per_gpu=2))
+        assert claimed(jobs[-1], 2.0) is None  # all 4 slots taken
+        assert "--resources gpu=N, N at most 4" in jobs[-1].stderr.readline()
+    finally:
+        for job in jobs:
+            job.kill()
+    assert sorted(p.name for p in tmp_path.glob("*.lock")) == sorted(
+        f"{gpu}.slot{slot}.lock" for gpu in FAKE_GPUS.split(",") for slot in (0, 1))
 
 
 def test_the_cpu_is_used_when_asked_for():

@@ -86,8 +86,10 @@ def test_config_overrides_reach_dqn_train_as_set_arguments(workflow_copy):
 def test_jobs_that_may_use_a_gpu_ask_for_one_unless_the_device_is_the_cpu(
         workflow_copy, device, gpus):
     # `--resources gpu=N` then caps the GPU jobs at N; each claims its own (dqn/devices.py).
-    result = snakemake(workflow_copy, "-n", "--config", f"device={device}")
+    result = snakemake(workflow_copy, "-n", "-p", "--config", f"device={device}", "jobs_per_gpu=3")
     assert result.returncode == 0, result.stderr
+    # every dqn call that may use a GPU gets the device and the GPU sharing
+    assert result.stdout.count(f"--device {device} --jobs-per-gpu 3") == 7 + 7 + 1
     asked = {}
     for block in re.split(r"\n(?=rule \w+:)", result.stdout):
         if m := re.match(r"rule (\w+):", block):

@@ -62,6 +62,7 @@ DQN = "exec python -m dqn.cli"
 # A job that may run on a GPU asks for one (`--resources gpu=N` locally, the allocation
 # on SLURM); with `device: cpu` it asks for none, so a cluster without GPUs runs it.
 GPU_JOB = 0 if config["device"] == "cpu" else 1
+DEVICE_ARGS = f"--device {config['device']} --jobs-per-gpu {config['jobs_per_gpu']}"
 
 # 2013 Figure 2 shows Breakout and Seaquest.
 FIGURE2_GAMES = [game for game in ("Breakout", "Seaquest") if game in config["games"]]

@@ -10,7 +10,7 @@ rule evaluate:
     params:
         dqn=DQN,
         run_dir=run_dir,
-        device=config["device"],
+        device_args=DEVICE_ARGS,
     log:
         "results/logs/evaluate/{game}/seed{seed}.log",
     benchmark:
@@ -22,7 +22,7 @@ rule evaluate:
         "../../envs/training.yaml"
     shell:
         "{params.dqn} evaluate --run {params.run_dir} --out {output} --workers {threads}"
-        " --threads 1 --device {params.device} > {log} 2>&1"
+        " --threads 1 {params.device_args} > {log} 2>&1"
 
 
 rule trace_value_function:
@@ -34,7 +34,7 @@ rule trace_value_function:
         dqn=DQN,
         run_dir=run_dir,
         steps=config["trace_steps"],
-        device=config["device"],
+        device_args=DEVICE_ARGS,
     log:
         "results/logs/trace/{game}/seed{seed}.log",
     benchmark:
@@ -46,4 +46,4 @@ rule trace_value_function:
         "../../envs/training.yaml"
     shell:
         "{params.dqn} trace --run {params.run_dir} --out {output} --steps {params.steps}"
-        " --threads {threads} --device {params.device} > {log} 2>&1"
+        " --threads {threads} {params.device_args} > {log} 2>&1"

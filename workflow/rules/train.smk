@@ -19,7 +19,7 @@ rule train:
         run_dir=run_dir,
         preset=config["preset"],
         overrides=SET_ARGS,
-        device=config["device"],
+        device_args=DEVICE_ARGS,
     log:
         "results/logs/train/{game}/seed{seed}.log",
     benchmark:
@@ -33,5 +33,5 @@ rule train:
         "../../envs/training.yaml"
     shell:
         "{params.dqn} train --game {wildcards.game} --preset {params.preset} --seed {wildcards.seed}"
-        " --out {params.run_dir} {params.overrides} --device {params.device}"
+        " --out {params.run_dir} {params.overrides} {params.device_args}"
         " --threads {threads} --progress-s 60 > {log} 2>&1"
