@@ -160,16 +160,18 @@ def _train(game: str, preset: str, config: Config, seed: int, out: Path,
         counters, log = resume(run, epochs[-1], env, learner, memory, rng)
     else:
         run.prune(0, 0)  # keeps only an interrupt file from before the first snapshot
-    epoch_loss = (0.0, 0)  # (sum, count) of the losses of the epoch in progress
+    epoch_so_far = None  # the Meter's record of the epoch in progress, from an interrupt
     if run.interrupt.exists():
-        counters, log, epoch_loss = resume_interrupted(run, env, learner, memory, rng)
+        counters, log, epoch_so_far = resume_interrupted(run, env, learner, memory, rng)
         say(f"resumed from {run.interrupt} at step {counters.step}")
     elif epochs:
         say(f"resumed from {run.snapshot(counters.epoch)} at step {counters.step}")
     else:
         env.new_episode()
 
-    meter = Meter(counters, learner.updates, device, *epoch_loss)
+    meter = Meter(counters, learner.updates, device)
+    if epoch_so_far:
+        meter.restore(epoch_so_far)
 
     while counters.step < config.train_steps:
         if received:
@@ -250,7 +252,7 @@ def save_interrupted(run: RunDir, attrs: dict, counters: Counters, log: TrainLog
     an epoch (their arrays under part/...) and the loss of the epoch so far."""
     since_step = log.epochs["step"][-1] if counters.epoch else 0
     parts = checkpoint(attrs, counters, log, env, learner, memory, rng, since_step)
-    merged = {"loss_sum": float(meter.loss_sum), "losses": meter.losses}
+    merged = meter.state()
     arrays = {}
     for part, (part_attrs, part_arrays) in parts.items():
         merged.update(part_attrs)
@@ -322,9 +324,9 @@ def resume(run: RunDir, epoch: int, env: Atari, learner: Learner, memory: Replay
 
 
 def resume_interrupted(run: RunDir, env: Atari, learner: Learner, memory: ReplayMemory,
-                       rng: np.random.Generator) -> tuple[Counters, TrainLog, tuple]:
+                       rng: np.random.Generator) -> tuple[Counters, TrainLog, dict]:
     """Continue from the step a signal stopped at, on top of the newest epoch (`memory`
-    holds that epoch's replay entries already); also return the epoch's loss so far."""
+    holds that epoch's replay entries already); also return the Meter's state."""
     path = run.interrupt
     attrs, arrays = h5io.read(path, "interrupted")
     part = {name: {key.removeprefix(f"{name}/"): value for key, value in arrays.items()
@@ -339,20 +341,37 @@ def resume_interrupted(run: RunDir, env: Atari, learner: Learner, memory: Replay
     memory.put_entries(start, part["delta"])
     # The episodes of the epoch in progress are numbered counters.epoch + 1.
     log = TrainLog.from_arrays(part["log"], counters.epoch + 1)
-    return counters, log, (attrs["loss_sum"], int(attrs["losses"]))
+    return counters, log, {key: attrs[key] for key in Meter.STATE_KEYS}
 
 
 class Meter:
     """Throughput, loss and the progress line (steps, episodes, return, epsilon, ETA)."""
 
-    def __init__(self, counters: Counters, updates: int, device: torch.device,
-                 loss_sum: float = 0.0, losses: int = 0):
+    STATE_KEYS = ("loss_sum", "losses", "epoch_elapsed_s", "epoch_start_step",
+                  "epoch_start_update")
+
+    def __init__(self, counters: Counters, updates: int, device: torch.device):
         self.start_time = self.report_time = time.monotonic()
         self.epoch_start = (time.monotonic(), counters.step, updates)
         self.report_step = counters.step
         # Summed on the device: reading a GPU loss every update would wait for the GPU.
-        self.loss_sum = torch.tensor(loss_sum, dtype=torch.float32, device=device)
-        self.losses = losses
+        self.loss_sum = torch.zeros((), device=device)
+        self.losses = 0
+
+    def state(self) -> dict:
+        """The epoch in progress (its losses, time and start), for an interrupt file."""
+        start_time, start_step, start_updates = self.epoch_start
+        return {"loss_sum": float(self.loss_sum), "losses": self.losses,
+                "epoch_elapsed_s": time.monotonic() - start_time,
+                "epoch_start_step": start_step, "epoch_start_update": start_updates}
+
+    def restore(self, state: dict) -> None:
+        """Continue the epoch of `state`: its loss mean stays exact, and its throughput
+        counts the time before the stop, not the time the run was stopped."""
+        self.loss_sum.fill_(state["loss_sum"])
+        self.losses = int(state["losses"])
+        self.epoch_start = (time.monotonic() - state["epoch_elapsed_s"],
+                            int(state["epoch_start_step"]), int(state["epoch_start_update"]))
 
     def add_loss(self, loss: torch.Tensor) -> None:
         self.loss_sum += loss

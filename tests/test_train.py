@@ -15,7 +15,7 @@ import torch
 from dqn import h5io, presets
 from dqn.errors import DataFileError, RunMismatchError
 from dqn.rundir import RunDir
-from dqn.train import stop_signals, train
+from dqn.train import Counters, Meter, TrainLog, stop_signals, train
 
 CPU = torch.device("cpu")
 TRAIN = [sys.executable, "-m", "dqn.cli", "train", "--game", "Breakout", "--preset", "ci",
@@ -255,3 +255,20 @@ def test_the_first_signal_is_noted_and_a_second_one_acts_as_usual():
             assert received == [signal.SIGINT]  # noted; the loop saves and stops
             signal.raise_signal(signal.SIGINT)  # a second Ctrl-C aborts
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_an_epoch_continued_after_a_stop_is_timed_over_both_parts():
+    counters = Counters(step=500)
+    before = Meter(counters, 300, CPU)  # the epoch started at step 500, update 300
+    before.add_loss(torch.tensor(2.0))
+    time.sleep(0.05)
+    counters.step = 620
+    after = Meter(counters, 420, CPU)  # the continued run starts at the saved step
+    after.restore(before.state())
+    after.add_loss(torch.tensor(4.0))
+    counters.step, counters.epoch = 700, 1
+    log = TrainLog()
+    after.end_epoch(log, counters, 500, 0.5)
+    assert log.epochs["loss_mean"] == [3.0]
+    assert log.epochs["wall_s"][0] >= 0.05  # the time before the stop counts
+    assert log.epochs["steps_per_s"][0] == pytest.approx(200 / log.epochs["wall_s"][0])
