@@ -274,3 +274,17 @@ def test_a_training_job_stopped_by_sigterm_is_retried_and_continues_where_it_sto
         ours, theirs = (h5io.read(path / snapshot.name, "snapshot")[1]
                         for path in (run / "snapshots", reference))
         assert all(np.array_equal(ours[k], theirs[k]) for k in theirs), snapshot.name
+
+
+def test_a_training_job_asks_for_the_memory_its_replay_and_held_out_states_take(workflow_copy):
+    # common.smk computes mem_mb without importing dqn.replay (Snakemake's process stays
+    # free of numpy and torch); this holds its layout to the real one.
+    from dqn.replay import ReplayMemory
+    result = snakemake(workflow_copy, "-n", "--config", "games=[Pong]")
+    assert result.returncode == 0, result.stderr
+    (mem_mb,) = {int(m) for m in re.findall(r"rule train:(?:.|\n)*?mem_mb=(\d+)", result.stdout)}
+    config = presets.load("paper2013")
+    per_transition = ReplayMemory(10).nbytes() / 10
+    needed = (config.replay_capacity_transitions * per_transition
+              + config.heldout_states * 4 * 84 * 84) / 2**20 + 2048
+    assert needed <= mem_mb <= needed * 1.01
