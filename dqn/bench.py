@@ -350,7 +350,8 @@ def resume_figures(game: str, memory: ReplayMemory, n_actions: int) -> dict:
 
 
 def resume_state_bytes(game: str, n_actions: int, path: Path, attrs: dict) -> int:
-    """Size of a paper2013 resume state file: network, RMSProp averages, emulator."""
+    """Size of a paper2013 resume state file: RMSProp averages, emulator, RNGs (the
+    network's weights are the snapshot's)."""
     env = Atari(game, presets.PAPER2013, SEED)
     env.new_episode()
     learner = Learner(presets.PAPER2013, n_actions, torch.device("cpu"), SEED)

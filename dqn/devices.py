@@ -20,7 +20,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -53,9 +52,8 @@ def resolve_device(name: str, jobs_per_gpu: int = 1) -> torch.device:
     return torch.device("cuda", index)
 
 
-def claim_gpu(gpus: list[str], lock_dir: Path, jobs_per_gpu: int = 1, poll_s: float = 1.0,
-              say: Callable[[str], None] = lambda message: print(message, file=sys.stderr)
-              ) -> int:
+def claim_gpu(gpus: list[str], lock_dir: Path, jobs_per_gpu: int = 1,
+              poll_s: float = 1.0) -> int:
     """Lock the first free slot of the GPUs `gpus` (their UUIDs, in index order), each
     with `jobs_per_gpu` slots, and return the GPU's index; hold the lock until the
     process exits. Wait while all are taken. A process claims one slot: asked again, it
@@ -85,8 +83,9 @@ def claim_gpu(gpus: list[str], lock_dir: Path, jobs_per_gpu: int = 1, poll_s: fl
             return index
         now = time.monotonic()
         if reported_at is None or now - reported_at >= WAIT_REPORT_S:
-            say(f"dqn: all {len(gpus)} GPUs ({jobs_per_gpu} job(s) each) are taken by other "
-                f"dqn processes (locks in {lock_dir}); waiting for one. Run Snakemake with "
-                f"--resources gpu=N, N at most {len(slots)}, to avoid waiting.")
+            print(f"dqn: all {len(gpus)} GPUs ({jobs_per_gpu} job(s) each) are taken by "
+                  f"other dqn processes (locks in {lock_dir}); waiting for one. Run Snakemake "
+                  f"with --resources gpu=N, N at most {len(slots)}, to avoid waiting.",
+                  file=sys.stderr)
             reported_at = now
         time.sleep(poll_s)

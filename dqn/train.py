@@ -217,9 +217,10 @@ def log_episode(log: TrainLog, counters: Counters) -> None:
 
 
 def checkpoint(attrs: dict, counters: Counters, log: TrainLog, env: Atari, learner: Learner,
-               memory: ReplayMemory, rng: np.random.Generator, since_step: int) -> dict:
+               memory: ReplayMemory, rng: np.random.Generator, since_epoch: int) -> dict:
     """What a resume needs, as {part: (attrs, arrays)} for the parts delta (the replay
-    entries added since step `since_step`), state, log and snapshot (the weights)."""
+    entries added since epoch `since_epoch` ended), state, log and snapshot (the weights)."""
+    since_step = log.epochs["step"][since_epoch - 1] if since_epoch else 0
     # One replay entry per agent step, so the entries since a step start at that step.
     start = max(since_step, memory.added - memory.size)
     counter_attrs = {**attrs, "epoch": counters.epoch, "step": counters.step,
@@ -239,9 +240,8 @@ def checkpoint(attrs: dict, counters: Counters, log: TrainLog, env: Atari, learn
 def save_epoch(run: RunDir, attrs: dict, counters: Counters, log: TrainLog, env: Atari,
                learner: Learner, memory: ReplayMemory, rng: np.random.Generator) -> None:
     epoch = counters.epoch
-    since_step = log.epochs["step"][-2] if epoch > 1 else 0  # where the last epoch ended
     run.write_epoch(epoch, **checkpoint(attrs, counters, log, env, learner, memory, rng,
-                                        since_step))
+                                        since_epoch=epoch - 1))
     run.prune(epoch, memory.added - memory.size)
 
 
@@ -249,10 +249,10 @@ def save_interrupted(run: RunDir, attrs: dict, counters: Counters, log: TrainLog
                      learner: Learner, memory: ReplayMemory, rng: np.random.Generator,
                      meter: "Meter") -> None:
     """Everything since the newest snapshot, in one file written atomically: the parts of
-    an epoch (their arrays under part/...) and the loss of the epoch so far."""
-    since_step = log.epochs["step"][-1] if counters.epoch else 0
-    parts = checkpoint(attrs, counters, log, env, learner, memory, rng, since_step)
-    merged = meter.state()
+    an epoch (their arrays under part/...) and the Meter's record of the epoch so far."""
+    parts = checkpoint(attrs, counters, log, env, learner, memory, rng,
+                       since_epoch=counters.epoch)
+    merged = {"meter": json.dumps(meter.state())}
     arrays = {}
     for part, (part_attrs, part_arrays) in parts.items():
         merged.update(part_attrs)
@@ -341,14 +341,11 @@ def resume_interrupted(run: RunDir, env: Atari, learner: Learner, memory: Replay
     memory.put_entries(start, part["delta"])
     # The episodes of the epoch in progress are numbered counters.epoch + 1.
     log = TrainLog.from_arrays(part["log"], counters.epoch + 1)
-    return counters, log, {key: attrs[key] for key in Meter.STATE_KEYS}
+    return counters, log, json.loads(attrs["meter"])
 
 
 class Meter:
     """Throughput, loss and the progress line (steps, episodes, return, epsilon, ETA)."""
-
-    STATE_KEYS = ("loss_sum", "losses", "epoch_elapsed_s", "epoch_start_step",
-                  "epoch_start_update")
 
     def __init__(self, counters: Counters, updates: int, device: torch.device):
         self.start_time = self.report_time = time.monotonic()
