@@ -7,13 +7,13 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import h5py
-import numpy as np
 import pytest
+from test_train import assert_same_weights, wait_for
 from test_workflow import ROOT, copy_workflow, snakemake, venv_env
+
+from dqn.rundir import RunDir
 
 SLURM_LOCAL = ROOT / "scripts" / "slurm-local"
 PROFILE = ROOT / "profiles" / "slurm"
@@ -157,10 +157,7 @@ def test_a_training_job_sent_sigterm_by_slurm_is_retried_and_continues(ci_on_slu
              *FAST_STATUS_CHECKS], cwd=directory, env=venv_env(), stdout=sink,
             stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 300
-        while (not (run / "snapshots/epoch_0001.h5").exists() and workflow.poll() is None
-               and time.monotonic() < deadline):
-            time.sleep(0.05)
+        wait_for(run / "snapshots/epoch_0001.h5", workflow, timeout_s=300)
         (first,) = SUBMITTED.findall(output.read_text())
         signalled = subprocess.run(["scancel", "--signal=TERM", first[1]], capture_output=True,
                                    text=True, timeout=30)
@@ -175,8 +172,4 @@ def test_a_training_job_sent_sigterm_by_slurm_is_retried_and_continues(ci_on_slu
     assert scontrol_job(first[1])["JobState"] == "FAILED"
     train_log = (directory / "results/logs/train/Breakout/seed0.log").read_text()
     assert "resumed from results/runs/Breakout/seed0/resume/interrupted.h5" in train_log
-    reference = ci_on_slurm[0] / "results/runs/Breakout/seed0/snapshots"
-    for snapshot in sorted(reference.iterdir()):
-        with h5py.File(snapshot) as theirs, h5py.File(run / "snapshots" / snapshot.name) as ours:
-            for name in theirs["weights"]:
-                assert np.array_equal(ours["weights"][name][()], theirs["weights"][name][()])
+    assert_same_weights(RunDir(run), RunDir(ci_on_slurm[0] / "results/runs/Breakout/seed0"))

@@ -43,15 +43,20 @@ def assert_same_weights(run, reference):
         assert all(np.array_equal(ours[k], theirs[k]) for k in theirs), f"epoch {epoch} differs"
 
 
+def wait_for(path, process, timeout_s=240):
+    """Until `path` exists, `process` (a Popen) has ended, or `timeout_s` have passed."""
+    deadline = time.monotonic() + timeout_s
+    while not path.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def kill_when(out, landmark, delay_s=0.0, sig=signal.SIGKILL, overrides=()):
     """Start `dqn train --out out`, send it `sig` `delay_s` after `landmark` exists;
     return its exit status."""
     assert not landmark.exists()  # else the signal could come before Python is up
     process = subprocess.Popen(TRAIN + ["--out", str(out), *overrides],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 240
-    while not landmark.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(landmark, process)
     time.sleep(delay_s)
     process.send_signal(sig)
     return process.wait(timeout=60)

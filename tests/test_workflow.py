@@ -18,6 +18,8 @@ import pytest
 import yaml
 
 from dqn import atari, h5io, presets
+from dqn.rundir import RunDir
+from test_train import assert_same_weights, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "workflow", "config", "envs", "dqn")
@@ -252,10 +254,7 @@ def test_a_training_job_stopped_by_sigterm_is_retried_and_continues_where_it_sto
         cwd=directory, env=venv_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True)
     try:
-        deadline = time.monotonic() + 240
-        while (not (run / "snapshots/epoch_0001.h5").exists() and workflow.poll() is None
-               and time.monotonic() < deadline):
-            time.sleep(0.01)
+        wait_for(run / "snapshots/epoch_0001.h5", workflow)
         time.sleep(0.2)
         # The job's process: with `exec`, the job's shell has become `dqn train`.
         (job,) = [process for process in psutil.process_iter(["cmdline"])
@@ -269,11 +268,7 @@ def test_a_training_job_stopped_by_sigterm_is_retried_and_continues_where_it_sto
     assert "exit status 143" in output or "Trying to restart job" in output, output[-3000:]
     log = (directory / "results/logs/train/Breakout/seed0.log").read_text()
     assert f"resumed from {run / 'resume/interrupted.h5'}".replace(f"{directory}/", "") in log
-    reference = ci_run / "results/runs/Breakout/seed0/snapshots"
-    for snapshot in sorted(reference.iterdir()):
-        ours, theirs = (h5io.read(path / snapshot.name, "snapshot")[1]
-                        for path in (run / "snapshots", reference))
-        assert all(np.array_equal(ours[k], theirs[k]) for k in theirs), snapshot.name
+    assert_same_weights(RunDir(run), RunDir(ci_run / "results/runs/Breakout/seed0"))
 
 
 def test_a_training_job_asks_for_the_memory_its_replay_and_held_out_states_take(workflow_copy):
