@@ -24,12 +24,19 @@ def epsilon(config: Config, step: int) -> float:
     return config.epsilon_start + progress * (config.epsilon_end - config.epsilon_start)
 
 
+def random_action(eps: float, n_actions: int, rng: np.random.Generator) -> int | None:
+    """Epsilon-greedy's draw: with probability eps a uniform random action, else None
+    (the agent acts greedily). It needs no network, so it can be drawn ahead of time."""
+    if rng.random() < eps:
+        return int(rng.integers(n_actions))
+    return None
+
+
 def choose_action(eps: float, n_actions: int, rng: np.random.Generator,
                   greedy: Callable[[], int]) -> int:
     """With probability eps a uniform random action, else `greedy()`.
 
     The network is only run when the greedy action is needed.
     """
-    if rng.random() < eps:
-        return int(rng.integers(n_actions))
-    return greedy()
+    action = random_action(eps, n_actions, rng)
+    return greedy() if action is None else action

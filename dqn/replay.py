@@ -54,15 +54,21 @@ class ReplayMemory:
             "episode_starts": self.episode_starts,
         }
 
-    def add(self, frame: np.ndarray, action: int, reward: float, terminal: bool,
-            episode_start: bool) -> None:
+    def add_frame(self, frame: np.ndarray, episode_start: bool) -> None:
+        """Start entry `added` with the frame the agent sees before acting. A draw can
+        follow at once: the newest entry is never drawn, but its frame is the next
+        state's newest frame of the entry before it."""
         slot = self.added % self.capacity
         self.frames[slot] = frame
+        self.episode_starts[slot] = episode_start
+        self.added += 1
+
+    def set_outcome(self, action: int, reward: float, terminal: bool) -> None:
+        """Complete the newest entry with the action taken and what followed."""
+        slot = (self.added - 1) % self.capacity
         self.actions[slot] = action
         self.rewards[slot] = reward
         self.terminals[slot] = terminal
-        self.episode_starts[slot] = episode_start
-        self.added += 1
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> Minibatch:
         """Draw `batch_size` transitions uniformly (2013 Algorithm 1) with replacement.

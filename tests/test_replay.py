@@ -13,8 +13,9 @@ def fill(memory, episodes):
     values = []
     for episode in episodes:
         for i, value in enumerate(episode):
-            memory.add(frame(value), action=value % 4, reward=float(value),
-                       terminal=i == len(episode) - 1, episode_start=i == 0)
+            memory.add_frame(frame(value), episode_start=i == 0)
+            memory.set_outcome(action=value % 4, reward=float(value),
+                               terminal=i == len(episode) - 1)
             values.append(value)
     return values
 
@@ -103,3 +104,18 @@ def test_too_few_entries_to_sample_is_an_error():
     fill(memory, [[1]])
     with pytest.raises(ValueError, match="too few"):
         memory.sample(1, np.random.default_rng(0))
+
+
+def test_a_frame_added_before_its_outcome_completes_the_entry_before_it():
+    # The training loop adds a step's frame, draws, and only then plays the step.
+    memory = ReplayMemory(10)
+    for value in (1, 2, 3, 4):
+        memory.add_frame(frame(value), episode_start=value == 1)
+        if value < 4:
+            memory.set_outcome(action=0, reward=float(value), terminal=False)
+    batch = memory.sample(200, np.random.default_rng(0))
+    assert set(batch.rewards.tolist()) == {1, 2, 3}  # never 4: no outcome yet
+    next_of_3 = [stack_values(n) for n, r in zip(batch.next_states, batch.rewards) if r == 3]
+    assert next_of_3 and next_of_3[0] == [1, 2, 3, 4]
+    memory.set_outcome(action=0, reward=4.0, terminal=True)
+    assert memory.rewards[3] == 4.0 and memory.terminals[3] and memory.added == 4

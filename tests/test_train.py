@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import h5py
@@ -13,8 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from dqn import h5io, presets
-from dqn.errors import DataFileError, RunMismatchError
+from dqn import h5io, presets, seeding
+from dqn.atari import Atari
+from dqn.errors import DataFileError, RunMismatchError, Stopped
+from dqn.explore import choose_action, epsilon
+from dqn.learner import Learner
+from dqn.replay import ReplayMemory
 from dqn.rundir import RunDir
 from dqn.train import Counters, Meter, TrainLog, stop_signals, train
 
@@ -278,3 +283,91 @@ def test_an_epoch_continued_after_a_stop_is_timed_over_both_parts():
     assert log.epochs["loss_mean"] == [3.0]
     assert log.epochs["wall_s"][0] >= 0.05  # the time before the stop counts
     assert log.epochs["steps_per_s"][0] == pytest.approx(200 / log.epochs["wall_s"][0])
+
+
+# -- the loop's order: updates overlap the emulator, and nothing else changes --
+
+SMALL = ["replay_capacity_transitions=60", "replay_start_steps=100", "update_period_steps=2",
+         "train_steps=700", "epoch_updates=120", "heldout_collect_steps=40",
+         "max_episode_frames=600"]
+
+
+def algorithm_1(game, config, seed, steps):
+    """Algorithm 1 written out in its own order, one thing after another: act, play,
+    store, draw a minibatch, update. Returns the network and the episode returns."""
+    env = Atari(game, config, seeding.derive(seed, "train_env"))
+    learner = Learner(config, env.n_actions, CPU, seeding.derive(seed, "network"))
+    memory = ReplayMemory(config.replay_capacity_transitions)
+    rng = seeding.generator(seed, "agent")
+    env.new_episode()
+    returns, episode_return, episode_start = [], 0.0, True
+    for step in range(1, steps + 1):
+        action = choose_action(epsilon(config, step - 1), env.n_actions, rng,
+                               lambda: learner.greedy_action(env.stack))
+        frame = env.frame.copy()
+        reward, terminal = env.step(action)
+        memory.add_frame(frame, episode_start)
+        memory.set_outcome(action, reward, terminal)
+        episode_return += reward
+        episode_start = terminal
+        if terminal:
+            returns.append(episode_return)
+            episode_return = 0.0
+            env.new_episode()
+        if step > config.replay_start_steps and step % config.update_period_steps == 0:
+            learner.update(memory.sample(config.minibatch_transitions, rng))
+    return learner.network, returns
+
+
+def test_the_loop_is_algorithm_1_in_its_own_order_with_updates_beside_the_emulator(
+        tmp_path, monkeypatch):
+    # A ring that wraps, updates every other step, episodes of at most 150 steps, three
+    # epochs: the loop, which plays each step in the emulator thread while the update
+    # runs, ends exactly where the plain one does.
+    config = presets.load("ci", SMALL)
+    threads = []
+    real_step = Atari.step
+
+    def step(self, action):
+        threads.append(threading.current_thread().name)
+        return real_step(self, action)
+
+    monkeypatch.setattr(Atari, "step", step)
+    train("Breakout", "ci", config, 3, tmp_path, CPU, progress_s=float("inf"))
+    monkeypatch.undo()
+    network, returns = algorithm_1("Breakout", config, 3, config.train_steps)
+    ours = weights(RunDir(tmp_path).snapshot(3))
+    for name, value in network.state_dict().items():
+        assert np.array_equal(ours[name], value.numpy()), name
+    _, log = h5io.read(RunDir(tmp_path).log, "train_log")
+    assert log["episodes/return"].tolist() == returns and len(returns) > 3
+    training = threads[config.heldout_collect_steps:]
+    with_update = training[config.replay_start_steps + 1::2]  # steps 102, 104, ...
+    assert with_update and all(name.startswith("dqn-emulator") for name in with_update)
+
+
+def test_a_signal_while_the_next_step_is_drawn_ahead_stops_one_step_later(
+        tmp_path, monkeypatch):
+    # The signal comes during update 200, while the emulator thread plays that step
+    # (number 500) and draws for the next: the loop takes step 501 too (without drawing
+    # ahead), then saves; continued, the run ends as if never stopped.
+    config = presets.load("ci", SMALL)
+    reference = tmp_path / "reference"
+    train("Breakout", "ci", config, 3, reference, CPU, progress_s=float("inf"))
+    real_update = Learner.update
+
+    def update(self, batch):
+        if self.updates == 199:
+            signal.raise_signal(signal.SIGTERM)
+        return real_update(self, batch)
+
+    out = tmp_path / "stopped"
+    monkeypatch.setattr(Learner, "update", update)
+    with pytest.raises(Stopped):
+        train("Breakout", "ci", config, 3, out, CPU, progress_s=float("inf"))
+    monkeypatch.undo()
+    attrs = h5io.read_attrs(RunDir(out).interrupt, "interrupted")
+    assert (attrs["update"], attrs["step"]) == (200, 501)
+    train("Breakout", "ci", config, 3, out, CPU, progress_s=float("inf"))
+    assert_same_weights(RunDir(out), RunDir(reference))
+    assert_same_log(RunDir(out), RunDir(reference))
