@@ -22,6 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -176,10 +177,10 @@ def _train(game: str, preset: str, config: Config, seed: int, out: Path,
     if epoch_so_far:
         meter.restore(epoch_so_far)
 
-    # One thread for the emulator: it plays a step while the update runs (see below).
+    # One thread for the emulator: it plays a step while its update runs (see below).
     # The ALE holds Python's GIL while it emulates, but torch's kernels do not, so the
     # two overlap. Measured on 2 CPU cores: the loop's overhead over the bare update
-    # falls from 13% to 8% with 1 torch thread; with 2 it is about the same either way.
+    # falls from 13-15% to 8-10% with 1 torch thread; with 2 it is about the same.
     with ThreadPoolExecutor(1, thread_name_prefix="dqn-emulator") as emulator:
         draws = None  # the step's draws, when the emulator thread made them ahead
         while counters.step < config.train_steps:
@@ -198,15 +199,19 @@ def _train(game: str, preset: str, config: Config, seed: int, out: Path,
             action = draws.action
             if action is None:
                 action = learner.greedy_action(env.stack)
-            # The emulator thread plays step t (and, unless a save comes next, makes step
-            # t+1's draws) while this one runs the update after step t: its minibatch
-            # holds entries before t only and was drawn already. The next step acts on
-            # the weights this update leaves, so the two threads meet here.
-            playing = emulator.submit(play_step, action, not (ends_epoch or received), config,
-                                      counters, log, env, memory, rng)
+            # With an update, the emulator thread plays step t (and, unless a save comes
+            # next, makes step t+1's draws) while this one runs the update after step t:
+            # its minibatch holds entries before t only and was drawn already. The next
+            # step acts on the weights this update leaves, so the two threads meet here.
+            # Without one, a thread would only add its handoff to the step.
+            play = partial(play_step, action, updating and not (ends_epoch or received),
+                           config, counters, log, env, memory, rng)
             if updating:
+                playing = emulator.submit(play)
                 meter.add_loss(learner.update(draws.minibatch))
-            draws = playing.result()
+                draws = playing.result()
+            else:
+                draws = play()
             if ends_epoch:
                 counters.epoch += 1
                 meter.end_epoch(log, counters, learner.updates, eps)

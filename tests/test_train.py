@@ -294,7 +294,8 @@ SMALL = ["replay_capacity_transitions=60", "replay_start_steps=100", "update_per
 
 def algorithm_1(game, config, seed, steps):
     """Algorithm 1 written out in its own order, one thing after another: act, play,
-    store, draw a minibatch, update. Returns the network and the episode returns."""
+    store, draw a minibatch, update. Returns the network, the episode returns, and the
+    agent's generator state and replay count at the end."""
     env = Atari(game, config, seeding.derive(seed, "train_env"))
     learner = Learner(config, env.n_actions, CPU, seeding.derive(seed, "network"))
     memory = ReplayMemory(config.replay_capacity_transitions)
@@ -316,7 +317,7 @@ def algorithm_1(game, config, seed, steps):
             env.new_episode()
         if step > config.replay_start_steps and step % config.update_period_steps == 0:
             learner.update(memory.sample(config.minibatch_transitions, rng))
-    return learner.network, returns
+    return learner.network, returns, (rng.bit_generator.state, memory.added)
 
 
 def test_the_loop_is_algorithm_1_in_its_own_order_with_updates_beside_the_emulator(
@@ -335,15 +336,24 @@ def test_the_loop_is_algorithm_1_in_its_own_order_with_updates_beside_the_emulat
     monkeypatch.setattr(Atari, "step", step)
     train("Breakout", "ci", config, 3, tmp_path, CPU, progress_s=float("inf"))
     monkeypatch.undo()
-    network, returns = algorithm_1("Breakout", config, 3, config.train_steps)
-    ours = weights(RunDir(tmp_path).snapshot(3))
+    network, returns, (agent_rng, replay_added) = algorithm_1(
+        "Breakout", config, 3, config.train_steps)
+    run = RunDir(tmp_path)
+    ours = weights(run.snapshot(3))
     for name, value in network.state_dict().items():
         assert np.array_equal(ours[name], value.numpy()), name
-    _, log = h5io.read(RunDir(tmp_path).log, "train_log")
+    _, log = h5io.read(run.log, "train_log")
     assert log["episodes/return"].tolist() == returns and len(returns) > 3
+    # The saved state holds no draw made ahead: the generator and the replay memory
+    # stand where Algorithm 1's do at the end of the run.
+    state = h5io.read_attrs(run.state(3), "resume_state")
+    assert json.loads(state["agent_rng"]) == agent_rng
+    assert state["replay_added"] == replay_added == config.train_steps
     training = threads[config.heldout_collect_steps:]
-    with_update = training[config.replay_start_steps + 1::2]  # steps 102, 104, ...
-    assert with_update and all(name.startswith("dqn-emulator") for name in with_update)
+    assert len(training) == config.train_steps
+    for step, name in enumerate(training, start=1):
+        update = step > config.replay_start_steps and step % 2 == 0
+        assert name.startswith("dqn-emulator" if update else "MainThread"), step
 
 
 def test_a_signal_while_the_next_step_is_drawn_ahead_stops_one_step_later(
