@@ -3,9 +3,9 @@
 The loop in `train` is Algorithm 1: act epsilon-greedily, store the transition, sample
 a minibatch, take a gradient step; the emulator plays each step in a thread of its own
 while the update runs, with the same results as one after the other (see the loop).
-Every `epoch_updates` updates it writes a
-snapshot and the resume state; run again after being killed, it continues from the
-newest snapshot and, on the CPU, ends with the same weights as an uninterrupted run.
+Every `epoch_updates` updates it writes a snapshot and the resume state; run again
+after being killed, it continues from the newest snapshot and, on the CPU, ends with
+the same weights as an uninterrupted run.
 
 SIGTERM (how SLURM ends a job at its time limit or on preemption, a grace period before
 SIGKILL) and SIGINT stop the loop between two steps: it saves everything since the
@@ -401,7 +401,7 @@ class Meter:
     """Throughput, loss and the progress line (steps, episodes, return, epsilon, ETA)."""
 
     def __init__(self, counters: Counters, updates: int, device: torch.device):
-        self.start_time = self.report_time = time.monotonic()
+        self.report_time = time.monotonic()
         self.epoch_start = (time.monotonic(), counters.step, updates)
         self.report_step = counters.step
         # Summed on the device: reading a GPU loss every update would wait for the GPU.
