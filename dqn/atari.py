@@ -15,6 +15,7 @@ import numpy as np
 from ale_py import ALEInterface, ALEState, LoggerMode, roms
 
 from dqn.errors import ConfigError
+from dqn.frames import FRAME_PIXELS, HISTORY_FRAMES
 from dqn.presets import Config
 
 # 2013 §4.1 and §5: the seven games, by the short names used on the command line.
@@ -28,8 +29,6 @@ GAMES = {
     "SpaceInvaders": "space_invaders",
 }
 
-FRAME_PIXELS = 84  # 2013 §4.1: the network sees 84x84 frames
-HISTORY_FRAMES = 4  # 2013 §4.1: phi stacks the last 4 preprocessed frames
 SCREEN_SHAPE = (210, 160)  # ALE's screen, rows x columns
 DOWNSAMPLED_SHAPE = (110, 84)  # 2013 §4.1: rows x columns after downsampling
 # 2013 §4.1 crops "an 84x84 region that roughly captures the playing area" without
@@ -94,6 +93,15 @@ class Atari:
     @property
     def n_actions(self) -> int:
         return len(self.actions)
+
+    @property
+    def game_over(self) -> bool:
+        """Whether the last step ended the game (or hit the frame cap), not just a life."""
+        return self._game_needs_reset
+
+    def screen_rgb(self) -> np.ndarray:
+        """The emulator's full-colour 210x160 screen."""
+        return self.ale.getScreenRGB()
 
     @property
     def frame(self) -> np.ndarray:
@@ -165,16 +173,14 @@ class Atari:
             out[:] = self._downsampled[CROP_TOP_ROW:CROP_TOP_ROW + FRAME_PIXELS]
 
     # -- resume --
-    def get_state(self) -> dict:
-        return {
-            "ale": np.frombuffer(self.ale.cloneState(include_rng=True).serialize(), np.uint8),
-            "stack": self.stack.copy(),
-            "game_needs_reset": self._game_needs_reset,
-            "rng": self.rng.bit_generator.state,
-        }
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """(arrays, JSON-able values): all a resume needs to continue this emulator."""
+        return ({"ale": np.frombuffer(self.ale.cloneState(include_rng=True).serialize(), np.uint8),
+                 "stack": self.stack.copy()},
+                {"game_needs_reset": self._game_needs_reset, "rng": self.rng.bit_generator.state})
 
-    def set_state(self, state: dict) -> None:
-        self.ale.restoreState(ALEState(np.asarray(state["ale"], np.uint8).tobytes()))
-        self.stack[:] = state["stack"]
-        self._game_needs_reset = bool(state["game_needs_reset"])
-        self.rng.bit_generator.state = state["rng"]
+    def set_state(self, arrays: dict[str, np.ndarray], values: dict) -> None:
+        self.ale.restoreState(ALEState(np.asarray(arrays["ale"], np.uint8).tobytes()))
+        self.stack[:] = arrays["stack"]
+        self._game_needs_reset = bool(values["game_needs_reset"])
+        self.rng.bit_generator.state = values["rng"]

@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
 
     train = commands.add_parser("train", help="train one game from one seed")
     train.add_argument("--game", required=True, help="BeamRider, Breakout, Enduro, Pong, "
-                       "Qbert, Seaquest or SpaceInvaders")
+                       "Qbert, Seaquest, SpaceInvaders (the paper's) or Catch (a test task)")
     train.add_argument("--preset", default="paper2013", help=f"one of {', '.join(presets.PRESETS)}")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", type=Path, required=True, help="the run directory")
@@ -134,7 +134,7 @@ def _run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device, args.jobs_per_gpu)
     if args.command == "train":
-        from dqn.atari import check_game
+        from dqn.games import check_game
         from dqn.train import train
         config = presets.load(args.preset, args.overrides)
         train(check_game(args.game), args.preset, config, args.seed, args.out, device,

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from dqn import h5io, networks, seeding
-from dqn.atari import Atari
+from dqn.games import make_env
 from dqn.errors import DataFileError
 from dqn.explore import choose_action
 from dqn.presets import Config
@@ -51,7 +51,7 @@ def play(network: torch.nn.Module, game: str, config: Config, seed: int, epoch: 
     report 0 there, which hides that the game never ended). Each snapshot gets its own seeds, so results do
     not depend on the order (or parallelism) of evaluation.
     """
-    env = Atari(game, config, seeding.derive(seed, "eval_env", epoch), evaluation=True)
+    env = make_env(game, config, seeding.derive(seed, "eval_env", epoch), evaluation=True)
     rng = seeding.generator(seed, "eval_policy", epoch)
     greedy = lambda: networks.greedy_action(network, env.stack, device)  # noqa: E731
     returns, episode_return = [], 0.0
@@ -86,7 +86,7 @@ def evaluate_run(run_dir: Path, out: Path, device: torch.device, workers: int = 
     run = RunDir(run_dir)
     run_attrs, config, game, seed, epochs = run_identity(run)
     heldout_states = h5io.read(run.heldout, "heldout", ("states",))[1]["states"]
-    n_actions = Atari(game, config, 0).n_actions
+    n_actions = make_env(game, config, 0).n_actions
 
     def evaluate_one(epoch: int) -> dict:
         path = run.snapshot(epoch)
@@ -128,7 +128,7 @@ def trace_run(run_dir: Path, out: Path, device: torch.device, steps: int) -> dic
     run = RunDir(run_dir)
     run_attrs, config, game, seed, epochs = run_identity(run)
     snapshot = run.snapshot(epochs[-1])
-    env = Atari(game, config, seeding.derive(seed, "eval_env", epochs[-1], TRACE_STREAM),
+    env = make_env(game, config, seeding.derive(seed, "eval_env", epochs[-1], TRACE_STREAM),
                 evaluation=True)
     rng = seeding.generator(seed, "eval_policy", epochs[-1], TRACE_STREAM)
     network, attrs = load_network(snapshot, config, env.n_actions, device)
@@ -138,7 +138,7 @@ def trace_run(run_dir: Path, out: Path, device: torch.device, steps: int) -> dic
         q = network(torch.from_numpy(env.stack[None]).to(device))[0].double().cpu().numpy()
         action = choose_action(config.eval_epsilon, env.n_actions, rng, lambda: int(q.argmax()))
         columns["frames"].append(env.frame.copy())
-        columns["screens"].append(env.ale.getScreenRGB())
+        columns["screens"].append(env.screen_rgb())
         columns["q"].append(q)
         columns["max_q"].append(q.max())
         columns["actions"].append(action)

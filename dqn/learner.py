@@ -1,4 +1,4 @@
-"""The learner: Q-learning targets, the loss, DQN 3.0's centered RMSProp (2013 Algorithm 1)."""
+"""The learner: Q-learning targets, the loss, RMSProp in its DQN forms (2013 Algorithm 1)."""
 
 from __future__ import annotations
 
@@ -23,52 +23,62 @@ def td_targets(rewards: torch.Tensor, terminals: torch.Tensor, next_max_q: torch
     return rewards + discount * (~terminals).to(next_max_q.dtype) * next_max_q
 
 
-def td_loss(q_taken: torch.Tensor, targets: torch.Tensor, kind: str) -> torch.Tensor:
-    """Summed over the minibatch, as DQN 3.0 backpropagates it (no division by 32).
+def td_loss(q_taken: torch.Tensor, targets: torch.Tensor, kind: str,
+            reduction: str) -> torch.Tensor:
+    """The minibatch's loss: half the squared TD error, or "huber", whose gradient is the
+    TD error clipped to [-1, 1] (Nature §Methods; DQN 3.0's clip_delta).
 
-    The sum rather than the mean matters: RMSProp's epsilon (0.01) is added to the
-    squared gradients, so the gradient's scale changes the step. "huber" has the
-    gradient of the TD error clipped to [-1, 1] (Nature §Methods).
+    "sum" is what DQN 3.0 backpropagates (no division by 32), "mean" what deep_q_rl does.
+    The two differ by more than a factor in the step: RMSProp's epsilon is added to the
+    squared gradients, so the gradient's scale changes how far a step goes.
     """
     if kind == "huber":
-        return torch.nn.functional.smooth_l1_loss(q_taken, targets, reduction="sum", beta=1.0)
-    return 0.5 * ((targets - q_taken) ** 2).sum()
+        return torch.nn.functional.smooth_l1_loss(q_taken, targets, reduction=reduction, beta=1.0)
+    squared = 0.5 * (targets - q_taken) ** 2
+    return squared.sum() if reduction == "sum" else squared.mean()
 
 
-class CenteredRMSProp:
-    """RMSProp as DQN 3.0 implements it (NeuralQLearner:qLearnMinibatch):
+class RMSProp:
+    """RMSProp with epsilon inside the square root, in its two published DQN forms:
 
+    centered (DQN 3.0, NeuralQLearner:qLearnMinibatch):
         g  = decay * g  + (1 - decay) * grad
         g2 = decay * g2 + (1 - decay) * grad^2
         w -= lr * grad / sqrt(g2 - g^2 + epsilon)
+    uncentered (deep_q_rl's "rmsprop", the 2013 reproduction's run_nips.py):
+        g2 = decay * g2 + (1 - decay) * grad^2
+        w -= lr * grad / sqrt(g2 + epsilon)
 
-    torch.optim.RMSprop(centered=True) differs: it adds epsilon outside the square root.
+    torch.optim.RMSprop differs from both: it adds epsilon outside the square root.
     """
 
-    def __init__(self, params, lr: float, decay: float, epsilon: float):
+    def __init__(self, params, lr: float, decay: float, epsilon: float, centered: bool):
         self.params = list(params)
-        self.lr, self.decay, self.epsilon = lr, decay, epsilon
-        self.g = [torch.zeros_like(p) for p in self.params]
+        self.lr, self.decay, self.epsilon, self.centered = lr, decay, epsilon, centered
+        self.g = [torch.zeros_like(p) for p in self.params] if centered else []
         self.g2 = [torch.zeros_like(p) for p in self.params]
 
     @torch.no_grad()
     def step(self) -> None:
         grads = [p.grad for p in self.params]
-        torch._foreach_mul_(self.g, self.decay)
-        torch._foreach_add_(self.g, grads, alpha=1 - self.decay)
         torch._foreach_mul_(self.g2, self.decay)
         torch._foreach_addcmul_(self.g2, grads, grads, value=1 - self.decay)
-        denominators = torch._foreach_addcmul(self.g2, self.g, self.g, value=-1)
-        torch._foreach_add_(denominators, self.epsilon)
+        if self.centered:
+            torch._foreach_mul_(self.g, self.decay)
+            torch._foreach_add_(self.g, grads, alpha=1 - self.decay)
+            denominators = torch._foreach_addcmul(self.g2, self.g, self.g, value=-1)
+            torch._foreach_add_(denominators, self.epsilon)
+        else:
+            denominators = torch._foreach_add(self.g2, self.epsilon)
         torch._foreach_sqrt_(denominators)
         torch._foreach_addcdiv_(self.params, grads, denominators, value=-self.lr)
 
     def state(self) -> dict[str, list[torch.Tensor]]:
-        return {"g": self.g, "g2": self.g2}
+        return {"g": self.g, "g2": self.g2} if self.centered else {"g2": self.g2}
 
     def load_state(self, state: dict[str, list[np.ndarray]]) -> None:
-        for name in ("g", "g2"):
-            for buffer, value in zip(getattr(self, name), state[name], strict=True):
+        for name, buffers in self.state().items():
+            for buffer, value in zip(buffers, state[name], strict=True):
                 buffer.copy_(torch.as_tensor(value))
 
 
@@ -81,9 +91,9 @@ class Learner:
         # Nature §Methods: a target network, copied every C updates; 2013 has none and
         # takes the max over next actions from the network being trained.
         self.target = copy.deepcopy(self.network) if config.target_update_period_updates else None
-        self.optimizer = CenteredRMSProp(
+        self.optimizer = RMSProp(
             self.network.parameters(), config.learning_rate, config.rmsprop_decay,
-            config.rmsprop_epsilon,
+            config.rmsprop_epsilon, config.rmsprop_centered,
         )
         self.updates = 0
 
@@ -101,7 +111,7 @@ class Learner:
             targets = td_targets(rewards, terminals, next_max_q, self.config.discount,
                                  self.config.reward_clip)
         q_taken = self.network(states).gather(1, actions[:, None]).squeeze(1)
-        loss = td_loss(q_taken, targets, self.config.loss)
+        loss = td_loss(q_taken, targets, self.config.loss, self.config.loss_reduction)
         for p in self.network.parameters():
             p.grad = None
         loss.backward()

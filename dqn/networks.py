@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dqn.atari import HISTORY_FRAMES
+from dqn.frames import HISTORY_FRAMES
 
 
 def build(name: str, n_actions: int) -> nn.Module:

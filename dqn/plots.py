@@ -42,21 +42,22 @@ FIGURE_METHODS = ("Random", "Sarsa", "Contingency", "DQN", "Human")
 def load_evaluations(paths: list[Path]) -> dict[str, dict[int, dict]]:
     """Evaluation files as {game: {seed: {"attrs": ..., "arrays": ...}}}.
 
-    Refuses files of different presets or configs (their curves would not be
-    comparable) and two files of the same game and seed, naming the files.
+    Refuses seeds of one game trained with different presets or configs (their mean
+    would mix two experiments) and two files of the same game and seed, naming the
+    files. Different games may have different presets (Catch has its own).
     """
     runs: dict[str, dict[int, dict]] = {}
-    first = None
     for path in paths:
         attrs, arrays = h5io.read(Path(path), "evaluation", ("epoch", "average_reward",
                                                             "average_max_q"))
         attrs["path"] = str(path)
-        if first is None:
-            first = attrs
-        elif (attrs["preset"], attrs["config"]) != (first["preset"], first["config"]):
-            raise DataFileError(f"{path}: preset {attrs['preset']!r} or its config differs "
-                                f"from {first['path']} (preset {first['preset']!r})")
         game, seed = attrs["game"], int(attrs["seed"])
+        if game in runs:
+            first = next(iter(runs[game].values()))["attrs"]
+            if (attrs["preset"], attrs["config"]) != (first["preset"], first["config"]):
+                raise DataFileError(f"{path}: preset {attrs['preset']!r} or its config differs "
+                                    f"from {first['path']} (preset {first['preset']!r}) "
+                                    f"of the same game")
         if seed in runs.get(game, {}):
             raise DataFileError(f"{path}: a second evaluation of {game} seed {seed} "
                                 f"(the first is {runs[game][seed]['attrs']['path']})")
@@ -87,9 +88,9 @@ def training_curves(paths: list[Path], out: Path, games: list[str] | None = None
     if missing:
         raise DataFileError(f"no evaluation file for {', '.join(missing)}; "
                             f"the files hold {', '.join(sorted(runs))}")
-    attrs = _any_attrs(runs)
-    config = json.loads(attrs["config"])
     seeds = sorted({seed for game in games for seed in runs[game]})
+    attrs_of = {game: next(iter(runs[game].values()))["attrs"] for game in games}
+    preset_of = {game: attrs["preset"] for game, attrs in attrs_of.items()}
     figure, axes = plt.subplots(len(CURVES), len(games), squeeze=False,
                                 figsize=(3.4 * len(games) + 0.6, 5.8))
     bands = []
@@ -105,17 +106,20 @@ def training_curves(paths: list[Path], out: Path, games: list[str] | None = None
                 ax.fill_between(epochs, low, high, color="C0", alpha=0.25, linewidth=0)
                 bands.append({"game": game, "key": key, "epoch": epochs.tolist(),
                               "min": low.tolist(), "max": high.tolist()})
-            ax.set_title(game if row == 0 else "")
+            ax.set_title(f"{game} (preset {preset_of[game]})" if row == 0 else "")
+            config = json.loads(attrs_of[game]["config"])
             ax.set_xlabel(f"Training epoch ({config['epoch_updates']:,} updates each)")
             if column == 0:
                 ax.set_ylabel(label)
             ax.grid(alpha=0.3)
     seed_text = (f"seed {seeds[0]}" if len(seeds) == 1 else
                  f"seeds {', '.join(map(str, seeds))}: mean, band = min to max")
-    figure.suptitle(f"Training curves (2013 Figure 2)\npreset {attrs['preset']}, {seed_text}",
+    presets = sorted(set(preset_of.values()))
+    figure.suptitle(f"Training curves (2013 Figure 2)\npreset {', '.join(presets)}, {seed_text}",
                     fontsize=10)
     figure.tight_layout()
-    data = {"figure": "training_curves", "preset": attrs["preset"], "games": games,
+    data = {"figure": "training_curves", "preset": ", ".join(presets), "presets": preset_of,
+            "games": games,
             "seeds": seeds, "lines": _drawn_lines(figure), "bands": bands}
     return _save(figure, out, data)
 

@@ -19,6 +19,7 @@ CHOICES = {
     "preprocessing": ("paper2013", "nature2015"),
     "network": ("paper2013", "nature2015"),
     "loss": ("squared", "huber"),
+    "loss_reduction": ("sum", "mean"),
 }
 
 
@@ -36,10 +37,12 @@ class Config:
     minibatch_transitions: int
     discount: float
     learning_rate: float
-    rmsprop_decay: float  # centered RMSProp of DQN 3.0: g, g2 moving averages
-    rmsprop_epsilon: float  # added inside the square root, as DQN 3.0 does
+    rmsprop_centered: bool  # True: DQN 3.0's sqrt(g2 - g^2 + eps); False: sqrt(g2 + eps)
+    rmsprop_decay: float  # the moving averages' decay (g2, and g when centered)
+    rmsprop_epsilon: float  # added inside the square root, as DQN 3.0 and deep_q_rl do
     reward_clip: bool  # rewards to -1, 0, +1 in training (scores stay unclipped)
     loss: str  # "squared" or "huber" (= TD error clipped to [-1, 1])
+    loss_reduction: str  # "sum" (DQN 3.0) or "mean" (deep_q_rl) over the minibatch
     target_update_period_updates: int  # 0: no target network (2013)
     update_period_steps: int  # one minibatch update every this many agent steps
     # -- replay memory and exploration --
@@ -128,21 +131,6 @@ class Config:
             )
         return self
 
-    def final_epoch(self) -> int:
-        """The number of the last epoch a run writes (the workflow names the final
-        snapshot with it; pure Python, so Snakemake needs no torch to ask).
-
-        As the loop of dqn/train.py counts: an update at every step s >
-        replay_start_steps that is a multiple of update_period_steps, an epoch after
-        every epoch_updates updates, and a last epoch at step train_steps unless an
-        epoch ended exactly there.
-        """
-        period = self.update_period_steps
-        updates = self.train_steps // period - self.replay_start_steps // period
-        full, rest = divmod(updates, self.epoch_updates)
-        ends_on_last_step = updates > 0 and rest == 0 and self.train_steps % period == 0
-        return full if ends_on_last_step else full + 1
-
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -173,12 +161,19 @@ PAPER2013 = Config(
     max_episode_frames=108_000,  # 30 min of play; ALE v5 default (Machado et al. 2018)
     network="paper2013",  # 2013 §4.1
     minibatch_transitions=32,  # 2013 §5
-    discount=0.99,  # DQN 3.0 (run_gpu: discount=0.99); 2013 is silent
-    learning_rate=0.00025,  # DQN 3.0 (lr=0.00025); 2013 is silent
-    rmsprop_decay=0.95,  # DQN 3.0 NeuralQLearner (g, g2 use 0.95 / 0.05)
-    rmsprop_epsilon=0.01,  # DQN 3.0 NeuralQLearner (sqrt(g2 - g^2 + 0.01))
+    # The learner's constants, where 2013 is silent, are those of deep_q_rl's
+    # run_nips.py (Sprague's public reproduction of the 2013 method, which learned), not
+    # DQN 3.0's: those were tuned with its target network and error clipping, and
+    # without a target network its values run away at the paper's replay settings,
+    # with or without the clipping (README, "The 2013 preset's constants", measured).
+    discount=0.95,  # deep_q_rl run_nips.py (DISCOUNT); with 0.99 its values run away too
+    learning_rate=0.0002,  # deep_q_rl run_nips.py (LEARNING_RATE)
+    rmsprop_centered=False,  # deep_q_rl run_nips.py (UPDATE_RULE 'rmsprop')
+    rmsprop_decay=0.99,  # deep_q_rl run_nips.py (RMS_DECAY)
+    rmsprop_epsilon=1e-6,  # deep_q_rl run_nips.py (RMS_EPSILON), inside the square root
     reward_clip=True,  # 2013 §5
     loss="squared",  # 2013 Algorithm 1: (y - Q)^2
+    loss_reduction="mean",  # deep_q_rl run_nips.py (BATCH_ACCUMULATOR 'mean')
     target_update_period_updates=0,  # 2013 describes no target network
     update_period_steps=1,  # 2013 Algorithm 1: one minibatch update per step
     replay_capacity_transitions=1_000_000,  # 2013 §5: the one million most recent frames
@@ -203,6 +198,14 @@ NATURE2015 = dataclasses.replace(
     max_noop_start_steps=30,  # Nature Extended Data Table 1 (no-op max)
     life_loss_ends_episode=True,  # Nature Methods; DQN 3.0 GameEnvironment
     network="nature2015",  # Nature Methods: 32-64-64-512
+    # DQN 3.0's learner, which the Nature method was tuned with (stated here, not
+    # inherited, so the 2013 preset's choice below cannot change it):
+    discount=0.99,  # Nature Extended Data Table 1
+    learning_rate=0.00025,  # Nature Extended Data Table 1
+    rmsprop_centered=True,  # DQN 3.0 NeuralQLearner
+    rmsprop_decay=0.95,  # Nature Extended Data Table 1 (gradient momentum 0.95)
+    rmsprop_epsilon=0.01,  # Nature Extended Data Table 1 (min squared gradient 0.01)
+    loss_reduction="sum",  # DQN 3.0: gradients summed over the minibatch
     loss="huber",  # Nature Methods: error term clipped to [-1, 1]
     target_update_period_updates=10_000,  # Nature Extended Data Table 1
     update_period_steps=4,  # Nature Extended Data Table 1 (update frequency)
@@ -243,7 +246,23 @@ CI = dataclasses.replace(
     eval_max_episode_frames=2_000,
 )
 
-PRESETS = {"paper2013": PAPER2013, "nature2015": NATURE2015, "quick": QUICK, "ci": CI}
+# The learning test's task (dqn/catch.py, game "Catch"): the 2013 method (no target
+# network, squared error, one update per step) shortened to a task whose episodes last 9
+# steps and whose optimum is known. The 2013 network and learner as in paper2013.
+CATCH = dataclasses.replace(
+    PAPER2013,
+    replay_capacity_transitions=10_000,  # holds the whole run: Catch's states are few
+    replay_start_steps=500,  # ~55 episodes of random play before the first update
+    epsilon_anneal_steps=2_000,  # ~220 episodes; random play needs no more to see all columns
+    train_steps=6_000,  # 5,500 updates
+    epoch_updates=500,  # a snapshot and an evaluation point every 500 updates
+    heldout_collect_steps=1_000,  # ~110 random episodes
+    heldout_states=200,  # a 10x5 grid has few states: 200 cover them many times over
+    eval_steps=1_800,  # 200 episodes of the epsilon = 0.05 policy
+)
+
+PRESETS = {"paper2013": PAPER2013, "nature2015": NATURE2015, "quick": QUICK, "ci": CI,
+           "catch": CATCH}
 
 
 def load(name: str, overrides: list[str] = ()) -> Config:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dqn.atari import FRAME_PIXELS, HISTORY_FRAMES
+from dqn.frames import FRAME_PIXELS, HISTORY_FRAMES
 
 
 @dataclass

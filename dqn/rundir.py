@@ -7,6 +7,9 @@
     DIR/resume/interrupted.h5      all of the above since the newest snapshot, written
                                    when a signal stops training mid-epoch
     DIR/train_log.h5               per-episode returns and per-epoch statistics
+    DIR/complete.h5                written last, once the run has reached train_steps:
+                                   the final epoch, step and snapshot (the workflow's
+                                   output of a training job)
 
 An epoch is committed by its snapshot, written last: replay delta, resume state and log
 come first. Resuming takes the newest snapshot and the state and deltas of that epoch,
@@ -37,6 +40,7 @@ class RunDir:
         self.heldout = self.root / "heldout.h5"
         self.log = self.root / "train_log.h5"
         self.interrupt = self.root / "resume" / "interrupted.h5"
+        self.completion = self.root / "complete.h5"
 
     def snapshot(self, epoch: int) -> Path:
         return self.root / "snapshots" / f"epoch_{epoch:04d}.h5"

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from dqn import h5io, seeding
-from dqn.atari import Atari
+from dqn.games import Env, make_env
 from dqn.errors import DataFileError, Stopped
 from dqn.explore import epsilon, random_action
 from dqn.learner import Learner
@@ -57,7 +57,7 @@ class TrainLog:
     """Per-episode and per-epoch records, rewritten as train_log.h5 every epoch."""
 
     episodes: dict[str, list] = field(default_factory=lambda: {
-        "return": [], "length_steps": [], "end_step": [], "epoch": []})
+        "return": [], "length_steps": [], "end_step": [], "epoch": [], "game_over": []})
     epochs: dict[str, list] = field(default_factory=lambda: {
         "epoch": [], "step": [], "update": [], "episodes": [], "loss_mean": [],
         "epsilon": [], "steps_per_s": [], "updates_per_s": [], "wall_s": []})
@@ -103,7 +103,7 @@ def stop_signals():
             signal.signal(s, handler)
 
 
-def play_randomly(env: Atari, rng: np.random.Generator, steps: int) -> ReplayMemory:
+def play_randomly(env: Env, rng: np.random.Generator, steps: int) -> ReplayMemory:
     """A replay memory holding `steps` steps of a uniform random policy, stored as the
     training loop stores them."""
     memory = ReplayMemory(steps)
@@ -126,7 +126,7 @@ def collect_heldout_states(game: str, config: Config, seed: int) -> np.ndarray:
     As DQN 3.0 does, play randomly, keep the frames in a replay memory and draw the set
     from it, so the held-out stacks are built exactly like training stacks.
     """
-    env = Atari(game, config, seeding.derive(seed, "heldout_env"))
+    env = make_env(game, config, seeding.derive(seed, "heldout_env"))
     rng = seeding.generator(seed, "heldout_policy")
     memory = play_randomly(env, rng, config.heldout_collect_steps)
     return memory.sample(config.heldout_states, rng).states
@@ -151,7 +151,7 @@ def _train(game: str, preset: str, config: Config, seed: int, out: Path,
         h5io.write(run.heldout, "heldout", attrs,
                    {"states": collect_heldout_states(game, config, seed)})
 
-    env = Atari(game, config, seeding.derive(seed, "train_env"))
+    env = make_env(game, config, seeding.derive(seed, "train_env"))
     learner = Learner(config, env.n_actions, device, seeding.derive(seed, "network"))
     memory = ReplayMemory(config.replay_capacity_transitions)
     rng = seeding.generator(seed, "agent")  # exploration and minibatch draws
@@ -159,6 +159,8 @@ def _train(game: str, preset: str, config: Config, seed: int, out: Path,
     epochs = run.snapshot_epochs()
     if epochs and h5io.read_attrs(run.snapshot(epochs[-1]), "snapshot")["step"] >= config.train_steps:
         say(f"{run.root}: complete ({run.snapshot(epochs[-1])} is the last snapshot)")
+        if not run.completion.exists():  # a run that was complete before the file was lost
+            mark_complete(run, attrs, epochs[-1])
         return
     if epochs:
         counters, log = resume(run, epochs[-1], env, learner, memory, rng)
@@ -218,6 +220,16 @@ def _train(game: str, preset: str, config: Config, seed: int, out: Path,
                 save_epoch(run, attrs, counters, log, env, learner, memory, rng)
                 say(meter.epoch_line(log))
             meter.maybe_report(counters, eps, log, config.train_steps, progress_s)
+    mark_complete(run, attrs, counters.epoch)
+
+
+def mark_complete(run: RunDir, attrs: dict, epoch: int) -> None:
+    """Write the run's completion file, naming its last snapshot: what the workflow
+    waits for, so that no rule needs to know how many epochs a preset makes."""
+    snapshot = h5io.read_attrs(run.snapshot(epoch), "snapshot")
+    h5io.write(run.completion, "complete", {
+        **attrs, "epoch": epoch, "step": snapshot["step"], "update": snapshot["update"],
+        "snapshot": str(run.snapshot(epoch).relative_to(run.root))}, {})
 
 
 @dataclass
@@ -231,7 +243,7 @@ class Draws:
     minibatch: Minibatch | None
 
 
-def begin_step(config: Config, counters: Counters, env: Atari, memory: ReplayMemory,
+def begin_step(config: Config, counters: Counters, env: Env, memory: ReplayMemory,
                rng: np.random.Generator) -> Draws:
     action = random_action(epsilon(config, counters.step), env.n_actions, rng)
     # The step's entry starts with the frame seen now, before its minibatch is drawn:
@@ -245,7 +257,7 @@ def begin_step(config: Config, counters: Counters, env: Atari, memory: ReplayMem
 
 
 def play_step(action: int, ahead: bool, config: Config, counters: Counters, log: TrainLog,
-              env: Atari, memory: ReplayMemory, rng: np.random.Generator) -> Draws | None:
+              env: Env, memory: ReplayMemory, rng: np.random.Generator) -> Draws | None:
     """Play `action`, complete the step's replay entry, count; then the next step's
     draws if `ahead`."""
     reward, terminal = env.step(action)
@@ -255,21 +267,23 @@ def play_step(action: int, ahead: bool, config: Config, counters: Counters, log:
     counters.episode_steps += 1
     counters.next_is_episode_start = terminal
     if terminal:
-        log_episode(log, counters)
+        log_episode(log, counters, env.game_over)
         env.new_episode()
     return begin_step(config, counters, env, memory, rng) if ahead else None
 
 
-def log_episode(log: TrainLog, counters: Counters) -> None:
+def log_episode(log: TrainLog, counters: Counters, game_over: bool) -> None:
+    """One training episode; `game_over` tells a whole game's end from a lost life's
+    (Nature), so that a game's return is the sum of its episodes up to one that ends it."""
     counters.episode += 1
     row = {"return": counters.episode_return, "length_steps": counters.episode_steps,
-           "end_step": counters.step, "epoch": counters.epoch + 1}
+           "end_step": counters.step, "epoch": counters.epoch + 1, "game_over": game_over}
     for name, value in row.items():
         log.episodes[name].append(value)
     counters.episode_return, counters.episode_steps = 0.0, 0
 
 
-def checkpoint(attrs: dict, counters: Counters, log: TrainLog, env: Atari, learner: Learner,
+def checkpoint(attrs: dict, counters: Counters, log: TrainLog, env: Env, learner: Learner,
                memory: ReplayMemory, rng: np.random.Generator, since_epoch: int) -> dict:
     """What a resume needs, as {part: (attrs, arrays)} for the parts delta (the replay
     entries added since epoch `since_epoch` ended), state, log and snapshot (the weights)."""
@@ -290,7 +304,7 @@ def checkpoint(attrs: dict, counters: Counters, log: TrainLog, env: Atari, learn
     }
 
 
-def save_epoch(run: RunDir, attrs: dict, counters: Counters, log: TrainLog, env: Atari,
+def save_epoch(run: RunDir, attrs: dict, counters: Counters, log: TrainLog, env: Env,
                learner: Learner, memory: ReplayMemory, rng: np.random.Generator) -> None:
     epoch = counters.epoch
     run.write_epoch(epoch, **checkpoint(attrs, counters, log, env, learner, memory, rng,
@@ -298,7 +312,7 @@ def save_epoch(run: RunDir, attrs: dict, counters: Counters, log: TrainLog, env:
     run.prune(epoch, memory.added - memory.size)
 
 
-def save_interrupted(run: RunDir, attrs: dict, counters: Counters, log: TrainLog, env: Atari,
+def save_interrupted(run: RunDir, attrs: dict, counters: Counters, log: TrainLog, env: Env,
                      learner: Learner, memory: ReplayMemory, rng: np.random.Generator,
                      meter: "Meter") -> None:
     """Everything since the newest snapshot, in one file written atomically: the parts of
@@ -313,40 +327,38 @@ def save_interrupted(run: RunDir, attrs: dict, counters: Counters, log: TrainLog
     h5io.write(run.interrupt, "interrupted", merged, arrays, compress=True)
 
 
-def resume_state(counters: Counters, env: Atari, learner: Learner, memory: ReplayMemory,
+def resume_state(counters: Counters, env: Env, learner: Learner, memory: ReplayMemory,
                  rng: np.random.Generator) -> tuple[dict, dict[str, np.ndarray]]:
     """Everything but the replay frames that a resume needs, as (attrs, arrays)."""
-    env_state = env.get_state()
+    env_arrays, env_values = env.get_state()
     arrays = {
         f"learner/{name}/{i:03d}": t.detach().cpu().numpy()
         for name, tensors in learner.state()["tensors"].items() for i, t in enumerate(tensors)
     }
-    arrays.update({"env/ale": env_state["ale"], "env/stack": env_state["stack"]})
+    arrays.update({f"env/{name}": value for name, value in env_arrays.items()})
     attrs = {
         "counters": json.dumps(asdict(counters)),
-        "env_game_needs_reset": env_state["game_needs_reset"],
-        "env_rng": json.dumps(env_state["rng"]),
+        "env": json.dumps(env_values),
         "agent_rng": json.dumps(rng.bit_generator.state),
         "replay_added": memory.added,
     }
     return attrs, arrays
 
 
-def restore_state(attrs: dict, arrays: dict[str, np.ndarray], env: Atari, learner: Learner,
+def restore_state(attrs: dict, arrays: dict[str, np.ndarray], env: Env, learner: Learner,
                   rng: np.random.Generator) -> Counters:
     """The inverse of `resume_state`: put learner, emulator and RNG back; the counters."""
     tensors: dict[str, list] = {}
     for name in sorted(k for k in arrays if k.startswith("learner/")):
         tensors.setdefault(name.split("/")[1], []).append(arrays[name])
     learner.load_state({"tensors": tensors, "updates": attrs["update"]})
-    env.set_state({"ale": arrays["env/ale"], "stack": arrays["env/stack"],
-                   "game_needs_reset": attrs["env_game_needs_reset"],
-                   "rng": json.loads(attrs["env_rng"])})
+    env.set_state({name.removeprefix("env/"): value for name, value in arrays.items()
+                   if name.startswith("env/")}, json.loads(attrs["env"]))
     rng.bit_generator.state = json.loads(attrs["agent_rng"])
     return Counters(**json.loads(attrs["counters"]))
 
 
-def resume(run: RunDir, epoch: int, env: Atari, learner: Learner, memory: ReplayMemory,
+def resume(run: RunDir, epoch: int, env: Env, learner: Learner, memory: ReplayMemory,
            rng: np.random.Generator) -> tuple[Counters, TrainLog]:
     """Put every piece of state back as it was when `epoch` was committed."""
     load_snapshot(run.snapshot(epoch), learner.network)
@@ -376,7 +388,7 @@ def resume(run: RunDir, epoch: int, env: Atari, learner: Learner, memory: Replay
     return counters, TrainLog.from_arrays(log_arrays, epoch)
 
 
-def resume_interrupted(run: RunDir, env: Atari, learner: Learner, memory: ReplayMemory,
+def resume_interrupted(run: RunDir, env: Env, learner: Learner, memory: ReplayMemory,
                        rng: np.random.Generator) -> tuple[Counters, TrainLog, dict]:
     """Continue from the step a signal stopped at, on top of the newest epoch (`memory`
     holds that epoch's replay entries already); also return the Meter's state."""

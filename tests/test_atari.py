@@ -151,7 +151,7 @@ def test_resume_state_round_trip_continues_identically():
     state = env.get_state()
     expected = [env.step(a) + (env.stack.copy(),) for a in [1, 5, 7, 0] * 30]
     other = Atari("Seaquest", NATURE, seed=99)
-    other.set_state(state)
+    other.set_state(*state)
     got = [other.step(a) + (other.stack.copy(),) for a in [1, 5, 7, 0] * 30]
     for (r1, t1, s1), (r2, t2, s2) in zip(expected, got):
         assert r1 == r2 and t1 == t2

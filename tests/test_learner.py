@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dqn import networks, presets
-from dqn.learner import CenteredRMSProp, Learner, td_loss, td_targets
+from dqn.learner import Learner, RMSProp, td_loss, td_targets
 from dqn.replay import Minibatch
 
 
@@ -20,33 +20,38 @@ def test_td_target_by_hand():
     assert raw.tolist() == pytest.approx([1.0, 8.0, -2.0, 1.0])
 
 
-def test_loss_is_summed_and_huber_clips_the_error_gradient():
+@pytest.mark.parametrize("reduction, scale", [("sum", 1.0), ("mean", 1 / 3)])
+def test_loss_reduction_and_huber_clips_the_error_gradient(reduction, scale):
     q = torch.tensor([0.0, 0.0, 0.0], requires_grad=True)
     targets = torch.tensor([0.5, 3.0, -4.0])
-    td_loss(q, targets, "squared").backward()
-    assert q.grad.tolist() == pytest.approx([-0.5, -3.0, 4.0])  # -(y - Q), no 1/batch
+    td_loss(q, targets, "squared", reduction).backward()
+    # -(y - Q): summed over the minibatch as DQN 3.0 does, or averaged as deep_q_rl does
+    assert q.grad.tolist() == pytest.approx([-0.5 * scale, -3.0 * scale, 4.0 * scale])
     q.grad = None
-    td_loss(q, targets, "huber").backward()
-    assert q.grad.tolist() == pytest.approx([-0.5, -1.0, 1.0])  # error clipped to [-1, 1]
+    td_loss(q, targets, "huber", reduction).backward()
+    assert q.grad.tolist() == pytest.approx([-0.5 * scale, -1.0 * scale, 1.0 * scale])
 
 
-def test_one_centered_rmsprop_step_by_hand():
+@pytest.mark.parametrize("centered", [True, False])
+def test_two_rmsprop_steps_by_hand(centered):
     w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
-    optimizer = CenteredRMSProp([w], lr=0.1, decay=0.95, epsilon=0.01)
+    decay, epsilon = (0.95, 0.01) if centered else (0.99, 1e-6)
+    optimizer = RMSProp([w], lr=0.1, decay=decay, epsilon=epsilon, centered=centered)
     for grad in ([0.5, -1.0], [0.3, 2.0]):
         w.grad = torch.tensor(grad)
         optimizer.step()
-    # by hand, per coordinate: g = .95 g + .05 d; g2 = .95 g2 + .05 d^2;
-    # w -= lr d / sqrt(g2 - g^2 + eps)
+    # by hand, per coordinate: g = decay g + (1 - decay) d; g2 = decay g2 + (1 - decay) d^2;
+    # w -= lr d / sqrt(g2 - g^2 + eps) (DQN 3.0), or / sqrt(g2 + eps) (deep_q_rl)
     expected = []
     for w0, (d1, d2) in zip([1.0, -2.0], [(0.5, 0.3), (-1.0, 2.0)]):
         g, g2, value = 0.0, 0.0, w0
         for d in (d1, d2):
-            g = 0.95 * g + 0.05 * d
-            g2 = 0.95 * g2 + 0.05 * d * d
-            value -= 0.1 * d / math.sqrt(g2 - g * g + 0.01)
+            g = decay * g + (1 - decay) * d
+            g2 = decay * g2 + (1 - decay) * d * d
+            value -= 0.1 * d / math.sqrt(g2 - (g * g if centered else 0.0) + epsilon)
         expected.append(value)
     assert w.detach().tolist() == pytest.approx(expected, rel=1e-6)
+    assert sorted(optimizer.state()) == (["g", "g2"] if centered else ["g2"])
 
 
 def test_network_sizes_match_the_papers():
@@ -94,7 +99,8 @@ def test_target_network_is_copied_every_period_and_frozen_between():
     assert same(learner.network, learner.target)
 
 
-@pytest.mark.parametrize("overrides", [[], ["target_update_period_updates=3", "loss=huber"]])
+@pytest.mark.parametrize("overrides", [[], ["target_update_period_updates=3", "loss=huber"],
+                                       ["rmsprop_centered=false", "loss_reduction=mean"]])
 def test_same_seed_same_initial_weights_and_state_round_trip(overrides):
     config = presets.load("ci", overrides)
     a = Learner(config, 4, torch.device("cpu"), seed=5)

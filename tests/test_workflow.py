@@ -17,7 +17,7 @@ import psutil
 import pytest
 import yaml
 
-from dqn import atari, h5io, presets
+from dqn import games, h5io, presets
 from dqn.rundir import RunDir
 from test_train import assert_same_weights, wait_for
 
@@ -80,8 +80,20 @@ def test_config_overrides_reach_dqn_train_as_set_arguments(workflow_copy):
     assert result.returncode == 0, result.stderr
     assert "--preset quick" in result.stdout
     assert "--set reward_clip=false --set train_steps=6000" in result.stdout
-    # quick: (6000 - 1000) updates / 1400 per epoch -> 3 epochs and a fourth, shorter one.
-    assert "snapshots/epoch_0004.h5" in result.stdout
+    assert "results/runs/Breakout/seed0/complete.h5" in result.stdout
+
+
+def test_quick_config_trains_catch_with_its_own_preset_and_leaves_it_out_of_table1(workflow_copy):
+    result = snakemake(workflow_copy, "-n", "-p", "--configfile", "config/quick.yaml",
+                       "--config", "train_steps=6000")
+    assert result.returncode == 0, result.stderr
+    assert planned_jobs(result)["train"] == 3
+    (catch,) = [line for line in result.stdout.splitlines() if "train --game Catch" in line]
+    assert "--preset catch --seed 0" in catch and "--set" not in catch  # overrides are quick's
+    (table,) = [line for line in result.stdout.splitlines() if "plot table1" in line]
+    assert "eval/Breakout/seed0.h5 results/eval/Seaquest/seed0.h5 --paper" in table
+    (curves,) = [line for line in result.stdout.splitlines() if "--games Breakout Seaquest Catch" in line]
+    assert "eval/Catch/seed0.h5" in curves
 
 
 @pytest.mark.parametrize("device,gpus", [("auto", 1), ("cuda", 1), ("cpu", 0)])
@@ -104,9 +116,11 @@ def test_jobs_that_may_use_a_gpu_ask_for_one_unless_the_device_is_the_cpu(
 
 def test_schema_lists_the_games_and_presets_of_dqn():
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
-    assert schema["properties"]["games"]["items"]["enum"] == list(atari.GAMES)
-    assert schema["properties"]["value_function_game"]["enum"] == list(atari.GAMES)
+    assert schema["properties"]["games"]["items"]["enum"] == list(games.GAMES)
+    assert schema["properties"]["game_presets"]["propertyNames"]["enum"] == list(games.GAMES)
+    assert schema["properties"]["value_function_game"]["enum"] == list(games.PAPER_GAMES)
     assert schema["properties"]["preset"]["enum"] == list(presets.PRESETS)
+    assert schema["properties"]["game_presets"]["additionalProperties"]["enum"] == list(presets.PRESETS)
 
 
 @pytest.mark.parametrize("config,fragments", [
@@ -148,7 +162,7 @@ def test_ci_workflow_writes_every_figure_and_table(ci_run):
         assert pdf.startswith(b"%PDF-") and b"%%EOF" in pdf[-32:]
     with open(ci_run / "results/tables/table1.csv", newline="") as handle:
         rows = list(csv.reader(handle))
-    assert rows[0] == ["method", "source", *atari.GAMES]
+    assert rows[0] == ["method", "source", *games.PAPER_GAMES]
     assert all(len(row) == len(rows[0]) for row in rows)
     for suffix in ("md", "tex"):
         assert "DQN (ours)" in (ci_run / f"results/tables/table1.{suffix}").read_text()
@@ -223,22 +237,29 @@ def test_ci_workflow_run_again_does_nothing_and_a_figure_change_reruns_only_figu
 
 
 @pytest.mark.slow
-def test_final_snapshot_the_workflow_expects_is_the_last_one_dqn_train_writes(workflow_copy):
+def test_the_completion_file_the_workflow_waits_for_names_the_last_snapshot(workflow_copy):
     # 200 updates, 4 epochs of 50, the last at step 1000; steps 1001-1002 update nothing
     # but still end in a fifth epoch: the case a plain ceil(updates / epoch) misses.
     overrides = ["update_period_steps=4", "train_steps=1002", "epoch_updates=50"]
     plan = snakemake(workflow_copy, "-n", "--configfile", "config/ci.yaml", "--config",
                      "games=[Pong]", *overrides)
     assert plan.returncode == 0, plan.stderr
-    (expected,) = set(re.findall(r"Pong/seed0/snapshots/epoch_(\d{4})\.h5", plan.stdout))
+    assert "results/runs/Pong/seed0/complete.h5" in plan.stdout
     out = workflow_copy / "run"
-    result = subprocess.run([sys.executable, "-m", "dqn.cli", "train", "--game", "Pong",
-                             "--preset", "ci", "--seed", "0", "--out", out, "--threads", "1",
-                             "--device", "cpu", *(f"--set={o}" for o in overrides)],
-                            capture_output=True, text=True, timeout=300)
+    train = [sys.executable, "-m", "dqn.cli", "train", "--game", "Pong", "--preset", "ci",
+             "--seed", "0", "--out", out, "--threads", "1", "--device", "cpu",
+             *(f"--set={o}" for o in overrides)]
+    result = subprocess.run(train, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in (out / "snapshots").iterdir())[-1] == f"epoch_{expected}.h5"
-    assert expected == "0005"
+    complete = h5io.read_attrs(out / "complete.h5", "complete")
+    assert sorted(p.name for p in (out / "snapshots").iterdir())[-1] == "epoch_0005.h5"
+    assert (complete["epoch"], complete["step"], complete["snapshot"]) == (
+        5, 1002, "snapshots/epoch_0005.h5")
+    # A complete run asked again writes the file again (a workflow that lost it).
+    (out / "complete.h5").unlink()
+    again = subprocess.run(train, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "complete" in again.stderr
+    assert h5io.read_attrs(out / "complete.h5", "complete")["epoch"] == 5
 
 
 @pytest.mark.slow

@@ -33,20 +33,34 @@ def preset_overrides():
     ]
 
 
-def resolved_preset():
-    """The preset with the overrides applied, checked by dqn itself before any job."""
+def preset_name(game):
+    """The preset `game` trains with: its own in `game_presets` (Catch: catch), else `preset`."""
+    return config["game_presets"].get(game, config["preset"])
+
+
+def game_overrides(game):
+    """The overrides of `game`'s run: the config's, unless the game has a preset of its own."""
+    return [] if game in config["game_presets"] else preset_overrides()
+
+
+def resolved_preset(game):
+    """`game`'s preset with its overrides applied, checked by dqn itself before any job."""
     try:
-        return presets.load(config["preset"], preset_overrides())
+        return presets.load(preset_name(game), game_overrides(game))
     except ConfigError as error:
         message = str(error).removeprefix("--set ")
         raise WorkflowError(
-            f"config: {message} (preset {config['preset']!r}; keys other than "
+            f"config: {message} (preset {preset_name(game)!r}; keys other than "
             f"{', '.join(sorted(WORKFLOW_KEYS))} override preset keys)"
         ) from None
 
 
-PRESET = resolved_preset()
-SET_ARGS = " ".join(f"--set {shlex.quote(item)}" for item in preset_overrides())
+PRESETS = {game: resolved_preset(game) for game in config["games"]}
+
+
+def set_args(wildcards):
+    return " ".join(f"--set {shlex.quote(item)}" for item in game_overrides(wildcards.game))
+
 
 # The rules run the `dqn` package of this checkout with the interpreter of their
 # environment (the activated venv, or the rule's conda env, which holds only the
@@ -67,12 +81,14 @@ DEVICE_ARGS = f"--device {config['device']} --jobs-per-gpu {config['jobs_per_gpu
 # 2013 Figure 2 shows Breakout and Seaquest.
 FIGURE2_GAMES = [game for game in ("Breakout", "Seaquest") if game in config["games"]]
 PAPER_TABLE = "workflow/data/table1_paper2013.csv"
-
-
-FINAL_EPOCH = PRESET.final_epoch()  # as dqn/train.py counts epochs
+# Table 1 has a column for each of the paper's games; a test task (Catch) has none.
+with open(workflow.source_path(f"../../{PAPER_TABLE}")) as table_file:
+    PAPER_TABLE_GAMES = next(l for l in table_file if not l.startswith("#")).strip().split(",")[1:]
+TABLE1_GAMES = [game for game in config["games"] if game in PAPER_TABLE_GAMES]
 
 RUN_DIR = "results/runs/{game}/seed{seed}"
-FINAL_SNAPSHOT = os.path.join(RUN_DIR, "snapshots", f"epoch_{FINAL_EPOCH:04d}.h5")
+# Written by `dqn train` last, once the run is complete (it names the final snapshot).
+COMPLETE = os.path.join(RUN_DIR, "complete.h5")
 EVALUATION = "results/eval/{game}/seed{seed}.h5"
 TRACE = "results/traces/{game}/seed{seed}.h5"
 
@@ -123,8 +139,9 @@ def final_products():
     curves = ["all_games"] + (["figure2"] if FIGURE2_GAMES else [])
     products = expand("results/figures/training_curves_{curves}.{ext}", curves=curves,
                       ext=("png", "pdf", "json"))
-    products += expand("results/figures/table1.{ext}", ext=("png", "pdf", "json"))
-    products += expand("results/tables/table1.{ext}", ext=("csv", "md", "tex"))
+    if TABLE1_GAMES:
+        products += expand("results/figures/table1.{ext}", ext=("png", "pdf", "json"))
+        products += expand("results/tables/table1.{ext}", ext=("csv", "md", "tex"))
     if config["value_function_game"] in config["games"]:
         products += expand("results/figures/value_function.{ext}", ext=("png", "pdf", "json"))
     return products

@@ -4,7 +4,7 @@
 
 rule evaluate:
     input:
-        final_snapshot=FINAL_SNAPSHOT,
+        complete=COMPLETE,
     output:
         EVALUATION,
     params:
@@ -27,7 +27,7 @@ rule evaluate:
 
 rule trace_value_function:
     input:
-        final_snapshot=FINAL_SNAPSHOT,
+        complete=COMPLETE,
     output:
         TRACE,
     params:

@@ -50,7 +50,7 @@ rule figure_value_function:
 
 rule table1:
     input:
-        evaluations=evaluations(config["games"]),
+        evaluations=evaluations(TABLE1_GAMES),
         paper=PAPER_TABLE,
     output:
         csv=report(

@@ -1,24 +1,24 @@
 # One training job per (game, seed): `dqn train`, which resumes by itself when rerun.
 #
-# The declared output is the final snapshot alone (its number follows from the preset,
-# see Config.final_epoch in dqn/presets.py): `dqn train` writes it last and atomically, after heldout.h5 and
-# every earlier snapshot, so it exists only once the run is complete. It is flagged
-# update() so that Snakemake never deletes it before a job: `dqn train` finds a complete
-# run complete, and refuses a run directory of another preset, instead of losing it.
-# heldout.h5 is not declared: Snakemake deletes the existing outputs of a failed job,
-# and a run directory with snapshots but no held-out states cannot be resumed. With
-# nothing of a partial run declared, a killed or failed training job loses nothing
-# and continues from its newest snapshot when the workflow is run again.
+# The declared output is the run's completion file, `complete.h5`, which `dqn train`
+# writes last, once the run has reached its preset's train_steps (it names the final
+# snapshot): so no rule needs to know how many epochs a preset makes, and each game may
+# have a preset of its own. It is flagged update() so that Snakemake never deletes it
+# before a job: `dqn train` finds a complete run complete, and refuses a run directory
+# of another preset, instead of losing it. Nothing else of a run is declared:
+# Snakemake deletes the existing outputs of a failed job, and a run directory without
+# its held-out states or snapshots cannot be resumed. So a killed or failed training
+# job loses nothing and continues from its newest snapshot when the workflow runs again.
 
 
 rule train:
     output:
-        final_snapshot=update(FINAL_SNAPSHOT),
+        complete=update(COMPLETE),
     params:
         dqn=DQN,
         run_dir=run_dir,
-        preset=config["preset"],
-        overrides=SET_ARGS,
+        preset=lambda wildcards: preset_name(wildcards.game),
+        overrides=set_args,
         device_args=DEVICE_ARGS,
     log:
         "results/logs/train/{game}/seed{seed}.log",
@@ -27,8 +27,8 @@ rule train:
     threads: config["train_threads"]
     resources:
         gpu=GPU_JOB,
-        mem_mb=train_mem_mb(PRESET),
-        runtime=train_runtime_min(PRESET),
+        mem_mb=lambda wildcards: train_mem_mb(PRESETS[wildcards.game]),
+        runtime=lambda wildcards: train_runtime_min(PRESETS[wildcards.game]),
     conda:
         "../../envs/training.yaml"
     shell:
