@@ -129,7 +129,7 @@ def trace_run(run_dir: Path, out: Path, device: torch.device, steps: int) -> dic
     run_attrs, config, game, seed, epochs = run_identity(run)
     snapshot = run.snapshot(epochs[-1])
     env = make_env(game, config, seeding.derive(seed, "eval_env", epochs[-1], TRACE_STREAM),
-                evaluation=True)
+                   evaluation=True)
     rng = seeding.generator(seed, "eval_policy", epochs[-1], TRACE_STREAM)
     network, attrs = load_network(snapshot, config, env.n_actions, device)
     columns = {"frames": [], "screens": [], "q": [], "max_q": [], "actions": [], "rewards": []}
