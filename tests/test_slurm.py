@@ -130,7 +130,7 @@ def test_a_gpu_job_asks_sbatch_for_a_gpu(cluster, tmp_path):
     directory = copy_workflow(tmp_path)
     result = snakemake(directory, "--profile", PROFILE, "--configfile", "config/ci.yaml",
                        "--config", "device=auto", "--retries", "0", *FAST_STATUS_CHECKS,
-                       "results/runs/Breakout/seed0/snapshots/epoch_0004.h5", timeout=300)
+                       "results/runs/Breakout/seed0/complete.h5", timeout=300)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     # The plugin names the refused sbatch call (in its error and again in the summary).
