@@ -39,13 +39,16 @@ def test_concurrent_jobs_never_share_a_gpu_and_a_third_waits_for_a_free_one(tmp_
     try:
         assert {claimed(first, 30), claimed(second, 30)} == {0, 1}
         third = start_job(tmp_path)
-        assert claimed(third, 2.0) is None  # both GPUs are held: it waits, it does not share
+        # Both GPUs are held: it waits and says so, it does not share.
+        assert "all 2 GPUs (1 job(s) each) are taken by other dqn processes" in waiting(third, 30)
+        assert claimed(third, 0.5) is None
         first.stdin.close()  # the first job ends normally...
         first.wait(timeout=10)
         first_index = 1 - claimed_index_of(second, tmp_path)
         assert claimed(third, 30) == first_index  # ...and the waiting one takes its GPU
         fourth = start_job(tmp_path)
-        assert claimed(fourth, 2.0) is None
+        assert "--resources gpu=N, N at most 2" in waiting(fourth, 30)
+        assert claimed(fourth, 0.5) is None
         second.send_signal(signal.SIGKILL)  # a killed job frees its GPU too
         second.wait(timeout=10)
         assert claimed(fourth, 30) == 1 - first_index
@@ -53,12 +56,18 @@ def test_concurrent_jobs_never_share_a_gpu_and_a_third_waits_for_a_free_one(tmp_
         fourth.stdin.close()
         third.wait(timeout=10)
         fourth.wait(timeout=10)
-        assert "all 2 GPUs (1 job(s) each) are taken by other dqn processes" in third.stderr.read()
-        assert "--resources gpu=N, N at most 2" in fourth.stderr.read()
     finally:
         for job in (first, second):
             if job.poll() is None:
                 job.kill()
+
+
+def waiting(job, timeout_s):
+    """The first line `job` wrote to stderr within `timeout_s` (its report that it waits);
+    waiting for the report, not a fixed time, keeps a slow start from passing as a wait."""
+    ready, _, _ = select.select([job.stderr], [], [], timeout_s)
+    assert ready, f"process {job.pid} neither claimed a GPU nor reported waiting"
+    return job.stderr.readline()
 
 
 def claimed_index_of(job, lock_dir):
@@ -78,8 +87,8 @@ def test_jobs_per_gpu_shares_each_gpu_by_that_many_jobs_spread_across_gpus(tmp_p
             indices.append(claimed(jobs[-1], 30))  # one at a time: the order is known
         assert indices == [0, 1, 0, 1]  # every GPU's first slot before any GPU's second
         jobs.append(start_job(tmp_path, jobs_per_gpu=2))
-        assert claimed(jobs[-1], 2.0) is None  # all 4 slots taken
-        assert "--resources gpu=N, N at most 4" in jobs[-1].stderr.readline()
+        assert "--resources gpu=N, N at most 4" in waiting(jobs[-1], 30)  # all 4 slots taken
+        assert claimed(jobs[-1], 0.5) is None
     finally:
         for job in jobs:
             job.kill()
