@@ -37,11 +37,9 @@ DOWNSAMPLED_SHAPE = (110, 84)  # 2013 §4.1: rows x columns after downsampling
 # 110-row image keep the field and drop the score (the score is not part of the state
 # in the paper's figures, and rewards carry it anyway).
 CROP_TOP_ROW = 18
-# Bilinear, as DQN 3.0's image.scale. At this ratio (~1.9) no object vanishes: measured
-# on the 210x160 -> 110x84 resize, a 1-pixel-wide line keeps at least 18/255 of its
-# brightness and a 2-pixel one (Breakout's ball) at least 140/255. Area averaging
-# keeps more of a 1-pixel line but costs 55 us a frame against 8.5 us, +18% on an
-# emulator step, where our budget for all preprocessing is 10-15%.
+# Bilinear, as DQN 3.0's image.scale: at this ratio (~1.9) thin objects dim but do not
+# vanish, and area averaging, which keeps more of them, costs several times as much a
+# frame (README, "Resize", has the figures).
 RESIZE_INTERPOLATION = cv2.INTER_LINEAR
 
 ALEInterface.setLoggerMode(LoggerMode.Error)

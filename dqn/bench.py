@@ -8,7 +8,7 @@ machine and code it was measured on are recorded with it. Targets (issue 5):
 env_overhead_vs_emulator <= 0.10, replay_bytes_per_transition_at_1M <= 7200,
 replay_sample_vs_update_ratio well under 1, train_overhead_vs_bare_update <= 0.10.
 
-    python -m dqn.bench --game Breakout --seconds 5
+    python -m dqn bench --game Breakout --seconds 5
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import itertools
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,11 +27,14 @@ import numpy as np
 import torch
 
 import dqn
-from dqn import h5io, presets
+from dqn import h5io, presets, provenance
 from dqn.atari import Atari, check_game, frame_skip
+from dqn.checkpoint import Counters, TrainingState
 from dqn.learner import Learner
+from dqn.play import Player, random_policy
 from dqn.replay import Minibatch, ReplayMemory
-from dqn.train import Counters, play_randomly, resume_state, train
+from dqn.train import train
+from dqn.trainlog import TrainLog
 
 SEED = 0
 ROUNDS = 5  # each timing is split into this many slices, alternated, median taken
@@ -127,7 +129,7 @@ def context_figures(game: str, device: torch.device, seconds: float) -> dict:
         "torch_threads": torch.get_num_threads(),
         "frame_skip_frames": frame_skip(game, presets.PAPER2013),
         "dqn_version": dqn.__version__,
-        "git_commit": h5io.git_commit(),
+        "git_commit": provenance.git_commit(),
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
         "platform": platform.platform(),
@@ -196,15 +198,11 @@ def raw_stepper(env: Atari, plan: list[int]) -> Callable[[], None]:
     return step
 
 
-def agent_stepper(env: Atari, plan: list[int]) -> Callable[[], None]:
-    """One agent step of our environment, starting a new episode when one ends."""
+def agent_stepper(env: Atari, plan: list[int]) -> Callable[[], object]:
+    """One agent step of our environment as every loop of dqn plays it (`dqn.play`)."""
     actions = itertools.cycle(plan)
-    env.new_episode()
-
-    def step() -> None:
-        if env.step(next(actions))[1]:
-            env.new_episode()
-    return step
+    player = Player(env)
+    return lambda: player.step(next(actions))
 
 
 # -- 2. replay: a paper-sized memory --
@@ -212,7 +210,10 @@ def agent_stepper(env: Atari, plan: list[int]) -> Callable[[], None]:
 def play_randomly_entries(game: str, steps: int) -> tuple[dict[str, np.ndarray], int]:
     """The replay entries of `steps` steps of random play, as the training loop adds them."""
     env = Atari(game, presets.PAPER2013, SEED)
-    entries = play_randomly(env, np.random.default_rng(SEED), steps).entries(0, steps)
+    memory = ReplayMemory(steps)
+    for step in Player(env).run(random_policy(np.random.default_rng(SEED)), steps):
+        memory.store(step)
+    entries = memory.entries(0, steps)
     # The block is repeated back to back: end it with a terminal so each copy is a
     # sequence of whole episodes (every copy begins with an episode start).
     entries["terminals"][-1] = True
@@ -322,7 +323,7 @@ def loop_steps_per_s(game: str, config: presets.Config, device: torch.device) ->
 
 def resume_figures(game: str, memory: ReplayMemory, n_actions: int) -> dict:
     """The files of one paper epoch: its replay delta (50k entries) and the resume state."""
-    attrs = {**h5io.provenance(game, SEED, "paper2013", presets.PAPER2013.as_dict()),
+    attrs = {**provenance.record(game, SEED, "paper2013", presets.PAPER2013.as_dict()),
              "epoch": 1, "step": EPOCH_ENTRIES, "update": EPOCH_ENTRIES,
              "start": 0, "stop": EPOCH_ENTRIES}
     delta = memory.entries(0, EPOCH_ENTRIES)  # what save_epoch hands to write_epoch
@@ -352,11 +353,10 @@ def resume_figures(game: str, memory: ReplayMemory, n_actions: int) -> dict:
 def resume_state_bytes(game: str, n_actions: int, path: Path, attrs: dict) -> int:
     """Size of a paper2013 resume state file: RMSProp averages, emulator, RNGs (the
     network's weights are the snapshot's)."""
-    env = Atari(game, presets.PAPER2013, SEED)
-    env.new_episode()
-    learner = Learner(presets.PAPER2013, n_actions, torch.device("cpu"), SEED)
-    state_attrs, arrays = resume_state(Counters(), env, learner, ReplayMemory(1),
-                                       np.random.default_rng(SEED))
+    state = TrainingState(Counters(), Player(Atari(game, presets.PAPER2013, SEED)),
+                          Learner(presets.PAPER2013, n_actions, torch.device("cpu"), SEED),
+                          ReplayMemory(1), np.random.default_rng(SEED), TrainLog())
+    state_attrs, arrays = state.state()
     h5io.write(path, "resume_state", {**attrs, **state_attrs}, arrays)
     return path.stat().st_size
 
@@ -369,9 +369,3 @@ def drop_from_page_cache(path: Path) -> None:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)
-
-
-if __name__ == "__main__":
-    from dqn.cli import main
-
-    sys.exit(main(["bench", *sys.argv[1:]]))

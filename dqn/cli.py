@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -74,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     _device_arguments(bench)
 
     args = parser.parse_args(argv)
+    # Progress and status lines (dqn.progress, dqn.train) go to stderr with the time.
+    logging.basicConfig(format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S",
+                        level=logging.INFO, stream=sys.stderr, force=True)
     try:
         return _run(args)
     except DqnError as error:

@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dqn import h5io, networks, seeding
-from dqn.games import make_env
+from dqn import h5io, networks, provenance, seeding
 from dqn.errors import DataFileError
-from dqn.explore import choose_action
+from dqn.explore import choose_action, greedy
+from dqn.games import Env, make_env
+from dqn.networks import q_values
+from dqn.play import Player, Policy
 from dqn.presets import Config
 from dqn.rundir import RunDir, load_snapshot
 
@@ -48,24 +50,23 @@ def play(network: torch.nn.Module, game: str, config: Config, seed: int, epoch: 
     eval_steps, and how many completed.
 
     If none completes, the unfinished episode's reward stands alone (DQN 3.0 would
-    report 0 there, which hides that the game never ended). Each snapshot gets its own seeds, so results do
-    not depend on the order (or parallelism) of evaluation.
+    report 0 there, which hides that the game never ended). Each snapshot gets its own
+    seeds, so results do not depend on the order (or parallelism) of evaluation.
     """
     env = make_env(game, config, seeding.derive(seed, "eval_env", epoch), evaluation=True)
     rng = seeding.generator(seed, "eval_policy", epoch)
-    greedy = lambda: networks.greedy_action(network, env.stack, device)  # noqa: E731
-    returns, episode_return = [], 0.0
-    env.new_episode()
-    for _ in range(config.eval_steps):
-        reward, terminal = env.step(choose_action(config.eval_epsilon, env.n_actions, rng, greedy))
-        episode_return += reward
-        if terminal:
-            returns.append(episode_return)
-            episode_return = 0.0
-            if len(returns) == config.eval_episodes:
-                break
-            env.new_episode()
-    return (returns or [episode_return]), len(returns)
+    player = Player(env)
+    steps = player.run(epsilon_greedy(network, config.eval_epsilon, rng, device),
+                       config.eval_steps, config.eval_episodes)
+    returns = [step.episode.total_reward for step in steps if step.episode]
+    return (returns or [player.episode_return]), len(returns)
+
+
+def epsilon_greedy(network: torch.nn.Module, eps: float, rng: np.random.Generator,
+                   device: torch.device) -> Policy:
+    """2013 §5.1: the epsilon-greedy policy of `network`; it runs only when needed."""
+    return lambda env: choose_action(eps, env.n_actions, rng,
+                                     lambda: greedy(q_values(network, env.stack, device)))
 
 
 def run_identity(run: RunDir) -> tuple[dict, Config, str, int, list[int]]:
@@ -105,7 +106,7 @@ def evaluate_run(run_dir: Path, out: Path, device: torch.device, workers: int = 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         rows = list(pool.map(evaluate_one, epochs))
     table = {name: np.array([row[name] for row in rows]) for name in COLUMNS}
-    attrs = h5io.provenance(game, seed, run_attrs["preset"], config.as_dict())
+    attrs = provenance.record(game, seed, run_attrs["preset"], config.as_dict())
     attrs["run"] = str(run.root)
     h5io.write(out, "evaluation", attrs, table)
     return table
@@ -133,24 +134,24 @@ def trace_run(run_dir: Path, out: Path, device: torch.device, steps: int) -> dic
     rng = seeding.generator(seed, "eval_policy", epochs[-1], TRACE_STREAM)
     network, attrs = load_network(snapshot, config, env.n_actions, device)
     columns = {"frames": [], "screens": [], "q": [], "max_q": [], "actions": [], "rewards": []}
-    env.new_episode()
-    for _ in range(steps):
-        q = network(torch.from_numpy(env.stack[None]).to(device))[0].double().cpu().numpy()
-        action = choose_action(config.eval_epsilon, env.n_actions, rng, lambda: int(q.argmax()))
-        columns["frames"].append(env.frame.copy())
+
+    def policy(env: Env) -> int:
+        """Epsilon-greedy, recording the state's screen and Q-values on the way."""
+        q = q_values(network, env.stack, device).astype(np.float64)
         columns["screens"].append(env.screen_rgb())
         columns["q"].append(q)
         columns["max_q"].append(q.max())
-        columns["actions"].append(action)
-        reward, terminal = env.step(action)
-        columns["rewards"].append(reward)
-        if terminal:
-            break
+        return choose_action(config.eval_epsilon, env.n_actions, rng, lambda: greedy(q))
+
+    for step in Player(env).run(policy, steps, max_episodes=1):
+        columns["frames"].append(step.frame)
+        columns["actions"].append(step.action)
+        columns["rewards"].append(step.reward)
     table = {name: np.asarray(values) for name, values in columns.items()}
-    trace_attrs = h5io.provenance(game, seed, run_attrs["preset"], config.as_dict())
+    trace_attrs = provenance.record(game, seed, run_attrs["preset"], config.as_dict())
     trace_attrs.update({"run": str(run.root), "snapshot": str(snapshot), "epoch": epochs[-1],
                         "step": attrs["step"], "update": attrs["update"],
-                        "epsilon": config.eval_epsilon, "episode_ended": bool(terminal),
+                        "epsilon": config.eval_epsilon, "episode_ended": bool(step.terminal),
                         "frame_skip_frames": env.frame_skip})
     h5io.write(out, "value_trace", trace_attrs, table, compress=True)
     return table

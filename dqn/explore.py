@@ -32,6 +32,11 @@ def random_action(eps: float, n_actions: int, rng: np.random.Generator) -> int |
     return None
 
 
+def greedy(q_values: np.ndarray) -> int:
+    """argmax_a Q(phi, a); ties go to the lowest index."""
+    return int(np.argmax(q_values))
+
+
 def choose_action(eps: float, n_actions: int, rng: np.random.Generator,
                   greedy: Callable[[], int]) -> int:
     """With probability eps a uniform random action, else `greedy()`.

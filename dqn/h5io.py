@@ -1,99 +1,23 @@
-"""Every HDF5 file the project writes or reads: layout checks, provenance, atomic writes.
+"""Every HDF5 file the project writes or reads: layout checks on read, atomic writes.
 
-A file is written under `<name>.tmp`, flushed, fsynced and renamed into place, so a
-killed process never leaves a half-written file under its final name. Every array is
-stored with HDF5's Fletcher-32 checksum, so a corrupted byte is detected on read. Every
-file carries its `kind`, a `complete` flag and the provenance of the run (package
-version and git commit, game, seed, preset, the full resolved config, library
-versions, creation time) as attributes.
+Files are written through `dqn.atomic`. Every array is stored with HDF5's Fletcher-32
+checksum, so a corrupted byte is detected on read. Every file carries its `kind`, a
+`complete` flag and the provenance of the run (`dqn.provenance`) as attributes.
 """
 
 from __future__ import annotations
 
-import datetime
-import functools
 import json
-import os
-import platform
-import subprocess
-from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import h5py
 import numpy as np
 
-import dqn
+from dqn.atomic import atomic_write
 from dqn.errors import DataFileError
 
 FORMAT_VERSION = 1
-LIBRARIES = ("numpy", "torch", "ale-py", "gymnasium", "h5py", "opencv-python-headless")
-
-
-@functools.lru_cache(maxsize=1)
-def git_commit() -> str:
-    """The commit of the checkout the package runs from, '-dirty' if it has changes."""
-    here = Path(__file__).resolve().parent
-    # safe.directory: a checkout mounted into a container belongs to another user there,
-    # and git would refuse to read it.
-    git = ["git", "-c", "safe.directory=*", "-C", str(here)]
-    try:
-        commit = subprocess.run([*git, "rev-parse", "HEAD"],
-                                capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run([*git, "status", "--porcelain", "--", "."],
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        # The project's image holds no .git but records the commit it was built from
-        # (container/Dockerfile). Only a hint: this code need not be that image's.
-        if image_commit := os.environ.get("DQN_IMAGE_GIT_COMMIT"):
-            return f"unknown (not run from a git checkout; the container image was built from {image_commit})"
-        return "unknown (not run from a git checkout)"
-    return commit + ("-dirty" if dirty else "")
-
-
-def library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
-def provenance(game: str, seed: int, preset: str, config: dict) -> dict[str, Any]:
-    return {
-        "dqn_version": dqn.__version__,
-        "git_commit": git_commit(),
-        "game": game,
-        "seed": seed,
-        "preset": preset,
-        "config": json.dumps(config, sort_keys=True),
-        "library_versions": json.dumps(library_versions(), sort_keys=True),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
-    """Write `path` through `write(temporary path)`, fsync it and rename it into place,
-    so a killed process never leaves a half-written file under the final name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write(path: Path, kind: str, attrs: dict[str, Any], arrays: dict[str, np.ndarray],

@@ -97,9 +97,6 @@ class Learner:
         )
         self.updates = 0
 
-    def greedy_action(self, stack: np.ndarray) -> int:
-        return networks.greedy_action(self.network, stack, self.device)
-
     def update(self, batch: Minibatch) -> torch.Tensor:
         """One minibatch step of Algorithm 1; returns the loss (on the device, no sync)."""
         to = lambda a: torch.from_numpy(a).to(self.device, non_blocking=True)  # noqa: E731

@@ -6,6 +6,7 @@ is the one Torch7 used in DeepMind's code, so it is kept.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -34,15 +35,15 @@ def build(name: str, n_actions: int) -> nn.Module:
         raise ValueError(f"unknown network {name!r}")
     # Channels-last (NHWC) weights and inputs: oneDNN's convolutions, forward and
     # backward, run in this layout natively; in PyTorch's default NCHW every conv call
-    # reorders its tensors first (measured: 1.2-1.3x more updates/s on 2 CPU cores).
+    # reorders its tensors first (README, "Benchmark", has the speed-up).
     # It is a memory layout only: the values, their shapes and their names are the same.
     return QNetwork(nn.Sequential(*layers)).to(memory_format=torch.channels_last)
 
 
-@torch.no_grad()
-def greedy_action(network: nn.Module, stack, device: torch.device) -> int:
-    """argmax_a Q(phi, a) for one state phi (4x84x84 uint8); ties go to the lowest index."""
-    return int(network(torch.from_numpy(stack[None]).to(device)).argmax(dim=1).item())
+@torch.inference_mode()
+def q_values(network: nn.Module, stack: np.ndarray, device: torch.device) -> np.ndarray:
+    """Q(phi, a) for every action a, for one state phi (4x84x84 uint8), as float32."""
+    return network(torch.from_numpy(stack[None]).to(device))[0].cpu().numpy()
 
 
 class QNetwork(nn.Module):
@@ -55,7 +56,7 @@ class QNetwork(nn.Module):
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         # Reordered to channels-last while still uint8 (a quarter of the bytes); then
         # scaled in place on the fresh float copy: `/ 255.0` would allocate a second
-        # 3.6 MB batch per forward, and div_ gives the same bits in less than half the time.
+        # float batch per forward, and div_ gives the same bits without it.
         nhwc = frames.contiguous(memory_format=torch.channels_last)
         # copy=True: a float32 input would otherwise come back as itself from .to, and
         # div_ would scale the caller's tensor.

@@ -20,6 +20,7 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dqn import h5io  # noqa: E402
+from dqn.atomic import atomic_write  # noqa: E402
 from dqn.errors import DataFileError  # noqa: E402
 
 # 2013 Figure 2: average reward per episode (left pair) and average action value Q on
@@ -313,9 +314,9 @@ def _write_tables(rows: list, games: list[str], out: Path, preset: str) -> list[
 
     md_text = "\n".join(md + ["", caption]) + "\n"
     tex_text = "\n".join(tex) + "\n"
-    return [h5io.atomic_write(out.with_suffix(".csv"), write_csv),
-            h5io.atomic_write(out.with_suffix(".md"), lambda path: path.write_text(md_text)),
-            h5io.atomic_write(out.with_suffix(".tex"), lambda path: path.write_text(tex_text))]
+    return [atomic_write(out.with_suffix(".csv"), write_csv),
+            atomic_write(out.with_suffix(".md"), lambda path: path.write_text(md_text)),
+            atomic_write(out.with_suffix(".tex"), lambda path: path.write_text(tex_text))]
 
 
 def _any_attrs(runs: dict[str, dict[int, dict]]) -> dict:
@@ -335,11 +336,11 @@ def _save(figure: plt.Figure, out: Path, data: dict) -> list[Path]:
     json_text = json.dumps(data, indent=1) + "\n"
     # Fixed metadata: the same data gives the same PDF bytes.
     written = [
-        h5io.atomic_write(out.with_suffix(".png"),
+        atomic_write(out.with_suffix(".png"),
                           lambda p: figure.savefig(p, format="png", dpi=150)),
-        h5io.atomic_write(out.with_suffix(".pdf"), lambda p: figure.savefig(
+        atomic_write(out.with_suffix(".pdf"), lambda p: figure.savefig(
             p, format="pdf", metadata={"CreationDate": None, "ModDate": None})),
-        h5io.atomic_write(out.with_suffix(".json"), lambda p: p.write_text(json_text)),
+        atomic_write(out.with_suffix(".json"), lambda p: p.write_text(json_text)),
     ]
     plt.close(figure)
     return written

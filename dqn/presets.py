@@ -165,9 +165,8 @@ PAPER2013 = Config(
     # run_nips.py (Sprague's public reproduction of the 2013 method, which learned), not
     # DQN 3.0's: those were tuned with its target network and error clipping, and
     # without a target network its values run away at the paper's replay settings,
-    # with or without the clipping. Measured (README, "The 2013 preset's constants"):
-    # Seaquest's held-out average max-Q after 10k and 20k updates was 1,332 with DQN
-    # 3.0's constants, 602 and 1,590 with its error clipping too, 1.1 and 1.3 with these.
+    # with or without the clipping (README, "The 2013 preset's constants", has the
+    # held-out average max-Q of each choice).
     discount=0.95,  # deep_q_rl run_nips.py (DISCOUNT); with 0.99 its values run away too
     learning_rate=0.0002,  # deep_q_rl run_nips.py (LEARNING_RATE)
     rmsprop_centered=False,  # deep_q_rl run_nips.py (UPDATE_RULE 'rmsprop')

@@ -70,6 +70,12 @@ class ReplayMemory:
         self.rewards[slot] = reward
         self.terminals[slot] = terminal
 
+    def store(self, step) -> None:
+        """Add a whole entry from a `dqn.play.Step`, when no draw comes between its frame
+        and its outcome (random play; training stores in two parts, see `add_frame`)."""
+        self.add_frame(step.frame, step.episode_start)
+        self.set_outcome(step.action, step.reward, step.terminal)
+
     def sample(self, batch_size: int, rng: np.random.Generator) -> Minibatch:
         """Draw `batch_size` transitions uniformly (2013 Algorithm 1) with replacement.
 

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 import dqn
-from dqn import h5io, presets
+from dqn import h5io, presets, provenance
 from dqn.errors import DataFileError
 
 
 def _attrs():
-    return h5io.provenance("Pong", 3, "ci", presets.load("ci").as_dict())
+    return provenance.record("Pong", 3, "ci", presets.load("ci").as_dict())
 
 
 def test_round_trip_keeps_arrays_groups_and_provenance(tmp_path):
@@ -92,7 +92,7 @@ def test_outside_a_git_checkout_the_commit_comes_from_the_image_or_is_unknown(tm
     # As in the container image, which holds the package but no .git.
     shutil.copytree(Path(dqn.__file__).parent, tmp_path / "dqn",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    script = "from dqn.h5io import git_commit; print(git_commit())"
+    script = "from dqn.provenance import git_commit; print(git_commit())"
     env = {k: v for k, v in os.environ.items() if k != "DQN_IMAGE_GIT_COMMIT"}
     commits = [subprocess.run([sys.executable, "-c", script], cwd=tmp_path, text=True,
                               capture_output=True, check=True, timeout=60,

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from dqn import h5io, plots, presets
+from dqn import h5io, plots, presets, provenance
 from dqn.errors import DataFileError
 
 PAPER_TABLE = "workflow/data/table1_paper2013.csv"
@@ -16,7 +16,7 @@ PAPER_TABLE = "workflow/data/table1_paper2013.csv"
 
 def write_evaluation(path, game, seed, average_reward, average_max_q, preset="ci"):
     n = len(average_reward)
-    attrs = h5io.provenance(game, seed, preset, presets.load(preset).as_dict())
+    attrs = provenance.record(game, seed, preset, presets.load(preset).as_dict())
     h5io.write(path, "evaluation", attrs, {
         "epoch": np.arange(1, n + 1), "step": np.arange(1, n + 1) * 100,
         "update": np.arange(1, n + 1) * 50,
@@ -28,7 +28,7 @@ def write_evaluation(path, game, seed, average_reward, average_max_q, preset="ci
 
 def write_trace(path, max_q, rewards):
     n = len(max_q)
-    attrs = h5io.provenance("Seaquest", 0, "ci", presets.load("ci").as_dict())
+    attrs = provenance.record("Seaquest", 0, "ci", presets.load("ci").as_dict())
     attrs.update({"epoch": 4, "step": 1000, "update": 800, "frame_skip_frames": 4})
     h5io.write(path, "value_trace", attrs, {
         "max_q": np.asarray(max_q, float), "rewards": np.asarray(rewards, float),

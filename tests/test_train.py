@@ -2,6 +2,7 @@
 or SIGINT (saved mid-epoch), refusals."""
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -14,14 +15,17 @@ import numpy as np
 import pytest
 import torch
 
-from dqn import h5io, presets, seeding
+from dqn import h5io, networks, presets, seeding
 from dqn.atari import Atari
 from dqn.errors import DataFileError, RunMismatchError, Stopped
-from dqn.explore import choose_action, epsilon
+from dqn.explore import choose_action, epsilon, greedy
 from dqn.learner import Learner
 from dqn.replay import ReplayMemory
 from dqn.rundir import RunDir
-from dqn.train import Counters, Meter, TrainLog, stop_signals, train
+from dqn.checkpoint import Counters
+from dqn.progress import Meter
+from dqn.train import stop_signals, train
+from dqn.trainlog import TrainLog
 
 CPU = torch.device("cpu")
 TRAIN = [sys.executable, "-m", "dqn.cli", "train", "--game", "Breakout", "--preset", "ci",
@@ -64,6 +68,19 @@ def kill_when(out, landmark, delay_s=0.0, sig=signal.SIGKILL, overrides=()):
     wait_for(landmark, process)
     time.sleep(delay_s)
     process.send_signal(sig)
+    return process.wait(timeout=60)
+
+
+def stop_at_step(out, step, sig, overrides=()):
+    """Start `dqn train --out out`, send it `sig` once a progress line shows agent step
+    `step` or later (tied to progress, not the clock); return its exit status."""
+    process = subprocess.Popen(TRAIN + ["--out", str(out), *overrides, "--progress-s", "0.1"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        if (seen := re.search(r"\] step ([\d,]+)/", line)) and int(seen[1].replace(",", "")) >= step:
+            process.send_signal(sig)
+            break
+    process.stderr.read()
     return process.wait(timeout=60)
 
 
@@ -129,11 +146,14 @@ def assert_same_log(run, reference):
         np.testing.assert_array_equal(log[name], reference_log[name], err_msg=name)
 
 
-def stop_and_check(out, landmark, sig, overrides=(), delay_s=0.2):
-    """Stop a run with `sig` `delay_s` after `landmark`; check the exit status and the
-    interrupt file, and return the file's attributes."""
+def stop_and_check(out, landmark, sig, overrides=(), delay_s=0.2, at_step=None):
+    """Stop a run with `sig` `delay_s` after `landmark` (or at agent step `at_step`);
+    check the exit status and the interrupt file, and return the file's attributes."""
     run = RunDir(out)
-    status = kill_when(out, landmark, delay_s, sig, overrides)
+    if at_step is None:
+        status = kill_when(out, landmark, delay_s, sig, overrides)
+    else:
+        status = stop_at_step(out, at_step, sig, overrides)
     assert status == 128 + sig  # a failure, so Snakemake or SLURM retries the job
     attrs = h5io.read_attrs(run.interrupt, "interrupted")
     epochs = run.snapshot_epochs()
@@ -168,14 +188,15 @@ def test_sigterm_and_sigint_save_mid_epoch_and_a_rerun_ends_identical(finished_r
 
 
 def test_a_stop_after_the_ring_wrapped_within_the_epoch_resumes_identical(tmp_path):
-    # A replay memory of 40 entries, epochs of 200 updates, a stop about 100 steps after
-    # a snapshot: the interrupt file alone refills the ring.
+    # A replay memory of 40 entries, epochs of 200 updates, a stop 60 or more steps after
+    # snapshot 2 (step 500) and before snapshot 3 (step 700): the interrupt file alone
+    # refills the ring.
     overrides = ["--set", "replay_capacity_transitions=40", "--set", "replay_start_steps=100"]
     reference = tmp_path / "reference"
     subprocess.run(TRAIN + ["--out", str(reference), *overrides], check=True,
                    capture_output=True, timeout=300)
     out = tmp_path / "stopped"
-    attrs = stop_and_check(out, RunDir(out).snapshot(2), signal.SIGTERM, overrides, delay_s=1.0)
+    attrs = stop_and_check(out, None, signal.SIGTERM, overrides, at_step=560)
     assert attrs["start"] == attrs["stop"] - 40 > h5io.read_attrs(
         RunDir(out).snapshot(2), "snapshot")["step"]
     finish_and_compare(out, reference, attrs["step"], overrides)
@@ -294,7 +315,7 @@ def algorithm_1(game, config, seed, steps):
     returns, episode_return, episode_start = [], 0.0, True
     for step in range(1, steps + 1):
         action = choose_action(epsilon(config, step - 1), env.n_actions, rng,
-                               lambda: learner.greedy_action(env.stack))
+                               lambda: greedy(networks.q_values(learner.network, env.stack, CPU)))
         frame = env.frame.copy()
         reward, terminal = env.step(action)
         memory.add_frame(frame, episode_start)

@@ -1,0 +1,196 @@
+"""A training run's state and its checkpoints: epoch snapshots, resume, interrupt files.
+
+`TrainingState` bundles everything a run carries from step to step (counters, the
+environment and its episode bookkeeping, learner, replay memory, the agent's random
+generator, the training log); each part saves and restores itself. This module writes
+that state as an epoch's files (`dqn.rundir` names them and their order) or as one
+interrupt file, and puts it back, so that a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dqn import h5io
+from dqn.errors import DataFileError
+from dqn.learner import Learner
+from dqn.play import Player
+from dqn.replay import ReplayMemory
+from dqn.rundir import RunDir, load_snapshot, load_weights
+from dqn.trainlog import TrainLog
+
+PARTS = ("delta", "state", "log", "snapshot")  # an epoch's files, as parts of an interrupt file
+
+
+@dataclass
+class Counters:
+    """Where a run stands."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # agent steps taken in training
+
+
+@dataclass
+class TrainingState:
+    counters: Counters
+    player: Player
+    learner: Learner
+    memory: ReplayMemory
+    rng: np.random.Generator  # exploration and minibatch draws
+    log: TrainLog
+
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """Everything but the network's weights (the snapshot's) and the replay frames
+        (the deltas') that a resume needs, as (attrs, arrays)."""
+        env_arrays, env_values = self.player.env.get_state()
+        arrays = {
+            f"learner/{name}/{i:03d}": t.detach().cpu().numpy()
+            for name, tensors in self.learner.state()["tensors"].items()
+            for i, t in enumerate(tensors)
+        }
+        arrays.update({f"env/{name}": value for name, value in env_arrays.items()})
+        attrs = {
+            "counters": json.dumps({**asdict(self.counters), **self.player.state()}),
+            "env": json.dumps(env_values),
+            "agent_rng": json.dumps(self.rng.bit_generator.state),
+            "replay_added": self.memory.added,
+        }
+        return attrs, arrays
+
+    def load_state(self, attrs: dict, arrays: dict[str, np.ndarray]) -> None:
+        """The inverse of `state`: put learner, emulator, bookkeeping and RNG back."""
+        tensors: dict[str, list] = {}
+        for name in sorted(k for k in arrays if k.startswith("learner/")):
+            tensors.setdefault(name.split("/")[1], []).append(arrays[name])
+        self.learner.load_state({"tensors": tensors, "updates": attrs["update"]})
+        self.player.env.set_state({name.removeprefix("env/"): value
+                                   for name, value in arrays.items() if name.startswith("env/")},
+                                  json.loads(attrs["env"]))
+        self.rng.bit_generator.state = json.loads(attrs["agent_rng"])
+        counters = json.loads(attrs["counters"])
+        self.counters = Counters(epoch=counters.pop("epoch"), step=counters.pop("step"))
+        self.player.load_state(counters)
+
+    def parts(self, attrs: dict, since_epoch: int) -> dict:
+        """What a resume needs, as {part: (attrs, arrays)} for the parts delta (the replay
+        entries added since epoch `since_epoch` ended), state, log and snapshot (the
+        weights)."""
+        memory = self.memory
+        since_step = self.log.epochs["step"][since_epoch - 1] if since_epoch else 0
+        # One replay entry per agent step, so the entries since a step start at that step.
+        start = max(since_step, memory.added - memory.size)
+        counter_attrs = {**attrs, "epoch": self.counters.epoch, "step": self.counters.step,
+                         "update": self.learner.updates}
+        state_attrs, state = self.state()
+        weights = {f"weights/{name}": t.detach().cpu().numpy()
+                   for name, t in self.learner.network.state_dict().items()}
+        return {
+            "delta": ({**counter_attrs, "start": start, "stop": memory.added},
+                      memory.entries(start, memory.added)),
+            "state": ({**counter_attrs, **state_attrs}, state),
+            "log": (counter_attrs, self.log.arrays()),
+            "snapshot": (counter_attrs, weights),
+        }
+
+
+def save_epoch(run: RunDir, attrs: dict, state: TrainingState) -> None:
+    epoch = state.counters.epoch
+    run.write_epoch(epoch, **state.parts(attrs, since_epoch=epoch - 1))
+    run.prune(epoch, state.memory.added - state.memory.size)
+
+
+def save_interrupted(run: RunDir, attrs: dict, state: TrainingState, meter: dict) -> None:
+    """Everything since the newest snapshot, in one file written atomically: the parts of
+    an epoch (their arrays under part/...) and `meter`, the record of the epoch so far."""
+    merged = {"meter": json.dumps(meter)}
+    arrays = {}
+    for part, (part_attrs, part_arrays) in state.parts(attrs, state.counters.epoch).items():
+        merged.update(part_attrs)
+        arrays.update({f"{part}/{name}": value for name, value in part_arrays.items()})
+    h5io.write(run.interrupt, "interrupted", merged, arrays, compress=True)
+
+
+def restore(run: RunDir, state: TrainingState) -> tuple[Path | None, dict | None]:
+    """Put `state` back as the run left it: the newest epoch, then the interrupt file
+    that continues it. Returns the file resumed from (None: nothing to resume) and the
+    meter's record of the epoch in progress (None unless from an interrupt file)."""
+    epochs = run.snapshot_epochs()
+    if epochs:
+        resume_epoch(run, epochs[-1], state)
+    else:
+        run.prune(0, 0)  # keeps only an interrupt file from before the first snapshot
+    if run.interrupt.exists():
+        return run.interrupt, resume_interrupted(run, state)
+    return (run.snapshot(epochs[-1]) if epochs else None), None
+
+
+def resume_epoch(run: RunDir, epoch: int, state: TrainingState) -> None:
+    """Put every piece of state back as it was when `epoch` was committed."""
+    load_snapshot(run.snapshot(epoch), state.learner.network)
+    attrs, arrays = h5io.read(run.state(epoch), "resume_state")
+    state.load_state(attrs, arrays)
+
+    memory = state.memory
+    added = int(attrs["replay_added"])
+    oldest = added - min(added, memory.capacity)
+    expected = oldest  # the next entry the ring needs: deltas must join up from there
+    for path in run.replay_deltas(epoch):
+        delta_attrs, delta = h5io.read(path, "replay_delta")
+        start, stop = int(delta_attrs["start"]), int(delta_attrs["stop"])
+        if stop <= expected:
+            continue
+        if start > expected:
+            raise DataFileError(f"{path}: starts at replay entry {start}, but entries "
+                                f"{expected}..{start - 1} are in no delta file")
+        skip = expected - start
+        memory.put_entries(expected, {k: v[skip:] for k, v in delta.items()})
+        expected = stop
+    if expected != added:
+        raise DataFileError(
+            f"{run.root / 'resume'}: the replay deltas end at entry {expected}, "
+            f"but {run.state(epoch)} expects {added}")
+    run.prune(epoch, oldest)
+    _, log_arrays = h5io.read(run.log, "train_log")
+    state.log = TrainLog.from_arrays(log_arrays, epoch)
+
+
+def resume_interrupted(run: RunDir, state: TrainingState) -> dict:
+    """Continue from the step a signal stopped at, on top of the newest epoch (the
+    memory holds that epoch's replay entries already); return the meter's record."""
+    path = run.interrupt
+    attrs, arrays = h5io.read(path, "interrupted")
+    part = {name: {key.removeprefix(f"{name}/"): value for key, value in arrays.items()
+                   if key.startswith(f"{name}/")}
+            for name in PARTS}
+    load_weights(path, part["snapshot"], state.learner.network)
+    state.load_state(attrs, part["state"])
+    memory = state.memory
+    start, added = int(attrs["start"]), int(attrs["replay_added"])
+    if start > max(memory.added, added - min(added, memory.capacity)):
+        raise DataFileError(f"{path}: its replay entries start at {start}, but the memory "
+                            f"restored from epoch {state.counters.epoch} ends at {memory.added}")
+    memory.put_entries(start, part["delta"])
+    # The episodes of the epoch in progress are numbered counters.epoch + 1.
+    state.log = TrainLog.from_arrays(part["log"], state.counters.epoch + 1)
+    return json.loads(attrs["meter"])
+
+
+def completed_epoch(run: RunDir, train_steps: int) -> int | None:
+    """The run's last epoch if its newest snapshot reached `train_steps`, else None."""
+    epochs = run.snapshot_epochs()
+    if epochs and h5io.read_attrs(run.snapshot(epochs[-1]), "snapshot")["step"] >= train_steps:
+        return epochs[-1]
+    return None
+
+
+def mark_complete(run: RunDir, attrs: dict, epoch: int) -> None:
+    """Write the run's completion file, naming its last snapshot: what the workflow
+    waits for, so that no rule needs to know how many epochs a preset makes."""
+    snapshot = h5io.read_attrs(run.snapshot(epoch), "snapshot")
+    h5io.write(run.completion, "complete", {
+        **attrs, "epoch": epoch, "step": snapshot["step"], "update": snapshot["update"],
+        "snapshot": str(run.snapshot(epoch).relative_to(run.root))}, {})

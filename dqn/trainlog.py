@@ -1,0 +1,50 @@
+"""The training log: one row per training episode and one per epoch, saved as
+train_log.h5 with every epoch (the record of truth of a run's training)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dqn.play import Episode
+
+FLOAT_COLUMNS = {"return", "loss_mean", "epsilon", "steps_per_s", "updates_per_s", "wall_s"}
+
+
+@dataclass
+class TrainLog:
+    episodes: dict[str, list] = field(default_factory=lambda: {
+        "return": [], "length_steps": [], "end_step": [], "epoch": [], "game_over": []})
+    epochs: dict[str, list] = field(default_factory=lambda: {
+        "epoch": [], "step": [], "update": [], "episodes": [], "loss_mean": [],
+        "epsilon": [], "steps_per_s": [], "updates_per_s": [], "wall_s": []})
+
+    def add_episode(self, episode: Episode, end_step: int, epoch: int) -> None:
+        """A training episode that ended at agent step `end_step`, during epoch `epoch`
+        (counted from 1). `game_over` tells a whole game's end from a lost life's (Nature),
+        so that a game's return is the sum of its episodes up to one that ends it."""
+        row = {"return": episode.total_reward, "length_steps": episode.steps,
+               "end_step": end_step, "epoch": epoch, "game_over": episode.game_over}
+        for name, value in row.items():
+            self.episodes[name].append(value)
+
+    def add_epoch(self, row: dict) -> None:
+        for name, value in row.items():
+            self.epochs[name].append(value)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f"{group}/{name}": np.asarray(values, np.float64 if name in FLOAT_COLUMNS else np.int64)
+                for group in ("episodes", "epochs")
+                for name, values in getattr(self, group).items()}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], last_epoch: int) -> "TrainLog":
+        """The log as it stood when epoch `last_epoch` was committed."""
+        log = cls()
+        for group in ("episodes", "epochs"):
+            table = getattr(log, group)
+            keep = arrays[f"{group}/epoch"] <= last_epoch
+            for name in table:
+                table[name] = arrays[f"{group}/{name}"][keep].tolist()
+        return log
