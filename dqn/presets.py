@@ -1,155 +1,235 @@
 """The experiment presets: every constant of a run, in one typed structure.
 
 Units are part of each key's name (`_steps` are agent steps, `_frames` are emulator
-frames, `_updates` are minibatch updates, `_transitions` are replay entries). Each value
-names its source: "2013" is Mnih et al., Playing Atari with Deep Reinforcement Learning
-(arXiv 1312.5602); "Nature" is Mnih et al., Nature 518:529 (2015), Extended Data
-Table 1; "DQN 3.0" is DeepMind's released Lua code (run_gpu, NeuralQLearner.lua),
-used where the 2013 paper is silent.
+frames, `_updates` are minibatch updates, `_transitions` are replay entries). Each key is
+declared once, in `Config`: what it means, its unit, its range or choices, and the source
+that defines it; each preset's value names its own source. "2013" is Mnih et al.,
+Playing Atari with Deep Reinforcement Learning (arXiv 1312.5602); "Nature" is Mnih et al.,
+Nature 518:529 (2015), Extended Data Table 1; "DQN 3.0" is DeepMind's released Lua code
+(run_gpu, NeuralQLearner.lua), used where the 2013 paper is silent.
+
+pydantic checks the values (types, ranges, choices, finiteness) and reads `--set` text;
+the same declaration gives the workflow its schema of preset overrides
+(workflow/rules/common.smk).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, fields
+from typing import Literal, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from dqn.errors import ConfigError
 
-CHOICES = {
-    "preprocessing": ("paper2013", "nature2015"),
-    "network": ("paper2013", "nature2015"),
-    "loss": ("squared", "huber"),
-    "loss_reduction": ("sum", "mean"),
-}
+# The units of the keys; a key's name ends in its unit's word (steps, frames, ...).
+STEPS = "agent steps"
+FRAMES = "emulator frames"
+UPDATES = "minibatch updates"
+TRANSITIONS = "replay transitions"
+STATES = "held-out states"
+EPISODES = "episodes"
+DIMENSIONLESS = "dimensionless"
 
 
-@dataclass(frozen=True)
-class Config:
+def _key(meaning: str, unit: str, source: str, **bounds):
+    """A preset key's declaration: what it means, its unit, the source that defines it,
+    and its range as pydantic's bounds (gt, ge, le)."""
+    return Field(description=meaning, json_schema_extra={"unit": unit, "source": source},
+                 **bounds)
+
+
+class Config(BaseModel):
+    """One run's constants. Built only valid: every key present, of its type (no bool
+    for an int, no float for an int, no nan or inf), in its range, and the keys
+    consistent with one another; otherwise ConfigError naming the key and the value."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+
     # -- environment (§4.1 of 2013) --
-    preprocessing: str  # "paper2013": gray, 110x84, crop 84x84; "nature2015": 2-frame max, 84x84
-    frame_skip_frames: int  # the agent acts every k-th frame, the action repeats between
-    space_invaders_frame_skip_frames: int  # 2013 §5: k=3 there so the blinking lasers show
-    max_noop_start_steps: int  # up to this many no-op steps start an episode (0: none)
-    life_loss_ends_episode: bool  # a lost life is a terminal transition (training only)
-    max_episode_frames: int  # episode cut after this many frames (training)
+    preprocessing: Literal["paper2013", "nature2015"] = _key(
+        "paper2013: gray, 110x84, crop 84x84; nature2015: max of 2 frames, 84x84",
+        DIMENSIONLESS, "2013 §4.1; Nature Methods")
+    frame_skip_frames: int = _key(
+        "the agent acts every k-th frame, the action repeats between", FRAMES, "2013 §5", gt=0)
+    space_invaders_frame_skip_frames: int = _key(
+        "the frame skip of Space Invaders, whose lasers blink (unseen at k=4)", FRAMES, "2013 §5", gt=0)
+    max_noop_start_steps: int = _key(
+        "an episode starts with up to this many no-op steps (0: none)", STEPS,
+        "Nature Extended Data Table 1 (no-op max)", ge=0)
+    life_loss_ends_episode: bool = _key(
+        "a lost life is a terminal transition (training only)", DIMENSIONLESS,
+        "Nature Methods; DQN 3.0 GameEnvironment")
+    max_episode_frames: int = _key(
+        "a training episode is cut after this many frames", FRAMES,
+        "ALE v5 (Machado et al. 2018)", gt=0)
     # -- network and learner (Algorithm 1 of 2013) --
-    network: str  # "paper2013" (16-32-256) or "nature2015" (32-64-64-512)
-    minibatch_transitions: int
-    discount: float
-    learning_rate: float
-    rmsprop_centered: bool  # True: DQN 3.0's sqrt(g2 - g^2 + eps); False: sqrt(g2 + eps)
-    rmsprop_decay: float  # the moving averages' decay (g2, and g when centered)
-    rmsprop_epsilon: float  # added inside the square root, as DQN 3.0 and deep_q_rl do
-    reward_clip: bool  # rewards to -1, 0, +1 in training (scores stay unclipped)
-    loss: str  # "squared" or "huber" (= TD error clipped to [-1, 1])
-    loss_reduction: str  # "sum" (DQN 3.0) or "mean" (deep_q_rl) over the minibatch
-    target_update_period_updates: int  # 0: no target network (2013)
-    update_period_steps: int  # one minibatch update every this many agent steps
+    network: Literal["paper2013", "nature2015"] = _key(
+        "paper2013: 16-32-256; nature2015: 32-64-64-512", DIMENSIONLESS,
+        "2013 §4.1; Nature Methods")
+    minibatch_transitions: int = _key(
+        "transitions per minibatch update", TRANSITIONS, "2013 §5", gt=0)
+    discount: float = _key("gamma, the discount of future rewards per step", DIMENSIONLESS,
+                           "2013 §2", ge=0, le=1)
+    learning_rate: float = _key("RMSProp's step size", DIMENSIONLESS, "2013 §5 (RMSProp)", gt=0)
+    rmsprop_centered: bool = _key(
+        "True: DQN 3.0's sqrt(g2 - g^2 + eps); False: sqrt(g2 + eps)", DIMENSIONLESS,
+        "DQN 3.0 NeuralQLearner")
+    rmsprop_decay: float = _key(
+        "the decay of RMSProp's moving averages (g2, and g when centered)", DIMENSIONLESS,
+        "Nature Extended Data Table 1 (gradient momentum)", ge=0, le=1)
+    rmsprop_epsilon: float = _key(
+        "added inside RMSProp's square root, as DQN 3.0 and deep_q_rl do", DIMENSIONLESS,
+        "Nature Extended Data Table 1 (min squared gradient)", ge=0)
+    reward_clip: bool = _key(
+        "rewards to -1, 0, +1 in training (scores stay unclipped)", DIMENSIONLESS, "2013 §5")
+    loss: Literal["squared", "huber"] = _key(
+        "squared: (y - Q)^2; huber: the TD error clipped to [-1, 1] in the gradient",
+        DIMENSIONLESS, "2013 Algorithm 1; Nature Methods")
+    loss_reduction: Literal["sum", "mean"] = _key(
+        "how the minibatch's losses combine: sum (DQN 3.0) or mean (deep_q_rl)",
+        DIMENSIONLESS, "DQN 3.0; deep_q_rl")
+    target_update_period_updates: int = _key(
+        "the target network is refreshed every this many updates (0: none, as 2013)",
+        UPDATES, "Nature Extended Data Table 1 (target network update frequency)", ge=0)
+    update_period_steps: int = _key(
+        "one minibatch update every this many agent steps", STEPS,
+        "2013 Algorithm 1; Nature Extended Data Table 1 (update frequency)", gt=0)
     # -- replay memory and exploration --
-    replay_capacity_transitions: int
-    replay_start_steps: int  # uniform random policy, no updates, before learning
-    epsilon_start: float
-    epsilon_end: float
-    epsilon_anneal_steps: int  # linear anneal, counted from the end of replay start
+    replay_capacity_transitions: int = _key(
+        "the replay memory keeps this many most recent transitions", TRANSITIONS,
+        "2013 §5", gt=0)
+    replay_start_steps: int = _key(
+        "steps of a uniform random policy, without updates, before learning", STEPS,
+        "DQN 3.0 (learn_start); Nature Extended Data Table 1 (replay start size)", ge=0)
+    epsilon_start: float = _key("exploration's epsilon when learning starts", DIMENSIONLESS,
+                                "2013 §5", ge=0, le=1)
+    epsilon_end: float = _key("exploration's epsilon after the anneal", DIMENSIONLESS,
+                              "2013 §5", ge=0, le=1)
+    epsilon_anneal_steps: int = _key(
+        "length of the linear anneal, counted from the end of replay start", STEPS,
+        "2013 §5", ge=0)
     # -- run length and measurement (§5.1 of 2013) --
-    train_steps: int
-    epoch_updates: int  # one snapshot and one evaluation point per epoch
-    heldout_collect_steps: int  # random-policy steps played to draw the held-out states
-    heldout_states: int  # number of held-out states for the average max-Q
-    eval_epsilon: float
-    eval_steps: int  # evaluation length in agent steps
-    eval_episodes: int  # stop evaluation after this many episodes too (0: no limit)
-    eval_max_episode_frames: int  # evaluation episode cut after this many frames
+    train_steps: int = _key("length of training", STEPS, "2013 §5", gt=0)
+    epoch_updates: int = _key(
+        "updates per epoch: one snapshot and one evaluation point each", UPDATES,
+        "2013 §5.1", gt=0)
+    heldout_collect_steps: int = _key(
+        "random-policy steps played to draw the held-out states", STEPS,
+        "DQN 3.0 (the first 50000 steps)", gt=0)
+    heldout_states: int = _key(
+        "held-out states of the average max-Q", STATES, "2013 §5.1; DQN 3.0 (valid_size)",
+        gt=0)
+    eval_epsilon: float = _key("epsilon of the evaluation policy", DIMENSIONLESS, "2013 §5.1",
+                               ge=0, le=1)
+    eval_steps: int = _key("length of an evaluation", STEPS, "2013 §5.1", gt=0)
+    eval_episodes: int = _key(
+        "an evaluation stops after this many episodes too (0: no limit)", EPISODES,
+        "Nature Methods (30 episodes)", ge=0)
+    eval_max_episode_frames: int = _key(
+        "an evaluation episode is cut after this many frames", FRAMES,
+        "Nature Methods (5 minutes)", gt=0)
 
-    def with_overrides(self, assignments: list[str]) -> "Config":
-        """Apply `key=value` strings (the command line's --set), checking key and type."""
-        changes = {}
-        types = {f.name: f.type for f in fields(self)}
-        for assignment in assignments:
-            key, sep, text = assignment.partition("=")
-            key = key.strip()
-            if not sep:
-                raise ConfigError(f"--set {assignment!r}: expected key=value")
-            if key not in types:
-                raise ConfigError(
-                    f"--set {key}: unknown key; valid keys: {', '.join(sorted(types))}"
-                )
-            changes[key] = _parse(key, types[key], text.strip())
-        return dataclasses.replace(self, **changes).validated()
+    def __init__(self, **values):
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise ConfigError(_explain(error)) from None
 
-    def validated(self) -> "Config":
-        """Check every value's type and range; raise ConfigError naming the first bad key."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            expected = {"int": int, "float": (int, float), "bool": bool, "str": str}[f.type]
-            if isinstance(value, bool) and f.type != "bool" or not isinstance(value, expected):
-                raise ConfigError(f"{f.name}={value!r}: expected {f.type}")
-            if f.name in CHOICES and value not in CHOICES[f.name]:
-                raise ConfigError(
-                    f"{f.name}={value!r}: expected one of {', '.join(CHOICES[f.name])}"
-                )
-        positive = [
-            "frame_skip_frames", "space_invaders_frame_skip_frames", "max_episode_frames",
-            "minibatch_transitions", "learning_rate", "update_period_steps",
-            "replay_capacity_transitions", "train_steps", "epoch_updates",
-            "heldout_collect_steps", "heldout_states", "eval_steps",
-            "eval_max_episode_frames",
-        ]
-        non_negative = [
-            "max_noop_start_steps", "target_update_period_updates", "replay_start_steps",
-            "epsilon_anneal_steps", "eval_episodes", "rmsprop_epsilon",
-        ]
-        unit_interval = ["discount", "rmsprop_decay", "epsilon_start", "epsilon_end", "eval_epsilon"]
-        for key in positive:
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{key}={getattr(self, key)!r}: must be > 0")
-        for key in non_negative:
-            if getattr(self, key) < 0:
-                raise ConfigError(f"{key}={getattr(self, key)!r}: must be >= 0")
-        for key in unit_interval:
-            if not 0.0 <= getattr(self, key) <= 1.0:
-                raise ConfigError(f"{key}={getattr(self, key)!r}: must be in [0, 1]")
+    @model_validator(mode="after")
+    def _check_together(self) -> "Config":
+        """The rules that join keys (pydantic reports a ValueError raised here as value_error)."""
         if self.replay_start_steps < self.minibatch_transitions:
-            raise ConfigError(
+            raise ValueError(
                 f"replay_start_steps={self.replay_start_steps}: must be >= "
                 f"minibatch_transitions={self.minibatch_transitions} so a minibatch can be drawn"
             )
         if self.replay_capacity_transitions < self.minibatch_transitions + 4:
-            raise ConfigError(
+            raise ValueError(
                 f"replay_capacity_transitions={self.replay_capacity_transitions}: too small "
                 f"for minibatch_transitions={self.minibatch_transitions}"
             )
         if self.train_steps <= self.replay_start_steps:
-            raise ConfigError(
+            raise ValueError(
                 f"train_steps={self.train_steps}: must exceed "
                 f"replay_start_steps={self.replay_start_steps} or no update ever happens"
             )
         if self.heldout_collect_steps < self.heldout_states + 4:
-            raise ConfigError(
+            raise ValueError(
                 f"heldout_collect_steps={self.heldout_collect_steps}: must exceed "
                 f"heldout_states={self.heldout_states} to draw that many states"
             )
         return self
 
+    def with_values(self, **changes) -> "Config":
+        """This config with some keys changed, checked again (presets derive this way)."""
+        return Config(**{**self.as_dict(), **changes})
+
+    def with_overrides(self, assignments: list[str]) -> "Config":
+        """Apply `key=value` strings (the command line's --set), checking key and type."""
+        changes = {}
+        for assignment in assignments:
+            key, sep, text = assignment.partition("=")
+            if not sep:
+                raise ConfigError(f"--set {assignment!r}: expected key=value")
+            changes[key.strip()] = parse(key.strip(), text.strip())
+        return self.with_values(**changes)
+
+    def validated(self) -> "Config":
+        """This config: a Config is checked when it is built (dqn/evaluate.py asks)."""
+        return self
+
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return self.model_dump()
 
 
-def _parse(key: str, type_name: str, text: str):
+# `--set` text read as its key's type (pydantic's lax mode: "2_000" is an int, "no" a bool);
+# the range is checked once the whole config is built.
+_READERS = {key: TypeAdapter(field.annotation, config=ConfigDict(allow_inf_nan=False))
+            for key, field in Config.model_fields.items()}
+
+
+def parse(key: str, text: str):
+    """The value `text` gives preset key `key`, as `--set key=text` reads it."""
+    if key not in _READERS:
+        raise ConfigError(f"--set {_unknown(key)}")
     try:
-        if type_name == "bool":
-            if text.lower() in ("true", "1", "yes"):
-                return True
-            if text.lower() in ("false", "0", "no"):
-                return False
-            raise ValueError
-        if type_name == "int":
-            return int(text.replace("_", ""))
-        if type_name == "float":
-            return float(text)
-        return text
-    except ValueError:
-        raise ConfigError(f"--set {key}={text!r}: expected {type_name}") from None
+        return _READERS[key].validate_strings(text)
+    except ValidationError as error:
+        raise ConfigError(f"--set {key}={text!r}: {_problem(key, error.errors()[0]['type'])}"
+                          ) from None
+
+
+def _unknown(key: str) -> str:
+    return f"{key}: unknown key; valid keys: {', '.join(sorted(Config.model_fields))}"
+
+
+def _explain(error: ValidationError) -> str:
+    """pydantic's first error in building a Config, as one line naming the key and value."""
+    first = error.errors()[0]
+    if first["type"] == "value_error":  # a rule of Config._check_together
+        return str(first["ctx"]["error"])
+    key = first["loc"][0]
+    if first["type"] == "extra_forbidden":
+        return _unknown(key)
+    if first["type"] == "missing":
+        return f"{key}: missing"
+    return f"{key}={first['input']!r}: {_problem(key, first['type'])}"
+
+
+def _problem(key: str, error_type: str) -> str:
+    """What is wrong with a value of `key`, from the type of pydantic's error."""
+    if error_type == "finite_number":
+        return "must be a finite number"
+    if error_type in ("greater_than", "greater_than_equal", "less_than_equal"):
+        bounds = {name: getattr(limit, name) for limit in Config.model_fields[key].metadata
+                  for name in ("gt", "ge", "le") if hasattr(limit, name)}
+        if "le" in bounds:
+            return f"must be in [{bounds['ge']}, {bounds['le']}]"
+        return f"must be > {bounds['gt']}" if "gt" in bounds else f"must be >= {bounds['ge']}"
+    annotation = Config.model_fields[key].annotation
+    if get_origin(annotation) is Literal:
+        return f"expected one of {', '.join(get_args(annotation))}"
+    return f"expected {annotation.__name__}"
 
 
 PAPER2013 = Config(
@@ -192,8 +272,7 @@ PAPER2013 = Config(
     eval_max_episode_frames=108_000,  # as in training
 )
 
-NATURE2015 = dataclasses.replace(
-    PAPER2013,
+NATURE2015 = PAPER2013.with_values(
     preprocessing="nature2015",  # Nature Methods: max of 2 frames, 84x84
     space_invaders_frame_skip_frames=4,  # Nature: k=4 for every game
     max_noop_start_steps=30,  # Nature Extended Data Table 1 (no-op max)
@@ -220,8 +299,7 @@ NATURE2015 = dataclasses.replace(
 # A useful look at the whole pipeline in a few minutes on 2 CPU cores (two games side
 # by side, one core each): the 2013 method at 1/667 of its length. It shows the curves
 # and figures being made, not the paper's scores.
-QUICK = dataclasses.replace(
-    PAPER2013,
+QUICK = PAPER2013.with_values(
     replay_capacity_transitions=15_000,
     replay_start_steps=1_000,
     epsilon_anneal_steps=10_000,
@@ -233,8 +311,7 @@ QUICK = dataclasses.replace(
 )
 
 # Tens of seconds: every code path of a run (updates, snapshots, evaluation), no learning.
-CI = dataclasses.replace(
-    PAPER2013,
+CI = PAPER2013.with_values(
     max_episode_frames=2_000,
     replay_capacity_transitions=1_000,
     replay_start_steps=200,
@@ -250,8 +327,7 @@ CI = dataclasses.replace(
 # The learning test's task (dqn/catch.py, game "Catch"): the 2013 method (no target
 # network, squared error, one update per step) shortened to a task whose episodes last 9
 # steps and whose optimum is known. The 2013 network and learner as in paper2013.
-CATCH = dataclasses.replace(
-    PAPER2013,
+CATCH = PAPER2013.with_values(
     replay_capacity_transitions=10_000,  # holds the whole run: Catch's states are few
     replay_start_steps=500,  # ~55 episodes of random play before the first update
     epsilon_anneal_steps=2_000,  # ~220 episodes; random play needs no more to see all columns
@@ -270,4 +346,4 @@ def load(name: str, overrides: list[str] = ()) -> Config:
     """The preset called `name` with `key=value` overrides applied and checked."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
-    return PRESETS[name].validated().with_overrides(list(overrides))
+    return PRESETS[name].with_overrides(list(overrides))

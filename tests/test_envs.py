@@ -16,8 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 ENVS = sorted((ROOT / "envs").glob("*.yaml"))
 # What each family's commands import (besides the standard library and dqn itself).
 NEEDS = {
-    "training": {"torch", "numpy", "gymnasium", "ale-py", "h5py", "opencv-python-headless"},
-    "plotting": {"numpy", "h5py", "matplotlib"},
+    # Every `dqn` command imports dqn.presets, hence pydantic.
+    "training": {"torch", "numpy", "gymnasium", "ale-py", "h5py", "opencv-python-headless",
+                 "pydantic"},
+    "plotting": {"numpy", "h5py", "matplotlib", "pydantic"},
 }
 
 

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from dqn import presets
@@ -50,3 +52,60 @@ def test_bad_overrides_name_the_key_and_value(override, message):
 def test_unknown_preset_lists_the_valid_ones():
     with pytest.raises(ConfigError, match="unknown preset 'paper2014'; valid presets: paper2013, nature2015, quick, ci"):
         presets.load("paper2014")
+
+
+@pytest.mark.parametrize("key", ["learning_rate", "rmsprop_epsilon", "discount"])
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "1e309"])
+def test_non_finite_floats_are_refused(key, text):
+    with pytest.raises(ConfigError, match=rf"^--set {key}='{text}': must be a finite number$"):
+        presets.load("ci", [f"{key}={text}"])
+    stored = {**presets.CI.as_dict(), key: float(text)}  # a config read back from JSON
+    with pytest.raises(ConfigError, match=rf"^{key}=-?(nan|inf): must be a finite number$"):
+        presets.Config(**stored)
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("train_steps", True, "train_steps=True: expected int"),
+    ("train_steps", 2000.0, "train_steps=2000.0: expected int"),
+    ("discount", False, "discount=False: expected float"),
+    ("reward_clip", 1, "reward_clip=1: expected bool"),
+    ("loss", "cubic", "loss='cubic': expected one of squared, huber"),
+    ("bogus", 1, "bogus: unknown key; valid keys: "),
+])
+def test_a_config_built_from_values_checks_their_types(key, value, message):
+    with pytest.raises(ConfigError) as error:
+        presets.Config(**{**presets.CI.as_dict(), key: value})
+    assert message in str(error.value)
+
+
+def test_a_stored_config_builds_the_same_frozen_config():
+    stored = json.loads(json.dumps(presets.NATURE2015.as_dict()))
+    config = presets.Config(**stored).validated()
+    assert config == presets.NATURE2015 and hash(config) == hash(presets.NATURE2015)
+    with pytest.raises(ValueError, match="frozen"):
+        config.train_steps = 5
+    del stored["discount"]
+    with pytest.raises(ConfigError, match="^discount: missing$"):
+        presets.Config(**stored)
+
+
+def test_derived_configs_are_checked_across_keys():
+    assert presets.CI.with_values(train_steps=2_000).train_steps == 2_000
+    with pytest.raises(ConfigError, match="^heldout_collect_steps=300: must exceed heldout_states=400"):
+        presets.CI.with_values(heldout_states=400)
+
+
+def test_every_key_declares_its_meaning_unit_and_source():
+    suffixes = {presets.STEPS: "_steps", presets.FRAMES: "_frames", presets.UPDATES: "_updates",
+                presets.TRANSITIONS: "_transitions", presets.STATES: "_states",
+                presets.EPISODES: "_episodes"}
+    schema = presets.Config.model_json_schema()["properties"]
+    assert list(schema) == list(presets.PAPER2013.as_dict())
+    for key, declared in schema.items():
+        assert declared["description"] and declared["source"], key
+        assert declared["unit"] in {*suffixes, presets.DIMENSIONLESS}, key
+        if declared["unit"] != presets.DIMENSIONLESS:
+            assert key.endswith(suffixes[declared["unit"]]), key
+        if declared.get("type") in ("integer", "number"):  # a count or a quantity: a range
+            assert {"minimum", "exclusiveMinimum"} & set(declared), key
+        assert "default" not in declared, key  # a preset gives every value

@@ -76,7 +76,7 @@ def test_default_config_plans_one_training_job_per_game_of_the_paper(workflow_co
 
 def test_config_overrides_reach_dqn_train_as_set_arguments(workflow_copy):
     result = snakemake(workflow_copy, "-n", "-p", "--configfile", "config/quick.yaml",
-                       "--config", "train_steps=6000", "reward_clip=false")
+                       "--config", "preset_overrides={train_steps: 6000, reward_clip: false}")
     assert result.returncode == 0, result.stderr
     assert "--preset quick" in result.stdout
     assert "--set reward_clip=false --set train_steps=6000" in result.stdout
@@ -85,7 +85,7 @@ def test_config_overrides_reach_dqn_train_as_set_arguments(workflow_copy):
 
 def test_quick_config_trains_catch_with_its_own_preset_and_leaves_it_out_of_table1(workflow_copy):
     result = snakemake(workflow_copy, "-n", "-p", "--configfile", "config/quick.yaml",
-                       "--config", "train_steps=6000")
+                       "--config", "preset_overrides={train_steps: 6000}")
     assert result.returncode == 0, result.stderr
     assert planned_jobs(result)["train"] == 3
     (catch,) = [line for line in result.stdout.splitlines() if "train --game Catch" in line]
@@ -125,15 +125,53 @@ def test_schema_lists_the_games_and_presets_of_dqn():
 
 @pytest.mark.parametrize("config,fragments", [
     (["games=[Tetris]"], ["'Tetris' is not one of", "instance['games'][0]"]),
-    (["train_steps=-5"], ["-5 is less than the minimum of 0", "instance['train_steps']"]),
-    (["train_steps=1.5"], ["1.5 is not of type 'integer'", "instance['train_steps']"]),
+    # Preset keys go under preset_overrides (their schema is dqn.presets.Config's);
+    # --config gives their values as text, read as `dqn train --set` reads it.
+    (["preset_overrides={train_steps: -5}"],
+     ["-5 is less than or equal to the minimum of 0", "instance['preset_overrides']['train_steps']"]),
+    (["preset_overrides={train_steps: 1.5}"],
+     ["'1.5' is not of type 'integer'", "instance['preset_overrides']['train_steps']"]),
     (["seeds=[]"], ["[] should be non-empty", "instance['seeds']"]),
-    (["gamma=0.9"], ["config: gamma: unknown key; valid keys: discount,"]),
-    (["discount=2"], ["config: discount=2.0: must be in [0, 1]"]),
+    (["preset_overrides={gamma: 0.9}"],
+     ["Additional properties are not allowed ('gamma' was unexpected)", "instance['preset_overrides']"]),
+    (["preset_overrides={discount: 2}"],
+     ["2.0 is greater than the maximum of 1", "instance['preset_overrides']['discount']"]),
+    (["preset_overrides={train_steps: 100}"], ["config: preset_overrides: train_steps=100: must "
+                                               "exceed replay_start_steps=50000", "(preset 'paper2013')"]),
     (["preset=fast"], ["'fast' is not one of", "instance['preset']"]),
+    # The form before preset_overrides: a preset key at the top level.
+    (["train_steps=5000"], ["config: train_steps is not a workflow key; put preset overrides "
+                            "under preset_overrides: (preset_overrides: {train_steps: 5000})"]),
+    (["gamma=0.9"], ["config: gamma: unknown key; workflow keys: preset, games,"]),
 ])
 def test_bad_config_stops_the_run_before_any_job(workflow_copy, config, fragments):
     result = snakemake(workflow_copy, "--cores", "1", "--config", *config)
+    assert result.returncode != 0
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+    assert not (workflow_copy / "results").exists()
+
+
+@pytest.mark.parametrize("text,fragments", [
+    ("train_steps: 5000", ["config: train_steps is not a workflow key; put preset overrides under "
+                           "preset_overrides: (preset_overrides: {train_steps: 5000})"]),
+    ("preset_overrides: {discount: .nan}",
+     ["config: preset_overrides.discount=nan: expected a finite number"]),
+    ("preset_overrides: {train_steps: 1.5}",
+     ["1.5 is not of type 'integer'", "instance['preset_overrides']['train_steps']"]),
+    ("preset_overrides: {train_steps: 300000.0}",
+     ["config: preset_overrides.train_steps=300000.0: expected an integer"]),
+    # JSON Schema counts 300.0 as an integer and nan as a number; the jobs do not.
+    ("trace_steps: 300.0", ["config: trace_steps=300.0: expected an integer"]),
+    ("jobs_per_gpu: 2.0", ["config: jobs_per_gpu=2.0: expected an integer"]),
+    ("seeds: [1.0]", ["config: seeds[0]=1.0: expected an integer"]),
+    ("seeds: [12345678901234567890]",
+     ["12345678901234567890 is greater than the maximum of 4294967295", "instance['seeds'][0]"]),
+    ("runtime_steps_per_s: .nan", ["config: runtime_steps_per_s=nan: expected a finite number"]),
+])
+def test_a_bad_config_file_stops_the_run_before_any_job(workflow_copy, text, fragments):
+    (workflow_copy / "bad.yaml").write_text(text + "\n")
+    result = snakemake(workflow_copy, "--cores", "1", "--configfile", "bad.yaml")
     assert result.returncode != 0
     for fragment in fragments:
         assert fragment in result.stderr, result.stderr
@@ -242,7 +280,7 @@ def test_the_completion_file_the_workflow_waits_for_names_the_last_snapshot(work
     # but still end in a fifth epoch: the case a plain ceil(updates / epoch) misses.
     overrides = ["update_period_steps=4", "train_steps=1002", "epoch_updates=50"]
     plan = snakemake(workflow_copy, "-n", "--configfile", "config/ci.yaml", "--config",
-                     "games=[Pong]", *overrides)
+                     "games=[Pong]", f"preset_overrides={{{', '.join(overrides).replace('=', ': ')}}}")
     assert plan.returncode == 0, plan.stderr
     assert "results/runs/Pong/seed0/complete.h5" in plan.stdout
     out = workflow_copy / "run"

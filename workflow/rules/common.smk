@@ -1,35 +1,84 @@
 # Helpers shared by the rules: config validation, the resolved preset, paths.
+import contextlib
+import json
 import math
 import os
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
+from jsonschema import Draft202012Validator, validators
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-# The presets are read from this checkout's `dqn` (they need no third-party package),
-# so Snakemake itself may run from any environment.
+# The presets are read from this checkout's `dqn`, so Snakemake itself may run from any
+# environment that has pydantic, which the presets need: Snakemake 9.27 (the lock's)
+# requires it, through sqlmodel; beside an older Snakemake, install it.
 PROJECT_ROOT = Path(workflow.basedir).resolve()
 sys.path.insert(0, str(PROJECT_ROOT))
 from dqn import presets
 from dqn.errors import ConfigError
 
-SCHEMA = "../schemas/config.schema.yaml"
-validate(config, SCHEMA)
+# The workflow's keys are declared in the schema file; the preset keys allowed under
+# preset_overrides, with their types and ranges, in dqn.presets.Config only.
+with open(workflow.source_path("../schemas/config.schema.yaml")) as schema_file:
+    SCHEMA = yaml.safe_load(schema_file)
+SCHEMA["properties"]["preset_overrides"]["properties"] = presets.Config.model_json_schema()[
+    "properties"
+]
 
-# The schema names the workflow's own keys; every other key is a preset override.
-with open(workflow.source_path(SCHEMA)) as schema_file:
-    WORKFLOW_KEYS = set(yaml.safe_load(schema_file)["properties"])
+# JSON has one number type, so JSON Schema counts 300.0 as an integer and nan as a
+# number; YAML tells them apart, and the jobs need integers and finite numbers.
+STRICT_TYPES = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine_many({
+        "integer": lambda checker, value: type(value) is int,
+        "number": lambda checker, value: type(value) in (int, float) and math.isfinite(value),
+    }),
+)
+
+
+def check_config():
+    """Refuse a config the jobs could not run, before any job, naming the key."""
+    for key in sorted(set(config) - set(SCHEMA["properties"])):
+        # Until preset_overrides, a preset key was given at the top level.
+        if key in presets.Config.model_fields:
+            example = yaml.safe_dump({key: config[key]}, default_flow_style=True).strip()
+            raise WorkflowError(f"config: {key} is not a workflow key; put preset overrides "
+                                f"under preset_overrides: (preset_overrides: {example})")
+        raise WorkflowError(f"config: {key}: unknown key; workflow keys: "
+                            f"{', '.join(SCHEMA['properties'])}")
+    # Snakemake reads a mapping given with --config as text (YAML's base loader):
+    # `--config preset_overrides='{train_steps: 5000}'` gives '5000'. Text is read as
+    # `dqn train --set` reads it, so the schema checks the same types as from a file;
+    # text that is no value of its key stays text, for the schema to refuse.
+    overrides = config.get("preset_overrides")
+    if isinstance(overrides, dict):
+        for key, value in overrides.items():
+            if isinstance(value, str) and key in presets.Config.model_fields:
+                with contextlib.suppress(ConfigError):
+                    overrides[key] = presets.parse(key, value)
+    with tempfile.TemporaryDirectory() as directory:  # validate() reads the schema from a file
+        schema_path = Path(directory, "config.schema.json")
+        schema_path.write_text(json.dumps(SCHEMA))
+        validate(config, str(schema_path))  # also fills in the defaults
+    # validate() has found every other error: what is left is a type STRICT_TYPES refuses.
+    if error := next(STRICT_TYPES(SCHEMA).iter_errors(config), None):
+        expected = "an integer" if error.validator_value == "integer" else "a finite number"
+        raise WorkflowError(f"config: {error.json_path.removeprefix('$.')}={error.instance!r}: "
+                            f"expected {expected}")
+
+
+check_config()
 
 
 def preset_overrides():
     """The config's preset overrides as `key=value` strings for `dqn train --set`."""
     return [
         f"{key}={str(value).lower() if isinstance(value, bool) else value}"
-        for key, value in sorted(config.items())
-        if key not in WORKFLOW_KEYS
+        for key, value in sorted(config.get("preset_overrides", {}).items())
     ]
 
 
@@ -50,8 +99,7 @@ def resolved_preset(game):
     except ConfigError as error:
         message = str(error).removeprefix("--set ")
         raise WorkflowError(
-            f"config: {message} (preset {preset_name(game)!r}; keys other than "
-            f"{', '.join(sorted(WORKFLOW_KEYS))} override preset keys)"
+            f"config: preset_overrides: {message} (preset {preset_name(game)!r})"
         ) from None
 
 
