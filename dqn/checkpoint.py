@@ -106,12 +106,23 @@ def save_epoch(run: RunDir, attrs: dict, state: TrainingState) -> None:
 def save_interrupted(run: RunDir, attrs: dict, state: TrainingState, meter: dict) -> None:
     """Everything since the newest snapshot, in one file written atomically: the parts of
     an epoch (their arrays under part/...) and `meter`, the record of the epoch so far."""
+    _save_since_snapshot(run.interrupt, "interrupted", attrs, state, meter, state.counters.epoch)
+
+
+def save_diverged(run: RunDir, attrs: dict, state: TrainingState, meter: dict) -> None:
+    """As an interrupt file, for a person to inspect (nothing resumes from it): the epoch
+    that ended with non-finite values, on top of the newest snapshot."""
+    _save_since_snapshot(run.diverged, "diverged", attrs, state, meter, state.counters.epoch - 1)
+
+
+def _save_since_snapshot(path: Path, kind: str, attrs: dict, state: TrainingState,
+                         meter: dict, since_epoch: int) -> None:
     merged = {"meter": json.dumps(meter)}
     arrays = {}
-    for part, (part_attrs, part_arrays) in state.parts(attrs, state.counters.epoch).items():
+    for part, (part_attrs, part_arrays) in state.parts(attrs, since_epoch).items():
         merged.update(part_attrs)
         arrays.update({f"{part}/{name}": value for name, value in part_arrays.items()})
-    h5io.write(run.interrupt, "interrupted", merged, arrays, compress=True)
+    h5io.write(path, kind, merged, arrays, compress=True)
 
 
 def restore(run: RunDir, state: TrainingState) -> tuple[Path | None, dict | None]:

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     except DqnError as error:
         print(f"dqn {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return getattr(error, "exit_status", 2)
     except Stopped as stop:
         # 128 + signal, as a shell reports a process the signal ended: a failure to
         # Snakemake and SLURM, so the job is retried, and the retry continues.

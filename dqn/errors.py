@@ -17,6 +17,17 @@ class RunMismatchError(DqnError):
     """An output directory that holds a run of another configuration."""
 
 
+class RunLockedError(DqnError):
+    """A run directory another process is writing."""
+
+
+class Diverged(DqnError):
+    """Training produced a non-finite loss or weights; it stopped after saving what is
+    needed to inspect it. Its own exit status, so a scheduler does not retry it."""
+
+    exit_status = 3
+
+
 class Stopped(Exception):
     """Training stopped by a signal after saving its state; running it again continues.
     Not a DqnError: nothing is wrong, and the exit status is 128 + the signal's number."""

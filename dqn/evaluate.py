@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from dqn import h5io, networks, provenance, seeding
-from dqn.errors import DataFileError
+from dqn.errors import ConfigError, DataFileError
 from dqn.explore import choose_action, greedy
 from dqn.games import Env, make_env
 from dqn.networks import q_values
@@ -76,16 +76,21 @@ def run_identity(run: RunDir) -> tuple[dict, Config, str, int, list[int]]:
     if not epochs:
         raise DataFileError(f"{run.root / 'snapshots'}: no snapshots")
     try:
-        config = Config(**json.loads(attrs["config"])).validated()
-    except (TypeError, ValueError) as error:
+        config = Config(**json.loads(attrs["config"]))
+    except (TypeError, ValueError, ConfigError) as error:
         raise DataFileError(f"{run.heldout}: its config does not fit this version of dqn "
                             f"({error})") from None
     return attrs, config, attrs["game"], int(attrs["seed"]), epochs
 
 
 def evaluate_run(run_dir: Path, out: Path, device: torch.device, workers: int = 1) -> dict:
+    """Evaluate every snapshot of the run. A `dqn train` may be writing the run at the
+    same time: it only adds files, each renamed into place whole, and never changes or
+    deletes a committed snapshot, so the evaluation covers the snapshots listed at its
+    start."""
     run = RunDir(run_dir)
     run_attrs, config, game, seed, epochs = run_identity(run)
+    run.check_output(out, "evaluation")
     heldout_states = h5io.read(run.heldout, "heldout", ("states",))[1]["states"]
     n_actions = make_env(game, config, 0).n_actions
 
@@ -128,6 +133,7 @@ def trace_run(run_dir: Path, out: Path, device: torch.device, steps: int) -> dic
     """
     run = RunDir(run_dir)
     run_attrs, config, game, seed, epochs = run_identity(run)
+    run.check_output(out, "value_trace")
     snapshot = run.snapshot(epochs[-1])
     env = make_env(game, config, seeding.derive(seed, "eval_env", epochs[-1], TRACE_STREAM),
                    evaluation=True)

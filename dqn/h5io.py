@@ -75,11 +75,34 @@ def _open_checked(path, kind, required, with_arrays):
             if with_arrays:
                 f.visititems(lambda name, node: arrays.__setitem__(name, node[()])
                              if isinstance(node, h5py.Dataset) else None)
+            # Every float the project stores is finite when training is sound (weights,
+            # losses, Q-values, rewards): nan or inf means a diverged or damaged run.
+            for name, value in arrays.items():
+                if np.issubdtype(np.asarray(value).dtype, np.floating) and not np.isfinite(value).all():
+                    raise DataFileError(f"{path}: dataset {name} holds non-finite values "
+                                        "(nan or inf)")
     except DataFileError:
         raise
     except Exception as error:  # h5py raises OSError, KeyError, RuntimeError... on damage
         raise DataFileError(f"{path}: corrupt or truncated HDF5 file ({error})") from None
     return attrs, arrays
+
+
+def check_replaceable(path: Path, kind: str) -> None:
+    """Refuse to write `path` if a file is there that is not a `kind` file (a command
+    replaces only what it made itself, never a snapshot or an unrelated file)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    try:
+        with h5py.File(path, "r") as f:
+            found = _plain(f.attrs.get("kind"))
+    except Exception:  # noqa: BLE001 - not HDF5 at all, or unreadable: not ours either
+        found = None
+    if found != kind:
+        what = f"a {found} file" if found else "not a file dqn wrote"
+        raise DataFileError(f"{path}: exists and is {what}; dqn replaces only a {kind} "
+                            "file there, so give another --out")
 
 
 def describe(path: Path) -> str:

@@ -119,6 +119,14 @@ class Learner:
             self.target.load_state_dict(self.network.state_dict())
         return loss.detach()
 
+    def non_finite(self, loss_mean: float) -> str | None:
+        """What is not finite (the epoch's mean loss, the weights), or None if all is."""
+        names = [name for name, value in self.network.state_dict().items()
+                 if not torch.isfinite(value).all()]
+        problems = ([f"mean loss {loss_mean}"] if not np.isfinite(loss_mean) else []) + (
+            [f"non-finite weights in {', '.join(names)}"] if names else [])
+        return "; ".join(problems) or None
+
     # -- snapshots and resume --
     def state(self) -> dict:
         # The network itself is in the epoch's snapshot; these are what a resume adds.

@@ -174,10 +174,6 @@ class Config(BaseModel):
             changes[key.strip()] = parse(key.strip(), text.strip())
         return self.with_values(**changes)
 
-    def validated(self) -> "Config":
-        """This config: a Config is checked when it is built (dqn/evaluate.py asks)."""
-        return self
-
     def as_dict(self) -> dict:
         return self.model_dump()
 

@@ -10,6 +10,10 @@
     DIR/complete.h5                written last, once the run has reached train_steps:
                                    the final epoch, step and snapshot (the workflow's
                                    output of a training job)
+    DIR/diverged.h5                instead of an epoch's files, if its loss or weights
+                                   became non-finite: all since the newest snapshot
+    DIR/dqn-run                    the marker of a run directory, written when it is
+                                   made; `dqn train` holds a lock on it while it runs
 
 An epoch is committed by its snapshot, written last: replay delta, resume state and log
 come first. Resuming takes the newest snapshot and the state and deltas of that epoch,
@@ -22,14 +26,19 @@ and deleted.
 
 from __future__ import annotations
 
+import datetime
+import fcntl
 import json
+import os
 import re
+import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from dqn import h5io
-from dqn.errors import DataFileError, RunMismatchError
+from dqn.errors import ConfigError, DataFileError, RunLockedError, RunMismatchError
 
 IDENTITY_KEYS = ("game", "seed", "config")
 
@@ -41,6 +50,42 @@ class RunDir:
         self.log = self.root / "train_log.h5"
         self.interrupt = self.root / "resume" / "interrupted.h5"
         self.completion = self.root / "complete.h5"
+        self.diverged = self.root / "diverged.h5"
+        self.marker = self.root / "dqn-run"
+
+    @contextmanager
+    def writing(self):
+        """Hold the run directory for one writer: make it (with its marker) if it is new,
+        refuse a directory that is not a run's, and refuse while another process writes
+        it. The kernel drops the lock when the process dies, however it dies."""
+        if self.root.exists() and not self.marker.exists():
+            # A run from before the marker is recognised by its held-out states.
+            if any(self.root.iterdir()) and not self.heldout.exists():
+                raise ConfigError(f"{self.root}: not empty and not a dqn run directory (no "
+                                  f"{self.marker.name} marker); give a new or empty --out")
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.marker, "a+") as marker:
+            try:
+                fcntl.flock(marker, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                marker.seek(0)
+                holder = marker.read().strip() or "a process that has just started"
+                raise RunLockedError(f"{self.root}: another dqn train is writing this run "
+                                     f"({holder}); wait for it to end or give another --out") from None
+            marker.seek(0)
+            marker.truncate()
+            marker.write(f"dqn train, PID {os.getpid()} on host {socket.gethostname()}, since "
+                         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S} UTC\n")
+            marker.flush()
+            yield self
+
+    def check_output(self, out: Path, kind: str) -> None:
+        """Refuse an output of a command that reads this run if it lies inside the run
+        (a reader never writes there) or would replace a file of another kind."""
+        if Path(out).resolve().is_relative_to(self.root.resolve()):
+            raise ConfigError(f"--out {out}: inside the run directory {self.root}, which "
+                              "this command reads; write it elsewhere")
+        h5io.check_replaceable(out, kind)
 
     def snapshot(self, epoch: int) -> Path:
         return self.root / "snapshots" / f"epoch_{epoch:04d}.h5"
@@ -100,8 +145,11 @@ class RunDir:
                 self.snapshot(later).unlink()
         if self.interrupt.exists() and h5io.read_attrs(self.interrupt, "interrupted")["epoch"] != epoch:
             self.interrupt.unlink()
-        for tmp in self.root.rglob("*.tmp"):
-            tmp.unlink()
+        # Temporary files of the run's own names only (h5io writes NAME.h5.tmp).
+        for directory, pattern in ((self.root, "*.h5.tmp"), (self.root / "snapshots", "epoch_*.h5.tmp"),
+                                   (self.root / "resume", "*.h5.tmp")):
+            for tmp in directory.glob(pattern):
+                tmp.unlink()
 
     def replay_deltas(self, epoch: int) -> list[Path]:
         return [self.replay_delta(e) for e in _epochs(self.root / "resume", "replay") if e <= epoch]

@@ -31,7 +31,7 @@ import torch
 
 from dqn import checkpoint, h5io, provenance, seeding
 from dqn.checkpoint import Counters, TrainingState
-from dqn.errors import Stopped
+from dqn.errors import Diverged, Stopped
 from dqn.explore import epsilon, greedy, random_action
 from dqn.games import make_env
 from dqn.learner import Learner
@@ -85,16 +85,14 @@ def collect_heldout_states(game: str, config: Config, seed: int) -> np.ndarray:
 def train(game: str, preset: str, config: Config, seed: int, out: Path,
           device: torch.device, progress_s: float = 10.0) -> None:
     """Train, or continue a run of `out`; raise Stopped after saving if signalled."""
-    with stop_signals() as received:
-        _train(game, preset, config, seed, out, device, progress_s, received)
+    with stop_signals() as received, RunDir(out).writing() as run:
+        _train(game, preset, config, seed, run, device, progress_s, received)
 
 
-def _train(game: str, preset: str, config: Config, seed: int, out: Path,
+def _train(game: str, preset: str, config: Config, seed: int, run: RunDir,
            device: torch.device, progress_s: float, received: list[int]) -> None:
-    run = RunDir(out)
     attrs = provenance.record(game, seed, preset, config.as_dict())
     run.claim(attrs)
-    run.root.mkdir(parents=True, exist_ok=True)
     if not run.heldout.exists():
         LOG.info(f"collecting {config.heldout_states} held-out states "
                  f"({config.heldout_collect_steps} random steps)")
@@ -166,6 +164,11 @@ def loop(run: RunDir, attrs: dict, config: Config, state: TrainingState, meter: 
             if ends_epoch:
                 counters.epoch += 1
                 meter.end_epoch(state.log, counters, learner.updates, eps)
+                if problem := learner.non_finite(state.log.epochs["loss_mean"][-1]):
+                    checkpoint.save_diverged(run, attrs, state, meter.state())
+                    raise Diverged(f"training diverged in epoch {counters.epoch} (step "
+                                   f"{counters.step:,}): {problem}; saved what it needs for "
+                                   f"inspection to {run.diverged}, and no snapshot of the epoch")
                 checkpoint.save_epoch(run, attrs, state)
             meter.maybe_report(counters, eps, state.log, config.train_steps, progress_s)
 

@@ -80,7 +80,7 @@ def test_a_config_built_from_values_checks_their_types(key, value, message):
 
 def test_a_stored_config_builds_the_same_frozen_config():
     stored = json.loads(json.dumps(presets.NATURE2015.as_dict()))
-    config = presets.Config(**stored).validated()
+    config = presets.Config(**stored)
     assert config == presets.NATURE2015 and hash(config) == hash(presets.NATURE2015)
     with pytest.raises(ValueError, match="frozen"):
         config.train_steps = 5

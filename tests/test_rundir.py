@@ -1,0 +1,148 @@
+"""A run directory nothing can corrupt: one writer at a time, no directory that is not a
+run's, no output written over an input, and a diverged run that cannot pass silently."""
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from dqn import h5io
+from dqn.rundir import RunDir
+
+# A short run: 200 updates in 2 epochs.
+TRAIN = [sys.executable, "-m", "dqn.cli", "train", "--game", "Pong", "--preset", "ci",
+         "--seed", "0", "--device", "cpu", "--threads", "1", "--progress-s", "60",
+         "--set", "train_steps=400", "--set", "epoch_updates=100", "--set", "eval_steps=100"]
+
+
+def dqn(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "dqn.cli", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def last_line(result):
+    return result.stderr.strip().splitlines()[-1]
+
+
+def start_and_wait_for(out, landmark):
+    """A training run of `out`, started and run until `landmark` exists."""
+    process = subprocess.Popen(TRAIN + ["--out", str(out)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not landmark.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return process
+
+
+def test_a_second_writer_is_refused_and_a_reader_may_read_beside_the_first(tmp_path):
+    out = tmp_path / "run"
+    first = start_and_wait_for(out, RunDir(out).snapshot(1))
+    try:
+        first.send_signal(signal.SIGSTOP)  # holds the run, as a long epoch would
+        second = subprocess.run(TRAIN + ["--out", str(out)], capture_output=True, text=True,
+                                timeout=300)
+        assert second.returncode == 2
+        assert (f"{out}: another dqn train is writing this run (dqn train, PID {first.pid} "
+                "on host ") in last_line(second)
+        # A reader needs no lock: a committed snapshot is never changed or deleted.
+        evaluation = dqn("evaluate", "--run", out, "--out", tmp_path / "e.h5", "--device", "cpu")
+        assert evaluation.returncode == 0, evaluation.stderr
+    finally:
+        first.kill()  # SIGKILL: the kernel drops the lock with the process
+        first.wait()
+    assert first.returncode == -signal.SIGKILL
+    resumed = subprocess.run(TRAIN + ["--out", str(out)], capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+
+
+def test_a_directory_that_is_not_a_run_is_refused_and_left_as_it_was(tmp_path):
+    # `--out ""` (an empty shell variable) is the current directory.
+    (tmp_path / "notes.tmp").write_text("mine")
+    result = subprocess.run(TRAIN + ["--out", ""], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 2
+    assert "not empty and not a dqn run directory (no dqn-run marker)" in last_line(result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.tmp"]
+
+
+def test_clean_up_on_resume_touches_only_the_names_a_run_writes(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()  # an empty directory becomes a run
+    killed = start_and_wait_for(out, RunDir(out).snapshot(1))
+    killed.kill()
+    killed.wait()
+    assert (out / "dqn-run").exists()
+    leftovers = [out / "snapshots" / "epoch_0009.h5.tmp", out / "resume" / "interrupted.h5.tmp",
+                 out / "train_log.h5.tmp"]
+    for path in leftovers:  # what a killed writer can leave
+        path.write_text("half written")
+    mine = [out / "notes.tmp", out / "snapshots" / "mine.tmp"]
+    for path in mine:
+        path.write_text("mine")
+    resumed = subprocess.run(TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stderr
+    assert [path for path in leftovers if path.exists()] == []
+    assert all(path.read_text() == "mine" for path in mine)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rundir") / "run"
+    subprocess.run(TRAIN + ["--out", str(out)], check=True, capture_output=True, timeout=300)
+    return out
+
+
+@pytest.mark.parametrize("command", ["evaluate", "trace"])
+def test_no_reader_writes_inside_the_run_or_over_a_file_of_another_kind(finished, tmp_path, command):
+    run = RunDir(finished)
+    snapshot = run.snapshot(run.snapshot_epochs()[-1])
+    before = snapshot.read_bytes()
+    inside = dqn(command, "--run", finished, "--out", snapshot, "--device", "cpu")
+    assert inside.returncode == 2
+    assert f"--out {snapshot}: inside the run directory {finished}" in last_line(inside)
+    copy = tmp_path / "copy.h5"
+    shutil.copy(snapshot, copy)
+    other_kind = dqn(command, "--run", finished, "--out", copy, "--device", "cpu")
+    assert other_kind.returncode == 2
+    assert f"{copy}: exists and is a snapshot file" in last_line(other_kind)
+    unrelated = tmp_path / "notes.txt"
+    unrelated.write_text("mine")
+    assert "exists and is not a file dqn wrote" in last_line(
+        dqn(command, "--run", finished, "--out", unrelated, "--device", "cpu"))
+    assert snapshot.read_bytes() == before and unrelated.read_text() == "mine"
+
+
+def test_a_diverged_run_stops_with_its_own_exit_status_and_keeps_what_it_needs(tmp_path):
+    out = tmp_path / "run"
+    # A step size no network survives: its values overflow within the first epoch.
+    result = subprocess.run(TRAIN + ["--out", str(out), "--set", "learning_rate=1e30"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 3, result.stderr
+    assert "training diverged in epoch 1 (step " in last_line(result)
+    assert "non-finite weights in body." in last_line(result)
+    run = RunDir(out)
+    assert run.snapshot_epochs() == [] and run.diverged.exists()
+    with h5py.File(run.diverged) as f:
+        assert f.attrs["kind"] == "diverged" and not np.isfinite(f["snapshot/weights/body.0.weight"][()]).all()
+
+
+def test_a_file_holding_nan_is_refused_by_every_reader_naming_the_dataset(finished, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(finished, copy)
+    run = RunDir(copy)
+    snapshot = run.snapshot(run.snapshot_epochs()[-1])
+    attrs, arrays = h5io.read(snapshot, "snapshot")
+    arrays["weights/body.0.bias"][3] = np.nan
+    h5io.write(snapshot, "snapshot", attrs, arrays)
+    expected = f"{snapshot}: dataset weights/body.0.bias holds non-finite values (nan or inf)"
+    for command in (["evaluate", "--run", copy, "--out", tmp_path / "e.h5"],
+                    ["trace", "--run", copy, "--out", tmp_path / "t.h5"]):
+        result = dqn(*command, "--device", "cpu")
+        assert result.returncode == 2 and expected in last_line(result), result.stderr
