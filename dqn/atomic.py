@@ -3,6 +3,7 @@ final name."""
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Callable
@@ -24,7 +25,28 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
             os.fsync(directory)
         finally:
             os.close(directory)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        if error.filename is None:  # a failed write or fsync names no file: name ours
+            raise OSError(error.errno, error.strerror, str(path)) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def check_writable(path: Path) -> None:
+    """Raise the OSError that writing `path` would meet (a read-only or missing place, a
+    directory in the way), before any work is done for it."""
+    path = Path(path)
+    for parent in (path.parent, *path.parent.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(parent))
+            break
+    path.parent.mkdir(parents=True, exist_ok=True)
+    probe = path.with_name(path.name + ".tmp")
+    with open(probe, "wb"):
+        pass
+    probe.unlink()

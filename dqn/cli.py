@@ -89,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dqn {args.command}: stopped by {stop}", file=sys.stderr)
         return 128 + stop.signum
     except OSError as error:  # a path we cannot write: unwritable, not a directory, disk full
-        print(f"dqn {args.command}: error: {error.filename or ''}: {error.strerror or error}",
-              file=sys.stderr)
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"dqn {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
         return 2
 
 

@@ -23,9 +23,6 @@ from dqn.play import Player, Policy
 from dqn.presets import Config
 from dqn.rundir import RunDir, load_snapshot
 
-COLUMNS = ("epoch", "step", "update", "average_reward", "best_episode_reward", "episodes",
-           "average_max_q")
-
 
 def load_network(path: Path, config: Config, n_actions: int, device: torch.device
                  ) -> tuple[torch.nn.Module, dict]:
@@ -110,7 +107,7 @@ def evaluate_run(run_dir: Path, out: Path, device: torch.device, workers: int = 
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         rows = list(pool.map(evaluate_one, epochs))
-    table = {name: np.array([row[name] for row in rows]) for name in COLUMNS}
+    table = {name: np.array([row[name] for row in rows]) for name in h5io.EVALUATION_COLUMNS}
     attrs = provenance.record(game, seed, run_attrs["preset"], config.as_dict())
     attrs["run"] = str(run.root)
     h5io.write(out, "evaluation", attrs, table)

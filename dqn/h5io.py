@@ -7,6 +7,7 @@ checksum, so a corrupted byte is detected on read. Every file carries its `kind`
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -18,34 +19,48 @@ from dqn.atomic import atomic_write
 from dqn.errors import DataFileError
 
 FORMAT_VERSION = 1
+# The columns of an evaluation file (`dqn evaluate`): one row per snapshot.
+EVALUATION_COLUMNS = ("epoch", "step", "update", "average_reward", "best_episode_reward",
+                      "episodes", "average_max_q")
 
 
 def write(path: Path, kind: str, attrs: dict[str, Any], arrays: dict[str, np.ndarray],
           compress: bool = False) -> None:
-    """Write `arrays` (names may contain '/' for groups) and `attrs` atomically."""
+    """Write `arrays` (names may contain '/' for groups) and `attrs` atomically.
 
-    def fill(tmp: Path) -> None:
-        with h5py.File(tmp, "w") as f:
-            for name, value in arrays.items():
-                value = np.asarray(value)
-                if value.ndim == 0:
-                    f.create_dataset(name, data=value)
-                else:
-                    f.create_dataset(name, data=value, fletcher32=True,
-                                     compression="lzf" if compress else None)
-            for key, value in attrs.items():
-                f.attrs[key] = value
-            f.attrs["kind"] = kind
-            f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["complete"] = True
+    The file is built in memory and written out in one piece: a full disk then fails a
+    plain write, which names the file and leaves nothing behind, and never reaches
+    libhdf5 (which crashed the process on ENOSPC)."""
+    image = io.BytesIO()
+    with h5py.File(image, "w") as f:
+        for name, value in arrays.items():
+            value = np.asarray(value)
+            if value.ndim == 0:
+                f.create_dataset(name, data=value)
+            else:
+                f.create_dataset(name, data=value, fletcher32=True,
+                                 compression="lzf" if compress else None)
+        for key, value in attrs.items():
+            f.attrs[key] = value
+        f.attrs["kind"] = kind
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["complete"] = True
 
-    atomic_write(path, fill)
+    atomic_write(path, lambda tmp: tmp.write_bytes(image.getbuffer()))
 
 
-def read(path: Path, kind: str, required: tuple[str, ...] = ()
+def read(path: Path, kind: str, required: tuple[str, ...] = (), rows: tuple[str, ...] = ()
          ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Read a whole file written by `write`; refuse, naming the file, if it is not sound."""
-    return _open_checked(path, kind, required, with_arrays=True)
+    """Read a whole file written by `write`; refuse, naming the file, if it is not sound.
+
+    `rows`: datasets that are the columns of one table, so hold one row each along their
+    first axis (the first of them sets the count)."""
+    attrs, arrays = _open_checked(path, kind, tuple(required) + tuple(rows), with_arrays=True)
+    lengths = {name: np.shape(arrays[name])[0] if np.ndim(arrays[name]) else None for name in rows}
+    if rows and (wrong := [name for name in rows if lengths[name] != lengths[rows[0]]]):
+        raise DataFileError(f"{path}: dataset {wrong[0]} has {lengths[wrong[0]]} rows, "
+                            f"expected {lengths[rows[0]]} as {rows[0]} has")
+    return attrs, arrays
 
 
 def read_attrs(path: Path, kind: str) -> dict[str, Any]:

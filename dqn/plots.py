@@ -49,8 +49,7 @@ def load_evaluations(paths: list[Path]) -> dict[str, dict[int, dict]]:
     """
     runs: dict[str, dict[int, dict]] = {}
     for path in paths:
-        attrs, arrays = h5io.read(Path(path), "evaluation", ("epoch", "average_reward",
-                                                            "average_max_q"))
+        attrs, arrays = h5io.read(Path(path), "evaluation", rows=h5io.EVALUATION_COLUMNS)
         attrs["path"] = str(path)
         game, seed = attrs["game"], int(attrs["seed"])
         if game in runs:
@@ -162,7 +161,8 @@ def select_segment(max_q: np.ndarray, rewards: np.ndarray) -> dict:
 
 def value_function(trace: Path, out: Path) -> list[Path]:
     """2013 Figure 3: max-Q along a 30-step segment, with the screens at A, B and C."""
-    attrs, arrays = h5io.read(Path(trace), "value_trace", ("max_q", "rewards", "screens"))
+    attrs, arrays = h5io.read(Path(trace), "value_trace",
+                              rows=("max_q", "rewards", "screens"))
     absent = [key for key in ("preset", "game", "seed", "epoch") if key not in attrs]
     if absent:
         raise DataFileError(f"{trace}: value trace lacks the attribute(s) {', '.join(absent)} "

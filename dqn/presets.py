@@ -153,6 +153,11 @@ class Config(BaseModel):
                 f"train_steps={self.train_steps}: must exceed "
                 f"replay_start_steps={self.replay_start_steps} or no update ever happens"
             )
+        if self.max_noop_start_steps * self.frame_skip_frames >= self.max_episode_frames:
+            raise ValueError(
+                f"max_noop_start_steps={self.max_noop_start_steps}: its no-op frames must "
+                f"leave room in an episode of max_episode_frames={self.max_episode_frames}"
+            )
         if self.heldout_collect_steps < self.heldout_states + 4:
             raise ValueError(
                 f"heldout_collect_steps={self.heldout_collect_steps}: must exceed "

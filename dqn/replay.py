@@ -12,10 +12,12 @@ never mixes two episodes (the environment pads its own stack the same way).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
+from dqn.errors import ConfigError
 from dqn.frames import FRAME_PIXELS, HISTORY_FRAMES
 
 
@@ -26,6 +28,19 @@ class Minibatch:
     rewards: np.ndarray  # (B,) float32, unclipped
     next_states: np.ndarray  # (B, 4, 84, 84) uint8
     terminals: np.ndarray  # (B,) bool
+
+
+ENTRY_BYTES = FRAME_PIXELS * FRAME_PIXELS + 7  # a frame, an action, a reward, 2 flags
+
+
+def check_fits_in_memory(capacity: int) -> None:
+    """Refuse, before any work, a memory larger than the machine's physical memory."""
+    need = capacity * ENTRY_BYTES
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have:
+        raise ConfigError(f"replay_capacity_transitions={capacity}: the replay memory needs "
+                          f"{need / 2**30:,.1f} GiB, more than this machine's "
+                          f"{have / 2**30:,.1f} GiB")
 
 
 class ReplayMemory:

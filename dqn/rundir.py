@@ -38,6 +38,7 @@ from pathlib import Path
 import torch
 
 from dqn import h5io
+from dqn.atomic import check_writable
 from dqn.errors import ConfigError, DataFileError, RunLockedError, RunMismatchError
 
 IDENTITY_KEYS = ("game", "seed", "config")
@@ -86,6 +87,7 @@ class RunDir:
             raise ConfigError(f"--out {out}: inside the run directory {self.root}, which "
                               "this command reads; write it elsewhere")
         h5io.check_replaceable(out, kind)
+        check_writable(out)  # a read-only place fails now, not after the work
 
     def snapshot(self, epoch: int) -> Path:
         return self.root / "snapshots" / f"epoch_{epoch:04d}.h5"

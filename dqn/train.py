@@ -39,7 +39,7 @@ from dqn.networks import q_values
 from dqn.play import Player, random_policy
 from dqn.presets import Config
 from dqn.progress import Meter
-from dqn.replay import Minibatch, ReplayMemory
+from dqn.replay import Minibatch, ReplayMemory, check_fits_in_memory
 from dqn.rundir import RunDir
 from dqn.trainlog import TrainLog
 
@@ -85,6 +85,7 @@ def collect_heldout_states(game: str, config: Config, seed: int) -> np.ndarray:
 def train(game: str, preset: str, config: Config, seed: int, out: Path,
           device: torch.device, progress_s: float = 10.0) -> None:
     """Train, or continue a run of `out`; raise Stopped after saving if signalled."""
+    check_fits_in_memory(config.replay_capacity_transitions)  # before anything is made
     with stop_signals() as received, RunDir(out).writing() as run:
         _train(game, preset, config, seed, run, device, progress_s, received)
 

@@ -42,6 +42,14 @@ def small_run(tmp_path_factory):
     (["--game", "Pong", "--set", "minibatch_transitions=0"], ["minibatch_transitions=0: must be > 0"]),
     (["--game", "Pong", "--preset", "fast"], ["unknown preset 'fast'"]),
     (["--game", "Pong", "--seed", "-1"], ["--seed -1: must be >= 0"]),
+    # Values a type allows but no machine or episode does: refused before any work.
+    (["--game", "Pong", "--set", "replay_capacity_transitions=1000000000000"],
+     ["replay_capacity_transitions=1000000000000: the replay memory needs 6,577,931.3 GiB, "
+      "more than this machine's"]),
+    (["--game", "Pong", "--set", "max_noop_start_steps=1000000000000"],
+     ["max_noop_start_steps=1000000000000: its no-op frames must leave room in an episode "
+      "of max_episode_frames=2000"]),
+    (["--game", "Pong", "--set", "learning_rate=nan"], ["learning_rate"]),
 ])
 def test_train_refuses_bad_arguments(tmp_path, args, fragments):
     result = dqn("train", "--preset", "ci", *args, "--out", tmp_path / "run")

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import subprocess
 import sys
 
@@ -164,3 +165,15 @@ def test_a_trace_without_its_snapshot_attributes_is_refused_by_name(tmp_path):
     with pytest.raises(DataFileError, match="old.h5: value trace lacks the attribute"
                                             r"\(s\) preset, seed, epoch"):
         plots.value_function(trace, tmp_path / "value")
+
+
+def test_an_evaluation_whose_columns_differ_in_length_is_refused_by_name(tmp_path):
+    path = write_evaluation(tmp_path / "e.h5", "Breakout", 0, [1.0, 2.0, 3.0], [0.1, 0.2, 0.3])
+    attrs, arrays = h5io.read(path, "evaluation")
+    arrays["average_max_q"] = arrays["average_max_q"][:2]
+    h5io.write(path, "evaluation", attrs, arrays)
+    expected = f"{path}: dataset average_max_q has 2 rows, expected 3 as epoch has"
+    with pytest.raises(DataFileError, match=re.escape(expected)):
+        plots.training_curves([path], tmp_path / "curves")
+    with pytest.raises(DataFileError, match=re.escape(expected)):
+        plots.table1([path], PAPER_TABLE, tmp_path / "t", tmp_path / "f")

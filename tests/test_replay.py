@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dqn.replay import ReplayMemory
+from dqn.replay import ENTRY_BYTES, ReplayMemory
 
 
 def frame(value):
@@ -83,6 +83,7 @@ def test_bytes_per_transition_at_one_million_is_about_one_frame():
     memory = ReplayMemory(1_000_000)  # zero pages: nothing is touched
     per_transition = memory.nbytes() / 1_000_000
     assert 84 * 84 <= per_transition <= 7_200
+    assert per_transition == ENTRY_BYTES  # what the check against the machine's memory counts
 
 
 def test_entries_round_trip_through_put_entries_gives_the_same_samples():

@@ -1,6 +1,8 @@
 """A run directory nothing can corrupt: one writer at a time, no directory that is not a
 run's, no output written over an input, and a diverged run that cannot pass silently."""
 
+import os
+import re
 import shutil
 import signal
 import subprocess
@@ -10,6 +12,7 @@ import time
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from dqn import h5io
 from dqn.rundir import RunDir
@@ -146,3 +149,44 @@ def test_a_file_holding_nan_is_refused_by_every_reader_naming_the_dataset(finish
                     ["trace", "--run", copy, "--out", tmp_path / "t.h5"]):
         result = dqn(*command, "--device", "cpu")
         assert result.returncode == 2 and expected in last_line(result), result.stderr
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1.5 MB file system (tmpfs): room for the held-out states, not for an epoch."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1500k", "tmpfs",
+                                            str(mount)], capture_output=True).returncode:
+        pytest.skip("needs root and tmpfs to make a small file system")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_ends_with_one_line_naming_the_file_and_leaves_no_temporary(small_disk):
+    out = small_disk / "run"
+    result = subprocess.run(TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert re.fullmatch(rf"dqn train: error: {out}/\S+\.h5: No space left on device", last_line(result))
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+    assert list(out.rglob("*.tmp")) == []
+    for path in out.rglob("*.h5"):  # what was written is whole
+        h5io.read_attrs(path, _kind_of(path))
+
+
+def _kind_of(path):
+    with h5py.File(path) as f:
+        return f.attrs["kind"]
+
+
+def test_an_output_that_cannot_be_written_is_found_before_any_work(finished, tmp_path, monkeypatch):
+    from dqn import evaluate
+
+    def play(*args):
+        raise AssertionError("a snapshot was evaluated before the output was checked")
+
+    monkeypatch.setattr(evaluate, "play", play)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(NotADirectoryError):  # its parent is a file
+        evaluate.evaluate_run(finished, blocker / "e.h5", torch.device("cpu"))
