@@ -10,8 +10,10 @@ interrupt file, and puts it back, so that a resumed run continues exactly.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -23,6 +25,7 @@ from dqn.replay import ReplayMemory
 from dqn.rundir import RunDir, load_snapshot, load_weights
 from dqn.trainlog import TrainLog
 
+LOG = logging.getLogger("dqn")
 PARTS = ("delta", "state", "log", "snapshot")  # an epoch's files, as parts of an interrupt file
 
 
@@ -45,7 +48,8 @@ class TrainingState:
 
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
         """Everything but the network's weights (the snapshot's) and the replay frames
-        (the deltas') that a resume needs, as (attrs, arrays)."""
+        (the deltas') that a resume needs, as (attrs, arrays); the log too, so that each
+        kept epoch can be resumed on its own."""
         env_arrays, env_values = self.player.env.get_state()
         arrays = {
             f"learner/{name}/{i:03d}": t.detach().cpu().numpy()
@@ -53,6 +57,7 @@ class TrainingState:
             for i, t in enumerate(tensors)
         }
         arrays.update({f"env/{name}": value for name, value in env_arrays.items()})
+        arrays.update({f"log/{name}": value for name, value in self.log.arrays().items()})
         attrs = {
             "counters": json.dumps({**asdict(self.counters), **self.player.state()}),
             "env": json.dumps(env_values),
@@ -100,7 +105,14 @@ class TrainingState:
 def save_epoch(run: RunDir, attrs: dict, state: TrainingState) -> None:
     epoch = state.counters.epoch
     run.write_epoch(epoch, **state.parts(attrs, since_epoch=epoch - 1))
-    run.prune(epoch, state.memory.added - state.memory.size)
+    run.prune(epoch, oldest_needed(state, epoch))
+
+
+def oldest_needed(state: TrainingState, epoch: int) -> int:
+    """The oldest replay entry that a resume from `epoch`, or from the epoch before it
+    (the fallback if `epoch`'s files are damaged), needs: the ring as it stood then."""
+    previous_added = state.log.epochs["step"][epoch - 2] if epoch >= 2 else 0  # an entry a step
+    return max(0, previous_added - state.memory.capacity)
 
 
 def save_interrupted(run: RunDir, attrs: dict, state: TrainingState, meter: dict) -> None:
@@ -125,18 +137,40 @@ def _save_since_snapshot(path: Path, kind: str, attrs: dict, state: TrainingStat
     h5io.write(path, kind, merged, arrays, compress=True)
 
 
-def restore(run: RunDir, state: TrainingState) -> tuple[Path | None, dict | None]:
-    """Put `state` back as the run left it: the newest epoch, then the interrupt file
-    that continues it. Returns the file resumed from (None: nothing to resume) and the
-    meter's record of the epoch in progress (None unless from an interrupt file)."""
+def restore(run: RunDir, new_state: Callable[[], TrainingState]
+            ) -> tuple[TrainingState, Path | None, dict | None]:
+    """The state the run left: the newest epoch, then the interrupt file that continues
+    it; or, if the newest epoch's files are damaged, the epoch before it (the run then
+    repeats the lost epoch, exactly). Returns the state, the file resumed from (None:
+    nothing to resume) and the meter's record of the epoch in progress (None unless
+    from an interrupt file)."""
+    state = new_state()
     epochs = run.snapshot_epochs()
-    if epochs:
-        resume_epoch(run, epochs[-1], state)
-    else:
+    if not epochs:
         run.prune(0, 0)  # keeps only an interrupt file from before the first snapshot
+    else:
+        try:
+            resume_epoch(run, epochs[-1], state)
+        except DataFileError as damage:
+            previous = epochs[-1] - 1
+            if previous and not run.state(previous).exists():
+                raise
+            LOG.warning(f"{damage}; so epoch {epochs[-1]} is lost: continuing from "
+                        f"{'epoch ' + str(previous) if previous else 'the start'} instead")
+            del state  # its replay memory, before a second one is made
+            state = new_state()
+            if not previous:
+                run.prune(0, 0)
+                return state, None, None
+            try:
+                resume_epoch(run, previous, state)
+            except DataFileError as second:
+                raise DataFileError(f"{damage}; and epoch {previous}, the fallback, is "
+                                    f"damaged too: {second}") from None
+            epochs = [previous]
     if run.interrupt.exists():
-        return run.interrupt, resume_interrupted(run, state)
-    return (run.snapshot(epochs[-1]) if epochs else None), None
+        return state, run.interrupt, resume_interrupted(run, state)
+    return state, (run.snapshot(epochs[-1]) if epochs else None), None
 
 
 def resume_epoch(run: RunDir, epoch: int, state: TrainingState) -> None:
@@ -144,6 +178,8 @@ def resume_epoch(run: RunDir, epoch: int, state: TrainingState) -> None:
     load_snapshot(run.snapshot(epoch), state.learner.network)
     attrs, arrays = h5io.read(run.state(epoch), "resume_state")
     state.load_state(attrs, arrays)
+    state.log = TrainLog.from_arrays({name.removeprefix("log/"): value for name, value
+                                      in arrays.items() if name.startswith("log/")}, epoch)
 
     memory = state.memory
     added = int(attrs["replay_added"])
@@ -164,9 +200,7 @@ def resume_epoch(run: RunDir, epoch: int, state: TrainingState) -> None:
         raise DataFileError(
             f"{run.root / 'resume'}: the replay deltas end at entry {expected}, "
             f"but {run.state(epoch)} expects {added}")
-    run.prune(epoch, oldest)
-    _, log_arrays = h5io.read(run.log, "train_log")
-    state.log = TrainLog.from_arrays(log_arrays, epoch)
+    run.prune(epoch, oldest_needed(state, epoch))
 
 
 def resume_interrupted(run: RunDir, state: TrainingState) -> dict:
@@ -191,10 +225,14 @@ def resume_interrupted(run: RunDir, state: TrainingState) -> dict:
 
 
 def completed_epoch(run: RunDir, train_steps: int) -> int | None:
-    """The run's last epoch if its newest snapshot reached `train_steps`, else None."""
+    """The run's last epoch if its newest snapshot reached `train_steps`, else None (a
+    damaged newest snapshot too: `restore` then falls back an epoch)."""
     epochs = run.snapshot_epochs()
-    if epochs and h5io.read_attrs(run.snapshot(epochs[-1]), "snapshot")["step"] >= train_steps:
-        return epochs[-1]
+    try:
+        if epochs and h5io.read_attrs(run.snapshot(epochs[-1]), "snapshot")["step"] >= train_steps:
+            return epochs[-1]
+    except DataFileError:
+        pass
     return None
 
 

@@ -17,9 +17,11 @@
 
 An epoch is committed by its snapshot, written last: replay delta, resume state and log
 come first. Resuming takes the newest snapshot and the state and deltas of that epoch,
-and deletes what a killed process left of the next one. Only the newest resume state
-and the deltas still inside the replay ring are kept, so a resume costs the frames of
-one epoch per epoch on disk, not the whole memory. An interrupt file continues the
+and deletes what a killed process left of the next one. The newest two resume states
+(each with the log) and the deltas still inside the ring of the older of the two are
+kept: a resume costs the frames of one epoch per epoch on disk, not the whole memory,
+and if the newest epoch's files are damaged the run continues from the epoch before
+(`dqn.checkpoint.restore`), losing that one epoch only. An interrupt file continues the
 newest epoch until the next one is committed; one that continues an older epoch is stale
 and deleted.
 """
@@ -131,11 +133,12 @@ class RunDir:
         h5io.write(self.snapshot(epoch), "snapshot", *snapshot)  # commits the epoch
 
     def prune(self, epoch: int, oldest_replay_entry: int) -> None:
-        """Delete what epoch `epoch` no longer needs: older states, deltas out of the ring,
-        anything of later epochs (left by a killed process), an interrupt file that does
-        not continue `epoch`, and temporary files."""
+        """Delete what a resume from epoch `epoch`, or from the one before it (the
+        fallback if `epoch`'s files are damaged), no longer needs: older states, deltas
+        before `oldest_replay_entry`, anything of later epochs (left by a killed
+        process), an interrupt file that does not continue `epoch`, temporary files."""
         for old in _epochs(self.root / "resume", "state"):
-            if old != epoch:
+            if old not in (epoch, epoch - 1):
                 self.state(old).unlink()
         for old in _epochs(self.root / "resume", "replay"):
             if old > epoch:

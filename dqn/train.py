@@ -106,13 +106,15 @@ def _train(game: str, preset: str, config: Config, seed: int, run: RunDir,
             checkpoint.mark_complete(run, attrs, last_epoch)
         return
 
-    env = make_env(game, config, seeding.derive(seed, "train_env"))
-    state = TrainingState(
-        Counters(), Player(env, start=False),
-        Learner(config, env.n_actions, device, seeding.derive(seed, "network")),
-        ReplayMemory(config.replay_capacity_transitions), seeding.generator(seed, "agent"),
-        TrainLog())
-    resumed_from, epoch_so_far = checkpoint.restore(run, state)
+    def new_state() -> TrainingState:
+        env = make_env(game, config, seeding.derive(seed, "train_env"))
+        return TrainingState(
+            Counters(), Player(env, start=False),
+            Learner(config, env.n_actions, device, seeding.derive(seed, "network")),
+            ReplayMemory(config.replay_capacity_transitions), seeding.generator(seed, "agent"),
+            TrainLog())
+
+    state, resumed_from, epoch_so_far = checkpoint.restore(run, new_state)
     if resumed_from:
         LOG.info(f"resumed from {resumed_from} at step {state.counters.step}")
     else:

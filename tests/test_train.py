@@ -102,8 +102,9 @@ def test_a_run_writes_heldout_snapshots_and_log(finished_run):
     assert log["epochs/epoch"].tolist() == epochs
     assert log["episodes/return"].size > 0 and np.all(np.diff(log["episodes/end_step"]) > 0)
     assert np.all(log["epochs/steps_per_s"] > 0) and np.all(np.isfinite(log["epochs/loss_mean"]))
-    # only the newest resume state is kept, and no temporary file is left behind
-    assert sorted(p.name for p in (finished_run / "resume").glob("state_*")) == [f"state_{epochs[-1]:04d}.h5"]
+    # the newest resume state and the one before it (the fallback) are kept, no temporary file
+    assert sorted(p.name for p in (finished_run / "resume").glob("state_*")) == [
+        f"state_{epoch:04d}.h5" for epoch in epochs[-2:]]
     assert not list(finished_run.rglob("*.tmp"))
 
 
@@ -257,16 +258,35 @@ def test_a_finished_run_is_not_trained_again(finished_run):
     assert {p: p.stat().st_mtime_ns for p in finished_run.rglob("*.h5")} == before
 
 
-def test_a_corrupt_snapshot_stops_the_resume_naming_it(finished_run, tmp_path):
-    out = tmp_path / "run"
+def test_a_damaged_newest_epoch_costs_one_epoch_and_the_run_ends_identical(finished_run, tmp_path):
+    # The newest snapshot of a finished run truncated, then the newest resume state of a
+    # killed one: each time the run says so, continues from the epoch before, repeats
+    # the lost epoch and ends with the same weights and log as if nothing had happened.
+    out = tmp_path / "finished"
     shutil.copytree(finished_run, out)
     run = RunDir(out)
-    config = presets.load("ci", [])
     last = run.snapshot_epochs()[-1]
     data = run.snapshot(last).read_bytes()
     run.snapshot(last).write_bytes(data[: len(data) // 3])
-    with pytest.raises(DataFileError, match=f"{run.snapshot(last)}: corrupt or truncated"):
-        train("Breakout", "ci", config, 1, out, CPU)
+    done = subprocess.run(TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (f"{run.snapshot(last)}: corrupt or truncated HDF5 file" in done.stderr and
+            f"so epoch {last} is lost: continuing from epoch {last - 1} instead" in done.stderr)
+    assert_same_weights(run, RunDir(finished_run))
+    assert_same_log(run, RunDir(finished_run))
+
+    out = tmp_path / "killed"
+    run = RunDir(out)
+    kill_when(out, run.snapshot(3))
+    data = run.state(3).read_bytes()
+    run.state(3).write_bytes(data[:100])
+    done = subprocess.run(TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "so epoch 3 is lost: continuing from epoch 2 instead" in done.stderr
+    assert_same_weights(run, RunDir(finished_run))
+    assert_same_log(run, RunDir(finished_run))
+    # Only the newest state and the one before it are kept.
+    assert sorted(p.name for p in (out / "resume").glob("state_*")) == ["state_0003.h5", "state_0004.h5"]
 
 
 def test_the_first_signal_is_noted_and_a_second_one_acts_as_usual():
