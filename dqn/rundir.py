@@ -109,7 +109,7 @@ class RunDir:
             if self.snapshot_epochs():
                 raise DataFileError(f"{self.heldout}: missing, but {self.root} has snapshots")
             return
-        held, _ = h5io.read(self.heldout, "heldout", ("states",))
+        held = h5io.read_attrs(self.heldout, "heldout")
         differences = []
         for key in IDENTITY_KEYS:
             if key == "config":
@@ -175,8 +175,9 @@ def load_weights(path: Path, arrays: dict, network: torch.nn.Module) -> None:
     try:
         network.load_state_dict(weights)
     except RuntimeError as error:
+        # torch lists every missing, unexpected and mis-shaped tensor over several lines.
         raise DataFileError(f"{path}: its weights do not fit the network "
-                            f"({str(error).splitlines()[0]})") from None
+                            f"({' '.join(str(error).split())})") from None
 
 
 def _epochs(directory: Path, prefix: str) -> list[int]:

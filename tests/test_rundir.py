@@ -190,3 +190,17 @@ def test_an_output_that_cannot_be_written_is_found_before_any_work(finished, tmp
     blocker.write_text("")
     with pytest.raises(NotADirectoryError):  # its parent is a file
         evaluate.evaluate_run(finished, blocker / "e.h5", torch.device("cpu"))
+
+
+def test_weights_of_another_network_are_refused_in_one_line_that_names_every_misfit(tmp_path):
+    from dqn import networks
+    from dqn.errors import DataFileError
+    from dqn.rundir import load_weights
+
+    nature = {f"weights/{name}": value.numpy()
+              for name, value in networks.build("nature2015", 4).state_dict().items()}
+    with pytest.raises(DataFileError) as error:
+        load_weights(tmp_path / "s.h5", nature, networks.build("paper2013", 4))
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"{tmp_path / 's.h5'}: its weights do not fit")
+    assert "Unexpected key(s)" in message and "size mismatch for body.0.weight" in message
