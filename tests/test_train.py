@@ -290,13 +290,17 @@ def test_a_damaged_newest_epoch_costs_one_epoch_and_the_run_ends_identical(finis
 
 
 def test_the_first_signal_is_noted_and_a_second_one_acts_as_usual():
-    before = signal.getsignal(signal.SIGINT)
-    with pytest.raises(KeyboardInterrupt):  # what Python's own SIGINT handler raises
-        with stop_signals() as received:
-            signal.raise_signal(signal.SIGINT)
-            assert received == [signal.SIGINT]  # noted; the loop saves and stops
-            signal.raise_signal(signal.SIGINT)  # a second Ctrl-C aborts
-    assert signal.getsignal(signal.SIGINT) is before
+    # Python's own SIGINT handler, which a shell's background job (SIGINT ignored) lacks.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):  # what Python's own SIGINT handler raises
+            with stop_signals() as received:
+                signal.raise_signal(signal.SIGINT)
+                assert received == [signal.SIGINT]  # noted; the loop saves and stops
+                signal.raise_signal(signal.SIGINT)  # a second Ctrl-C aborts
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, inherited)
 
 
 def test_an_epoch_continued_after_a_stop_is_timed_over_both_parts():
