@@ -45,8 +45,11 @@ def check_writable(path: Path) -> None:
             if not parent.is_dir():
                 raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(parent))
             break
-    path.parent.mkdir(parents=True, exist_ok=True)
     probe = path.with_name(path.name + ".tmp")
-    with open(probe, "wb"):
-        pass
-    probe.unlink()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb"):
+            pass
+        probe.unlink()
+    except OSError as error:  # named by the output asked for, not by our probe
+        raise type(error)(error.errno, error.strerror, str(path)) from None

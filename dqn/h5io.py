@@ -116,8 +116,8 @@ def check_replaceable(path: Path, kind: str) -> None:
         found = None
     if found != kind:
         what = f"a {found} file" if found else "not a file dqn wrote"
-        raise DataFileError(f"{path}: exists and is {what}; dqn replaces only a {kind} "
-                            "file there, so give another --out")
+        raise DataFileError(f"{path}: exists and is {what}; dqn replaces only a file of "
+                            f"kind {kind} there, so give another --out")
 
 
 def describe(path: Path) -> str:
