@@ -178,8 +178,11 @@ def resume_epoch(run: RunDir, epoch: int, state: TrainingState) -> None:
     load_snapshot(run.snapshot(epoch), state.learner.network)
     attrs, arrays = h5io.read(run.state(epoch), "resume_state")
     state.load_state(attrs, arrays)
-    state.log = TrainLog.from_arrays({name.removeprefix("log/"): value for name, value
-                                      in arrays.items() if name.startswith("log/")}, epoch)
+    log = {name.removeprefix("log/"): value for name, value in arrays.items()
+           if name.startswith("log/")}
+    if not log:  # a state written before states held the log: the run's log file
+        log = h5io.read(run.log, "train_log")[1]
+    state.log = TrainLog.from_arrays(log, epoch)
 
     memory = state.memory
     added = int(attrs["replay_added"])

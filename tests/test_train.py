@@ -416,3 +416,21 @@ def test_a_signal_while_the_next_step_is_drawn_ahead_stops_one_step_later(
     train("Breakout", "ci", config, 3, out, CPU, progress_s=float("inf"))
     assert_same_weights(RunDir(out), RunDir(reference))
     assert_same_log(RunDir(out), RunDir(reference))
+
+
+def test_a_run_from_before_states_held_the_log_resumes_identical(finished_run, tmp_path):
+    # Resume states written by dqn before this version hold no log/... arrays (and the
+    # directory no dqn-run marker): the run's train_log.h5 stands in.
+    out = tmp_path / "old"
+    run = RunDir(out)
+    kill_when(out, run.snapshot(2))
+    for epoch in (1, 2):
+        if run.state(epoch).exists():
+            attrs, arrays = h5io.read(run.state(epoch), "resume_state")
+            h5io.write(run.state(epoch), "resume_state", attrs,
+                       {k: v for k, v in arrays.items() if not k.startswith("log/")})
+    (out / "dqn-run").unlink()
+    done = subprocess.run(TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert_same_weights(run, RunDir(finished_run))
+    assert_same_log(run, RunDir(finished_run))
