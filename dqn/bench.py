@@ -31,9 +31,9 @@ from dqn import h5io, presets, provenance
 from dqn.atari import Atari, check_game, frame_skip
 from dqn.checkpoint import Counters, TrainingState
 from dqn.learner import Learner
-from dqn.play import Player, random_policy
+from dqn.play import Player
 from dqn.replay import Minibatch, ReplayMemory
-from dqn.train import train
+from dqn.train import random_play, train
 from dqn.trainlog import TrainLog
 
 SEED = 0
@@ -210,10 +210,7 @@ def agent_stepper(env: Atari, plan: list[int]) -> Callable[[], object]:
 def play_randomly_entries(game: str, steps: int) -> tuple[dict[str, np.ndarray], int]:
     """The replay entries of `steps` steps of random play, as the training loop adds them."""
     env = Atari(game, presets.PAPER2013, SEED)
-    memory = ReplayMemory(steps)
-    for step in Player(env).run(random_policy(np.random.default_rng(SEED)), steps):
-        memory.store(step)
-    entries = memory.entries(0, steps)
+    entries = random_play(env, np.random.default_rng(SEED), steps).entries(0, steps)
     # The block is repeated back to back: end it with a terminal so each copy is a
     # sequence of whole episodes (every copy begins with an episode start).
     entries["terminals"][-1] = True

@@ -33,7 +33,7 @@ from dqn import checkpoint, h5io, provenance, seeding
 from dqn.checkpoint import Counters, TrainingState
 from dqn.errors import Diverged, Stopped
 from dqn.explore import epsilon, greedy, random_action
-from dqn.games import make_env
+from dqn.games import Env, make_env
 from dqn.learner import Learner
 from dqn.networks import q_values
 from dqn.play import Player, random_policy
@@ -76,10 +76,17 @@ def collect_heldout_states(game: str, config: Config, seed: int) -> np.ndarray:
     """
     env = make_env(game, config, seeding.derive(seed, "heldout_env"))
     rng = seeding.generator(seed, "heldout_policy")
-    memory = ReplayMemory(config.heldout_collect_steps)
-    for step in Player(env).run(random_policy(rng), config.heldout_collect_steps):
-        memory.store(step)
+    memory = random_play(env, rng, config.heldout_collect_steps)
     return memory.sample(config.heldout_states, rng).states
+
+
+def random_play(env: Env, rng: np.random.Generator, steps: int) -> ReplayMemory:
+    """A replay memory holding `steps` steps of a uniform random policy, stored as the
+    training loop stores them."""
+    memory = ReplayMemory(steps)
+    for step in Player(env).run(random_policy(rng), steps):
+        memory.store(step)
+    return memory
 
 
 def train(game: str, preset: str, config: Config, seed: int, out: Path,
