@@ -321,13 +321,13 @@ def loop_steps_per_s(game: str, config: presets.Config, device: torch.device) ->
 def resume_figures(game: str, memory: ReplayMemory, n_actions: int) -> dict:
     """The files of one paper epoch: its replay delta (50k entries) and the resume state."""
     attrs = {**provenance.record(game, SEED, "paper2013", presets.PAPER2013.as_dict()),
-             "epoch": 1, "step": EPOCH_ENTRIES, "update": EPOCH_ENTRIES,
-             "start": 0, "stop": EPOCH_ENTRIES}
+             "epoch": 1, "step": EPOCH_ENTRIES, "update": EPOCH_ENTRIES}
     delta = memory.entries(0, EPOCH_ENTRIES)  # what save_epoch hands to write_epoch
     with tempfile.TemporaryDirectory(prefix="dqn-bench-") as tmp:
         path = Path(tmp) / "replay_0001.h5"
         start = time.perf_counter()
-        h5io.write(path, "replay_delta", attrs, delta, compress=True)
+        h5io.write(path, "replay_delta", {**attrs, "start": 0, "stop": EPOCH_ENTRIES}, delta,
+                   compress=True)
         write_s = time.perf_counter() - start
         delta_bytes = path.stat().st_size
         # A resume after a restart reads from disk, not from the page cache the write

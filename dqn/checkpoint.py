@@ -177,7 +177,7 @@ def resume_epoch(run: RunDir, epoch: int, state: TrainingState) -> None:
     """Put every piece of state back as it was when `epoch` was committed."""
     load_snapshot(run.snapshot(epoch), state.learner.network)
     attrs, arrays = h5io.read(run.state(epoch), "resume_state")
-    state.load_state(attrs, arrays)
+    _load_state(run.state(epoch), state, attrs, arrays)
     log = {name.removeprefix("log/"): value for name, value in arrays.items()
            if name.startswith("log/")}
     if not log:  # a state written before states held the log: the run's log file
@@ -190,7 +190,7 @@ def resume_epoch(run: RunDir, epoch: int, state: TrainingState) -> None:
     expected = oldest  # the next entry the ring needs: deltas must join up from there
     for path in run.replay_deltas(epoch):
         delta_attrs, delta = h5io.read(path, "replay_delta")
-        start, stop = int(delta_attrs["start"]), int(delta_attrs["stop"])
+        start, stop = _delta_range(path, delta_attrs, delta)
         if stop <= expected:
             continue
         if start > expected:
@@ -206,6 +206,25 @@ def resume_epoch(run: RunDir, epoch: int, state: TrainingState) -> None:
     run.prune(epoch, oldest_needed(state, epoch))
 
 
+def _load_state(path: Path, state: TrainingState, attrs: dict, arrays: dict) -> None:
+    """`state.load_state`, refusing by the file's name a state that does not fit this run
+    (another network's or optimiser's tensors, another game's emulator)."""
+    try:
+        state.load_state(attrs, arrays)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise DataFileError(f"{path}: its resume state does not fit this run "
+                            f"({type(error).__name__}: {' '.join(str(error).split())})") from None
+
+
+def _delta_range(path: Path, attrs: dict, delta: dict) -> tuple[int, int]:
+    """The replay entries start..stop-1 that a delta holds, checked against its length."""
+    start, stop = attrs["start"], attrs["stop"]
+    if stop - start != len(delta["frames"]):
+        raise DataFileError(f"{path}: holds {len(delta['frames'])} replay entries, but its "
+                            f"start and stop attributes say {stop - start}")
+    return start, stop
+
+
 def resume_interrupted(run: RunDir, state: TrainingState) -> dict:
     """Continue from the step a signal stopped at, on top of the newest epoch (the
     memory holds that epoch's replay entries already); return the meter's record."""
@@ -215,9 +234,9 @@ def resume_interrupted(run: RunDir, state: TrainingState) -> dict:
                    if key.startswith(f"{name}/")}
             for name in PARTS}
     load_weights(path, part["snapshot"], state.learner.network)
-    state.load_state(attrs, part["state"])
+    _load_state(path, state, attrs, part["state"])
     memory = state.memory
-    start, added = int(attrs["start"]), int(attrs["replay_added"])
+    start, added = _delta_range(path, attrs, part["delta"])[0], attrs["replay_added"]
     if start > max(memory.added, added - min(added, memory.capacity)):
         raise DataFileError(f"{path}: its replay entries start at {start}, but the memory "
                             f"restored from epoch {state.counters.epoch} ends at {memory.added}")

@@ -18,6 +18,7 @@ from dqn import h5io, networks, provenance, seeding
 from dqn.errors import ConfigError, DataFileError
 from dqn.explore import choose_action, greedy
 from dqn.games import Env, make_env
+from dqn.layouts import EVALUATION_COLUMNS
 from dqn.networks import q_values
 from dqn.play import Player, Policy
 from dqn.presets import Config
@@ -88,7 +89,7 @@ def evaluate_run(run_dir: Path, out: Path, device: torch.device, workers: int = 
     run = RunDir(run_dir)
     run_attrs, config, game, seed, epochs = run_identity(run)
     run.check_output(out, "evaluation")
-    heldout_states = h5io.read(run.heldout, "heldout", ("states",))[1]["states"]
+    heldout_states = h5io.read(run.heldout, "heldout")[1]["states"]
     n_actions = make_env(game, config, 0).n_actions
 
     def evaluate_one(epoch: int) -> dict:
@@ -107,7 +108,7 @@ def evaluate_run(run_dir: Path, out: Path, device: torch.device, workers: int = 
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         rows = list(pool.map(evaluate_one, epochs))
-    table = {name: np.array([row[name] for row in rows]) for name in h5io.EVALUATION_COLUMNS}
+    table = {name: np.array([row[name] for row in rows]) for name in EVALUATION_COLUMNS}
     attrs = provenance.record(game, seed, run_attrs["preset"], config.as_dict())
     attrs["run"] = str(run.root)
     h5io.write(out, "evaluation", attrs, table)

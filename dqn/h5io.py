@@ -1,4 +1,5 @@
-"""Every HDF5 file the project writes or reads: layout checks on read, atomic writes.
+"""Every HDF5 file the project writes or reads: layout checks (`dqn.layouts`) on write
+and on read, atomic writes.
 
 Files are written through `dqn.atomic`. Every array is stored with HDF5's Fletcher-32
 checksum, so a corrupted byte is detected on read. Every file carries its `kind`, a
@@ -7,6 +8,7 @@ checksum, so a corrupted byte is detected on read. Every file carries its `kind`
 
 from __future__ import annotations
 
+import fnmatch
 import io
 import json
 from pathlib import Path
@@ -17,24 +19,28 @@ import numpy as np
 
 from dqn.atomic import atomic_write
 from dqn.errors import DataFileError
+from dqn.layouts import FILE_ATTRS, LAYOUTS, Json
+from dqn.replay import physical_memory
 
 FORMAT_VERSION = 1
-# The columns of an evaluation file (`dqn evaluate`): one row per snapshot.
-EVALUATION_COLUMNS = ("epoch", "step", "update", "average_reward", "best_episode_reward",
-                      "episodes", "average_max_q")
 
 
 def write(path: Path, kind: str, attrs: dict[str, Any], arrays: dict[str, np.ndarray],
           compress: bool = False) -> None:
-    """Write `arrays` (names may contain '/' for groups) and `attrs` atomically.
+    """Write `arrays` (names may contain '/' for groups) and `attrs` atomically, as a file
+    of `kind`, which they must fit (`dqn.layouts`).
 
     The file is built in memory and written out in one piece: a full disk then fails a
     plain write, which names the file and leaves nothing behind, and never reaches
     libhdf5 (which crashed the process on ENOSPC)."""
+    attrs = {**attrs, "kind": kind, "format_version": FORMAT_VERSION, "complete": True}
+    arrays = {name: np.asarray(value) for name, value in arrays.items()}
+    if problem := _misfit(kind, {k: _plain(v) for k, v in attrs.items()},
+                          {name: (a.dtype, a.shape) for name, a in arrays.items()}):
+        raise ValueError(f"{path}: not as dqn.layouts declares a {kind} file: {problem}")
     image = io.BytesIO()
     with h5py.File(image, "w") as f:
         for name, value in arrays.items():
-            value = np.asarray(value)
             if value.ndim == 0:
                 f.create_dataset(name, data=value)
             else:
@@ -42,33 +48,23 @@ def write(path: Path, kind: str, attrs: dict[str, Any], arrays: dict[str, np.nda
                                  compression="lzf" if compress else None)
         for key, value in attrs.items():
             f.attrs[key] = value
-        f.attrs["kind"] = kind
-        f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["complete"] = True
 
     atomic_write(path, lambda tmp: tmp.write_bytes(image.getbuffer()))
 
 
-def read(path: Path, kind: str, required: tuple[str, ...] = (), rows: tuple[str, ...] = ()
-         ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Read a whole file written by `write`; refuse, naming the file, if it is not sound.
-
-    `rows`: datasets that are the columns of one table, so hold one row each along their
-    first axis (the first of them sets the count)."""
-    attrs, arrays = _open_checked(path, kind, tuple(required) + tuple(rows), with_arrays=True)
-    lengths = {name: np.shape(arrays[name])[0] if np.ndim(arrays[name]) else None for name in rows}
-    if rows and (wrong := [name for name in rows if lengths[name] != lengths[rows[0]]]):
-        raise DataFileError(f"{path}: dataset {wrong[0]} has {lengths[wrong[0]]} rows, "
-                            f"expected {lengths[rows[0]]} as {rows[0]} has")
-    return attrs, arrays
+def read(path: Path, kind: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read a file of `kind` written by `write`; refuse it, naming the file and the item
+    at fault, if it is not sound or does not fit its kind's layout (checked before any
+    dataset is read, so a file that declares more than it should costs no memory)."""
+    return _open_checked(path, kind, with_arrays=True)
 
 
 def read_attrs(path: Path, kind: str) -> dict[str, Any]:
     """The attributes of a file written by `write`, after the same checks as `read`."""
-    return _open_checked(path, kind, (), with_arrays=False)[0]
+    return _open_checked(path, kind, with_arrays=False)[0]
 
 
-def _open_checked(path, kind, required, with_arrays):
+def _open_checked(path, kind, with_arrays):
     path = Path(path)
     if not path.is_file():
         raise DataFileError(f"{path}: no such file")
@@ -77,23 +73,26 @@ def _open_checked(path, kind, required, with_arrays):
             attrs = {k: _plain(v) for k, v in f.attrs.items()}
             if attrs.get("kind") != kind:
                 raise DataFileError(
-                    f"{path}: expected a {kind} file, found kind={attrs.get('kind')!r}")
-            if attrs.get("format_version", 0) > FORMAT_VERSION:
-                raise DataFileError(f"{path}: format version {attrs['format_version']} is "
-                                    f"newer than this dqn reads ({FORMAT_VERSION})")
-            if not attrs.get("complete"):
+                    f"{path}: expected a file of kind {kind}, found kind={attrs.get('kind')!r}")
+            if not isinstance(attrs.get("format_version", 0), int) or attrs.get("format_version", 0) > FORMAT_VERSION:
+                raise DataFileError(f"{path}: format version {attrs['format_version']!r} is "
+                                    f"not one this dqn reads ({FORMAT_VERSION} or older)")
+            if attrs.get("complete") is not True:
                 raise DataFileError(f"{path}: incomplete file (its writer did not finish)")
-            missing = [name for name in required if name not in f]
-            if missing:
-                raise DataFileError(f"{path}: {kind} file lacks {', '.join(missing)}")
+            datasets = _datasets(path, f)
+            if problem := _misfit(kind, attrs, {n: (d.dtype, d.shape) for n, d in datasets.items()}):
+                raise DataFileError(f"{path}: {problem}")
             arrays = {}
             if with_arrays:
-                f.visititems(lambda name, node: arrays.__setitem__(name, node[()])
-                             if isinstance(node, h5py.Dataset) else None)
+                need = sum(d.size * d.dtype.itemsize for d in datasets.values())
+                if need > physical_memory():
+                    raise DataFileError(f"{path}: its datasets hold {need / 2**30:,.1f} GiB, more "
+                                        "than this machine's memory")
+                arrays = {name: d[()] for name, d in datasets.items()}
             # Every float the project stores is finite when training is sound (weights,
             # losses, Q-values, rewards): nan or inf means a diverged or damaged run.
             for name, value in arrays.items():
-                if np.issubdtype(np.asarray(value).dtype, np.floating) and not np.isfinite(value).all():
+                if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
                     raise DataFileError(f"{path}: dataset {name} holds non-finite values "
                                         "(nan or inf)")
     except DataFileError:
@@ -101,6 +100,83 @@ def _open_checked(path, kind, required, with_arrays):
     except Exception as error:  # h5py raises OSError, KeyError, RuntimeError... on damage
         raise DataFileError(f"{path}: corrupt or truncated HDF5 file ({error})") from None
     return attrs, arrays
+
+
+def _datasets(path: Path, f: h5py.File) -> dict[str, h5py.Dataset]:
+    """The file's datasets by name, refusing links and data kept outside the file: a
+    file dqn reads is self-contained, so that reading it reads nothing else."""
+    links: list[tuple[str, Any]] = []
+    f.visititems_links(lambda name, link: links.append((name, link)))  # h5py garbles a raise there
+    found: dict[str, h5py.Dataset] = {}
+    for name, link in links:
+        if not isinstance(link, h5py.HardLink):
+            target = ":".join(filter(None, (getattr(link, "filename", ""), getattr(link, "path", ""))))
+            what = "an external" if isinstance(link, h5py.ExternalLink) else "a soft"
+            raise DataFileError(f"{path}: {name} is {what} link to {target}; dqn reads no links")
+        node = f[name]
+        if isinstance(node, h5py.Dataset):
+            if node.external or node.is_virtual:
+                raise DataFileError(f"{path}: dataset {name} keeps its data in other files; "
+                                    "dqn reads no links")
+            found[name] = node
+        elif not isinstance(node, h5py.Group):
+            raise DataFileError(f"{path}: {name} is a {type(node).__name__}, not a dataset")
+    return found
+
+
+def _misfit(kind: str, attrs: dict[str, Any], arrays: dict[str, tuple[np.dtype, tuple]]) -> str | None:
+    """What in a file's attributes and (dtype, shape) of its datasets departs from the
+    layout of `kind`, in words; None if nothing."""
+    layout = LAYOUTS[kind]
+    expected_attrs = {**FILE_ATTRS, **layout.attrs}
+    for name, value in attrs.items():
+        if name not in expected_attrs:
+            return f"unexpected attribute {name} in a {kind} file"
+        if not _fits(value, expected_attrs[name]):
+            return f"attribute {name}: expected {_type_name(expected_attrs[name])}, found {_found(value)}"
+    if missing := [name for name in expected_attrs if name not in attrs]:
+        return f"attribute {missing[0]} is missing (expected {_type_name(expected_attrs[missing[0]])})"
+
+    lengths: dict[str, tuple[int, str]] = {}  # a named dimension: its length, where first seen
+    for name, (dtype, shape) in sorted(arrays.items()):
+        spec = layout.spec(name)
+        if spec is None:
+            return f"unexpected dataset {name} in a {kind} file"
+        if dtype != np.dtype(spec.dtype) or (spec.shape is not None and (
+                len(shape) != len(spec.shape)
+                or any(isinstance(d, int) and d != n for d, n in zip(spec.shape, shape)))):
+            return f"dataset {name}: expected {spec.describe()}, found {dtype} of shape {shape}"
+        for axis, (dim, n) in enumerate(zip(spec.shape or (), shape)):
+            if isinstance(dim, str):
+                seen, first = lengths.setdefault(dim, (n, name))
+                if n != seen:
+                    return (f"dataset {name} has {n} {dim} along axis {axis}, but {first} has "
+                            f"{seen}: they must agree")
+    for name, spec in layout.arrays.items():
+        part = next((p for p in layout.optional if name.startswith(p)), None)
+        if (not any(fnmatch.fnmatchcase(n, name) for n in arrays)
+                and (part is None or any(n.startswith(part) for n in arrays))):
+            return f"dataset {name} is missing (expected {spec.describe()})"
+    return None
+
+
+def _fits(value: Any, expected: type) -> bool:
+    if expected is Json:
+        try:
+            return isinstance(value, str) and isinstance(json.loads(value), dict)
+        except ValueError:
+            return False
+    return type(value) is expected  # exact: a bool is not an int, an int not a float
+
+
+def _type_name(expected: type) -> str:
+    return "a JSON object (as a string)" if expected is Json else expected.__name__
+
+
+def _found(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape}"
+    return f"{type(value).__name__} {value!r}"[:120]
 
 
 def check_replaceable(path: Path, kind: str) -> None:
@@ -135,8 +211,14 @@ def describe(path: Path) -> str:
                     value = value.replace("\n", "\n    ")
                 lines.append(f"  {key}: {value}")
             lines.append("  arrays:")
-            f.visititems(lambda name, node: lines.append(
-                f"    {name}: {node.shape} {node.dtype}") if isinstance(node, h5py.Dataset) else None)
+
+            def show(name, link):  # links are listed, not followed
+                if not isinstance(link, h5py.HardLink):
+                    lines.append(f"    {name}: {type(link).__name__} to {getattr(link, 'path', '?')}")
+                elif isinstance(node := f[name], h5py.Dataset):
+                    lines.append(f"    {name}: {node.shape} {node.dtype}")
+
+            f.visititems_links(show)
     except OSError as error:
         raise DataFileError(f"{path}: corrupt or truncated HDF5 file ({error})") from None
     return "\n".join(lines)

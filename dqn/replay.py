@@ -33,10 +33,15 @@ class Minibatch:
 ENTRY_BYTES = FRAME_PIXELS * FRAME_PIXELS + 7  # a frame, an action, a reward, 2 flags
 
 
+def physical_memory() -> int:
+    """This machine's memory in bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def check_fits_in_memory(capacity: int) -> None:
     """Refuse, before any work, a memory larger than the machine's physical memory."""
     need = capacity * ENTRY_BYTES
-    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    have = physical_memory()
     if need > have:
         raise ConfigError(f"replay_capacity_transitions={capacity}: the replay memory needs "
                           f"{need / 2**30:,.1f} GiB, more than this machine's "

@@ -9,16 +9,18 @@ import numpy as np
 
 from dqn.play import Episode
 
-FLOAT_COLUMNS = {"return", "loss_mean", "epsilon", "steps_per_s", "updates_per_s", "wall_s"}
+# The columns of the two tables, with their dtypes in the file.
+EPISODE_COLUMNS = {"return": "float64", "length_steps": "int64", "end_step": "int64",
+                   "epoch": "int64", "game_over": "int64"}
+EPOCH_COLUMNS = {"epoch": "int64", "step": "int64", "update": "int64", "episodes": "int64",
+                 "loss_mean": "float64", "epsilon": "float64", "steps_per_s": "float64",
+                 "updates_per_s": "float64", "wall_s": "float64"}
 
 
 @dataclass
 class TrainLog:
-    episodes: dict[str, list] = field(default_factory=lambda: {
-        "return": [], "length_steps": [], "end_step": [], "epoch": [], "game_over": []})
-    epochs: dict[str, list] = field(default_factory=lambda: {
-        "epoch": [], "step": [], "update": [], "episodes": [], "loss_mean": [],
-        "epsilon": [], "steps_per_s": [], "updates_per_s": [], "wall_s": []})
+    episodes: dict[str, list] = field(default_factory=lambda: {n: [] for n in EPISODE_COLUMNS})
+    epochs: dict[str, list] = field(default_factory=lambda: {n: [] for n in EPOCH_COLUMNS})
 
     def add_episode(self, episode: Episode, end_step: int, epoch: int) -> None:
         """A training episode that ended at agent step `end_step`, during epoch `epoch`
@@ -34,8 +36,8 @@ class TrainLog:
             self.epochs[name].append(value)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {f"{group}/{name}": np.asarray(values, np.float64 if name in FLOAT_COLUMNS else np.int64)
-                for group in ("episodes", "epochs")
+        return {f"{group}/{name}": np.asarray(values, columns[name])
+                for group, columns in (("episodes", EPISODE_COLUMNS), ("epochs", EPOCH_COLUMNS))
                 for name, values in getattr(self, group).items()}
 
     @classmethod

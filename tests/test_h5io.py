@@ -1,3 +1,4 @@
+import fnmatch
 import json
 import os
 import shutil
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 import dqn
-from dqn import h5io, presets, provenance
+from dqn import h5io, layouts, presets, provenance
 from dqn.errors import DataFileError
 
 
@@ -18,14 +19,21 @@ def _attrs():
     return provenance.record("Pong", 3, "ci", presets.load("ci").as_dict())
 
 
+def _snapshot(values=None):
+    """A snapshot's attributes and arrays (a network of two tensors)."""
+    weights = {"weights/w": np.arange(12, dtype=np.float32).reshape(3, 4),
+               "weights/b": np.array([1.5, -2.0], np.float32) if values is None else values}
+    return {**_attrs(), "epoch": 2, "step": 800, "update": 200}, weights
+
+
 def test_round_trip_keeps_arrays_groups_and_provenance(tmp_path):
     path = tmp_path / "x.h5"
-    arrays = {"weights/a": np.arange(12, dtype=np.float32).reshape(3, 4),
-              "weights/b": np.array([1.5]), "scalar": np.int64(7)}
-    h5io.write(path, "snapshot", {**_attrs(), "epoch": 2}, arrays)
-    attrs, got = h5io.read(path, "snapshot", ("weights/a",))
+    attrs, arrays = _snapshot()
+    h5io.write(path, "snapshot", attrs, arrays)
+    attrs, got = h5io.read(path, "snapshot")
     for name, value in arrays.items():
         np.testing.assert_array_equal(got[name], value)
+        assert got[name].dtype == value.dtype
     assert attrs["epoch"] == 2 and attrs["game"] == "Pong" and attrs["seed"] == 3
     assert json.loads(attrs["config"]) == presets.load("ci").as_dict()
     assert {"torch", "numpy", "ale-py", "h5py", "python"} <= json.loads(attrs["library_versions"]).keys()
@@ -41,13 +49,26 @@ def test_failed_write_leaves_neither_the_file_nor_its_temporary(tmp_path):
             raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        h5io.write(path, "snapshot", _attrs(), {"a": np.zeros(3), "b": Boom()})
+        h5io.write(path, "snapshot", _snapshot()[0], {"weights/a": np.zeros(3, np.float32),
+                                                      "weights/b": Boom()})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_writer_cannot_write_a_file_that_does_not_fit_its_layout(tmp_path):
+    attrs, arrays = _snapshot()
+    for bad_attrs, bad_arrays, message in [
+            ({**attrs, "colour": "red"}, arrays, "unexpected attribute colour"),
+            (attrs, {**arrays, "extra": np.zeros(2)}, "unexpected dataset extra"),
+            (attrs, {"weights/w": np.zeros(3)}, "dataset weights/w: expected float32 of any "
+                                                "shape, found float64")]:
+        with pytest.raises(ValueError, match=message):
+            h5io.write(tmp_path / "x.h5", "snapshot", bad_attrs, bad_arrays)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_truncated_file_is_refused_by_name(tmp_path):
     path = tmp_path / "epoch_0001.h5"
-    h5io.write(path, "snapshot", _attrs(), {"a": np.random.default_rng(0).random(50_000)})
+    h5io.write(path, "snapshot", *_snapshot(np.random.default_rng(0).random(50_000, np.float32)))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(DataFileError, match=f"{path}: corrupt or truncated"):
@@ -56,11 +77,10 @@ def test_truncated_file_is_refused_by_name(tmp_path):
 
 def test_flipped_bytes_in_an_array_are_detected_by_the_checksum(tmp_path):
     path = tmp_path / "epoch_0001.h5"
-    values = np.random.default_rng(0).random(50_000)
-    h5io.write(path, "snapshot", _attrs(), {"a": values})
+    h5io.write(path, "snapshot", *_snapshot(np.random.default_rng(0).random(50_000, np.float32)))
     with h5py.File(path, "r") as f:
-        offset = f["a"].id.get_offset() if f["a"].chunks is None else None
-        chunk = f["a"].id.get_chunk_info(0)
+        offset = f["weights/b"].id.get_offset() if f["weights/b"].chunks is None else None
+        chunk = f["weights/b"].id.get_chunk_info(0)
     start = offset if offset is not None else chunk.byte_offset
     data = bytearray(path.read_bytes())
     data[start + 1000] ^= 0xFF
@@ -72,10 +92,8 @@ def test_flipped_bytes_in_an_array_are_detected_by_the_checksum(tmp_path):
 def test_wrong_kind_incomplete_and_missing_files_are_refused(tmp_path):
     path = tmp_path / "a.h5"
     h5io.write(path, "heldout", _attrs(), {"states": np.zeros((2, 4, 84, 84), np.uint8)})
-    with pytest.raises(DataFileError, match="expected a snapshot file, found kind='heldout'"):
+    with pytest.raises(DataFileError, match="expected a file of kind snapshot, found kind='heldout'"):
         h5io.read(path, "snapshot")
-    with pytest.raises(DataFileError, match="heldout file lacks weights"):
-        h5io.read(path, "heldout", ("weights",))
     with h5py.File(path, "a") as f:
         f.attrs["complete"] = False
     with pytest.raises(DataFileError, match="incomplete file"):
@@ -86,6 +104,102 @@ def test_wrong_kind_incomplete_and_missing_files_are_refused(tmp_path):
     not_hdf5.write_text("hello")
     with pytest.raises(DataFileError, match=f"{not_hdf5}: corrupt or truncated"):
         h5io.describe(not_hdf5)
+
+
+def _example(kind):
+    """A file of `kind` that fits its layout, made from the layout: a named dimension is
+    2 long, any other free one 3; a pattern's '*' becomes 'x'."""
+    layout = layouts.LAYOUTS[kind]
+    values = {str: "text", int: 1, float: 0.5, bool: True, layouts.Json: "{}"}
+    attrs = {name: values[kind_of] for name, kind_of in layout.attrs.items()}
+    arrays = {name.replace("*", "x"): np.zeros(
+        [d if isinstance(d, int) else 2 if isinstance(d, str) else 3 for d in spec.shape or (3,)],
+        spec.dtype) for name, spec in layout.arrays.items()}
+    return attrs, arrays
+
+
+def _link_to_elsewhere(f, name, other):
+    del f[name]
+    f[name] = h5py.ExternalLink(str(other), "/data")
+
+
+# Each: what is done to a fitting file (open for writing), and what the error then says.
+MALFORMED = {
+    "missing dataset": (lambda f, name, other: f.__delitem__(name), "dataset {listed} is missing"),
+    "extra dataset": (lambda f, name, other: f.create_dataset("zzz", data=np.zeros(1 << 12),
+                                                              compression="gzip"),
+                      "unexpected dataset zzz"),
+    "mis-shaped dataset": (lambda f, name, other: (f.__delitem__(name), f.create_dataset(
+        name, data=np.zeros((5, 5, 5, 5, 5), f"<{'u1'}"))), "dataset {name}: expected"),
+    "mis-typed dataset": (lambda f, name, other: (
+        shape := f[name].shape, f.__delitem__(name), f.create_dataset(name, shape, "S3")),
+        "dataset {name}: expected"),
+    "missing attribute": (lambda f, name, other: f.attrs.__delitem__("seed"),
+                          "attribute seed is missing"),
+    "extra attribute": (lambda f, name, other: f.attrs.__setitem__("colour", "red"),
+                        "unexpected attribute colour"),
+    "mis-typed attribute": (lambda f, name, other: f.attrs.__setitem__("seed", "three"),
+                            "attribute seed: expected int, found str 'three'"),
+    "attribute not JSON": (lambda f, name, other: f.attrs.__setitem__("config", "[1, 2"),
+                           "attribute config: expected a JSON object"),
+    "soft link": (lambda f, name, other: (f.__delitem__(name), f.__setitem__(name, h5py.SoftLink("/x"))),
+                  "{name} is a soft link to /x; dqn reads no links"),
+    "external link": (lambda f, name, other: _link_to_elsewhere(f, name, other),
+                      "{name} is an external link to {other}:/data; dqn reads no links"),
+    "external storage": (lambda f, name, other: (f.__delitem__(name), f.create_dataset(
+        name, (3,), "uint8", external=[(str(other), 0, 3)])), "dataset {name} keeps its data in other files"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(layouts.LAYOUTS))
+def test_a_file_that_does_not_fit_its_layout_is_refused_naming_the_file_and_the_item(tmp_path, kind):
+    attrs, arrays = _example(kind)
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["data"] = np.zeros(3)
+    for case, (mutate, message) in MALFORMED.items():
+        path = tmp_path / f"{case}.h5"
+        h5io.write(path, kind, attrs, arrays)
+        assert h5io.read(path, kind)[0]["kind"] == kind  # the example fits
+        layout = layouts.LAYOUTS[kind]
+        name = next((n for n in sorted(arrays) if not n.startswith(layout.optional)), None)
+        if name is None and "{" in message:
+            continue  # a kind without datasets: nothing to break there
+        listed = name and next(p for p in layout.arrays if fnmatch.fnmatchcase(name, p))
+        with h5py.File(path, "a") as f:
+            mutate(f, name, other)
+        for read in (h5io.read, h5io.read_attrs):
+            with pytest.raises(DataFileError) as refused:
+                read(path, kind)
+            assert str(refused.value).startswith(f"{path}: "), case
+            assert message.format(name=name, listed=listed, other=other) in str(refused.value), (case, str(refused.value))
+
+
+def test_a_named_length_must_agree_across_a_files_datasets(tmp_path):
+    path = tmp_path / "e.h5"
+    attrs, arrays = _example("evaluation")
+    arrays["average_max_q"] = np.zeros(5)
+    with pytest.raises(ValueError, match="dataset average_reward has 2 snapshots along axis 0, "
+                                         "but average_max_q has 5: they must agree"):
+        h5io.write(path, "evaluation", attrs, arrays)
+
+
+def test_an_optional_part_is_all_there_or_all_absent(tmp_path):
+    attrs, arrays = _example("resume_state")
+    without_log = {name: a for name, a in arrays.items() if not name.startswith("log/")}
+    h5io.write(tmp_path / "old.h5", "resume_state", attrs, without_log)  # states before the log
+    part_of_the_log = {**without_log, "log/epochs/step": arrays["log/epochs/step"]}
+    with pytest.raises(ValueError, match="dataset log/episodes/return is missing"):
+        h5io.write(tmp_path / "half.h5", "resume_state", attrs, part_of_the_log)
+
+
+def test_a_file_declaring_more_data_than_memory_is_refused_before_reading(tmp_path, monkeypatch):
+    path = tmp_path / "h.h5"
+    h5io.write(path, "heldout", *_example("heldout"))
+    monkeypatch.setattr(h5io, "physical_memory", lambda: 1000)  # the states hold 56448 bytes
+    with pytest.raises(DataFileError, match=f"{path}: its datasets hold .* GiB, more than"):
+        h5io.read(path, "heldout")
+    assert h5io.read_attrs(path, "heldout")["kind"] == "heldout"  # attributes read no data
 
 
 def test_outside_a_git_checkout_the_commit_comes_from_the_image_or_is_unknown(tmp_path):

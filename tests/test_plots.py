@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import h5py
 import numpy as np
 import pytest
 
@@ -17,7 +18,7 @@ PAPER_TABLE = "workflow/data/table1_paper2013.csv"
 
 def write_evaluation(path, game, seed, average_reward, average_max_q, preset="ci"):
     n = len(average_reward)
-    attrs = provenance.record(game, seed, preset, presets.load(preset).as_dict())
+    attrs = {**provenance.record(game, seed, preset, presets.load(preset).as_dict()), "run": "r"}
     h5io.write(path, "evaluation", attrs, {
         "epoch": np.arange(1, n + 1), "step": np.arange(1, n + 1) * 100,
         "update": np.arange(1, n + 1) * 50,
@@ -30,10 +31,12 @@ def write_evaluation(path, game, seed, average_reward, average_max_q, preset="ci
 def write_trace(path, max_q, rewards):
     n = len(max_q)
     attrs = provenance.record("Seaquest", 0, "ci", presets.load("ci").as_dict())
-    attrs.update({"epoch": 4, "step": 1000, "update": 800, "frame_skip_frames": 4})
+    attrs.update({"epoch": 4, "step": 1000, "update": 800, "frame_skip_frames": 4, "run": "r",
+                  "snapshot": "r/snapshots/epoch_0004.h5", "epsilon": 0.05, "episode_ended": True})
     h5io.write(path, "value_trace", attrs, {
         "max_q": np.asarray(max_q, float), "rewards": np.asarray(rewards, float),
-        "screens": np.full((n, 210, 160, 3), 90, np.uint8),
+        "q": np.repeat(np.asarray(max_q, float)[:, None], 3, axis=1),
+        "actions": np.zeros(n, np.int64), "screens": np.full((n, 210, 160, 3), 90, np.uint8),
         "frames": np.zeros((n, 84, 84), np.uint8)})
     return path
 
@@ -157,22 +160,19 @@ def test_a_paper_table_without_a_row_the_figure_shows_is_refused_by_name(tmp_pat
         plots.table1(files, tmp_path / "short.csv", tmp_path / "t", tmp_path / "f")
 
 
-def test_a_trace_without_its_snapshot_attributes_is_refused_by_name(tmp_path):
-    trace = tmp_path / "old.h5"
-    h5io.write(trace, "value_trace", {"game": "Seaquest"}, {
-        "max_q": np.zeros(40), "rewards": np.zeros(40),
-        "screens": np.zeros((40, 210, 160, 3), np.uint8)})
-    with pytest.raises(DataFileError, match="old.h5: value trace lacks the attribute"
-                                            r"\(s\) preset, seed, epoch"):
+def test_an_empty_trace_is_refused_by_name(tmp_path):
+    trace = write_trace(tmp_path / "empty.h5", [], [])
+    with pytest.raises(DataFileError, match=f"{trace}: the value trace is empty"):
         plots.value_function(trace, tmp_path / "value")
 
 
 def test_an_evaluation_whose_columns_differ_in_length_is_refused_by_name(tmp_path):
     path = write_evaluation(tmp_path / "e.h5", "Breakout", 0, [1.0, 2.0, 3.0], [0.1, 0.2, 0.3])
-    attrs, arrays = h5io.read(path, "evaluation")
-    arrays["average_max_q"] = arrays["average_max_q"][:2]
-    h5io.write(path, "evaluation", attrs, arrays)
-    expected = f"{path}: dataset average_max_q has 2 rows, expected 3 as epoch has"
+    with h5py.File(path, "a") as f:  # as no writer of dqn's could
+        del f["average_max_q"]
+        f["average_max_q"] = [0.1, 0.2]
+    expected = (f"{path}: dataset average_reward has 3 snapshots along axis 0, but "
+                "average_max_q has 2: they must agree")
     with pytest.raises(DataFileError, match=re.escape(expected)):
         plots.training_curves([path], tmp_path / "curves")
     with pytest.raises(DataFileError, match=re.escape(expected)):

@@ -205,3 +205,53 @@ def test_weights_of_another_network_are_refused_in_one_line_that_names_every_mis
     message = str(error.value)
     assert "\n" not in message and message.startswith(f"{tmp_path / 's.h5'}: its weights do not fit")
     assert "Unexpected key(s)" in message and "size mismatch for body.0.weight" in message
+
+
+def _rewrite(path, change):
+    """Apply `change` to the open HDF5 file `path`, as a hand or another program might."""
+    with h5py.File(path, "a") as f:
+        change(f)
+
+
+def _replace(f, name, value):
+    del f[name]
+    f[name] = value
+
+
+# Each: the file of the finished run to change, how, the command (run = the damaged
+# copy, tmp = a scratch directory), and what its one line of error says.
+MISFITS = {
+    "held-out file with a huge declared extra dataset (evaluate)": (
+        "heldout.h5", lambda f: f.create_dataset("extra", (10**9,), "f8", chunks=(10**6,),
+                                                 compression="gzip"),
+        ["evaluate", "--run", "{run}", "--out", "{tmp}/e.h5"], "heldout.h5: unexpected dataset extra"),
+    "snapshot weight replaced by a soft link (trace)": (
+        "snapshots/epoch_0002.h5", lambda f: _replace(f, "weights/body.0.bias", h5py.SoftLink("/weights/body.2.bias")),
+        ["trace", "--run", "{run}", "--out", "{tmp}/t.h5"],
+        "epoch_0002.h5: weights/body.0.bias is a soft link to /weights/body.2.bias; dqn reads no links"),
+    "held-out states of another shape (resumed train)": (
+        "heldout.h5", lambda f: _replace(f, "states", np.zeros((5, 84, 84), np.uint8)),
+        TRAIN[3:] + ["--out", "{run}"],
+        "heldout.h5: dataset states: expected uint8 of shape (states, 4, 84, 84), found uint8 of shape (5, 84, 84)"),
+    "interrupt file that is another file (resumed train)": (
+        "resume/interrupted.h5", None, TRAIN[3:] + ["--out", "{run}"],
+        "interrupted.h5: expected a file of kind interrupted, found kind='resume_state'"),
+}
+
+
+@pytest.mark.parametrize("case", MISFITS)
+def test_a_file_that_does_not_fit_its_layout_is_one_line_naming_file_and_item(finished, tmp_path, case):
+    name, change, command, message = MISFITS[case]
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    for epoch_2 in ("snapshots/epoch_0002.h5", "resume/state_0002.h5", "complete.h5"):
+        if "train" in command:  # a run to resume: drop its last epoch
+            (run / epoch_2).unlink()
+    if change is None:
+        shutil.copy(run / "resume/state_0001.h5", run / name)
+    else:
+        _rewrite(run / name, change)
+    result = dqn(*[part.format(run=run, tmp=tmp_path) for part in command], "--device", "cpu")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert last_line(result).endswith(message), last_line(result)

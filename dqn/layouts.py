@@ -1,0 +1,114 @@
+"""What each kind of HDF5 file dqn writes holds: its attributes, with their types, and
+its datasets, with their dtypes and shapes. One layout per kind; `dqn.h5io` checks a file
+against its kind's layout when it writes one and before it reads anything from one, so a
+file that does not fit is refused with its name and the item at fault, and a reader never
+meets a missing, extra or mis-shaped item halfway through its work."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+
+from dqn.frames import FRAME_PIXELS, HISTORY_FRAMES
+from dqn.trainlog import EPISODE_COLUMNS, EPOCH_COLUMNS
+
+
+class Json:
+    """An attribute that is a JSON object stored as a string."""
+
+
+# A dimension: an int is that length; a str names a length that must be the same
+# wherever the name appears in one file (the rows of one table); None is any length.
+Dim = int | str | None
+
+
+@dataclass(frozen=True)
+class Array:
+    dtype: str  # numpy's name, e.g. "uint8"
+    shape: tuple[Dim, ...] | None  # None: any number of dimensions
+
+    def describe(self) -> str:
+        if self.shape is None:
+            return f"{self.dtype} of any shape"
+        dims = ", ".join("any" if d is None else str(d) for d in self.shape)
+        return f"{self.dtype} of shape ({dims}{',' if len(self.shape) == 1 else ''})"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """`arrays`: names, or patterns with '*' (one or more datasets); names under a
+    prefix in `optional` may be absent, all together (a part that older files lack)."""
+
+    attrs: dict[str, type]
+    arrays: dict[str, Array] = field(default_factory=dict)
+    optional: tuple[str, ...] = ()
+
+    def spec(self, name: str) -> Array | None:
+        if name in self.arrays:
+            return self.arrays[name]
+        return next((a for p, a in self.arrays.items() if "*" in p and fnmatch.fnmatchcase(name, p)),
+                    None)
+
+    def nested(self, prefix: str) -> dict[str, Array]:
+        return {f"{prefix}/{name}": array for name, array in self.arrays.items()}
+
+
+# Written by `dqn.h5io.write` into every file.
+FILE_ATTRS = {"kind": str, "format_version": int, "complete": bool}
+# `dqn.provenance.record`: what made the file.
+PROVENANCE = {"dqn_version": str, "git_commit": str, "game": str, "seed": int, "preset": str,
+              "config": Json, "library_versions": Json, "created": str}
+COUNTERS = {"epoch": int, "step": int, "update": int}  # where the run stood
+
+WEIGHTS = {"weights/*": Array("float32", None)}  # the Q-network's state_dict
+TRAIN_LOG = Layout({**PROVENANCE, **COUNTERS}, {
+    **{f"episodes/{name}": Array(dtype, ("episodes",)) for name, dtype in EPISODE_COLUMNS.items()},
+    **{f"epochs/{name}": Array(dtype, ("epochs",)) for name, dtype in EPOCH_COLUMNS.items()}})
+REPLAY_DELTA = Layout({**PROVENANCE, **COUNTERS, "start": int, "stop": int}, {
+    "frames": Array("uint8", ("entries", FRAME_PIXELS, FRAME_PIXELS)),
+    "actions": Array("uint8", ("entries",)),
+    "rewards": Array("float32", ("entries",)),
+    "terminals": Array("bool", ("entries",)),
+    "episode_starts": Array("bool", ("entries",))})
+# `dqn.checkpoint.TrainingState.state`: optimiser and target network, emulator, log.
+RESUME_STATE = Layout(
+    {**PROVENANCE, **COUNTERS, "counters": Json, "env": Json, "agent_rng": Json,
+     "replay_added": int},
+    {"learner/*": Array("float32", None),
+     "env/stack": Array("uint8", (HISTORY_FRAMES, FRAME_PIXELS, FRAME_PIXELS)),
+     "env/ale": Array("uint8", ("ale_state_bytes",)),  # Atari only: the emulator's state
+     **TRAIN_LOG.nested("log")},
+    optional=("env/ale", "log/"))  # log/: states from before they held the log
+# Everything since the newest snapshot (`dqn.checkpoint._save_since_snapshot`).
+SINCE_SNAPSHOT = Layout(
+    {**RESUME_STATE.attrs, "start": int, "stop": int, "meter": Json},
+    {**REPLAY_DELTA.nested("delta"), **RESUME_STATE.nested("state"), **TRAIN_LOG.nested("log"),
+     "snapshot/weights/*": WEIGHTS["weights/*"]},
+    optional=("state/env/ale", "state/log/"))
+
+EVALUATION_COLUMNS = {"epoch": "int64", "step": "int64", "update": "int64",
+                      "average_reward": "float64", "best_episode_reward": "float64",
+                      "episodes": "int64", "average_max_q": "float64"}
+
+LAYOUTS = {
+    "heldout": Layout(PROVENANCE, {
+        "states": Array("uint8", ("states", HISTORY_FRAMES, FRAME_PIXELS, FRAME_PIXELS))}),
+    "snapshot": Layout({**PROVENANCE, **COUNTERS}, WEIGHTS),
+    "train_log": TRAIN_LOG,
+    "replay_delta": REPLAY_DELTA,
+    "resume_state": RESUME_STATE,
+    "interrupted": SINCE_SNAPSHOT,
+    "diverged": SINCE_SNAPSHOT,
+    "complete": Layout({**PROVENANCE, **COUNTERS, "snapshot": str}),
+    "evaluation": Layout({**PROVENANCE, "run": str}, {
+        name: Array(dtype, ("snapshots",)) for name, dtype in EVALUATION_COLUMNS.items()}),
+    "value_trace": Layout(
+        {**PROVENANCE, **COUNTERS, "run": str, "snapshot": str, "epsilon": float,
+         "episode_ended": bool, "frame_skip_frames": int},
+        {"frames": Array("uint8", ("steps", FRAME_PIXELS, FRAME_PIXELS)),
+         "screens": Array("uint8", ("steps", None, None, 3)),  # RGB
+         "q": Array("float64", ("steps", "actions")),
+         "max_q": Array("float64", ("steps",)),
+         "actions": Array("int64", ("steps",)),
+         "rewards": Array("float64", ("steps",))}),
+}
