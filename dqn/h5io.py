@@ -110,9 +110,7 @@ def _datasets(path: Path, f: h5py.File) -> dict[str, h5py.Dataset]:
     found: dict[str, h5py.Dataset] = {}
     for name, link in links:
         if not isinstance(link, h5py.HardLink):
-            target = ":".join(filter(None, (getattr(link, "filename", ""), getattr(link, "path", ""))))
-            what = "an external" if isinstance(link, h5py.ExternalLink) else "a soft"
-            raise DataFileError(f"{path}: {name} is {what} link to {target}; dqn reads no links")
+            raise DataFileError(f"{path}: {name} is {_link(link)}; dqn reads no links")
         node = f[name]
         if isinstance(node, h5py.Dataset):
             if node.external or node.is_virtual:
@@ -122,6 +120,12 @@ def _datasets(path: Path, f: h5py.File) -> dict[str, h5py.Dataset]:
         elif not isinstance(node, h5py.Group):
             raise DataFileError(f"{path}: {name} is a {type(node).__name__}, not a dataset")
     return found
+
+
+def _link(link: h5py.SoftLink | h5py.ExternalLink) -> str:
+    if isinstance(link, h5py.ExternalLink):
+        return f"an external link to {link.filename}:{link.path}"
+    return f"a soft link to {link.path}"
 
 
 def _misfit(kind: str, attrs: dict[str, Any], arrays: dict[str, tuple[np.dtype, tuple]]) -> str | None:
@@ -214,7 +218,7 @@ def describe(path: Path) -> str:
 
             def show(name, link):  # links are listed, not followed
                 if not isinstance(link, h5py.HardLink):
-                    lines.append(f"    {name}: {type(link).__name__} to {getattr(link, 'path', '?')}")
+                    lines.append(f"    {name}: {_link(link)}")
                 elif isinstance(node := f[name], h5py.Dataset):
                     lines.append(f"    {name}: {node.shape} {node.dtype}")
 

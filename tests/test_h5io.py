@@ -214,3 +214,15 @@ def test_outside_a_git_checkout_the_commit_comes_from_the_image_or_is_unknown(tm
                for extra in ({"DQN_IMAGE_GIT_COMMIT": "0123abc"}, {})]
     assert commits == ["unknown (not run from a git checkout; the container image was built "
                        "from 0123abc)", "unknown (not run from a git checkout)"]
+
+
+def test_describe_lists_links_without_following_them(tmp_path):
+    path = tmp_path / "s.h5"
+    h5io.write(path, "snapshot", *_snapshot())
+    with h5py.File(path, "a") as f:
+        f["weights/soft"] = h5py.SoftLink("/weights/w")
+        f["weights/far"] = h5py.ExternalLink(str(tmp_path / "absent.h5"), "/data")
+    listing = h5io.describe(path)
+    assert "weights/soft: a soft link to /weights/w" in listing
+    assert f"weights/far: an external link to {tmp_path / 'absent.h5'}:/data" in listing
+    assert "weights/w: (3, 4) float32" in listing
