@@ -136,10 +136,10 @@ def _misfit(kind: str, attrs: dict[str, Any], arrays: dict[str, tuple[np.dtype, 
     for name, value in attrs.items():
         if name not in expected_attrs:
             return f"unexpected attribute {name} in a {kind} file"
-        if not _fits(value, expected_attrs[name]):
-            return f"attribute {name}: expected {_type_name(expected_attrs[name])}, found {_found(value)}"
+        if problem := _attr_misfit(value, expected_attrs[name]):
+            return f"attribute {name}: {problem}"
     if missing := [name for name in expected_attrs if name not in attrs]:
-        return f"attribute {missing[0]} is missing (expected {_type_name(expected_attrs[missing[0]])})"
+        return f"attribute {missing[0]} is missing"
 
     lengths: dict[str, tuple[int, str]] = {}  # a named dimension: its length, where first seen
     for name, (dtype, shape) in sorted(arrays.items()):
@@ -164,17 +164,20 @@ def _misfit(kind: str, attrs: dict[str, Any], arrays: dict[str, tuple[np.dtype, 
     return None
 
 
-def _fits(value: Any, expected: type) -> bool:
-    if expected is Json:
+def _attr_misfit(value: Any, expected: type | Json) -> str | None:
+    if isinstance(expected, Json):
         try:
-            return isinstance(value, str) and isinstance(json.loads(value), dict)
+            parsed = json.loads(value) if isinstance(value, str) else None
         except ValueError:
-            return False
-    return type(value) is expected  # exact: a bool is not an int, an int not a float
-
-
-def _type_name(expected: type) -> str:
-    return "a JSON object (as a string)" if expected is Json else expected.__name__
+            parsed = None
+        if not isinstance(parsed, dict):
+            return f"expected a JSON object (as a string), found {_found(value)}"
+        if missing := [key for key in expected.keys if key not in parsed]:
+            return f"the JSON object lacks the key {missing[0]}"
+        return None
+    if type(value) is not expected:  # exact: a bool is not an int, an int not a float
+        return f"expected {expected.__name__}, found {_found(value)}"
+    return None
 
 
 def _found(value: Any) -> str:

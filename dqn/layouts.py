@@ -13,8 +13,11 @@ from dqn.frames import FRAME_PIXELS, HISTORY_FRAMES
 from dqn.trainlog import EPISODE_COLUMNS, EPOCH_COLUMNS
 
 
+@dataclass(frozen=True)
 class Json:
-    """An attribute that is a JSON object stored as a string."""
+    """An attribute that is a JSON object stored as a string, with at least `keys`."""
+
+    keys: tuple[str, ...] = ()
 
 
 # A dimension: an int is that length; a str names a length that must be the same
@@ -39,7 +42,7 @@ class Layout:
     """`arrays`: names, or patterns with '*' (one or more datasets); names under a
     prefix in `optional` may be absent, all together (a part that older files lack)."""
 
-    attrs: dict[str, type]
+    attrs: dict[str, type | Json]
     arrays: dict[str, Array] = field(default_factory=dict)
     optional: tuple[str, ...] = ()
 
@@ -57,7 +60,7 @@ class Layout:
 FILE_ATTRS = {"kind": str, "format_version": int, "complete": bool}
 # `dqn.provenance.record`: what made the file.
 PROVENANCE = {"dqn_version": str, "git_commit": str, "game": str, "seed": int, "preset": str,
-              "config": Json, "library_versions": Json, "created": str}
+              "config": Json(), "library_versions": Json(), "created": str}
 COUNTERS = {"epoch": int, "step": int, "update": int}  # where the run stood
 
 WEIGHTS = {"weights/*": Array("float32", None)}  # the Q-network's state_dict
@@ -72,8 +75,11 @@ REPLAY_DELTA = Layout({**PROVENANCE, **COUNTERS, "start": int, "stop": int}, {
     "episode_starts": Array("bool", ("entries",))})
 # `dqn.checkpoint.TrainingState.state`: optimiser and target network, emulator, log.
 RESUME_STATE = Layout(
-    {**PROVENANCE, **COUNTERS, "counters": Json, "env": Json, "agent_rng": Json,
-     "replay_added": int},
+    {**PROVENANCE, **COUNTERS, "replay_added": int,
+     # `Counters` and `Player.state`; the environment's own; a NumPy bit generator's
+     "counters": Json(("epoch", "step", "episode", "episode_return", "episode_steps",
+                       "next_is_episode_start")),
+     "env": Json(("rng",)), "agent_rng": Json(("bit_generator", "state"))},
     {"learner/*": Array("float32", None),
      "env/stack": Array("uint8", (HISTORY_FRAMES, FRAME_PIXELS, FRAME_PIXELS)),
      "env/ale": Array("uint8", ("ale_state_bytes",)),  # Atari only: the emulator's state
@@ -81,7 +87,9 @@ RESUME_STATE = Layout(
     optional=("env/ale", "log/"))  # log/: states from before they held the log
 # Everything since the newest snapshot (`dqn.checkpoint._save_since_snapshot`).
 SINCE_SNAPSHOT = Layout(
-    {**RESUME_STATE.attrs, "start": int, "stop": int, "meter": Json},
+    {**RESUME_STATE.attrs, "start": int, "stop": int,
+     "meter": Json(("loss_sum", "losses", "epoch_elapsed_s", "epoch_start_step",  # `Meter.state`
+                    "epoch_start_update"))},
     {**REPLAY_DELTA.nested("delta"), **RESUME_STATE.nested("state"), **TRAIN_LOG.nested("log"),
      "snapshot/weights/*": WEIGHTS["weights/*"]},
     optional=("state/env/ale", "state/log/"))

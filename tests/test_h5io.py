@@ -110,8 +110,9 @@ def _example(kind):
     """A file of `kind` that fits its layout, made from the layout: a named dimension is
     2 long, any other free one 3; a pattern's '*' becomes 'x'."""
     layout = layouts.LAYOUTS[kind]
-    values = {str: "text", int: 1, float: 0.5, bool: True, layouts.Json: "{}"}
-    attrs = {name: values[kind_of] for name, kind_of in layout.attrs.items()}
+    values = {str: "text", int: 1, float: 0.5, bool: True}
+    attrs = {name: json.dumps(dict.fromkeys(kind_of.keys, 0)) if isinstance(kind_of, layouts.Json)
+             else values[kind_of] for name, kind_of in layout.attrs.items()}
     arrays = {name.replace("*", "x"): np.zeros(
         [d if isinstance(d, int) else 2 if isinstance(d, str) else 3 for d in spec.shape or (3,)],
         spec.dtype) for name, spec in layout.arrays.items()}
@@ -226,3 +227,11 @@ def test_describe_lists_links_without_following_them(tmp_path):
     assert "weights/soft: a soft link to /weights/w" in listing
     assert f"weights/far: an external link to {tmp_path / 'absent.h5'}:/data" in listing
     assert "weights/w: (3, 4) float32" in listing
+
+
+def test_a_json_attribute_must_hold_the_keys_its_reader_needs(tmp_path):
+    attrs, arrays = _example("interrupted")
+    meter = json.loads(attrs["meter"])
+    del meter["losses"]
+    with pytest.raises(ValueError, match="attribute meter: the JSON object lacks the key losses"):
+        h5io.write(tmp_path / "i.h5", "interrupted", {**attrs, "meter": json.dumps(meter)}, arrays)

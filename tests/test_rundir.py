@@ -224,7 +224,8 @@ MISFITS = {
     "held-out file with a huge declared extra dataset (evaluate)": (
         "heldout.h5", lambda f: f.create_dataset("extra", (10**9,), "f8", chunks=(10**6,),
                                                  compression="gzip"),
-        ["evaluate", "--run", "{run}", "--out", "{tmp}/e.h5"], "heldout.h5: unexpected dataset extra"),
+        ["evaluate", "--run", "{run}", "--out", "{tmp}/e.h5"],
+        "heldout.h5: unexpected dataset extra in a heldout file"),
     "snapshot weight replaced by a soft link (trace)": (
         "snapshots/epoch_0002.h5", lambda f: _replace(f, "weights/body.0.bias", h5py.SoftLink("/weights/body.2.bias")),
         ["trace", "--run", "{run}", "--out", "{tmp}/t.h5"],
@@ -254,4 +255,5 @@ def test_a_file_that_does_not_fit_its_layout_is_one_line_naming_file_and_item(fi
     result = dqn(*[part.format(run=run, tmp=tmp_path) for part in command], "--device", "cpu")
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
+    assert last_line(result).startswith(f"dqn {command[0]}: error: {run}/"), last_line(result)
     assert last_line(result).endswith(message), last_line(result)
