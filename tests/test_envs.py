@@ -18,7 +18,7 @@ ENVS = sorted((ROOT / "envs").glob("*.yaml"))
 NEEDS = {
     # Every `dqn` command imports dqn.presets, hence pydantic.
     "training": {"torch", "numpy", "gymnasium", "ale-py", "h5py", "opencv-python-headless",
-                 "pydantic"},
+                 "pydantic", "imageio", "imageio-ffmpeg", "pillow", "tensorboard"},
     "plotting": {"numpy", "h5py", "matplotlib", "pydantic"},
 }
 
