@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -19,8 +21,8 @@ from dqn.errors import ConfigError, DataFileError
 from dqn.explore import choose_action, greedy
 from dqn.games import Env, make_env
 from dqn.layouts import EVALUATION_COLUMNS
-from dqn.networks import q_values
-from dqn.play import Player, Policy
+from dqn.networks import average_max_q, q_values
+from dqn.play import Player, Policy, Step
 from dqn.presets import Config
 from dqn.rundir import RunDir, load_snapshot
 
@@ -31,14 +33,6 @@ def load_network(path: Path, config: Config, n_actions: int, device: torch.devic
     network = networks.build(config.network, n_actions)
     attrs = load_snapshot(path, network)
     return network.to(device).eval(), attrs
-
-
-@torch.inference_mode()
-def average_max_q(network: torch.nn.Module, states: np.ndarray, device: torch.device) -> float:
-    """2013 §5.1: the mean over held-out states of max_a Q(s, a)."""
-    maxima = [network(torch.from_numpy(chunk).to(device)).max(dim=1).values.double().sum().item()
-              for chunk in np.array_split(states, max(1, len(states) // 256))]
-    return sum(maxima) / len(states)
 
 
 @torch.inference_mode()
@@ -65,6 +59,32 @@ def epsilon_greedy(network: torch.nn.Module, eps: float, rng: np.random.Generato
     """2013 §5.1: the epsilon-greedy policy of `network`; it runs only when needed."""
     return lambda env: choose_action(eps, env.n_actions, rng,
                                      lambda: greedy(q_values(network, env.stack, device)))
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A state the policy acted in, as a person and the network saw it, and the step
+    taken from it."""
+
+    screen: np.ndarray  # the emulator's full-colour 210x160 screen
+    q: np.ndarray  # Q(s, a) for every action, float64
+    step: Step
+
+
+def play_seen(network: torch.nn.Module, env: Env, eps: float, rng: np.random.Generator,
+              device: torch.device, max_steps: int, max_episodes: int) -> Iterator[Seen]:
+    """`epsilon_greedy`'s play from the start of an episode, yielding for each state its
+    screen and Q-values (so the network runs every step, not only for greedy actions):
+    the data of Figure 3 (2013 §5.2) and of `dqn watch`'s videos."""
+    seen = {}
+
+    def policy(env: Env) -> int:
+        seen["screen"] = env.screen_rgb()
+        seen["q"] = q_values(network, env.stack, device).astype(np.float64)
+        return choose_action(eps, env.n_actions, rng, lambda: greedy(seen["q"]))
+
+    for step in Player(env).run(policy, max_steps, max_episodes):
+        yield Seen(seen["screen"], seen["q"], step)
 
 
 def run_identity(run: RunDir) -> tuple[dict, Config, str, int, list[int]]:
@@ -138,16 +158,11 @@ def trace_run(run_dir: Path, out: Path, device: torch.device, steps: int) -> dic
     rng = seeding.generator(seed, "eval_policy", epochs[-1], TRACE_STREAM)
     network, attrs = load_network(snapshot, config, env.n_actions, device)
     columns = {"frames": [], "screens": [], "q": [], "max_q": [], "actions": [], "rewards": []}
-
-    def policy(env: Env) -> int:
-        """Epsilon-greedy, recording the state's screen and Q-values on the way."""
-        q = q_values(network, env.stack, device).astype(np.float64)
-        columns["screens"].append(env.screen_rgb())
-        columns["q"].append(q)
-        columns["max_q"].append(q.max())
-        return choose_action(config.eval_epsilon, env.n_actions, rng, lambda: greedy(q))
-
-    for step in Player(env).run(policy, steps, max_episodes=1):
+    for seen in play_seen(network, env, config.eval_epsilon, rng, device, steps, max_episodes=1):
+        step = seen.step
+        columns["screens"].append(seen.screen)
+        columns["q"].append(seen.q)
+        columns["max_q"].append(seen.q.max())
         columns["frames"].append(step.frame)
         columns["actions"].append(step.action)
         columns["rewards"].append(step.reward)

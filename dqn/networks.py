@@ -46,6 +46,14 @@ def q_values(network: nn.Module, stack: np.ndarray, device: torch.device) -> np.
     return network(torch.from_numpy(stack[None]).to(device))[0].cpu().numpy()
 
 
+@torch.inference_mode()
+def average_max_q(network: nn.Module, states: np.ndarray, device: torch.device) -> float:
+    """2013 §5.1: the mean over held-out states of max_a Q(s, a)."""
+    maxima = [network(torch.from_numpy(chunk).to(device)).max(dim=1).values.double().sum().item()
+              for chunk in np.array_split(states, max(1, len(states) // 256))]
+    return sum(maxima) / len(states)
+
+
 class QNetwork(nn.Module):
     """Takes uint8 frames; DQN 3.0 scales pixels to [0, 1] before the first layer."""
 
