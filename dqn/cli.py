@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     _device_arguments(train)
     train.add_argument("--progress-s", type=float, default=10.0,
                        help="seconds between progress lines")
+    train.add_argument("--no-tensorboard", dest="live_view", action="store_false",
+                       help="write no TensorBoard event files (the live view of the run; "
+                       "`tensorboard --logdir` on the run directories shows them)")
 
     evaluate = commands.add_parser("evaluate", help="evaluate every snapshot of a run")
     evaluate.add_argument("--run", type=Path, required=True, help="a run directory")
@@ -142,7 +145,7 @@ def _run(args: argparse.Namespace) -> int:
         from dqn.train import train
         config = presets.load(args.preset, args.overrides)
         train(check_game(args.game), args.preset, config, args.seed, args.out, device,
-              args.progress_s)
+              args.progress_s, args.live_view)
     elif args.command == "evaluate":
         from dqn.evaluate import evaluate_run
         table = evaluate_run(args.run, args.out, device, args.workers)

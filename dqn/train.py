@@ -8,7 +8,7 @@ after being killed, it continues from the newest snapshot and, on the CPU, ends 
 the same weights as an uninterrupted run.
 
 Where the run's state lives and how it is saved and put back is `dqn.checkpoint`'s;
-what the run reports is `dqn.progress`'s.
+what the run reports is `dqn.progress`'s, and its live view in TensorBoard `dqn.events`'s.
 
 SIGTERM (how SLURM ends a job at its time limit or on preemption, a grace period before
 SIGKILL) and SIGINT stop the loop between two steps: it saves everything since the
@@ -32,6 +32,7 @@ import torch
 from dqn import checkpoint, h5io, provenance, seeding
 from dqn.checkpoint import Counters, TrainingState
 from dqn.errors import Diverged, Stopped
+from dqn.events import LiveView
 from dqn.explore import epsilon, greedy, random_action
 from dqn.games import Env, make_env
 from dqn.learner import Learner
@@ -90,15 +91,17 @@ def random_play(env: Env, rng: np.random.Generator, steps: int) -> ReplayMemory:
 
 
 def train(game: str, preset: str, config: Config, seed: int, out: Path,
-          device: torch.device, progress_s: float = 10.0) -> None:
-    """Train, or continue a run of `out`; raise Stopped after saving if signalled."""
+          device: torch.device, progress_s: float = 10.0, live_view: bool = True) -> None:
+    """Train, or continue a run of `out`; raise Stopped after saving if signalled.
+    `live_view`: write TensorBoard event files into `out` as it goes (`dqn.events`)."""
     check_fits_in_memory(config.replay_capacity_transitions)  # before anything is made
     with stop_signals() as received, RunDir(out).writing() as run:
-        _train(game, preset, config, seed, run, device, progress_s, received)
+        _train(game, preset, config, seed, run, device, progress_s, live_view, received)
 
 
 def _train(game: str, preset: str, config: Config, seed: int, run: RunDir,
-           device: torch.device, progress_s: float, received: list[int]) -> None:
+           device: torch.device, progress_s: float, live_view: bool,
+           received: list[int]) -> None:
     attrs = provenance.record(game, seed, preset, config.as_dict())
     run.claim(attrs)
     if not run.heldout.exists():
@@ -126,16 +129,25 @@ def _train(game: str, preset: str, config: Config, seed: int, run: RunDir,
         LOG.info(f"resumed from {resumed_from} at step {state.counters.step}")
     else:
         state.player.start()
+    view = None
+    if live_view:
+        heldout_states = h5io.read(run.heldout, "heldout")[1]["states"]
+        view = LiveView(run.root, state.log, state.counters.step, heldout_states, device)
     meter = Meter(state.counters, state.learner.updates, device)
     if epoch_so_far:
         meter.restore(epoch_so_far)
-    loop(run, attrs, config, state, meter, progress_s, received)
+    try:
+        loop(run, attrs, config, state, meter, view, progress_s, received)
+    finally:
+        if view:
+            view.close()
     checkpoint.mark_complete(run, attrs, state.counters.epoch)
 
 
 def loop(run: RunDir, attrs: dict, config: Config, state: TrainingState, meter: Meter,
-         progress_s: float, received: list[int]) -> None:
-    """Algorithm 1 from where `state` stands to `config.train_steps`, saving each epoch."""
+         view: LiveView | None, progress_s: float, received: list[int]) -> None:
+    """Algorithm 1 from where `state` stands to `config.train_steps`, saving each epoch;
+    `view`, if any, shows the training log as it grows."""
     counters, learner = state.counters, state.learner
     # One thread for the emulator: it plays a step while its update runs (see below).
     # The ALE holds Python's GIL while it emulates, but torch's kernels do not, so the
@@ -144,6 +156,8 @@ def loop(run: RunDir, attrs: dict, config: Config, state: TrainingState, meter: 
         draws = None  # the step's draws, when the emulator thread made them ahead
         while counters.step < config.train_steps:
             if received and draws is None:
+                if view:
+                    view.flush(state.log)
                 checkpoint.save_interrupted(run, attrs, state, meter.state())
                 raise Stopped(received[0], f"{signal.Signals(received[0]).name} at step "
                               f"{counters.step:,}: saved {run.interrupt}; run the same "
@@ -179,7 +193,11 @@ def loop(run: RunDir, attrs: dict, config: Config, state: TrainingState, meter: 
                     raise Diverged(f"training diverged in epoch {counters.epoch} (step "
                                    f"{counters.step:,}): {problem}; saved what it needs for "
                                    f"inspection to {run.diverged}, and no snapshot of the epoch")
+                if view:
+                    view.end_epoch(state.log, learner.network)
                 checkpoint.save_epoch(run, attrs, state)
+            elif view:
+                view.write(state.log)
             meter.maybe_report(counters, eps, state.log, config.train_steps, progress_s)
 
 

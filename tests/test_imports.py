@@ -15,7 +15,7 @@ STAGES = [
     {"atari", "catch", "games", "explore", "play"},  # environment
     {"replay"},
     {"networks", "learner"},
-    {"layouts", "h5io", "rundir", "trainlog", "checkpoint", "progress", "train"},  # snapshot
+    {"layouts", "h5io", "rundir", "trainlog", "checkpoint", "progress", "events", "train"},  # snapshot
     {"evaluate"},
     {"plots"},  # figure
     {"bench"},  # entry points, which nothing else imports

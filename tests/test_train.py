@@ -1,5 +1,5 @@
-"""Training runs on the `ci` preset: files, exact resume after SIGKILL and after SIGTERM
-or SIGINT (saved mid-epoch), refusals."""
+"""Training runs on the `ci` preset: files, the TensorBoard view, exact resume after
+SIGKILL and after SIGTERM or SIGINT (saved mid-epoch), refusals."""
 
 import json
 import re
@@ -14,10 +14,13 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from dqn import h5io, networks, presets, seeding
+from dqn import cli, h5io, networks, presets, seeding
 from dqn.atari import Atari
 from dqn.errors import DataFileError, RunMismatchError, Stopped
+from dqn.evaluate import load_network
+from dqn.events import EVENTS_DIR
 from dqn.explore import choose_action, epsilon, greedy
 from dqn.learner import Learner
 from dqn.replay import ReplayMemory
@@ -108,6 +111,62 @@ def test_a_run_writes_heldout_snapshots_and_log(finished_run):
     assert not list(finished_run.rglob("*.tmp"))
 
 
+def scalars(run_dir) -> dict[str, list[tuple[int, float]]]:
+    """The scalars of a run's event files as TensorBoard reads them: {tag: [(step,
+    value), ...]}, after the purges that the writers of resumed runs asked for."""
+    events = EventAccumulator(str(run_dir / EVENTS_DIR), size_guidance={"scalars": 0})  # all
+    events.Reload()
+    return {tag: [(event.step, event.value) for event in events.Scalars(tag)]
+            for tag in events.Tags()["scalars"]}
+
+
+def float32(values) -> list[float]:
+    return np.asarray(values, np.float32).tolist()  # TensorBoard stores scalars as float32
+
+
+def test_the_event_files_show_the_training_log_at_its_steps(finished_run):
+    run = RunDir(finished_run)
+    _, log = h5io.read(run.log, "train_log")
+    seen = scalars(finished_run)
+    assert set(seen) == {"episode/return", "episode/length_steps", "train/loss_mean",
+                         "train/epsilon", "train/steps_per_s", "train/updates_per_s",
+                         "train/average_max_q"}
+    episode_steps = log["episodes/end_step"].tolist()
+    for tag, column in (("episode/return", "episodes/return"),
+                        ("episode/length_steps", "episodes/length_steps")):
+        assert seen[tag] == list(zip(episode_steps, float32(log[column]))), tag
+    epoch_steps = log["epochs/step"].tolist()
+    for name in ("loss_mean", "epsilon", "steps_per_s", "updates_per_s"):
+        assert seen[f"train/{name}"] == list(zip(epoch_steps, float32(log[f"epochs/{name}"])))
+    # 2013 §5.1's average max-Q of each epoch's snapshot, as dqn evaluate measures it.
+    config = presets.load("ci")
+    states = h5io.read(run.heldout, "heldout")[1]["states"]
+    expected = [networks.average_max_q(load_network(run.snapshot(epoch), config, 4, CPU)[0],
+                                       states, CPU) for epoch in run.snapshot_epochs()]
+    assert seen["train/average_max_q"] == list(zip(epoch_steps, float32(expected)))
+
+
+def test_no_tensorboard_writes_no_event_files(tmp_path):
+    out = tmp_path / "run"
+    assert cli.main(["train", "--game", "Catch", "--preset", "ci", "--out", str(out),
+                     "--device", "cpu", "--threads", "1", "--no-tensorboard",
+                     "--set", "train_steps=220", "--set", "epoch_updates=10",
+                     "--set", "heldout_collect_steps=40"]) == 0
+    assert RunDir(out).completion.exists() and not (out / EVENTS_DIR).exists()
+
+
+def assert_same_events(run, reference):
+    """Each step's scalars once, as in `reference`'s (throughputs are timings)."""
+    ours, theirs = scalars(run.root), scalars(reference.root)
+    assert set(ours) == set(theirs)
+    for tag in theirs:
+        steps = [step for step, _ in ours[tag]]
+        assert steps == [step for step, _ in theirs[tag]], tag
+        assert steps == sorted(set(steps)), tag  # each step once
+        if not tag.endswith("_per_s"):
+            assert ours[tag] == theirs[tag], tag
+
+
 def test_killed_at_any_moment_resumes_to_bit_identical_weights(finished_run, tmp_path):
     out = tmp_path / "killed"
     run = RunDir(out)
@@ -126,6 +185,8 @@ def test_killed_at_any_moment_resumes_to_bit_identical_weights(finished_run, tmp
     assert run.snapshot_epochs() == reference.snapshot_epochs()
     assert_same_weights(run, reference)
     assert_same_log(run, reference)
+    assert_same_events(run, reference)
+    assert len(list((out / EVENTS_DIR).iterdir())) > 1  # a file per process, read as one
     assert not list(out.rglob("*.tmp"))
 
 
@@ -173,6 +234,7 @@ def finish_and_compare(out, reference, interrupt_step, overrides=()):
     assert run.snapshot_epochs() == RunDir(reference).snapshot_epochs()
     assert_same_weights(run, RunDir(reference))
     assert_same_log(run, RunDir(reference))
+    assert_same_events(run, RunDir(reference))
 
 
 def test_sigterm_and_sigint_save_mid_epoch_and_a_rerun_ends_identical(finished_run, tmp_path):
@@ -274,6 +336,9 @@ def test_a_damaged_newest_epoch_costs_one_epoch_and_the_run_ends_identical(finis
             f"so epoch {last} is lost: continuing from epoch {last - 1} instead" in done.stderr)
     assert_same_weights(run, RunDir(finished_run))
     assert_same_log(run, RunDir(finished_run))
+    # The lost epoch's scalars, written and flushed before its snapshot was, are read
+    # once: the resumed run's writer purged them and wrote them again.
+    assert_same_events(run, RunDir(finished_run))
 
     out = tmp_path / "killed"
     run = RunDir(out)
@@ -285,6 +350,7 @@ def test_a_damaged_newest_epoch_costs_one_epoch_and_the_run_ends_identical(finis
     assert "so epoch 3 is lost: continuing from epoch 2 instead" in done.stderr
     assert_same_weights(run, RunDir(finished_run))
     assert_same_log(run, RunDir(finished_run))
+    assert_same_events(run, RunDir(finished_run))
     # Only the newest state and the one before it are kept.
     assert sorted(p.name for p in (out / "resume").glob("state_*")) == ["state_0003.h5", "state_0004.h5"]
 
