@@ -93,6 +93,11 @@ class Atari:
         return len(self.actions)
 
     @property
+    def action_names(self) -> list[str]:
+        """ALE's names of the minimal action set (NOOP, FIRE, UPRIGHT, ...), in order."""
+        return [action.name for action in self.actions]
+
+    @property
     def game_over(self) -> bool:
         """Whether the last step ended the game (or hit the frame cap), not just a life."""
         return self._game_needs_reset

@@ -25,6 +25,7 @@ from dqn.presets import Config
 
 ROWS, COLUMNS = 10, 5
 MOVES = (-1, 0, 1)  # action 0 left, 1 stay, 2 right (bsuite's order)
+ACTION_NAMES = ("LEFT", "STAY", "RIGHT")
 # The grid cell each pixel row and column of the 84x84 frame shows.
 _PIXEL_ROW = np.arange(FRAME_PIXELS) * ROWS // FRAME_PIXELS
 _PIXEL_COLUMN = np.arange(FRAME_PIXELS) * COLUMNS // FRAME_PIXELS
@@ -41,6 +42,7 @@ class Catch:
         del config, evaluation  # the rules have no settings; episodes are 9 steps long
         self.rng = np.random.Generator(np.random.PCG64(seed))  # the ball's columns
         self.n_actions = len(MOVES)
+        self.action_names = list(ACTION_NAMES)
         self.ball_row = self.ball_column = self.paddle_column = 0
         self.stack = np.zeros((HISTORY_FRAMES, FRAME_PIXELS, FRAME_PIXELS), np.uint8)
 

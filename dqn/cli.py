@@ -45,6 +45,18 @@ def main(argv: list[str] | None = None) -> int:
                        help="agent steps to play at most (the episode may end first)")
     _device_arguments(trace)
 
+    watch = commands.add_parser("watch", help="a video of a snapshot playing, with its "
+                                "predicted values beside the screen")
+    watch.add_argument("--run", type=Path, required=True, help="a run directory")
+    watch.add_argument("--epoch", type=int, help="the snapshot's epoch (default: the newest)")
+    watch.add_argument("--out", type=Path, required=True,
+                       help="the video: .mp4 (H.264), or .gif (for short clips)")
+    watch.add_argument("--episodes", type=int, default=1, help="episodes to play at most")
+    watch.add_argument("--max-steps", type=int, default=4500,
+                       help="agent steps to play at most (a frame each; 4500: 5 minutes "
+                       "at frame skip 4)")
+    _device_arguments(watch)
+
     plot = commands.add_parser("plot", help="the paper's figures and table from evaluation files")
     figures = plot.add_subparsers(dest="figure", required=True)
     curves = figures.add_parser("training-curves", help="Figure 2: reward and average max-Q "
@@ -156,6 +168,10 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--steps {args.steps}: must be >= 1")
         table = trace_run(args.run, args.out, device, args.steps)
         print(f"{args.out}: {len(table['max_q'])} steps traced")
+    elif args.command == "watch":
+        from dqn.video import watch
+        frames = watch(args.run, args.out, device, args.epoch, args.episodes, args.max_steps)
+        print(f"{args.out}: {frames} frames")
     elif args.command == "bench":
         from dqn.bench import run_benchmarks
         print(json.dumps(run_benchmarks(args.game, device, args.seconds), indent=2))

@@ -83,13 +83,18 @@ class RunDir:
             yield self
 
     def check_output(self, out: Path, kind: str) -> None:
-        """Refuse an output of a command that reads this run if it lies inside the run
-        (a reader never writes there) or would replace a file of another kind."""
+        """Refuse an HDF5 output of a command that reads this run if it lies inside the
+        run or would replace a file of another kind."""
+        self.check_outside(out)
+        h5io.check_replaceable(out, kind)
+        check_writable(out)  # a read-only place fails now, not after the work
+
+    def check_outside(self, out: Path) -> None:
+        """Refuse an output of a command that reads this run if it lies inside the run:
+        a reader never writes there."""
         if Path(out).resolve().is_relative_to(self.root.resolve()):
             raise ConfigError(f"--out {out}: inside the run directory {self.root}, which "
                               "this command reads; write it elsewhere")
-        h5io.check_replaceable(out, kind)
-        check_writable(out)  # a read-only place fails now, not after the work
 
     def snapshot(self, epoch: int) -> Path:
         return self.root / "snapshots" / f"epoch_{epoch:04d}.h5"
