@@ -10,8 +10,10 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 import psutil
 import pytest
@@ -69,8 +71,9 @@ def test_default_config_plans_one_training_job_per_game_of_the_paper(workflow_co
     result = snakemake(workflow_copy, "-n", "-p")
     assert result.returncode == 0, result.stderr
     jobs = planned_jobs(result)
-    assert jobs["train"] == 7 and jobs["evaluate"] == 7
+    assert jobs["train"] == 7 and jobs["evaluate"] == 7 and jobs["video"] == 7
     assert jobs["trace_value_function"] == 1 and jobs["table1"] == 1
+    assert "results/videos/Pong/seed0.mp4" in result.stdout
     assert "--preset paper2013 --seed 0" in result.stdout
 
 
@@ -103,7 +106,7 @@ def test_jobs_that_may_use_a_gpu_ask_for_one_unless_the_device_is_the_cpu(
     result = snakemake(workflow_copy, "-n", "-p", "--config", f"device={device}", "jobs_per_gpu=3")
     assert result.returncode == 0, result.stderr
     # every dqn call that may use a GPU gets the device and the GPU sharing
-    assert result.stdout.count(f"--device {device} --jobs-per-gpu 3") == 7 + 7 + 1
+    assert result.stdout.count(f"--device {device} --jobs-per-gpu 3") == 7 + 7 + 1 + 7
     asked = {}
     for block in re.split(r"\n(?=rule \w+:)", result.stdout):
         if m := re.match(r"rule (\w+):", block):
@@ -111,6 +114,7 @@ def test_jobs_that_may_use_a_gpu_ask_for_one_unless_the_device_is_the_cpu(
             gpu = re.search(r"\bgpu=(\d+)", resources.group(1)) if resources else None
             asked.setdefault(m.group(1), set()).add(int(gpu.group(1)) if gpu else 0)
     assert asked["train"] == asked["evaluate"] == asked["trace_value_function"] == {gpus}
+    assert asked["video"] == {gpus}
     assert asked["table1"] == {0}
 
 
@@ -258,6 +262,21 @@ def test_ci_trace_is_consistent_and_seeded(ci_run, tmp_path):
     _, repeated = h5io.read(again, "value_trace")
     for name in ("max_q", "actions", "rewards", "screens"):
         np.testing.assert_array_equal(repeated[name], trace[name])
+
+
+@pytest.mark.slow
+def test_ci_workflow_makes_a_video_of_each_run_and_puts_it_in_the_report(ci_run, tmp_path):
+    for game in ("Breakout", "Seaquest"):
+        frames = iio.imread(ci_run / f"results/videos/{game}/seed0.mp4")
+        assert frames.shape[1:] == (640, 800, 3) and 1 <= len(frames) <= 60  # video_steps
+    report = tmp_path / "report.zip"
+    result = snakemake(ci_run, "--configfile", "config/ci.yaml", "--report", str(report))
+    assert result.returncode == 0, result.stderr
+    with zipfile.ZipFile(report) as archive:
+        reported = sorted(archive.read(name) for name in archive.namelist()
+                          if name.endswith(".mp4"))
+    assert reported == sorted((ci_run / f"results/videos/{game}/seed0.mp4").read_bytes()
+                              for game in ("Breakout", "Seaquest"))
 
 
 @pytest.mark.slow

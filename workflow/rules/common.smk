@@ -139,6 +139,7 @@ RUN_DIR = "results/runs/{game}/seed{seed}"
 COMPLETE = os.path.join(RUN_DIR, "complete.h5")
 EVALUATION = "results/eval/{game}/seed{seed}.h5"
 TRACE = "results/traces/{game}/seed{seed}.h5"
+VIDEO = "results/videos/{game}/seed{seed}.mp4"
 
 
 wildcard_constraints:
@@ -192,4 +193,5 @@ def final_products():
         products += expand("results/tables/table1.{ext}", ext=("csv", "md", "tex"))
     if config["value_function_game"] in config["games"]:
         products += expand("results/figures/value_function.{ext}", ext=("png", "pdf", "json"))
+    products += expand(VIDEO, game=config["games"], seed=config["seeds"])
     return products
