@@ -6,7 +6,8 @@ update, the real training loop against the bare update it runs, on 1 and 2 CPU t
 and what resuming costs on disk. Every figure carries its unit in its key, and the
 machine and code it was measured on are recorded with it. Targets (issue 5):
 env_overhead_vs_emulator <= 0.10, replay_bytes_per_transition_at_1M <= 7200,
-replay_sample_vs_update_ratio well under 1, train_overhead_vs_bare_update <= 0.10.
+replay_sample_vs_update_ratio well under 1, train_overhead_vs_bare_update <= 0.10;
+(issue 13) train_events_overhead_vs_no_events < 0.01, watch_vs_game_speed >= 1.
 
     python -m dqn bench --game Breakout --seconds 5
 """
@@ -30,11 +31,14 @@ import dqn
 from dqn import h5io, presets, provenance
 from dqn.atari import Atari, check_game, frame_skip
 from dqn.checkpoint import Counters, TrainingState
+from dqn.events import LiveView
 from dqn.learner import Learner
+from dqn.networks import build
 from dqn.play import Player
 from dqn.replay import Minibatch, ReplayMemory
 from dqn.train import random_play, train
 from dqn.trainlog import TrainLog
+from dqn.video import EMULATOR_FRAMES_PER_S, watch
 
 SEED = 0
 ROUNDS = 5  # each timing is split into this many slices, alternated, median taken
@@ -52,7 +56,11 @@ THREAD_COUNTS = (1, 2)  # issue 5: one training process on 1 and on 2 CPU thread
 LOOP_REPLAY_START_STEPS = presets.QUICK.minibatch_transitions
 LOOP_UPDATES_PER_TIMING_S = 50
 LOOP_MIN_UPDATES = 10
-LOOP_ROUNDS = 3  # each round runs `dqn train` once per thread count
+LOOP_ROUNDS = 3  # each round runs `dqn train` once per thread count, and once without events
+# `dqn watch` is timed on a video of this many frames per second of timing (at
+# --seconds 3: 150 frames, 10 s of video at frame skip 4), at least WATCH_MIN_FRAMES.
+WATCH_FRAMES_PER_TIMING_S = 50
+WATCH_MIN_FRAMES = 15
 
 
 def run_benchmarks(game: str, device: torch.device, seconds: float) -> dict:
@@ -70,6 +78,8 @@ def run_benchmarks(game: str, device: torch.device, seconds: float) -> dict:
     del memory  # ~0.7 GB touched of a 7 GB allocation
 
     figures.update(training_loop_figures(game, batch, n_actions, device, seconds))
+    figures.update(events_epoch_figures(n_actions, device, figures["train_agent_steps_per_s"]))
+    figures.update(watch_figures(game, device, seconds))
     figures["bench_wall_s"] = time.perf_counter() - started
     figures["load_average_1min_at_end"] = os.getloadavg()[0]
     return figures
@@ -264,26 +274,27 @@ def training_loop_figures(game: str, batch: Minibatch, n_actions: int, device: t
     of the loop in every round, alternated. The loop draws from a memory of a few
     hundred entries, which stay in the CPU caches; at 1M a draw costs
     replay_sample_batch32_ms (a replay_sample_vs_update_ratio share of an update).
+    Each round also runs the loop without its event files (`dqn train --no-tensorboard`)
+    at torch's current thread count: the live view's cost within an epoch.
     """
     run_s = seconds / 2
-    updates = max(LOOP_MIN_UPDATES, round(LOOP_UPDATES_PER_TIMING_S * seconds))
-    config = presets.load("quick", [
-        f"replay_start_steps={LOOP_REPLAY_START_STEPS}", f"epoch_updates={updates}",
-        f"train_steps={LOOP_REPLAY_START_STEPS + updates}",
-        f"replay_capacity_transitions={LOOP_REPLAY_START_STEPS + updates}",
-        "epsilon_anneal_steps=0", "heldout_collect_steps=40", "heldout_states=32"])
+    config = loop_config(seconds)
+    updates = config.epoch_updates
     learner = Learner(presets.PAPER2013, n_actions, device, SEED)
     sync = device_sync(device)
     default_threads = torch.get_num_threads()
     thread_counts = sorted({*THREAD_COUNTS, default_threads})
     bare: dict[int, list[float]] = {n: [] for n in thread_counts}
     loop: dict[int, list[float]] = {n: [] for n in thread_counts}
+    no_events: list[float] = []
     try:
         for _ in range(LOOP_ROUNDS):
             for threads in thread_counts:
                 torch.set_num_threads(threads)
                 bare[threads].append(calls_per_s(lambda: learner.update(batch), run_s, sync))
                 loop[threads].append(loop_steps_per_s(game, config, device))
+            torch.set_num_threads(default_threads)
+            no_events.append(loop_steps_per_s(game, config, device, live_view=False))
     finally:
         torch.set_num_threads(default_threads)
     figures = {"train_updates_per_run": updates}
@@ -299,10 +310,24 @@ def training_loop_figures(game: str, batch: Minibatch, n_actions: int, device: t
     for name in ("train_bare_updates_per_s", "train_agent_steps_per_s",
                  "train_overhead_vs_bare_update"):
         figures[name] = figures[f"{name}_threads{default_threads}"]
+    figures["train_agent_steps_per_s_no_events"] = statistics.median(no_events)
+    figures["train_events_overhead_vs_no_events"] = (
+        statistics.median(no_events) / figures["train_agent_steps_per_s"] - 1)
     return figures
 
 
-def loop_steps_per_s(game: str, config: presets.Config, device: torch.device) -> float:
+def loop_config(seconds: float) -> presets.Config:
+    """The one-epoch runs of the timings (see training_loop_figures)."""
+    updates = max(LOOP_MIN_UPDATES, round(LOOP_UPDATES_PER_TIMING_S * seconds))
+    return presets.load("quick", [
+        f"replay_start_steps={LOOP_REPLAY_START_STEPS}", f"epoch_updates={updates}",
+        f"train_steps={LOOP_REPLAY_START_STEPS + updates}",
+        f"replay_capacity_transitions={LOOP_REPLAY_START_STEPS + updates}",
+        "epsilon_anneal_steps=0", "heldout_collect_steps=40", "heldout_states=32"])
+
+
+def loop_steps_per_s(game: str, config: presets.Config, device: torch.device,
+                     live_view: bool = True) -> float:
     """Steps with an update per second in a one-epoch run of `dqn train` (see above).
 
     The epoch's time includes the replay-start steps but only the steps with an update
@@ -310,7 +335,8 @@ def loop_steps_per_s(game: str, config: presets.Config, device: torch.device) ->
     """
     with tempfile.TemporaryDirectory(prefix="dqn-bench-") as tmp:
         out = Path(tmp) / "run"
-        train(game, "quick", config, SEED, out, device, progress_s=float("inf"))
+        train(game, "quick", config, SEED, out, device, progress_s=float("inf"),
+              live_view=live_view)
         _, log = h5io.read(out / "train_log.h5", "train_log")
     assert log["epochs/update"].tolist() == [config.epoch_updates], "one epoch per run"
     return config.epoch_updates / float(log["epochs/wall_s"][0])
@@ -366,3 +392,43 @@ def drop_from_page_cache(path: Path) -> None:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)
+
+
+# -- 7. the views of a run: its live view at an epoch's end, and its video --
+
+def events_epoch_figures(n_actions: int, device: torch.device, steps_per_s: float) -> dict:
+    """What the live view adds at the end of a paper epoch, outside the epoch's timing:
+    the average max-Q of 2013's 500 held-out states on the 2013 network, and a flush;
+    and its share of a paper epoch (50k steps) at the loop's steps/s."""
+    states = np.random.default_rng(SEED).integers(
+        0, 256, (presets.PAPER2013.heldout_states, 4, 84, 84), dtype=np.uint8)
+    network = build("paper2013", n_actions).to(device)
+    log = TrainLog()
+    log.add_epoch({name: 1 for name in log.epochs})
+    with tempfile.TemporaryDirectory(prefix="dqn-bench-") as tmp:
+        view = LiveView(Path(tmp), TrainLog(), 0, states, device)
+        start = time.perf_counter()
+        view.end_epoch(log, network)
+        elapsed_s = time.perf_counter() - start
+        view.close()
+    return {"events_epoch_end_s": elapsed_s,
+            "events_epoch_end_share_of_paper_epoch": elapsed_s * steps_per_s / EPOCH_ENTRIES}
+
+
+def watch_figures(game: str, device: torch.device, seconds: float) -> dict:
+    """`dqn watch` on a snapshot of a one-epoch run: video frames per second against the
+    game's own speed (>= 1: the video is made faster than the game plays), and the MP4's
+    bytes per frame."""
+    with tempfile.TemporaryDirectory(prefix="dqn-bench-") as tmp:
+        run, video = Path(tmp) / "run", Path(tmp) / "video.mp4"
+        train(game, "quick", loop_config(seconds), SEED, run, device, progress_s=float("inf"),
+              live_view=False)
+        frames = max(WATCH_MIN_FRAMES, round(WATCH_FRAMES_PER_TIMING_S * seconds))
+        start = time.perf_counter()
+        frames = watch(run, video, device, episodes=frames, max_steps=frames)
+        frames_per_s = frames / (time.perf_counter() - start)
+        size_bytes = video.stat().st_size
+    return {"watch_frames_per_s": frames_per_s,
+            "watch_vs_game_speed":
+                frames_per_s / (EMULATOR_FRAMES_PER_S / frame_skip(game, presets.PAPER2013)),
+            "watch_mp4_bytes_per_frame": size_bytes / frames}

@@ -4,6 +4,7 @@ values, from a short run; and the workflow's bench rule, planned but not run."""
 import datetime
 import json
 
+import pytest
 import torch
 
 from dqn import cli
@@ -42,6 +43,16 @@ def test_bench_reports_every_figure_of_the_issue_with_its_machine(capsys):
             figures[f"{name}_threads2"] / figures[f"{name}_threads1"])
         assert figures[name] == figures[f"{name}_threads1"]  # --threads 1
     assert figures["train_updates_per_run"] >= 10
+    # issue 13: the live view's cost and dqn watch's speed, measured within the run
+    assert figures["train_agent_steps_per_s_no_events"] > 0
+    assert figures["train_events_overhead_vs_no_events"] == (
+        figures["train_agent_steps_per_s_no_events"] / figures["train_agent_steps_per_s"] - 1)
+    assert -0.5 < figures["train_events_overhead_vs_no_events"] < 1
+    assert 0 < figures["events_epoch_end_s"] < 10
+    assert figures["events_epoch_end_share_of_paper_epoch"] == pytest.approx(
+        figures["events_epoch_end_s"] * figures["train_agent_steps_per_s"] / 50_000)
+    assert figures["watch_vs_game_speed"] == pytest.approx(figures["watch_frames_per_s"] / 15)
+    assert figures["watch_mp4_bytes_per_frame"] > 0
 
 
 def test_bench_rule_writes_one_file_per_device_and_is_no_default_target(tmp_path):
