@@ -42,7 +42,7 @@ PANEL_WIDTH_PIXELS = 320
 # Both sides a multiple of 16, H.264's macroblock: no player has to pad or scale.
 HEIGHT_PIXELS = 640
 WIDTH_PIXELS = 160 * SCALE + PANEL_WIDTH_PIXELS
-MARGIN = 14
+MARGIN_PIXELS = 14
 CURVE_STEPS_SHOWN_AT_LEAST = 60  # the curve's x axis grows from this many steps
 BACKGROUND, TEXT, FAINT = (18, 18, 24), (235, 235, 235), (140, 140, 150)
 CURVE, BAR, CHOSEN = (90, 170, 255), (95, 95, 115), (255, 190, 40)
@@ -120,8 +120,8 @@ class Panel:
         self.title, self.policy, self.action_names = title, policy, action_names
         self.font = ImageFont.load_default(size=15)
         self.small = ImageFont.load_default(size=12)
-        self.left = 160 * SCALE + MARGIN  # the panel's left edge
-        self.width = PANEL_WIDTH_PIXELS - 2 * MARGIN
+        self.left = 160 * SCALE + MARGIN_PIXELS  # the panel's left edge
+        self.width = PANEL_WIDTH_PIXELS - 2 * MARGIN_PIXELS
         self.screen_top = (HEIGHT_PIXELS - 210 * SCALE) // 2
 
     def draw(self, screen: np.ndarray, q: np.ndarray, action: int, history: list[float],
@@ -135,14 +135,14 @@ class Panel:
                                                    Image.Resampling.NEAREST),
                     (0, self.screen_top))
         draw = ImageDraw.Draw(image)
-        x, y = self.left, MARGIN
+        x, y = self.left, MARGIN_PIXELS
         draw.text((x, y), self.title, TEXT, self.font)
         draw.text((x, y + 20), self.policy, FAINT, self.small)
         draw.text((x, y + 46), f"score {score:g}", TEXT, self.font)
         draw.text((x, y + 66), f"frame {frame_number:,}   episode {episode}/{episodes}",
                   TEXT, self.font)
         self._curve(draw, history, y + 100, 170)
-        self._q_bars(draw, q, action, y + 300, HEIGHT_PIXELS - MARGIN)
+        self._q_bars(draw, q, action, y + 300, HEIGHT_PIXELS - MARGIN_PIXELS)
         return np.asarray(image)
 
     def _curve(self, draw: ImageDraw.ImageDraw, history: list[float], top: int,
