@@ -62,8 +62,8 @@ LOOP_ROUNDS = 3  # each round runs `dqn train` once per thread count, and once w
 # `dqn watch` is timed on a video of this many frames per second of timing (at
 # --seconds 3: 150 frames, 10 s of video at frame skip 4), at least WATCH_MIN_FRAMES.
 WATCH_FRAMES_PER_TIMING_S = 50
-# A training episode of Breakout under the quick preset lasts ~210 agent steps (56 in
-# its first 11,818 steps); the live view writes two scalars at each one's end.
+# About the length of a quick-preset Breakout training episode, in agent steps; the
+# live view writes two scalars at each one's end.
 EVENTS_EPISODE_STEPS = 200
 WATCH_MIN_FRAMES = 15
 
@@ -299,8 +299,8 @@ def training_loop_figures(game: str, batch: Minibatch, n_actions: int, device: t
                 torch.set_num_threads(threads)
                 bare[threads].append(calls_per_s(lambda: learner.update(batch), run_s, sync))
                 # At the current thread count, with and without the event files back to
-                # back, each first in turn: on a busy machine the order alone moved
-                # their ratio by over 10%.
+                # back, each first in turn: on a busy machine the order alone moves their
+                # ratio (README, "Benchmark").
                 views = [True] if threads != default_threads else (
                     [True, False] if round_number % 2 else [False, True])
                 for live_view in views:

@@ -145,6 +145,8 @@ def restore(run: RunDir, new_state: Callable[[], TrainingState]
     nothing to resume) and the meter's record of the epoch in progress (None unless
     from an interrupt file)."""
     state = new_state()
+    if run.interrupt.exists():  # refused now, not mistaken for a damaged epoch below
+        h5io.read_attrs(run.interrupt, "interrupted")
     epochs = run.snapshot_epochs()
     if not epochs:
         run.prune(0, 0)  # keeps only an interrupt file from before the first snapshot
@@ -168,6 +170,10 @@ def restore(run: RunDir, new_state: Callable[[], TrainingState]
                 raise DataFileError(f"{damage}; and epoch {previous}, the fallback, is "
                                     f"damaged too: {second}") from None
             epochs = [previous]
+        # Only once the epoch is back: a damaged file found while pruning is no reason to
+        # give up an epoch (and the fallback must not delete the epoch it falls back from
+        # before it has succeeded).
+        run.prune(epochs[-1], oldest_needed(state, epochs[-1]))
     if run.interrupt.exists():
         return state, run.interrupt, resume_interrupted(run, state)
     return state, (run.snapshot(epochs[-1]) if epochs else None), None
@@ -203,7 +209,6 @@ def resume_epoch(run: RunDir, epoch: int, state: TrainingState) -> None:
         raise DataFileError(
             f"{run.root / 'resume'}: the replay deltas end at entry {expected}, "
             f"but {run.state(epoch)} expects {added}")
-    run.prune(epoch, oldest_needed(state, epoch))
 
 
 def _load_state(path: Path, state: TrainingState, attrs: dict, arrays: dict) -> None:
@@ -236,7 +241,10 @@ def resume_interrupted(run: RunDir, state: TrainingState) -> dict:
     load_weights(path, part["snapshot"], state.learner.network)
     _load_state(path, state, attrs, part["state"])
     memory = state.memory
-    start, added = _delta_range(path, attrs, part["delta"])[0], attrs["replay_added"]
+    (start, stop), added = _delta_range(path, attrs, part["delta"]), attrs["replay_added"]
+    if stop != added:
+        raise DataFileError(f"{path}: its replay entries end at {stop}, but its state "
+                            f"expects {added}")
     if start > max(memory.added, added - min(added, memory.capacity)):
         raise DataFileError(f"{path}: its replay entries start at {start}, but the memory "
                             f"restored from epoch {state.counters.epoch} ends at {memory.added}")

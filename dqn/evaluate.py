@@ -128,7 +128,8 @@ def evaluate_run(run_dir: Path, out: Path, device: torch.device, workers: int = 
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         rows = list(pool.map(evaluate_one, epochs))
-    table = {name: np.array([row[name] for row in rows]) for name in EVALUATION_COLUMNS}
+    table = {name: np.array([row[name] for row in rows], dtype)
+             for name, dtype in EVALUATION_COLUMNS.items()}
     attrs = provenance.record(game, seed, run_attrs["preset"], config.as_dict())
     attrs["run"] = str(run.root)
     h5io.write(out, "evaluation", attrs, table)
@@ -136,8 +137,19 @@ def evaluate_run(run_dir: Path, out: Path, device: torch.device, workers: int = 
 
 
 # The trace plays its own episode: a fourth seed element keeps its emulator and policy
-# streams apart from the evaluation of the same epoch.
+# streams apart from the evaluation of the same epoch (and `dqn.video`'s).
 TRACE_STREAM = 1
+
+
+def snapshot_play(run: RunDir, config: Config, game: str, seed: int, epoch: int, stream: int,
+                  device: torch.device) -> tuple[Env, np.random.Generator, torch.nn.Module, dict]:
+    """What a play of snapshot `epoch` of its own needs, seeded by `stream` (a fourth seed
+    element beside the evaluation's): the evaluation environment, the policy's
+    generator, the network and the snapshot's attributes."""
+    env = make_env(game, config, seeding.derive(seed, "eval_env", epoch, stream), evaluation=True)
+    rng = seeding.generator(seed, "eval_policy", epoch, stream)
+    network, attrs = load_network(run.snapshot(epoch), config, env.n_actions, device)
+    return env, rng, network, attrs
 
 
 @torch.inference_mode()
@@ -153,10 +165,8 @@ def trace_run(run_dir: Path, out: Path, device: torch.device, steps: int) -> dic
     run_attrs, config, game, seed, epochs = run_identity(run)
     run.check_output(out, "value_trace")
     snapshot = run.snapshot(epochs[-1])
-    env = make_env(game, config, seeding.derive(seed, "eval_env", epochs[-1], TRACE_STREAM),
-                   evaluation=True)
-    rng = seeding.generator(seed, "eval_policy", epochs[-1], TRACE_STREAM)
-    network, attrs = load_network(snapshot, config, env.n_actions, device)
+    env, rng, network, attrs = snapshot_play(run, config, game, seed, epochs[-1], TRACE_STREAM,
+                                             device)
     columns = {"frames": [], "screens": [], "q": [], "max_q": [], "actions": [], "rewards": []}
     for seen in play_seen(network, env, config.eval_epsilon, rng, device, steps, max_episodes=1):
         step = seen.step

@@ -71,7 +71,7 @@ def _open_checked(path, kind, with_arrays):
     try:
         with h5py.File(path, "r") as f:
             attrs = {k: _plain(v) for k, v in f.attrs.items()}
-            if attrs.get("kind") != kind:
+            if not isinstance(attrs.get("kind"), str) or attrs["kind"] != kind:
                 raise DataFileError(
                     f"{path}: expected a file of kind {kind}, found kind={attrs.get('kind')!r}")
             if not isinstance(attrs.get("format_version", 0), int) or attrs.get("format_version", 0) > FORMAT_VERSION:
@@ -79,9 +79,11 @@ def _open_checked(path, kind, with_arrays):
                                     f"not one this dqn reads ({FORMAT_VERSION} or older)")
             if attrs.get("complete") is not True:
                 raise DataFileError(f"{path}: incomplete file (its writer did not finish)")
-            datasets = _datasets(path, f)
+            datasets, groups = _contents(path, f)
             if problem := _misfit(kind, attrs, {n: (d.dtype, d.shape) for n, d in datasets.items()}):
                 raise DataFileError(f"{path}: {problem}")
+            if empty := [g for g in groups if not any(n.startswith(g + "/") for n in datasets)]:
+                raise DataFileError(f"{path}: unexpected group {empty[0]} (it holds no dataset)")
             arrays = {}
             if with_arrays:
                 need = sum(d.size * d.dtype.itemsize for d in datasets.values())
@@ -102,13 +104,12 @@ def _open_checked(path, kind, with_arrays):
     return attrs, arrays
 
 
-def _datasets(path: Path, f: h5py.File) -> dict[str, h5py.Dataset]:
-    """The file's datasets by name, refusing links and data kept outside the file: a
-    file dqn reads is self-contained, so that reading it reads nothing else."""
-    links: list[tuple[str, Any]] = []
-    f.visititems_links(lambda name, link: links.append((name, link)))  # h5py garbles a raise there
+def _contents(path: Path, f: h5py.File) -> tuple[dict[str, h5py.Dataset], list[str]]:
+    """The file's datasets by name, and its groups, refusing links and data kept outside
+    the file: a file dqn reads is self-contained, so that reading it reads nothing else."""
     found: dict[str, h5py.Dataset] = {}
-    for name, link in links:
+    groups = []
+    for name, link in _links(f):
         if not isinstance(link, h5py.HardLink):
             raise DataFileError(f"{path}: {name} is {_link(link)}; dqn reads no links")
         node = f[name]
@@ -117,9 +118,20 @@ def _datasets(path: Path, f: h5py.File) -> dict[str, h5py.Dataset]:
                 raise DataFileError(f"{path}: dataset {name} keeps its data in other files; "
                                     "dqn reads no links")
             found[name] = node
-        elif not isinstance(node, h5py.Group):
+        elif isinstance(node, h5py.Group):
+            groups.append(name)
+        else:
             raise DataFileError(f"{path}: {name} is a {type(node).__name__}, not a dataset")
-    return found
+        if node.attrs:  # dqn keeps attributes on the file only
+            raise DataFileError(f"{path}: unexpected attribute {next(iter(node.attrs))} on {name}")
+    return found, groups
+
+
+def _links(f: h5py.File) -> list[tuple[str, Any]]:
+    """Every name in the file with its link (hard, soft or external), none followed."""
+    links: list[tuple[str, Any]] = []
+    f.visititems_links(lambda name, link: links.append((name, link)))  # h5py garbles a raise there
+    return links
 
 
 def _link(link: h5py.SoftLink | h5py.ExternalLink) -> str:
@@ -214,18 +226,18 @@ def describe(path: Path) -> str:
             for key, value in sorted(f.attrs.items()):
                 value = _plain(value)
                 if isinstance(value, str) and value.startswith("{"):
-                    value = json.dumps(json.loads(value), indent=2, sort_keys=True)
+                    try:
+                        value = json.dumps(json.loads(value), indent=2, sort_keys=True)
+                    except ValueError:  # not JSON after all: shown as it is
+                        pass
                     value = value.replace("\n", "\n    ")
                 lines.append(f"  {key}: {value}")
             lines.append("  arrays:")
-
-            def show(name, link):  # links are listed, not followed
+            for name, link in _links(f):  # listed, not followed
                 if not isinstance(link, h5py.HardLink):
                     lines.append(f"    {name}: {_link(link)}")
                 elif isinstance(node := f[name], h5py.Dataset):
                     lines.append(f"    {name}: {node.shape} {node.dtype}")
-
-            f.visititems_links(show)
     except OSError as error:
         raise DataFileError(f"{path}: corrupt or truncated HDF5 file ({error})") from None
     return "\n".join(lines)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from dqn.frames import FRAME_PIXELS, HISTORY_FRAMES
-from dqn.trainlog import EPISODE_COLUMNS, EPOCH_COLUMNS
+from dqn.replay import COLUMNS as REPLAY_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -62,17 +64,19 @@ FILE_ATTRS = {"kind": str, "format_version": int, "complete": bool}
 PROVENANCE = {"dqn_version": str, "git_commit": str, "game": str, "seed": int, "preset": str,
               "config": Json(), "library_versions": Json(), "created": str}
 COUNTERS = {"epoch": int, "step": int, "update": int}  # where the run stood
+# The training log's two tables (`dqn.trainlog`), with each column's dtype.
+EPISODE_COLUMNS = {"return": "float64", "length_steps": "int64", "end_step": "int64",
+                   "epoch": "int64", "game_over": "int64"}
+EPOCH_COLUMNS = {"epoch": "int64", "step": "int64", "update": "int64", "episodes": "int64",
+                 "loss_mean": "float64", "epsilon": "float64", "steps_per_s": "float64",
+                 "updates_per_s": "float64", "wall_s": "float64"}
 
 WEIGHTS = {"weights/*": Array("float32", None)}  # the Q-network's state_dict
 TRAIN_LOG = Layout({**PROVENANCE, **COUNTERS}, {
     **{f"episodes/{name}": Array(dtype, ("episodes",)) for name, dtype in EPISODE_COLUMNS.items()},
     **{f"epochs/{name}": Array(dtype, ("epochs",)) for name, dtype in EPOCH_COLUMNS.items()}})
 REPLAY_DELTA = Layout({**PROVENANCE, **COUNTERS, "start": int, "stop": int}, {
-    "frames": Array("uint8", ("entries", FRAME_PIXELS, FRAME_PIXELS)),
-    "actions": Array("uint8", ("entries",)),
-    "rewards": Array("float32", ("entries",)),
-    "terminals": Array("bool", ("entries",)),
-    "episode_starts": Array("bool", ("entries",))})
+    name: Array(np.dtype(dtype).name, ("entries", *shape)) for name, (dtype, shape) in REPLAY_COLUMNS.items()})
 # `dqn.checkpoint.TrainingState.state`: optimiser and target network, emulator, log.
 RESUME_STATE = Layout(
     {**PROVENANCE, **COUNTERS, "replay_added": int,

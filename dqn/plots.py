@@ -162,7 +162,7 @@ def value_function(trace: Path, out: Path) -> list[Path]:
     attrs, arrays = h5io.read(Path(trace), "value_trace")
     if not len(arrays["max_q"]):
         raise DataFileError(f"{trace}: the value trace is empty (0 steps)")
-    max_q, rewards = arrays["max_q"].astype(np.float64), arrays["rewards"]
+    max_q, rewards = arrays["max_q"], arrays["rewards"]
     segment = select_segment(max_q, rewards)
     steps = np.arange(segment["start"], segment["stop"])
     figure = plt.figure(figsize=(9.0, 6.0))

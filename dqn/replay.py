@@ -30,7 +30,13 @@ class Minibatch:
     terminals: np.ndarray  # (B,) bool
 
 
-ENTRY_BYTES = FRAME_PIXELS * FRAME_PIXELS + 7  # a frame, an action, a reward, 2 flags
+# One entry per agent step: (dtype, shape) of each column. Rewards are kept unclipped.
+COLUMNS = {"frames": (np.uint8, (FRAME_PIXELS, FRAME_PIXELS)),
+           "actions": (np.uint8, ()),  # at most 18 Atari actions
+           "rewards": (np.float32, ()),
+           "terminals": (np.bool_, ()),
+           "episode_starts": (np.bool_, ())}
+ENTRY_BYTES = sum(np.dtype(dtype).itemsize * int(np.prod(shape)) for dtype, shape in COLUMNS.values())
 
 
 def physical_memory() -> int:
@@ -51,11 +57,8 @@ def check_fits_in_memory(capacity: int) -> None:
 class ReplayMemory:
     def __init__(self, capacity: int):
         self.capacity = capacity
-        self.frames = np.zeros((capacity, FRAME_PIXELS, FRAME_PIXELS), np.uint8)
-        self.actions = np.zeros(capacity, np.uint8)  # at most 18 Atari actions
-        self.rewards = np.zeros(capacity, np.float32)
-        self.terminals = np.zeros(capacity, np.bool_)
-        self.episode_starts = np.zeros(capacity, np.bool_)
+        self.frames, self.actions, self.rewards, self.terminals, self.episode_starts = (
+            np.zeros((capacity, *shape), dtype) for dtype, shape in COLUMNS.values())
         self.added = 0  # entries ever added; the next one goes to slot added % capacity
 
     @property

@@ -7,15 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dqn.layouts import EPISODE_COLUMNS, EPOCH_COLUMNS
 from dqn.play import Episode
-
-# The columns of the two tables, with their dtypes in the file.
-EPISODE_COLUMNS = {"return": "float64", "length_steps": "int64", "end_step": "int64",
-                   "epoch": "int64", "game_over": "int64"}
-EPOCH_COLUMNS = {"epoch": "int64", "step": "int64", "update": "int64", "episodes": "int64",
-                 "loss_mean": "float64", "epsilon": "float64", "steps_per_s": "float64",
-                 "updates_per_s": "float64", "wall_s": "float64"}
-
 
 @dataclass
 class TrainLog:

@@ -24,11 +24,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from dqn import seeding
 from dqn.atomic import atomic_write, check_writable
 from dqn.errors import ConfigError
-from dqn.evaluate import load_network, play_seen, run_identity
-from dqn.games import make_env
+from dqn.evaluate import play_seen, run_identity, snapshot_play
 from dqn.rundir import RunDir
 
 # A fourth seed element of its own: the video's play is neither the evaluation's nor
@@ -65,11 +63,11 @@ def watch(run_dir: Path, out: Path, device: torch.device, epoch: int | None = No
         raise ConfigError(f"--epoch {epoch}: {run.root} has no snapshot of it (epochs "
                           f"{', '.join(map(str, epochs))})")
     run.check_outside(out)
+    if out.exists():  # a video carries no kind to tell ours from a user's: none is replaced
+        raise ConfigError(f"--out {out}: exists; dqn watch replaces no file, so remove it "
+                          "or give another --out")
     check_writable(out)  # a read-only place fails now, not after the work
-    env = make_env(game, config, seeding.derive(seed, "eval_env", epoch, VIDEO_STREAM),
-                   evaluation=True)
-    rng = seeding.generator(seed, "eval_policy", epoch, VIDEO_STREAM)
-    network, _ = load_network(run.snapshot(epoch), config, env.n_actions, device)
+    env, rng, network, _ = snapshot_play(run, config, game, seed, epoch, VIDEO_STREAM, device)
     panel = Panel(f"{game}  epoch {epoch}  seed {seed}",
                   f"epsilon-greedy, epsilon {config.eval_epsilon:g}", env.action_names)
     frames = 0

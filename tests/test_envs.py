@@ -3,6 +3,7 @@ version pinned, the same PyPI pins, nothing a pinned package needs left out, and
 rule naming one."""
 
 import re
+import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -107,3 +108,20 @@ def test_every_rule_that_runs_a_command_names_a_conda_env_that_exists():
     assert rules and all(rules.values()), f"rules without a conda env: " \
         f"{[name for name, env in rules.items() if not env]}"
     assert set(rules.values()) == {path.resolve() for path in ENVS}
+
+
+def test_the_plotting_env_needs_neither_torch_nor_the_emulator():
+    """envs/plotting.yaml has no torch, ALE, gymnasium or OpenCV: `dqn plot` must import
+    without them (a module of the figure stage that pulls in the emulator breaks it)."""
+    script = (
+        "import sys\n"
+        "class Absent:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'ale_py', 'gymnasium', 'cv2'):\n"
+        "            raise ImportError(f'{name} is not in the plotting env')\n"
+        "sys.meta_path.insert(0, Absent())\n"
+        "from dqn import cli, plots\n"
+        "cli.main(['plot', 'table1', '--help'])\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and "Table 1" in result.stdout, result.stderr

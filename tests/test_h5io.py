@@ -1,6 +1,7 @@
 import fnmatch
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,17 +42,20 @@ def test_round_trip_keeps_arrays_groups_and_provenance(tmp_path):
     assert not (tmp_path / "x.h5.tmp").exists()
 
 
-def test_failed_write_leaves_neither_the_file_nor_its_temporary(tmp_path):
+def test_failed_write_leaves_neither_the_file_nor_its_temporary(tmp_path, monkeypatch):
     path = tmp_path / "x.h5"
+    h5io.write(path, "snapshot", *_snapshot())
+    before = path.read_bytes()
 
-    class Boom:
-        def __array__(self, *args, **kwargs):
-            raise RuntimeError("disk full")
+    def half_then_full(self, data):  # the disk fills halfway through the temporary file
+        with open(self, "wb") as handle:
+            handle.write(bytes(data)[: len(data) // 2])
+        raise OSError(28, "No space left on device")
 
-    with pytest.raises(RuntimeError):
-        h5io.write(path, "snapshot", _snapshot()[0], {"weights/a": np.zeros(3, np.float32),
-                                                      "weights/b": Boom()})
-    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(Path, "write_bytes", half_then_full)
+    with pytest.raises(OSError, match=f"No space left on device: '{path}'"):
+        h5io.write(path, "snapshot", *_snapshot(np.ones(1000, np.float32)))
+    assert list(tmp_path.iterdir()) == [path] and path.read_bytes() == before
 
 
 def test_a_writer_cannot_write_a_file_that_does_not_fit_its_layout(tmp_path):
@@ -235,3 +239,25 @@ def test_a_json_attribute_must_hold_the_keys_its_reader_needs(tmp_path):
     del meter["losses"]
     with pytest.raises(ValueError, match="attribute meter: the JSON object lacks the key losses"):
         h5io.write(tmp_path / "i.h5", "interrupted", {**attrs, "meter": json.dumps(meter)}, arrays)
+
+
+def test_an_empty_group_or_an_attribute_on_a_dataset_is_refused(tmp_path):
+    for case, change, message in [
+            ("group", lambda f: f.create_group("notes"), "unexpected group notes (it holds no dataset)"),
+            ("attribute", lambda f: f["weights/w"].attrs.__setitem__("unit", "m"),
+             "unexpected attribute unit on weights/w"),
+            ("kind", lambda f: f.attrs.__setitem__("kind", [1, 2]), "expected a file of kind snapshot")]:
+        path = tmp_path / f"{case}.h5"
+        h5io.write(path, "snapshot", *_snapshot())
+        with h5py.File(path, "a") as f:
+            change(f)
+        with pytest.raises(DataFileError, match=re.escape(f"{path}: {message}")):
+            h5io.read(path, "snapshot")
+
+
+def test_describe_shows_an_attribute_that_only_looks_like_json(tmp_path):
+    path = tmp_path / "s.h5"
+    h5io.write(path, "snapshot", *_snapshot())
+    with h5py.File(path, "a") as f:
+        f.attrs["note"] = "{not json"
+    assert "note: {not json" in h5io.describe(path)

@@ -257,3 +257,4 @@ def test_a_file_that_does_not_fit_its_layout_is_one_line_naming_file_and_item(fi
     assert "Traceback" not in result.stderr
     assert last_line(result).startswith(f"dqn {command[0]}: error: {run}/"), last_line(result)
     assert last_line(result).endswith(message), last_line(result)
+    assert (run / "snapshots/epoch_0001.h5").exists()  # a refused file costs no epoch

@@ -78,3 +78,11 @@ def test_a_bad_request_is_refused_naming_the_option(run, tmp_path, out, kwargs, 
 def test_a_video_is_never_written_into_the_run_it_shows(run):
     with pytest.raises(ConfigError, match="inside the run directory"):
         watch(run, run / "video.mp4", CPU, max_steps=1)
+
+
+def test_an_existing_file_is_never_replaced(run, tmp_path):
+    mine = tmp_path / "holiday.mp4"
+    mine.write_bytes(b"my own video")
+    with pytest.raises(ConfigError, match=f"--out {mine}: exists; dqn watch replaces no file"):
+        watch(run, mine, CPU, max_steps=1)
+    assert mine.read_bytes() == b"my own video"
