@@ -147,7 +147,7 @@ def _misfit(kind: str, attrs: dict[str, Any], arrays: dict[str, tuple[np.dtype, 
     expected_attrs = {**FILE_ATTRS, **layout.attrs}
     for name, value in attrs.items():
         if name not in expected_attrs:
-            return f"unexpected attribute {name} in a {kind} file"
+            return f"unexpected attribute {name} in a file of kind {kind}"
         if problem := _attr_misfit(value, expected_attrs[name]):
             return f"attribute {name}: {problem}"
     if missing := [name for name in expected_attrs if name not in attrs]:
@@ -157,7 +157,7 @@ def _misfit(kind: str, attrs: dict[str, Any], arrays: dict[str, tuple[np.dtype, 
     for name, (dtype, shape) in sorted(arrays.items()):
         spec = layout.spec(name)
         if spec is None:
-            return f"unexpected dataset {name} in a {kind} file"
+            return f"unexpected dataset {name} in a file of kind {kind}"
         if dtype != np.dtype(spec.dtype) or (spec.shape is not None and (
                 len(shape) != len(spec.shape)
                 or any(isinstance(d, int) and d != n for d, n in zip(spec.shape, shape)))):

@@ -225,7 +225,7 @@ MISFITS = {
         "heldout.h5", lambda f: f.create_dataset("extra", (10**9,), "f8", chunks=(10**6,),
                                                  compression="gzip"),
         ["evaluate", "--run", "{run}", "--out", "{tmp}/e.h5"],
-        "heldout.h5: unexpected dataset extra in a heldout file"),
+        "heldout.h5: unexpected dataset extra in a file of kind heldout"),
     "snapshot weight replaced by a soft link (trace)": (
         "snapshots/epoch_0002.h5", lambda f: _replace(f, "weights/body.0.bias", h5py.SoftLink("/weights/body.2.bias")),
         ["trace", "--run", "{run}", "--out", "{tmp}/t.h5"],
