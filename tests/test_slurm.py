@@ -27,7 +27,7 @@ CLUSTER_DIR = Path(os.environ.get("SLURM_LOCAL_DIR", "/tmp/slurm-local"))
 FAST_STATUS_CHECKS = ("--slurm-init-seconds-before-status-checks", "5",
                       "--seconds-between-status-checks", "5")
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
-CI_RULES = {"train", "evaluate", "trace_value_function", "figure_training_curves",
+CI_RULES = {"train", "evaluate", "trace_value_function", "video", "figure_training_curves",
             "figure_value_function", "table1"}
 
 
@@ -99,7 +99,7 @@ def test_every_ci_job_ran_as_a_slurm_job(ci_on_slurm):
     directory, output = ci_on_slurm
     submitted = SUBMITTED.findall(output)
     # Every job but the target rule `all` (which runs nothing) went through sbatch.
-    assert len(submitted) == 9, output[-8000:]
+    assert len(submitted) == 11, output[-8000:]
     (run_id,) = re.findall(r"SLURM run ID: (\S+)", output)
     # squeue, not sacct (which this cluster lacks), told the plugin that jobs ended.
     assert "Falling back to 'sacct'" not in output
