@@ -69,13 +69,7 @@ class ReplayMemory:
         return sum(a.nbytes for a in self._columns().values())
 
     def _columns(self) -> dict[str, np.ndarray]:
-        return {
-            "frames": self.frames,
-            "actions": self.actions,
-            "rewards": self.rewards,
-            "terminals": self.terminals,
-            "episode_starts": self.episode_starts,
-        }
+        return {name: getattr(self, name) for name in COLUMNS}
 
     def add_frame(self, frame: np.ndarray, episode_start: bool) -> None:
         """Start entry `added` with the frame the agent sees before acting. A draw can
