@@ -1,4 +1,5 @@
-"""The learner: Q-learning targets, the loss, RMSProp in its DQN forms (2013 Algorithm 1)."""
+"""The learner: Q-learning targets, the loss, RMSProp in its DQN forms (2013 Algorithm 1),
+and Adam, the optimiser of the PyTorch DQN libraries, to compare with."""
 
 from __future__ import annotations
 
@@ -76,10 +77,54 @@ class RMSProp:
     def state(self) -> dict[str, list[torch.Tensor]]:
         return {"g": self.g, "g2": self.g2} if self.centered else {"g2": self.g2}
 
-    def load_state(self, state: dict[str, list[np.ndarray]]) -> None:
-        for name, buffers in self.state().items():
-            for buffer, value in zip(buffers, state[name], strict=True):
-                buffer.copy_(torch.as_tensor(value))
+    def load_state(self, state: dict[str, list[np.ndarray]], steps: int) -> None:
+        """Put the moving averages back (`steps`, the updates so far, is Adam's concern)."""
+        _copy_into(self.state(), state)
+
+
+class Adam:
+    """Adam (Kingma and Ba 2015) with torch.optim.Adam's defaults, as Stable-Baselines3's
+    and CleanRL's DQN use it:
+        m = 0.9 m + 0.1 grad;  v = 0.999 v + 0.001 grad^2   (t: the steps so far, from 1)
+        w -= lr / (1 - 0.9^t) * m / (sqrt(v) / sqrt(1 - 0.999^t) + epsilon)
+    Written out like RMSProp above, so that its state is two lists of tensors and t is the
+    learner's update count (a resume restores both)."""
+
+    BETA1, BETA2 = 0.9, 0.999
+
+    def __init__(self, params, lr: float, epsilon: float):
+        self.params = list(params)
+        self.lr, self.epsilon = lr, epsilon
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+        self.steps = 0
+
+    @torch.no_grad()
+    def step(self) -> None:
+        grads = [p.grad for p in self.params]
+        self.steps += 1
+        torch._foreach_lerp_(self.m, grads, 1 - self.BETA1)
+        torch._foreach_mul_(self.v, self.BETA2)
+        torch._foreach_addcmul_(self.v, grads, grads, value=1 - self.BETA2)
+        denominators = torch._foreach_sqrt(self.v)
+        torch._foreach_div_(denominators, (1 - self.BETA2 ** self.steps) ** 0.5)
+        torch._foreach_add_(denominators, self.epsilon)
+        torch._foreach_addcdiv_(self.params, self.m, denominators,
+                                value=-self.lr / (1 - self.BETA1 ** self.steps))
+
+    def state(self) -> dict[str, list[torch.Tensor]]:
+        return {"m": self.m, "v": self.v}
+
+    def load_state(self, state: dict[str, list[np.ndarray]], steps: int) -> None:
+        _copy_into(self.state(), state)
+        self.steps = steps
+
+
+def _copy_into(buffers: dict[str, list[torch.Tensor]], values: dict[str, list[np.ndarray]]
+               ) -> None:
+    for name, tensors in buffers.items():
+        for tensor, value in zip(tensors, values[name], strict=True):
+            tensor.copy_(torch.as_tensor(value))
 
 
 class Learner:
@@ -91,10 +136,14 @@ class Learner:
         # Nature §Methods: a target network, copied every C updates; 2013 has none and
         # takes the max over next actions from the network being trained.
         self.target = copy.deepcopy(self.network) if config.target_update_period_updates else None
-        self.optimizer = RMSProp(
-            self.network.parameters(), config.learning_rate, config.rmsprop_decay,
-            config.rmsprop_epsilon, config.rmsprop_centered,
-        )
+        if config.optimizer == "adam":
+            self.optimizer = Adam(self.network.parameters(), config.learning_rate,
+                                  config.adam_epsilon)
+        else:
+            self.optimizer = RMSProp(
+                self.network.parameters(), config.learning_rate, config.rmsprop_decay,
+                config.rmsprop_epsilon, config.rmsprop_centered,
+            )
         self.updates = 0
 
     def update(self, batch: Minibatch) -> torch.Tensor:
@@ -139,8 +188,8 @@ class Learner:
         tensors = state["tensors"]
         if self.target is not None:
             load_weights(self.target, tensors["target"])
-        self.optimizer.load_state(tensors)
         self.updates = int(state["updates"])
+        self.optimizer.load_state(tensors, self.updates)
 
 
 def load_weights(network: torch.nn.Module, values: list[np.ndarray]) -> None:

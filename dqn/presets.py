@@ -70,7 +70,11 @@ class Config(BaseModel):
         "transitions per minibatch update", TRANSITIONS, "2013 §5", gt=0)
     discount: float = _key("gamma, the discount of future rewards per step", DIMENSIONLESS,
                            "2013 §2", ge=0, le=1)
-    learning_rate: float = _key("RMSProp's step size", DIMENSIONLESS, "2013 §5 (RMSProp)", gt=0)
+    optimizer: Literal["rmsprop", "adam"] = _key(
+        "rmsprop: the rmsprop_* keys' form; adam: Adam, as the PyTorch libraries use it",
+        DIMENSIONLESS, "2013 §5 (RMSProp); Kingma and Ba 2015 (Adam)")
+    learning_rate: float = _key("the optimiser's step size", DIMENSIONLESS, "2013 §5 (RMSProp)",
+                                gt=0)
     rmsprop_centered: bool = _key(
         "True: DQN 3.0's sqrt(g2 - g^2 + eps); False: sqrt(g2 + eps)", DIMENSIONLESS,
         "DQN 3.0 NeuralQLearner")
@@ -80,6 +84,9 @@ class Config(BaseModel):
     rmsprop_epsilon: float = _key(
         "added inside RMSProp's square root, as DQN 3.0 and deep_q_rl do", DIMENSIONLESS,
         "Nature Extended Data Table 1 (min squared gradient)", ge=0)
+    adam_epsilon: float = _key(
+        "added to Adam's root mean square (its decays are fixed at 0.9 and 0.999)",
+        DIMENSIONLESS, "Kingma and Ba 2015 (the default 1e-8, kept by SB3 and CleanRL)", ge=0)
     reward_clip: bool = _key(
         "rewards to -1, 0, +1 in training (scores stay unclipped)", DIMENSIONLESS, "2013 §5")
     loss: Literal["squared", "huber"] = _key(
@@ -249,10 +256,12 @@ PAPER2013 = Config(
     # with or without the clipping (README, "The 2013 preset's constants", has the
     # held-out average max-Q of each choice).
     discount=0.95,  # deep_q_rl run_nips.py (DISCOUNT); with 0.99 its values run away too
+    optimizer="rmsprop",  # 2013 §5
     learning_rate=0.0002,  # deep_q_rl run_nips.py (LEARNING_RATE)
     rmsprop_centered=False,  # deep_q_rl run_nips.py (UPDATE_RULE 'rmsprop')
     rmsprop_decay=0.99,  # deep_q_rl run_nips.py (RMS_DECAY)
     rmsprop_epsilon=1e-6,  # deep_q_rl run_nips.py (RMS_EPSILON), inside the square root
+    adam_epsilon=1e-8,  # unused with RMSProp; Kingma and Ba's default if --set optimizer=adam
     reward_clip=True,  # 2013 §5
     loss="squared",  # 2013 Algorithm 1: (y - Q)^2
     loss_reduction="mean",  # deep_q_rl run_nips.py (BATCH_ACCUMULATOR 'mean')
@@ -282,6 +291,7 @@ NATURE2015 = PAPER2013.with_values(
     # DQN 3.0's learner, which the Nature method was tuned with (stated here, not
     # inherited, so the 2013 preset's choice below cannot change it):
     discount=0.99,  # Nature Extended Data Table 1
+    optimizer="rmsprop",  # Nature Methods
     learning_rate=0.00025,  # Nature Extended Data Table 1
     rmsprop_centered=True,  # DQN 3.0 NeuralQLearner
     rmsprop_decay=0.95,  # Nature Extended Data Table 1 (gradient momentum 0.95)

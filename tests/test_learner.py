@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dqn import networks, presets
-from dqn.learner import Learner, RMSProp, td_loss, td_targets
+from dqn.learner import Adam, Learner, RMSProp, td_loss, td_targets
 from dqn.replay import Minibatch
 
 
@@ -54,6 +54,31 @@ def test_two_rmsprop_steps_by_hand(centered):
     assert sorted(optimizer.state()) == (["g", "g2"] if centered else ["g2"])
 
 
+def test_three_adam_steps_by_hand_and_as_torch_takes_them():
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    reference = torch.nn.Parameter(w.detach().clone())
+    optimizer = Adam([w], lr=0.1, epsilon=1e-3)
+    torch_adam = torch.optim.Adam([reference], lr=0.1, eps=1e-3)
+    grads = ([0.5, -1.0], [0.3, 2.0], [-0.2, 0.0])
+    for grad in grads:
+        w.grad, reference.grad = torch.tensor(grad), torch.tensor(grad)
+        optimizer.step()
+        torch_adam.step()
+    # by hand, per coordinate, at step t = 1, 2, 3: m = 0.9 m + 0.1 d; v = 0.999 v + 0.001 d^2;
+    # w -= lr m / (1 - 0.9^t) / (sqrt(v / (1 - 0.999^t)) + eps)
+    expected = []
+    for i, w0 in enumerate([1.0, -2.0]):
+        m, v, value = 0.0, 0.0, w0
+        for t, grad in enumerate(grads, start=1):
+            m = 0.9 * m + 0.1 * grad[i]
+            v = 0.999 * v + 0.001 * grad[i] ** 2
+            value -= 0.1 * m / (1 - 0.9 ** t) / (math.sqrt(v / (1 - 0.999 ** t)) + 1e-3)
+        expected.append(value)
+    assert w.detach().tolist() == pytest.approx(expected, rel=1e-6)
+    assert torch.allclose(w, reference, rtol=1e-6, atol=0)
+    assert sorted(optimizer.state()) == ["m", "v"] and optimizer.steps == 3
+
+
 def test_network_sizes_match_the_papers():
     count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
     assert count(networks.build("paper2013", 4)) == 677_172  # ~0.68M (2013)
@@ -100,7 +125,8 @@ def test_target_network_is_copied_every_period_and_frozen_between():
 
 
 @pytest.mark.parametrize("overrides", [[], ["target_update_period_updates=3", "loss=huber"],
-                                       ["rmsprop_centered=false", "loss_reduction=mean"]])
+                                       ["rmsprop_centered=false", "loss_reduction=mean"],
+                                       ["optimizer=adam", "learning_rate=0.001"]])
 def test_same_seed_same_initial_weights_and_state_round_trip(overrides):
     config = presets.load("ci", overrides)
     a = Learner(config, 4, torch.device("cpu"), seed=5)

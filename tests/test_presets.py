@@ -20,7 +20,8 @@ def test_presets_are_valid_and_follow_the_papers():
 def test_every_key_names_its_unit_or_is_dimensionless():
     units = ("_steps", "_frames", "_updates", "_transitions", "_states")
     dimensionless = {"preprocessing", "network", "discount", "learning_rate", "rmsprop_decay",
-                     "rmsprop_epsilon", "rmsprop_centered", "reward_clip", "loss", "loss_reduction",
+                     "rmsprop_epsilon", "rmsprop_centered", "optimizer", "adam_epsilon",
+                     "reward_clip", "loss", "loss_reduction",
                      "epsilon_start", "epsilon_end",
                      "eval_epsilon", "life_loss_ends_episode", "eval_episodes"}
     for key in presets.PAPER2013.as_dict():
