@@ -13,9 +13,11 @@ $(STAMP): requirements.lock pyproject.toml
 	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-# Install, then run the test suite (what CI runs).
+# Install, then run the test suite (what CI runs), on two processes (pytest-xdist): a
+# test file stays on one, so a file's shared fixtures (a SLURM cluster, a finished run)
+# are made once.
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile
 
 # Build the container image with podman (scripts/build-container, as root) and run the
 # test suite inside it; CI runs this after `make test`.

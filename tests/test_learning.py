@@ -3,14 +3,12 @@ and `dqn evaluate` learn Catch (dqn/catch.py), whose optimum is known: +1 an epi
 against about -0.6 for a random policy. Each learning rule trains from scratch, on one
 CPU thread, deterministically (the same numbers on every run of the same build).
 
-The runs start when collection ends (conftest.py), so they train while the tests before
-this file run; each test waits for its own run and checks it."""
+The runs start together when this file's first test begins; each test waits for its own
+run and checks it."""
 
 import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -34,18 +32,19 @@ RUN_OF_TEST = {f"test_catch_is_learned_to_near_its_optimum[{rule}]": f"catch-{ru
                for rule in RULES}
 RUN_OF_TEST["test_the_2013_values_stay_bounded_on_seaquest"] = "seaquest"
 
-STARTED: dict[str, tuple[subprocess.Popen, Path]] = {}
-ROOTS: list[Path] = []  # the runs' directory, made when they start
 
-
-def start_early(test_names):
-    """Start the runs of the selected tests, all at once, one CPU thread each (called by
-    conftest.py when collection ends): they train beside the tests before this file's
-    and beside one another, and each test waits for its own."""
-    ROOTS.append(Path(tempfile.mkdtemp(prefix="dqn-learning-")))
-    for name in sorted({RUN_OF_TEST[test] for test in test_names if test in RUN_OF_TEST}):
+@pytest.fixture(scope="module")
+def runs(request, tmp_path_factory):
+    """Start the runs of this file's selected tests, all at once, one CPU thread each, when
+    the first of them begins: they train beside one another (and beside the tests that
+    `make test`'s second process runs), and each test waits for its own."""
+    names = sorted({RUN_OF_TEST[item.name] for item in request.session.items
+                    if item.module is request.module and item.name in RUN_OF_TEST})
+    root = tmp_path_factory.mktemp("learning")
+    started = {}
+    for name in names:
         game, preset, overrides = RUNS[name]
-        run, evaluation = ROOTS[0] / name / "run", ROOTS[0] / name / "evaluation.h5"
+        run, evaluation = root / name / "run", root / name / "evaluation.h5"
         dqn = [sys.executable, "-m", "dqn.cli"]
         common = ["--device", "cpu", "--threads", "1"]
         train = [*dqn, "train", "--game", game, "--preset", preset, "--seed", "0",
@@ -53,31 +52,26 @@ def start_early(test_names):
                  *[f"--set={item}" for item in overrides], *common]
         evaluate = [*dqn, "evaluate", "--run", str(run), "--out", str(evaluation), *common]
         script = f"{shlex.join(train)} && {shlex.join(evaluate)}"
-        (ROOTS[0] / name).mkdir()
-        STARTED[name] = (subprocess.Popen(["bash", "-c", script], stdout=subprocess.PIPE,
+        started[name] = (subprocess.Popen(["bash", "-c", script], stdout=subprocess.PIPE,
                                           stderr=subprocess.STDOUT, text=True), evaluation)
-
-
-def stop_early():
-    for process, _ in STARTED.values():
+    yield started
+    for process, _ in started.values():
         if process.poll() is None:
             process.kill()
             process.wait()
-    for root in ROOTS:
-        shutil.rmtree(root, ignore_errors=True)
 
 
-def evaluation_of(name):
+def evaluation_of(runs, name):
     """The evaluation table of run `name`, once its training and evaluation have ended."""
-    process, evaluation = STARTED[name]
+    process, evaluation = runs[name]
     output, _ = process.communicate(timeout=1800)
     assert process.returncode == 0, output
     return h5io.read(evaluation, "evaluation")[1]
 
 
 @pytest.mark.parametrize("rule", RULES)
-def test_catch_is_learned_to_near_its_optimum(rule):
-    table = evaluation_of(f"catch-{rule}")
+def test_catch_is_learned_to_near_its_optimum(runs, rule):
+    table = evaluation_of(runs, f"catch-{rule}")
     config = presets.load("catch", RULES[rule])
     rewards, max_q = table["average_reward"], table["average_max_q"]
     # The first snapshot still plays badly; the final one (epsilon = 0.05) catches
@@ -90,12 +84,12 @@ def test_catch_is_learned_to_near_its_optimum(rule):
     assert max_q[-1] > 0.5 * config.discount ** 8, max_q
 
 
-def test_the_2013_values_stay_bounded_on_seaquest():
+def test_the_2013_values_stay_bounded_on_seaquest(runs):
     # The quick preset's Seaquest for one epoch of 1,400 updates. With clipped rewards
     # and discount gamma, no value can exceed 1 / (1 - gamma) unless the bootstrap has
     # run away, as it did with DQN 3.0's constants taken without its error clipping
     # (average max-Q 15,037 after the first epoch; README, "The 2013 preset").
-    table = evaluation_of("seaquest")
+    table = evaluation_of(runs, "seaquest")
     config = presets.load("quick", RUNS["seaquest"][2])
     max_q = table["average_max_q"]
     assert len(max_q) == 1
