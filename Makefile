@@ -13,11 +13,10 @@ $(STAMP): requirements.lock pyproject.toml
 	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-# Install, then run the test suite (what CI runs), on two processes (pytest-xdist): a
-# test file stays on one, so a file's shared fixtures (a SLURM cluster, a finished run)
-# are made once.
+# Install, then run the test suite (what CI runs), on two processes (pytest-xdist; a
+# test file stays on one, see pyproject.toml).
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile
+	$(VENV)/bin/python -m pytest -q -n 2
 
 # Build the container image with podman (scripts/build-container, as root) and run the
 # test suite inside it; CI runs this after `make test`.

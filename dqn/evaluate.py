@@ -7,7 +7,6 @@ the held-out states of max_a Q(s, a). Reads snapshots and held-out states only.
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from dqn import h5io, networks, provenance, seeding
+from dqn import h5io, networks, presets, provenance, seeding
 from dqn.errors import ConfigError, DataFileError
 from dqn.explore import choose_action, greedy
 from dqn.games import Env, make_env
@@ -94,7 +93,7 @@ def run_identity(run: RunDir) -> tuple[dict, Config, str, int, list[int]]:
     if not epochs:
         raise DataFileError(f"{run.root / 'snapshots'}: no snapshots")
     try:
-        config = Config(**json.loads(attrs["config"]))
+        config = Config(**presets.stored(attrs["config"]))
     except (TypeError, ValueError, ConfigError) as error:
         raise DataFileError(f"{run.heldout}: its config does not fit this version of dqn "
                             f"({error})") from None
@@ -115,7 +114,8 @@ def evaluate_run(run_dir: Path, out: Path, device: torch.device, workers: int = 
     def evaluate_one(epoch: int) -> dict:
         path = run.snapshot(epoch)
         network, attrs = load_network(path, config, n_actions, device)
-        if attrs["config"] != run_attrs["config"] or attrs["game"] != game or attrs["seed"] != seed:
+        if (presets.stored(attrs["config"]) != config.as_dict() or attrs["game"] != game
+                or attrs["seed"] != seed):
             raise DataFileError(f"{path}: snapshot of another run than {run.heldout}")
         returns, completed = play(network, game, config, seed, epoch, device)
         return {

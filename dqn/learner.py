@@ -136,14 +136,12 @@ class Learner:
         # Nature §Methods: a target network, copied every C updates; 2013 has none and
         # takes the max over next actions from the network being trained.
         self.target = copy.deepcopy(self.network) if config.target_update_period_updates else None
-        if config.optimizer == "adam":
-            self.optimizer = Adam(self.network.parameters(), config.learning_rate,
-                                  config.adam_epsilon)
-        else:
-            self.optimizer = RMSProp(
-                self.network.parameters(), config.learning_rate, config.rmsprop_decay,
-                config.rmsprop_epsilon, config.rmsprop_centered,
-            )
+        params = self.network.parameters()
+        self.optimizer = {
+            "rmsprop": lambda: RMSProp(params, config.learning_rate, config.rmsprop_decay,
+                                       config.rmsprop_epsilon, config.rmsprop_centered),
+            "adam": lambda: Adam(params, config.learning_rate, config.adam_epsilon),
+        }[config.optimizer]()
         self.updates = 0
 
     def update(self, batch: Minibatch) -> torch.Tensor:

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dqn import h5io  # noqa: E402
+from dqn import h5io, presets  # noqa: E402
 from dqn.atomic import atomic_write  # noqa: E402
 from dqn.errors import DataFileError  # noqa: E402
 
@@ -54,7 +54,8 @@ def load_evaluations(paths: list[Path]) -> dict[str, dict[int, dict]]:
         game, seed = attrs["game"], int(attrs["seed"])
         if game in runs:
             first = next(iter(runs[game].values()))["attrs"]
-            if (attrs["preset"], attrs["config"]) != (first["preset"], first["config"]):
+            if (attrs["preset"], presets.stored(attrs["config"])) != (
+                    first["preset"], presets.stored(first["config"])):
                 raise DataFileError(f"{path}: preset {attrs['preset']!r} or its config differs "
                                     f"from {first['path']} (preset {first['preset']!r}) "
                                     f"of the same game")

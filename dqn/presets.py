@@ -15,6 +15,7 @@ the same declaration gives the workflow its schema of preset overrides
 
 from __future__ import annotations
 
+import json
 from typing import Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
@@ -83,10 +84,10 @@ class Config(BaseModel):
         "Nature Extended Data Table 1 (gradient momentum)", ge=0, le=1)
     rmsprop_epsilon: float = _key(
         "added inside RMSProp's square root, as DQN 3.0 and deep_q_rl do", DIMENSIONLESS,
-        "Nature Extended Data Table 1 (min squared gradient)", ge=0)
+        "Nature Extended Data Table 1 (min squared gradient)", gt=0)
     adam_epsilon: float = _key(
         "added to Adam's root mean square (its decays are fixed at 0.9 and 0.999)",
-        DIMENSIONLESS, "Kingma and Ba 2015 (the default 1e-8, kept by SB3 and CleanRL)", ge=0)
+        DIMENSIONLESS, "Kingma and Ba 2015 (the default 1e-8, kept by SB3 and CleanRL)", gt=0)
     reward_clip: bool = _key(
         "rewards to -1, 0, +1 in training (scores stay unclipped)", DIMENSIONLESS, "2013 §5")
     loss: Literal["squared", "huber"] = _key(
@@ -188,6 +189,18 @@ class Config(BaseModel):
 
     def as_dict(self) -> dict:
         return self.model_dump()
+
+
+# Keys added after runs had been stored, with the value that every run stored before
+# them had in effect: a stored config without one reads as having it, so that older
+# runs still resume, evaluate and plot beside newer files.
+ADDED_KEYS = {"optimizer": "rmsprop", "adam_epsilon": 1e-8}
+
+
+def stored(text: str) -> dict:
+    """A config stored as JSON (every file's `config` attribute), with the keys added
+    since then filled in; compare stored configs this way, not as text."""
+    return {**ADDED_KEYS, **json.loads(text)}
 
 
 # `--set` text read as its key's type (pydantic's lax mode: "2_000" is an int, "no" a bool);

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import datetime
 import fcntl
-import json
 import os
 import re
 import socket
@@ -39,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from dqn import h5io
+from dqn import h5io, presets
 from dqn.atomic import check_writable
 from dqn.errors import ConfigError, DataFileError, RunLockedError, RunMismatchError
 
@@ -118,7 +117,7 @@ class RunDir:
         differences = []
         for key in IDENTITY_KEYS:
             if key == "config":
-                ours, theirs = json.loads(attrs[key]), json.loads(held[key])
+                ours, theirs = presets.stored(attrs[key]), presets.stored(held[key])
                 differences += [f"{k}={theirs.get(k)!r} (asked {ours.get(k)!r})"
                                 for k in sorted(ours.keys() | theirs.keys())
                                 if ours.get(k) != theirs.get(k)]

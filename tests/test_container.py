@@ -93,8 +93,8 @@ def test_installed_versions_are_those_of_the_lock(image):
 def test_the_test_suite_passes_in_the_image(image):
     start = time.monotonic()
     ignores = [f"--ignore={path}" for path in NOT_IN_IMAGE]
-    result = podman_run(image, "python", "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        *ignores, timeout=3600)
+    result = podman_run(image, "python", "-m", "pytest", "-q", "-n", "2", "-p",
+                        "no:cacheprovider", *ignores, timeout=3600)
     print(f"\ntests in the image: {time.monotonic() - start:.0f} s")
     assert result.returncode == 0, (result.stdout + result.stderr)[-8000:]
     summary = result.stdout.strip().splitlines()[-1]

@@ -253,8 +253,10 @@ def test_sigterm_and_sigint_save_mid_epoch_and_a_rerun_ends_identical(finished_r
 def test_a_stop_after_the_ring_wrapped_within_the_epoch_resumes_identical(tmp_path):
     # A replay memory of 40 entries, epochs of 200 updates, a stop 60 or more steps after
     # snapshot 2 (step 500) and before snapshot 3 (step 700): the interrupt file alone
-    # refills the ring.
-    overrides = ["--set", "replay_capacity_transitions=40", "--set", "replay_start_steps=100"]
+    # refills the ring. With Adam, whose moments and step count must come back too (the
+    # other resume tests cover RMSProp's).
+    overrides = ["--set", "replay_capacity_transitions=40", "--set", "replay_start_steps=100",
+                 "--set", "optimizer=adam"]
     reference = tmp_path / "reference"
     subprocess.run(TRAIN + ["--out", str(reference), *overrides], check=True,
                    capture_output=True, timeout=300)
@@ -486,7 +488,9 @@ def test_a_signal_while_the_next_step_is_drawn_ahead_stops_one_step_later(
 
 def test_a_run_from_before_states_held_the_log_resumes_identical(finished_run, tmp_path):
     # Resume states written by dqn before this version hold no log/... arrays (and the
-    # directory no dqn-run marker): the run's train_log.h5 stands in.
+    # directory no dqn-run marker): the run's train_log.h5 stands in. Their configs lack
+    # the keys added since (presets.ADDED_KEYS): the run still resumes, and its old and
+    # new snapshots evaluate together.
     out = tmp_path / "old"
     run = RunDir(out)
     kill_when(out, run.snapshot(2))
@@ -495,8 +499,21 @@ def test_a_run_from_before_states_held_the_log_resumes_identical(finished_run, t
             attrs, arrays = h5io.read(run.state(epoch), "resume_state")
             h5io.write(run.state(epoch), "resume_state", attrs,
                        {k: v for k, v in arrays.items() if not k.startswith("log/")})
+    for path in out.rglob("*.h5"):
+        with h5py.File(path, "r+") as f:
+            config = json.loads(f.attrs["config"])
+            assert presets.ADDED_KEYS.keys() <= config.keys()
+            f.attrs["config"] = json.dumps({k: v for k, v in config.items()
+                                            if k not in presets.ADDED_KEYS}, sort_keys=True)
     (out / "dqn-run").unlink()
     done = subprocess.run(TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert_same_weights(run, RunDir(finished_run))
     assert_same_log(run, RunDir(finished_run))
+    assert "optimizer" not in h5io.read_attrs(run.heldout, "heldout")["config"]
+    evaluated = subprocess.run([sys.executable, "-m", "dqn.cli", "evaluate", "--run", str(out),
+                                "--out", str(tmp_path / "eval.h5"), "--device", "cpu"],
+                               capture_output=True, text=True, timeout=300)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert len(h5io.read(tmp_path / "eval.h5", "evaluation")[1]["epoch"]) == len(
+        run.snapshot_epochs())

@@ -334,10 +334,12 @@ def test_a_training_job_stopped_by_sigterm_is_retried_and_continues_where_it_sto
     try:
         wait_for(run / "snapshots/epoch_0001.h5", workflow)
         time.sleep(0.2)
-        # The job's process: with `exec`, the job's shell has become `dqn train`.
-        (job,) = [process for process in psutil.process_iter(["cmdline"])
+        # The job's process: with `exec`, the job's shell has become `dqn train`. Only
+        # this workflow's own processes: another test file may train the same --out path
+        # in its own directory at the same time (make test runs two files at once).
+        (job,) = [process for process in psutil.Process(workflow.pid).children(recursive=True)
                   if {"dqn.cli", "train", str(run.relative_to(directory))}
-                  <= set(process.info["cmdline"] or [])]
+                  <= set(process.cmdline())]
         job.send_signal(signal.SIGTERM)
         output, _ = workflow.communicate(timeout=300)
     finally:
