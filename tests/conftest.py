@@ -5,7 +5,6 @@ import torch
 torch.set_num_threads(1)
 
 
-
 def pytest_collection_modifyitems(items):
     """tests/test_learning.py first: its training runs take minutes on one CPU thread
     each, so they start at once and train beside the tests of the other process (make

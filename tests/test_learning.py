@@ -9,7 +9,6 @@ run and checks it."""
 import shlex
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
