@@ -99,6 +99,23 @@ def test_quick_config_trains_catch_with_its_own_preset_and_leaves_it_out_of_tabl
     assert "eval/Catch/seed0.h5" in curves
 
 
+@pytest.mark.parametrize("name", sorted(path.name for path in (ROOT / "config").glob("*.yaml")))
+def test_every_shipped_config_plans_a_run(workflow_copy, name):
+    result = snakemake(workflow_copy, "-n", "--configfile", f"config/{name}")
+    assert result.returncode == 0, result.stderr
+    assert planned_jobs(result)["train"] >= 1
+
+
+def test_the_sb3_breakout_config_is_the_cpu_one_with_the_peers_learner():
+    # The README compares the two runs: nothing but the learner may differ.
+    nature = yaml.safe_load((ROOT / "config/cpu_breakout.yaml").read_text())
+    sb3 = yaml.safe_load((ROOT / "config/cpu_breakout_sb3.yaml").read_text())
+    learner = {"optimizer": "adam", "learning_rate": 1e-4, "adam_epsilon": 1e-8,
+               "loss_reduction": "mean", "target_update_period_updates": 2500}
+    assert sb3 == {**nature, "preset_overrides": {**nature["preset_overrides"], **learner}}
+    assert nature["preset_overrides"]["target_update_period_updates"] == 10000
+
+
 @pytest.mark.parametrize("device,gpus", [("auto", 1), ("cuda", 1), ("cpu", 0)])
 def test_jobs_that_may_use_a_gpu_ask_for_one_unless_the_device_is_the_cpu(
         workflow_copy, device, gpus):
