@@ -81,6 +81,12 @@ class Atari:
         # 2013 §4.1 / §5: the minimal action set, 4 to 18 actions per game.
         self.actions = list(self.ale.getMinimalActionSet())
         self.rng = np.random.Generator(np.random.PCG64(seed))  # no-op start lengths
+        # Baselines' FireResetEnv, as Stable-Baselines3 wraps every Atari game: FIRE, then
+        # the set's third action, at each episode's start (after the no-ops), so a game
+        # that waits for FIRE (Breakout's ball) starts without the agent finding FIRE.
+        names = self.action_names
+        self._start_actions = ((names.index("FIRE"), 2)
+                               if config.fire_on_reset and "FIRE" in names else ())
         self._max_of_two = config.preprocessing == "nature2015"
         # [0]: the screen before the last of a frame skip (Nature's max), [1]: the last.
         self._screens = np.zeros((2, *SCREEN_SHAPE), np.uint8)
@@ -116,16 +122,18 @@ class Atari:
 
         After a game over (or the frame cap) the game is reset; after a lost life that
         ended a training episode (Nature) play continues from where it stopped, as
-        DQN 3.0's GameEnvironment does. Nature §Methods: up to 30 no-op steps first.
+        DQN 3.0's GameEnvironment does. Nature §Methods: up to 30 no-op steps first;
+        then FIRE if the config's fire_on_reset says so.
         """
         if self._game_needs_reset:
             self.ale.reset_game()
             self._game_needs_reset = False
-        if self.config.max_noop_start_steps > 0:
-            for _ in range(int(self.rng.integers(1, self.config.max_noop_start_steps + 1))):
-                self._repeat(0)
-                if self.ale.game_over():
-                    self.ale.reset_game()
+        noops = (int(self.rng.integers(1, self.config.max_noop_start_steps + 1))
+                 if self.config.max_noop_start_steps > 0 else 0)
+        for action in [0] * noops + list(self._start_actions):
+            self._repeat(action)
+            if self.ale.game_over():
+                self.ale.reset_game()
         self.stack[:] = 0
         self._screens[0] = 0
         self._grab_frame_into(self.stack[-1])

@@ -14,13 +14,16 @@ def epsilon(config: Config, step: int) -> float:
 
     1 during replay start (a uniform random policy), then linear from epsilon_start to
     epsilon_end over epsilon_anneal_steps, then constant. The anneal counts from the end
-    of replay start, as DQN 3.0 does (NeuralQLearner: ep_endt after learn_start).
+    of replay start, as DQN 3.0 does (NeuralQLearner: ep_endt after learn_start), or
+    from step 0, as Stable-Baselines3 does (its schedule runs through learning_starts,
+    where it acts at random anyway), by epsilon_anneal_from.
     """
     if step < config.replay_start_steps:
         return 1.0
     if config.epsilon_anneal_steps == 0:
         return config.epsilon_end
-    progress = min(1.0, (step - config.replay_start_steps) / config.epsilon_anneal_steps)
+    origin = config.replay_start_steps if config.epsilon_anneal_from == "replay_start" else 0
+    progress = min(1.0, (step - origin) / config.epsilon_anneal_steps)
     return config.epsilon_start + progress * (config.epsilon_end - config.epsilon_start)
 
 

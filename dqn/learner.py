@@ -159,6 +159,8 @@ class Learner:
         for p in self.network.parameters():
             p.grad = None
         loss.backward()
+        if self.config.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.config.max_grad_norm)
         self.optimizer.step()
         self.updates += 1
         period = self.config.target_update_period_updates

@@ -60,6 +60,10 @@ class Config(BaseModel):
     life_loss_ends_episode: bool = _key(
         "a lost life is a terminal transition (training only)", DIMENSIONLESS,
         "Nature Methods; DQN 3.0 GameEnvironment")
+    fire_on_reset: bool = _key(
+        "each episode starts with FIRE, then the third action of the minimal set, on games "
+        "that have FIRE (a game that waits for FIRE then starts at once)", DIMENSIONLESS,
+        "OpenAI Baselines' FireResetEnv, in Stable-Baselines3's AtariWrapper")
     max_episode_frames: int = _key(
         "a training episode is cut after this many frames", FRAMES,
         "ALE v5 (Machado et al. 2018)", gt=0)
@@ -88,6 +92,9 @@ class Config(BaseModel):
     adam_epsilon: float = _key(
         "added to Adam's root mean square (its decays are fixed at 0.9 and 0.999)",
         DIMENSIONLESS, "Kingma and Ba 2015 (the default 1e-8, kept by SB3 and CleanRL)", gt=0)
+    max_grad_norm: float = _key(
+        "the gradient's global L2 norm is clipped to this before each step (0: no clipping)",
+        DIMENSIONLESS, "Stable-Baselines3's DQN (max_grad_norm=10)", ge=0)
     reward_clip: bool = _key(
         "rewards to -1, 0, +1 in training (scores stay unclipped)", DIMENSIONLESS, "2013 §5")
     loss: Literal["squared", "huber"] = _key(
@@ -114,8 +121,12 @@ class Config(BaseModel):
     epsilon_end: float = _key("exploration's epsilon after the anneal", DIMENSIONLESS,
                               "2013 §5", ge=0, le=1)
     epsilon_anneal_steps: int = _key(
-        "length of the linear anneal, counted from the end of replay start", STEPS,
+        "length of the linear anneal, counted from epsilon_anneal_from", STEPS,
         "2013 §5", ge=0)
+    epsilon_anneal_from: Literal["replay_start", "step_0"] = _key(
+        "where the anneal's count starts: the end of replay start (DQN 3.0) or step 0 "
+        "(Stable-Baselines3's exploration_fraction); epsilon is 1 during replay start either way",
+        DIMENSIONLESS, "DQN 3.0 NeuralQLearner (ep_endt after learn_start); Stable-Baselines3 DQN")
     # -- run length and measurement (§5.1 of 2013) --
     train_steps: int = _key("length of training", STEPS, "2013 §5", gt=0)
     epoch_updates: int = _key(
@@ -194,7 +205,8 @@ class Config(BaseModel):
 # Keys added after runs had been stored, with the value that every run stored before
 # them had in effect: a stored config without one reads as having it, so that older
 # runs still resume, evaluate and plot beside newer files.
-ADDED_KEYS = {"optimizer": "rmsprop", "adam_epsilon": 1e-8}
+ADDED_KEYS = {"optimizer": "rmsprop", "adam_epsilon": 1e-8, "fire_on_reset": False,
+              "max_grad_norm": 0.0, "epsilon_anneal_from": "replay_start"}
 
 
 def stored(text: str) -> dict:
@@ -259,6 +271,7 @@ PAPER2013 = Config(
     space_invaders_frame_skip_frames=3,  # 2013 §5
     max_noop_start_steps=0,  # 2013: no random starts described
     life_loss_ends_episode=False,  # 2013: an episode is a whole game
+    fire_on_reset=False,  # 2013 and DQN 3.0: the agent presses FIRE itself
     max_episode_frames=108_000,  # 30 min of play; ALE v5 default (Machado et al. 2018)
     network="paper2013",  # 2013 §4.1
     minibatch_transitions=32,  # 2013 §5
@@ -275,6 +288,7 @@ PAPER2013 = Config(
     rmsprop_decay=0.99,  # deep_q_rl run_nips.py (RMS_DECAY)
     rmsprop_epsilon=1e-6,  # deep_q_rl run_nips.py (RMS_EPSILON), inside the square root
     adam_epsilon=1e-8,  # unused with RMSProp; Kingma and Ba's default if --set optimizer=adam
+    max_grad_norm=0.0,  # 2013 and DQN 3.0 clip no gradient norm
     reward_clip=True,  # 2013 §5
     loss="squared",  # 2013 Algorithm 1: (y - Q)^2
     loss_reduction="mean",  # deep_q_rl run_nips.py (BATCH_ACCUMULATOR 'mean')
@@ -284,7 +298,8 @@ PAPER2013 = Config(
     replay_start_steps=50_000,  # DQN 3.0 (learn_start=50000); 2013 is silent
     epsilon_start=1.0,  # 2013 §5
     epsilon_end=0.1,  # 2013 §5
-    epsilon_anneal_steps=1_000_000,  # 2013 §5 (1M); counted from replay start as DQN 3.0 does
+    epsilon_anneal_steps=1_000_000,  # 2013 §5 (1M)
+    epsilon_anneal_from="replay_start",  # 2013 is silent; DQN 3.0 counts from learn_start
     train_steps=10_000_000,  # 2013 §5: "10 million frames" = agent steps, as in DQN 3.0
     epoch_updates=50_000,  # 2013 §5.1: an epoch is 50000 minibatch updates
     heldout_collect_steps=50_000,  # DQN 3.0 draws its set from the first 50000 steps

@@ -138,6 +138,24 @@ def test_life_loss_ends_training_episodes_only_in_nature():
     assert first[2]
 
 
+def test_fire_on_reset_serves_breakouts_ball_at_each_training_episode():
+    def lives_after_noop_episodes(config, episodes=3, max_steps=300):
+        """Lives left after each training episode played with NOOP only: the paddle stays,
+        so a served ball is soon lost; an unserved one waits (at most max_steps steps)."""
+        env = Atari("Breakout", config, seed=0)
+        lives = []
+        for _ in range(episodes):
+            env.new_episode()
+            for _ in range(max_steps):
+                if env.step(0)[1]:
+                    break
+            lives.append(env.ale.lives())
+        return lives
+
+    assert lives_after_noop_episodes(NATURE) == [5, 5, 5]  # the ball waits for FIRE
+    assert lives_after_noop_episodes(NATURE.with_values(fire_on_reset=True)) == [4, 3, 2]
+
+
 def test_unknown_game_lists_the_valid_ones():
     with pytest.raises(ConfigError, match="unknown game 'Tetris'; valid games: BeamRider, Breakout"):
         check_game("Tetris")

@@ -15,6 +15,17 @@ def test_epsilon_is_one_during_replay_start_then_anneals_linearly_then_stays():
     assert epsilon(config, 9_000_000) == pytest.approx(0.1)
 
 
+def test_epsilon_annealed_from_step_0_is_still_one_during_replay_start():
+    # Stable-Baselines3's schedule: the anneal's count starts at step 0, so learning
+    # starts at 1 - 0.9 * 50k/1M = 0.955 and epsilon reaches 0.1 at 1M, not 1.05M.
+    config = presets.load("paper2013", ["epsilon_anneal_from=step_0"])
+    assert epsilon(config, 49_999) == 1.0
+    assert epsilon(config, 50_000) == pytest.approx(0.955)
+    assert epsilon(config, 500_000) == pytest.approx(0.55)
+    assert epsilon(config, 1_000_000) == pytest.approx(0.1)
+    assert epsilon(config, 2_000_000) == pytest.approx(0.1)
+
+
 def test_choose_action_calls_the_network_only_when_greedy():
     rng = np.random.default_rng(0)
     calls = []

@@ -109,6 +109,25 @@ def test_updates_fit_q_to_fixed_targets():
     assert learner.updates == 60
 
 
+@pytest.mark.parametrize("max_norm", [0.0, 1e-3])
+def test_max_grad_norm_clips_the_gradient_the_optimiser_steps_with(max_norm):
+    config = presets.load("ci", [f"max_grad_norm={max_norm}"])
+    learner = Learner(config, 4, torch.device("cpu"), seed=0)
+    norms = []
+    take_step = learner.optimizer.step
+
+    def step():
+        grads = [p.grad for p in learner.network.parameters()]
+        norms.append(float(torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads]))))
+        take_step()
+    learner.optimizer.step = step
+    learner.update(_batch(np.random.default_rng(2), 4))
+    if max_norm:
+        assert norms == [pytest.approx(max_norm, rel=1e-5)]
+    else:
+        assert norms[0] > 1e-2  # the same batch's gradient, unclipped
+
+
 def test_target_network_is_copied_every_period_and_frozen_between():
     config = presets.load("ci", ["target_update_period_updates=3", "loss=huber"])
     learner = Learner(config, 4, torch.device("cpu"), seed=0)
