@@ -1,5 +1,5 @@
-"""dqn bench (issue 5): every figure, with the machine it was measured on and sane
-values, from a short run; and the workflow's bench rule, planned but not run."""
+"""dqn bench (issue 5): every figure, with the machine it was measured on and each
+ratio as defined, from a short run; and the workflow's bench rule, planned but not run."""
 
 import datetime
 import json
