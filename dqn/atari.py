@@ -122,22 +122,38 @@ class Atari:
 
         After a game over (or the frame cap) the game is reset; after a lost life that
         ended a training episode (Nature) play continues from where it stopped, as
-        DQN 3.0's GameEnvironment does. Nature §Methods: up to 30 no-op steps first;
-        then FIRE if the config's fire_on_reset says so.
+        DQN 3.0's GameEnvironment does. Nature §Methods: up to 30 no-op steps first
+        (or frames, by the config's noop_start); then FIRE if fire_on_reset says so.
         """
-        if self._game_needs_reset:
+        game_reset = self._game_needs_reset
+        if game_reset:
             self.ale.reset_game()
             self._game_needs_reset = False
-        noops = (int(self.rng.integers(1, self.config.max_noop_start_steps + 1))
-                 if self.config.max_noop_start_steps > 0 else 0)
-        for action in [0] * noops + list(self._start_actions):
-            self._repeat(action)
+        noop_frames = noop_steps = 0
+        if self.config.noop_start == "steps":
+            noop_steps = self._draw_noops()
+        elif game_reset:
+            # Baselines' NoopResetEnv acts below its frame skip, so it counts frames,
+            # and only when the game is reset;
+            noop_frames = self._draw_noops()
+        else:
+            # past a lost life its EpisodicLifeEnv takes one no-op step.
+            noop_steps = 1
+        for action, frames in ([(0, 1)] * noop_frames + [(0, self.frame_skip)] * noop_steps
+                               + [(a, self.frame_skip) for a in self._start_actions]):
+            self._repeat(action, frames)
             if self.ale.game_over():
                 self.ale.reset_game()
         self.stack[:] = 0
         self._screens[0] = 0
         self._grab_frame_into(self.stack[-1])
         return self.stack
+
+    def _draw_noops(self) -> int:
+        """How many no-ops start this episode: 1 to max_noop_start_steps, or none."""
+        if self.config.max_noop_start_steps == 0:
+            return 0
+        return int(self.rng.integers(1, self.config.max_noop_start_steps + 1))
 
     def step(self, action: int) -> tuple[float, bool]:
         """Repeat `action` (an index into the minimal set) for the frame skip.
@@ -146,7 +162,7 @@ class Atari:
         episode ended. The new frame is pushed onto `stack`.
         """
         lives = self.ale.lives() if self.life_loss_ends_episode else 0
-        reward = self._repeat(action)
+        reward = self._repeat(action, self.frame_skip)
         self.stack[:-1] = self.stack[1:]
         self._grab_frame_into(self.stack[-1])
         game_over = self.ale.game_over()
@@ -155,17 +171,17 @@ class Atari:
         self._game_needs_reset = game_over or cut
         return reward, game_over or cut or life_lost
 
-    def _repeat(self, action: int) -> float:
-        """Act for `frame_skip` frames; keep the screens of the last two for Nature's max."""
+    def _repeat(self, action: int, frames: int) -> float:
+        """Act for `frames` frames; keep the screens of the last two for Nature's max."""
         ale_action = self.actions[action]
         reward = 0.0
         if self._max_of_two:
             self._screens[0] = 0  # stays 0 if the game ends before the second-last frame
-        for i in range(self.frame_skip):
+        for i in range(frames):
             reward += self.ale.act(ale_action)
             if self.ale.game_over():
                 break
-            if self._max_of_two and i == self.frame_skip - 2:
+            if self._max_of_two and i == frames - 2:
                 self.ale.getScreenGrayscale(self._screens[0])
         return reward
 

@@ -55,8 +55,14 @@ class Config(BaseModel):
     space_invaders_frame_skip_frames: int = _key(
         "the frame skip of Space Invaders, whose lasers blink (unseen at k=4)", FRAMES, "2013 §5", gt=0)
     max_noop_start_steps: int = _key(
-        "an episode starts with up to this many no-op steps (0: none)", STEPS,
+        "an episode starts with 1 to this many no-ops, steps or frames by noop_start (0: none)", STEPS,
         "Nature Extended Data Table 1 (no-op max)", ge=0)
+    noop_start: Literal["steps", "frames_at_reset"] = _key(
+        "steps: the no-ops are agent steps, at every episode's start (after a lost life "
+        "too); frames_at_reset: they are single emulator frames, only after the game is "
+        "reset, and one no-op step follows a lost life", DIMENSIONLESS,
+        "steps: DQN 3.0; frames_at_reset: Baselines' NoopResetEnv (below its frame skip) "
+        "and EpisodicLifeEnv, in Stable-Baselines3's AtariWrapper")
     life_loss_ends_episode: bool = _key(
         "a lost life is a terminal transition (training only)", DIMENSIONLESS,
         "Nature Methods; DQN 3.0 GameEnvironment")
@@ -206,7 +212,8 @@ class Config(BaseModel):
 # them had in effect: a stored config without one reads as having it, so that older
 # runs still resume, evaluate and plot beside newer files.
 ADDED_KEYS = {"optimizer": "rmsprop", "adam_epsilon": 1e-8, "fire_on_reset": False,
-              "max_grad_norm": 0.0, "epsilon_anneal_from": "replay_start"}
+              "max_grad_norm": 0.0, "epsilon_anneal_from": "replay_start",
+              "noop_start": "steps"}
 
 
 def stored(text: str) -> dict:
@@ -270,6 +277,7 @@ PAPER2013 = Config(
     frame_skip_frames=4,  # 2013 §5
     space_invaders_frame_skip_frames=3,  # 2013 §5
     max_noop_start_steps=0,  # 2013: no random starts described
+    noop_start="steps",  # unused without no-ops; DQN 3.0's form if max_noop_start_steps is set
     life_loss_ends_episode=False,  # 2013: an episode is a whole game
     fire_on_reset=False,  # 2013 and DQN 3.0: the agent presses FIRE itself
     max_episode_frames=108_000,  # 30 min of play; ALE v5 default (Machado et al. 2018)

@@ -156,6 +156,28 @@ def test_fire_on_reset_serves_breakouts_ball_at_each_training_episode():
     assert lives_after_noop_episodes(NATURE.with_values(fire_on_reset=True)) == [4, 3, 2]
 
 
+def test_noop_start_frames_at_reset_counts_frames_and_takes_one_step_past_a_lost_life():
+    def frames_run_by_new_episode(config, lives_lost=4):
+        """Emulator frames inside each new_episode: the game's start, then after each lost
+        life (the agent presses FIRE only, so the paddle stays and the ball is lost)."""
+        env = Atari("Breakout", config, seed=0)
+        env.new_episode()
+        frames = [env.ale.getFrameNumber()]
+        for _ in range(lives_lost):
+            while not env.step(1)[1]:
+                pass
+            before = env.ale.getFrameNumber()
+            env.new_episode()
+            frames.append(env.ale.getFrameNumber() - before)
+        return frames
+
+    steps = frames_run_by_new_episode(NATURE)
+    frames = frames_run_by_new_episode(NATURE.with_values(noop_start="frames_at_reset"))
+    assert steps[0] == 4 * frames[0]  # the same draw, counted in steps of 4 frames or in frames
+    assert frames[1:] == [4, 4, 4, 4]  # one no-op step past each lost life
+    assert all(n % 4 == 0 and 4 <= n <= 120 for n in steps[1:]) and len(set(steps[1:])) > 1
+
+
 def test_unknown_game_lists_the_valid_ones():
     with pytest.raises(ConfigError, match="unknown game 'Tetris'; valid games: BeamRider, Breakout"):
         check_game("Tetris")

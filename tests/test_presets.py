@@ -24,7 +24,8 @@ def test_every_key_names_its_unit_or_is_dimensionless():
                      "reward_clip", "loss", "loss_reduction",
                      "epsilon_start", "epsilon_end",
                      "eval_epsilon", "life_loss_ends_episode", "eval_episodes",
-                     "fire_on_reset", "max_grad_norm", "epsilon_anneal_from"}
+                     "fire_on_reset", "max_grad_norm", "epsilon_anneal_from",
+                     "noop_start"}
     for key in presets.PAPER2013.as_dict():
         assert key.endswith(units) or key in dimensionless, key
 
