@@ -106,7 +106,7 @@ def test_every_shipped_config_plans_a_run(workflow_copy, name):
     assert planned_jobs(result)["train"] >= 1
 
 
-def test_the_sb3_breakout_config_is_the_cpu_one_with_the_peers_learner():
+def test_the_sb3_breakout_configs_are_the_cpu_one_with_the_peers_learner_then_set_up():
     # The README compares the two runs: nothing but the learner may differ.
     nature = yaml.safe_load((ROOT / "config/cpu_breakout.yaml").read_text())
     sb3 = yaml.safe_load((ROOT / "config/cpu_breakout_sb3.yaml").read_text())
@@ -114,6 +114,11 @@ def test_the_sb3_breakout_config_is_the_cpu_one_with_the_peers_learner():
                "loss_reduction": "mean", "target_update_period_updates": 2500}
     assert sb3 == {**nature, "preset_overrides": {**nature["preset_overrides"], **learner}}
     assert nature["preset_overrides"]["target_update_period_updates"] == 10000
+    # and the set-up config adds SB3's Atari set-up to that learner, nothing else
+    setup = yaml.safe_load((ROOT / "config/cpu_breakout_sb3_setup.yaml").read_text())
+    keys = {"fire_on_reset": True, "noop_start": "frames_at_reset", "max_grad_norm": 10,
+            "epsilon_anneal_from": "step_0"}
+    assert setup == {**sb3, "preset_overrides": {**sb3["preset_overrides"], **keys}}
 
 
 @pytest.mark.parametrize("device,gpus", [("auto", 1), ("cuda", 1), ("cpu", 0)])
