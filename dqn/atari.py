@@ -70,6 +70,7 @@ class Atari:
         self.config = config
         self.frame_skip = frame_skip(game, config)
         self.life_loss_ends_episode = config.life_loss_ends_episode and not evaluation
+        self._cut_at_life_loss = self.life_loss_ends_episode and config.life_loss_cuts_frame_skip
         self.max_episode_frames = (
             config.eval_max_episode_frames if evaluation else config.max_episode_frames
         )
@@ -122,15 +123,20 @@ class Atari:
 
         After a game over (or the frame cap) the game is reset; after a lost life that
         ended a training episode (Nature) play continues from where it stopped, as
-        DQN 3.0's GameEnvironment does. Nature §Methods: up to 30 no-op steps first
-        (or frames, by the config's noop_start); then FIRE if fire_on_reset says so.
+        DQN 3.0's GameEnvironment does. Nature §Methods: up to 30 no-ops first, frames
+        or steps by the config's noop_start; then FIRE if fire_on_reset says so.
         """
         game_reset = self._game_needs_reset
         if game_reset:
             self.ale.reset_game()
             self._game_needs_reset = False
         noop_frames = noop_steps = 0
-        if self.config.noop_start == "steps":
+        if self.config.noop_start == "frames":
+            # DQN 3.0 (alewrap GameEnvironment.lua:131-156): nextRandomGame plays k no-op
+            # frames, k from 1 to noop_max; after a lost life newGame's null frame comes
+            # first (after a game over that call only resets the game, AleEnv.lua:93-97).
+            noop_frames = self._draw_noops() + (0 if game_reset else 1)
+        elif self.config.noop_start == "steps":
             noop_steps = self._draw_noops()
         elif game_reset:
             # Baselines' NoopResetEnv acts below its frame skip, so it counts frames,
@@ -150,10 +156,10 @@ class Atari:
         return self.stack
 
     def _draw_noops(self) -> int:
-        """How many no-ops start this episode: 1 to max_noop_start_steps, or none."""
-        if self.config.max_noop_start_steps == 0:
+        """How many no-ops start this episode: 1 to noop_max, or none."""
+        if self.config.noop_max == 0:
             return 0
-        return int(self.rng.integers(1, self.config.max_noop_start_steps + 1))
+        return int(self.rng.integers(1, self.config.noop_max + 1))
 
     def step(self, action: int) -> tuple[float, bool]:
         """Repeat `action` (an index into the minimal set) for the frame skip.
@@ -162,7 +168,7 @@ class Atari:
         episode ended. The new frame is pushed onto `stack`.
         """
         lives = self.ale.lives() if self.life_loss_ends_episode else 0
-        reward = self._repeat(action, self.frame_skip)
+        reward = self._repeat(action, self.frame_skip, lives if self._cut_at_life_loss else 0)
         self.stack[:-1] = self.stack[1:]
         self._grab_frame_into(self.stack[-1])
         game_over = self.ale.game_over()
@@ -171,15 +177,18 @@ class Atari:
         self._game_needs_reset = game_over or cut
         return reward, game_over or cut or life_lost
 
-    def _repeat(self, action: int, frames: int) -> float:
-        """Act for `frames` frames; keep the screens of the last two for Nature's max."""
+    def _repeat(self, action: int, frames: int, stop_below_lives: int = 0) -> float:
+        """Act for `frames` frames, or until the game ends, or until fewer than
+        `stop_below_lives` lives are left (DQN 3.0 ends a training step at the frame
+        that loses a life: alewrap GameEnvironment.lua:113-120); keep the screens of
+        the last two frames for Nature's max."""
         ale_action = self.actions[action]
         reward = 0.0
         if self._max_of_two:
-            self._screens[0] = 0  # stays 0 if the game ends before the second-last frame
+            self._screens[0] = 0  # stays 0 if the step ends before its second-last frame
         for i in range(frames):
             reward += self.ale.act(ale_action)
-            if self.ale.game_over():
+            if self.ale.game_over() or stop_below_lives and self.ale.lives() < stop_below_lives:
                 break
             if self._max_of_two and i == frames - 2:
                 self.ale.getScreenGrayscale(self._screens[0])

@@ -133,9 +133,9 @@ class Learner:
         self.device = device
         torch.manual_seed(seed)  # the initial weights
         self.network = networks.build(config.network, n_actions).to(device)
-        # Nature §Methods: a target network, copied every C updates; 2013 has none and
-        # takes the max over next actions from the network being trained.
-        self.target = copy.deepcopy(self.network) if config.target_update_period_updates else None
+        # Nature §Methods: a target network, copied every C steps (`after_step`); 2013 has
+        # none and takes the max over next actions from the network being trained.
+        self.target = copy.deepcopy(self.network) if config.target_update_period_steps else None
         params = self.network.parameters()
         self.optimizer = {
             "rmsprop": lambda: RMSProp(params, config.learning_rate, config.rmsprop_decay,
@@ -163,10 +163,17 @@ class Learner:
             torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.config.max_grad_norm)
         self.optimizer.step()
         self.updates += 1
-        period = self.config.target_update_period_updates
-        if self.target is not None and self.updates % period == 0:
-            self.target.load_state_dict(self.network.state_dict())
         return loss.detach()
+
+    def after_step(self, step: int) -> None:
+        """Agent step `step` (counted from 1) is done, its update too: refresh the target
+        network if the step is one past a multiple of the period. DQN 3.0 counts the
+        step after its update and then copies when numSteps % target_q == 1
+        (NeuralQLearner.lua:341-358); written as (step - 1) % period so that a period
+        of 1 refreshes every step."""
+        period = self.config.target_update_period_steps
+        if self.target is not None and (step - 1) % period == 0:
+            self.target.load_state_dict(self.network.state_dict())
 
     def non_finite(self, loss_mean: float) -> str | None:
         """What is not finite (the epoch's mean loss, the weights), or None if all is."""

@@ -30,6 +30,7 @@ TRANSITIONS = "replay transitions"
 STATES = "held-out states"
 EPISODES = "episodes"
 DIMENSIONLESS = "dimensionless"
+NOOPS = "no-ops: emulator frames or agent steps, by noop_start"
 
 
 def _key(meaning: str, unit: str, source: str, **bounds):
@@ -54,18 +55,26 @@ class Config(BaseModel):
         "the agent acts every k-th frame, the action repeats between", FRAMES, "2013 §5", gt=0)
     space_invaders_frame_skip_frames: int = _key(
         "the frame skip of Space Invaders, whose lasers blink (unseen at k=4)", FRAMES, "2013 §5", gt=0)
-    max_noop_start_steps: int = _key(
-        "an episode starts with 1 to this many no-ops, steps or frames by noop_start (0: none)", STEPS,
-        "Nature Extended Data Table 1 (no-op max)", ge=0)
-    noop_start: Literal["steps", "frames_at_reset"] = _key(
-        "steps: the no-ops are agent steps, at every episode's start (after a lost life "
-        "too); frames_at_reset: they are single emulator frames, only after the game is "
-        "reset, and one no-op step follows a lost life", DIMENSIONLESS,
-        "steps: DQN 3.0; frames_at_reset: Baselines' NoopResetEnv (below its frame skip) "
-        "and EpisodicLifeEnv, in Stable-Baselines3's AtariWrapper")
+    noop_max: int = _key(
+        "an episode starts with up to this many no-ops (0: none), counted in noop_start's "
+        "unit: emulator frames (frames, frames_at_reset) or agent steps (steps)", NOOPS,
+        "Nature Extended Data Table 1 (no-op max); DQN 3.0 run_gpu (random_starts=30)", ge=0)
+    noop_start: Literal["frames", "steps", "frames_at_reset"] = _key(
+        "frames: DQN 3.0's, k no-op frames (k drawn from 1 to noop_max) at every training "
+        "episode's start, one more after a lost life than after a reset, and at every "
+        "evaluation game's; steps: k no-op agent steps at every episode's start (the Nature "
+        "text read literally); frames_at_reset: k no-op frames only after the game is reset, "
+        "and one no-op step after a lost life (Baselines)", DIMENSIONLESS,
+        "frames: DQN 3.0 alewrap GameEnvironment.lua:131-156 (newGame, nextRandomGame), "
+        "train_agent.lua:90-91 and :141; frames_at_reset: Baselines' NoopResetEnv (below "
+        "its frame skip) and EpisodicLifeEnv, in Stable-Baselines3's AtariWrapper")
     life_loss_ends_episode: bool = _key(
         "a lost life is a terminal transition (training only)", DIMENSIONLESS,
-        "Nature Methods; DQN 3.0 GameEnvironment")
+        "Nature Methods; DQN 3.0 alewrap GameEnvironment.lua:113-117")
+    life_loss_cuts_frame_skip: bool = _key(
+        "with life_loss_ends_episode, the step that loses a life ends at that frame "
+        "instead of repeating its action for the whole frame skip", DIMENSIONLESS,
+        "DQN 3.0 alewrap GameEnvironment.lua:113-120 (terminal, then break)")
     fire_on_reset: bool = _key(
         "each episode starts with FIRE, then the third action of the minimal set, on games "
         "that have FIRE (a game that waits for FIRE then starts at once)", DIMENSIONLESS,
@@ -109,9 +118,11 @@ class Config(BaseModel):
     loss_reduction: Literal["sum", "mean"] = _key(
         "how the minibatch's losses combine: sum (DQN 3.0) or mean (deep_q_rl)",
         DIMENSIONLESS, "DQN 3.0; deep_q_rl")
-    target_update_period_updates: int = _key(
-        "the target network is refreshed every this many updates (0: none, as 2013)",
-        UPDATES, "Nature Extended Data Table 1 (target network update frequency)", ge=0)
+    target_update_period_steps: int = _key(
+        "the target network is refreshed every this many agent steps, after the step whose "
+        "count is one past a multiple of it (0: no target network, as 2013)", STEPS,
+        "DQN 3.0 NeuralQLearner.lua:356 (numSteps % target_q == 1, numSteps counting agent "
+        "steps) and run_gpu (target_q=10000)", ge=0)
     update_period_steps: int = _key(
         "one minibatch update every this many agent steps", STEPS,
         "2013 Algorithm 1; Nature Extended Data Table 1 (update frequency)", gt=0)
@@ -178,9 +189,9 @@ class Config(BaseModel):
                 f"train_steps={self.train_steps}: must exceed "
                 f"replay_start_steps={self.replay_start_steps} or no update ever happens"
             )
-        if self.max_noop_start_steps * self.frame_skip_frames >= self.max_episode_frames:
+        if self.noop_max * self.frame_skip_frames >= self.max_episode_frames:
             raise ValueError(
-                f"max_noop_start_steps={self.max_noop_start_steps}: its no-op frames must "
+                f"noop_max={self.noop_max}: its no-op frames must "
                 f"leave room in an episode of max_episode_frames={self.max_episode_frames}"
             )
         if self.heldout_collect_steps < self.heldout_states + 4:
@@ -208,18 +219,31 @@ class Config(BaseModel):
         return self.model_dump()
 
 
-# Keys added after runs had been stored, with the value that every run stored before
-# them had in effect: a stored config without one reads as having it, so that older
-# runs still resume, evaluate and plot beside newer files.
+# Stored configs (every file's `config` attribute) are read through `stored`, the one
+# place where older files are brought up to date: keys added since runs were stored, with
+# the value those runs had in effect, and keys renamed, with how the old value reads.
 ADDED_KEYS = {"optimizer": "rmsprop", "adam_epsilon": 1e-8, "fire_on_reset": False,
               "max_grad_norm": 0.0, "epsilon_anneal_from": "replay_start",
-              "noop_start": "steps"}
+              "noop_start": "steps", "life_loss_cuts_frame_skip": False}
+RENAMED_KEYS = {
+    # the no-op count was named in steps although frames_at_reset counted frames
+    "max_noop_start_steps": ("noop_max", lambda value, config: value),
+    # the target period was counted in updates; the same period in agent steps (the
+    # refresh lands at most update_period_steps - 1 steps later, before the next update)
+    "target_update_period_updates": (
+        "target_update_period_steps",
+        lambda value, config: value * config["update_period_steps"]),
+}
 
 
 def stored(text: str) -> dict:
-    """A config stored as JSON (every file's `config` attribute), with the keys added
-    since then filled in; compare stored configs this way, not as text."""
-    return {**ADDED_KEYS, **json.loads(text)}
+    """A config stored as JSON, as this version's keys; compare stored configs this way,
+    not as text."""
+    config = {**ADDED_KEYS, **json.loads(text)}
+    for old, (new, convert) in RENAMED_KEYS.items():
+        if old in config:
+            config[new] = convert(config.pop(old), config)
+    return config
 
 
 # `--set` text read as its key's type (pydantic's lax mode: "2_000" is an int, "no" a bool);
@@ -276,9 +300,10 @@ PAPER2013 = Config(
     preprocessing="paper2013",  # 2013 §4.1
     frame_skip_frames=4,  # 2013 §5
     space_invaders_frame_skip_frames=3,  # 2013 §5
-    max_noop_start_steps=0,  # 2013: no random starts described
-    noop_start="steps",  # unused without no-ops; DQN 3.0's form if max_noop_start_steps is set
+    noop_max=0,  # 2013: no random starts described
+    noop_start="steps",  # no no-ops in 2013, so no unit either (runs stored before noop_start had steps)
     life_loss_ends_episode=False,  # 2013: an episode is a whole game
+    life_loss_cuts_frame_skip=False,  # no life-loss episodes in 2013
     fire_on_reset=False,  # 2013 and DQN 3.0: the agent presses FIRE itself
     max_episode_frames=108_000,  # 30 min of play; ALE v5 default (Machado et al. 2018)
     network="paper2013",  # 2013 §4.1
@@ -300,7 +325,7 @@ PAPER2013 = Config(
     reward_clip=True,  # 2013 §5
     loss="squared",  # 2013 Algorithm 1: (y - Q)^2
     loss_reduction="mean",  # deep_q_rl run_nips.py (BATCH_ACCUMULATOR 'mean')
-    target_update_period_updates=0,  # 2013 describes no target network
+    target_update_period_steps=0,  # 2013 describes no target network
     update_period_steps=1,  # 2013 Algorithm 1: one minibatch update per step
     replay_capacity_transitions=1_000_000,  # 2013 §5: the one million most recent frames
     replay_start_steps=50_000,  # DQN 3.0 (learn_start=50000); 2013 is silent
@@ -321,8 +346,13 @@ PAPER2013 = Config(
 NATURE2015 = PAPER2013.with_values(
     preprocessing="nature2015",  # Nature Methods: max of 2 frames, 84x84
     space_invaders_frame_skip_frames=4,  # Nature: k=4 for every game
-    max_noop_start_steps=30,  # Nature Extended Data Table 1 (no-op max)
-    life_loss_ends_episode=True,  # Nature Methods; DQN 3.0 GameEnvironment
+    noop_max=30,  # Nature Extended Data Table 1 (no-op max); DQN 3.0 run_gpu (random_starts=30)
+    # DQN 3.0 plays its no-ops as single frames at every training episode's start, so
+    # the agent's steps fall on any frame phase (alewrap GameEnvironment.lua:146-156; the
+    # Nature text's "actions" read as agent steps would always start on phase 0).
+    noop_start="frames",
+    life_loss_ends_episode=True,  # Nature Methods; DQN 3.0 alewrap GameEnvironment.lua:115
+    life_loss_cuts_frame_skip=True,  # DQN 3.0 alewrap GameEnvironment.lua:120
     network="nature2015",  # Nature Methods: 32-64-64-512
     # DQN 3.0's learner, which the Nature method was tuned with (stated here, not
     # inherited, so the 2013 preset's choice below cannot change it):
@@ -334,13 +364,19 @@ NATURE2015 = PAPER2013.with_values(
     rmsprop_epsilon=0.01,  # Nature Extended Data Table 1 (min squared gradient 0.01)
     loss_reduction="sum",  # DQN 3.0: gradients summed over the minibatch
     loss="huber",  # Nature Methods: error term clipped to [-1, 1]
-    target_update_period_updates=10_000,  # Nature Extended Data Table 1
+    # Nature Extended Data Table 1 gives 10000 "updates"; DQN 3.0, which the table
+    # describes, counts target_q in agent steps (NeuralQLearner.lua:349-356), so the
+    # target is refreshed every 2,500 updates at one update per 4 steps.
+    target_update_period_steps=10_000,
     update_period_steps=4,  # Nature Extended Data Table 1 (update frequency)
     train_steps=50_000_000,  # Nature Methods: 50 million frames = agent steps
     epoch_updates=62_500,  # 250000 agent steps per epoch, DQN 3.0 (eval_freq=250000)
-    eval_steps=125_000,  # DQN 3.0 (eval_steps=125000)
-    eval_episodes=30,  # Nature Methods: 30 episodes
-    eval_max_episode_frames=18_000,  # Nature Methods: at most 5 minutes
+    # DQN 3.0's evaluation (train_agent.lua:110-149): 125000 steps of epsilon 0.05 with
+    # no cap on games or their length, the mean over the games completed. The Nature
+    # text's 30 games of at most 5 minutes are its final tables' protocol.
+    eval_steps=125_000,  # DQN 3.0 run_gpu (eval_steps=125000)
+    eval_episodes=0,  # DQN 3.0: every game completed within eval_steps
+    eval_max_episode_frames=500_000,  # DQN 3.0 caps no game: eval_steps' frames at most
 )
 
 # A useful look at the whole pipeline in a few minutes on 2 CPU cores (two games side

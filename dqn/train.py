@@ -185,6 +185,7 @@ def loop(run: RunDir, attrs: dict, config: Config, state: TrainingState, meter: 
                 draws = playing.result()
             else:
                 draws = play()
+            learner.after_step(counters.step)
             if ends_epoch:
                 counters.epoch += 1
                 meter.end_epoch(state.log, counters, learner.updates, eps)

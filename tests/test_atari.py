@@ -156,8 +156,8 @@ def test_fire_on_reset_serves_breakouts_ball_at_each_training_episode():
     assert lives_after_noop_episodes(NATURE.with_values(fire_on_reset=True)) == [4, 3, 2]
 
 
-def test_noop_start_frames_at_reset_counts_frames_and_takes_one_step_past_a_lost_life():
-    def frames_run_by_new_episode(config, lives_lost=4):
+def test_no_op_starts_in_each_mode_count_their_unit_at_the_right_episode_starts():
+    def frames_run_by_new_episode(config, lives_lost=6):
         """Emulator frames inside each new_episode: the game's start, then after each lost
         life (the agent presses FIRE only, so the paddle stays and the ball is lost)."""
         env = Atari("Breakout", config, seed=0)
@@ -171,11 +171,47 @@ def test_noop_start_frames_at_reset_counts_frames_and_takes_one_step_past_a_lost
             frames.append(env.ale.getFrameNumber() - before)
         return frames
 
-    steps = frames_run_by_new_episode(NATURE)
-    frames = frames_run_by_new_episode(NATURE.with_values(noop_start="frames_at_reset"))
-    assert steps[0] == 4 * frames[0]  # the same draw, counted in steps of 4 frames or in frames
-    assert frames[1:] == [4, 4, 4, 4]  # one no-op step past each lost life
+    dqn3 = frames_run_by_new_episode(NATURE)
+    steps = frames_run_by_new_episode(NATURE.with_values(noop_start="steps"))
+    at_reset = frames_run_by_new_episode(NATURE.with_values(noop_start="frames_at_reset"))
+    # the same first draw, k in 1..30: k frames after the reset, or k steps of 4 frames
+    assert 1 <= dqn3[0] <= 30 and steps[0] == 4 * dqn3[0] and at_reset[0] == dqn3[0]
+    # DQN 3.0: newGame's null frame, then k more, after each lost life (5 lives, then a
+    # new game: its reset takes no frame, so k alone); the phase is any of 0..3
+    assert all(2 <= n <= 31 for n in dqn3[1:5]) and 1 <= dqn3[5] <= 30
+    assert len({n % 4 for n in dqn3[1:]}) > 1
     assert all(n % 4 == 0 and 4 <= n <= 120 for n in steps[1:]) and len(set(steps[1:])) > 1
+    assert at_reset[1:5] == [4, 4, 4, 4]  # Baselines: one no-op step past each lost life
+
+
+def test_a_training_step_ends_at_the_frame_that_loses_a_life_as_dqn3_does():
+    def life_losing_steps(config, lives_lost=4):
+        """For each lost life: the frames its step ran, and the frames a frame-by-frame
+        replay of the same action from the same emulator state takes to lose it."""
+        env = Atari("Breakout", config, seed=0)
+        env.new_episode()
+        found = []
+        for _ in range(lives_lost):
+            while True:
+                state, lives, before = env.ale.cloneState(), env.ale.lives(), env.ale.getFrameNumber()
+                if env.step(1)[1]:
+                    break
+            ran = env.ale.getFrameNumber() - before
+            after = env.ale.cloneState()
+            env.ale.restoreState(state)
+            frames = 0
+            while env.ale.lives() == lives:
+                env.ale.act(env.actions[1])
+                frames += 1
+            env.ale.restoreState(after)
+            found.append((ran, frames))
+            env.new_episode()
+        return found
+
+    cut = life_losing_steps(NATURE)
+    assert all(ran == frames for ran, frames in cut) and any(ran < 4 for ran, _ in cut)
+    whole = life_losing_steps(NATURE.with_values(life_loss_cuts_frame_skip=False))
+    assert all(ran == 4 for ran, _ in whole)
 
 
 def test_unknown_game_lists_the_valid_ones():

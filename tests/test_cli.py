@@ -46,8 +46,8 @@ def small_run(tmp_path_factory):
     (["--game", "Pong", "--set", "replay_capacity_transitions=1000000000000"],
      ["replay_capacity_transitions=1000000000000: the replay memory needs 6,577,931.3 GiB, "
       "more than this machine's"]),
-    (["--game", "Pong", "--set", "max_noop_start_steps=1000000000000"],
-     ["max_noop_start_steps=1000000000000: its no-op frames must leave room in an episode "
+    (["--game", "Pong", "--set", "noop_max=1000000000000"],
+     ["noop_max=1000000000000: its no-op frames must leave room in an episode "
       "of max_episode_frames=2000"]),
     (["--game", "Pong", "--set", "learning_rate=nan"], ["learning_rate"]),
 ])

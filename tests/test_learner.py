@@ -128,22 +128,33 @@ def test_max_grad_norm_clips_the_gradient_the_optimiser_steps_with(max_norm):
         assert norms[0] > 1e-2  # the same batch's gradient, unclipped
 
 
-def test_target_network_is_copied_every_period_and_frozen_between():
-    config = presets.load("ci", ["target_update_period_updates=3", "loss=huber"])
+def test_target_network_is_refreshed_after_agent_step_10001_and_every_10000_steps():
+    # DQN 3.0 (NeuralQLearner.lua:349-358): numSteps counts agent steps, and the copy is
+    # made when numSteps % target_q == 1, after that step's update.
+    config = presets.load("ci", ["target_update_period_steps=10000", "loss=huber"])
     learner = Learner(config, 4, torch.device("cpu"), seed=0)
-    batch = _batch(np.random.default_rng(1), 4)
-    same = lambda a, b: all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))  # noqa: E731
-    assert same(learner.network, learner.target)
-    learner.update(batch)
-    assert not same(learner.network, learner.target)
-    frozen = [p.clone() for p in learner.target.parameters()]
-    learner.update(batch)
-    assert all(torch.equal(a, b) for a, b in zip(frozen, learner.target.parameters()))
-    learner.update(batch)  # third update: copy
-    assert same(learner.network, learner.target)
+    weight, target_weight = next(learner.network.parameters()), next(learner.target.parameters())
+    refreshed = []
+    for step in range(1, 20_002):
+        with torch.no_grad():
+            weight.add_(1.0)  # stands for the step's update
+        learner.after_step(step)
+        if torch.equal(weight, target_weight):
+            refreshed.append(step)
+    assert refreshed == [1, 10_001, 20_001]
+    assert learner.updates == 0  # counted in steps, whatever the updates
 
 
-@pytest.mark.parametrize("overrides", [[], ["target_update_period_updates=3", "loss=huber"],
+def test_a_target_period_of_one_step_refreshes_every_step():
+    config = presets.load("ci", ["target_update_period_steps=1", "loss=huber"])
+    learner = Learner(config, 4, torch.device("cpu"), seed=0)
+    learner.update(_batch(np.random.default_rng(1), 4))
+    assert not torch.equal(next(learner.network.parameters()), next(learner.target.parameters()))
+    learner.after_step(2)
+    assert torch.equal(next(learner.network.parameters()), next(learner.target.parameters()))
+
+
+@pytest.mark.parametrize("overrides", [[], ["target_update_period_steps=3", "loss=huber"],
                                        ["rmsprop_centered=false", "loss_reduction=mean"],
                                        ["optimizer=adam", "learning_rate=0.001"]])
 def test_same_seed_same_initial_weights_and_state_round_trip(overrides):
@@ -159,7 +170,9 @@ def test_same_seed_same_initial_weights_and_state_round_trip(overrides):
     b.load_state({"tensors": {k: [t.numpy().copy() for t in v]
                               for k, v in a.state()["tensors"].items()},
                    "updates": a.updates})
-    for _ in range(4):  # across a target network copy too
+    for step in range(2, 6):  # across a target network copy too
         a.update(batch)
         b.update(batch)
+        a.after_step(step)
+        b.after_step(step)
     assert all(torch.equal(x, y) for x, y in zip(a.network.parameters(), b.network.parameters()))

@@ -19,7 +19,7 @@ RULES = {
     # the 2013 method as the preset has it: no target network, squared error
     "2013": [],
     # the Nature learning rule on the same task: a target network and the Huber loss
-    "Nature": ["target_update_period_updates=250", "loss=huber"],
+    "Nature": ["target_update_period_steps=250", "loss=huber"],
 }
 
 

@@ -8,11 +8,15 @@ from dqn.errors import ConfigError
 
 def test_presets_are_valid_and_follow_the_papers():
     paper, nature = presets.load("paper2013"), presets.load("nature2015")
-    assert (paper.network, paper.target_update_period_updates, paper.update_period_steps) == ("paper2013", 0, 1)
+    assert (paper.network, paper.target_update_period_steps, paper.update_period_steps) == ("paper2013", 0, 1)
     assert paper.train_steps == 10_000_000 and paper.epoch_updates == 50_000
     assert paper.replay_capacity_transitions == 1_000_000 and paper.minibatch_transitions == 32
-    assert nature.target_update_period_updates == 10_000 and nature.loss == "huber"
-    assert nature.life_loss_ends_episode and nature.max_noop_start_steps == 30
+    assert nature.target_update_period_steps == 10_000 and nature.loss == "huber"
+    assert nature.life_loss_ends_episode and nature.noop_max == 30
+    # DQN 3.0's counting (docs/fidelity.md): no-ops in frames, steps cut at a lost life,
+    # evaluation of 125k steps over whole games
+    assert (nature.noop_start, nature.life_loss_cuts_frame_skip) == ("frames", True)
+    assert (nature.eval_steps, nature.eval_episodes, nature.eval_epsilon) == (125_000, 0, 0.05)
     for name in presets.PRESETS:
         presets.load(name)
 
@@ -25,9 +29,10 @@ def test_every_key_names_its_unit_or_is_dimensionless():
                      "epsilon_start", "epsilon_end",
                      "eval_epsilon", "life_loss_ends_episode", "eval_episodes",
                      "fire_on_reset", "max_grad_norm", "epsilon_anneal_from",
-                     "noop_start"}
+                     "noop_start", "life_loss_cuts_frame_skip"}
+    counted_in_another_keys_unit = {"noop_max": "noop_start"}
     for key in presets.PAPER2013.as_dict():
-        assert key.endswith(units) or key in dimensionless, key
+        assert key.endswith(units) or key in dimensionless | counted_in_another_keys_unit.keys(), key
 
 
 def test_overrides_are_parsed_by_type():
@@ -106,9 +111,20 @@ def test_every_key_declares_its_meaning_unit_and_source():
     assert list(schema) == list(presets.PAPER2013.as_dict())
     for key, declared in schema.items():
         assert declared["description"] and declared["source"], key
-        assert declared["unit"] in {*suffixes, presets.DIMENSIONLESS}, key
-        if declared["unit"] != presets.DIMENSIONLESS:
+        assert declared["unit"] in {*suffixes, presets.DIMENSIONLESS, presets.NOOPS}, key
+        if declared["unit"] not in (presets.DIMENSIONLESS, presets.NOOPS):
             assert key.endswith(suffixes[declared["unit"]]), key
         if declared.get("type") in ("integer", "number"):  # a count or a quantity: a range
             assert {"minimum", "exclusiveMinimum"} & set(declared), key
         assert "default" not in declared, key  # a preset gives every value
+
+
+def test_stored_configs_of_older_versions_read_as_this_versions_keys():
+    # a nature2015 config as stored before the target period was counted in steps and the
+    # no-op count was renamed: same period in steps, the same count, no-ops in steps
+    old = {k: v for k, v in presets.NATURE2015.as_dict().items()
+           if k not in presets.ADDED_KEYS and k not in ("target_update_period_steps", "noop_max")}
+    old.update(target_update_period_updates=10_000, max_noop_start_steps=30)
+    config = presets.Config(**presets.stored(json.dumps(old)))
+    assert (config.target_update_period_steps, config.noop_max) == (40_000, 30)
+    assert (config.noop_start, config.life_loss_cuts_frame_skip) == ("steps", False)

@@ -392,12 +392,12 @@ def test_an_epoch_continued_after_a_stop_is_timed_over_both_parts():
 
 SMALL = ["replay_capacity_transitions=60", "replay_start_steps=100", "update_period_steps=2",
          "train_steps=700", "epoch_updates=120", "heldout_collect_steps=40",
-         "max_episode_frames=600"]
+         "max_episode_frames=600", "target_update_period_steps=50", "loss=huber"]
 
 
 def algorithm_1(game, config, seed, steps):
     """Algorithm 1 written out in its own order, one thing after another: act, play,
-    store, draw a minibatch, update. Returns the network, the episode returns, and the
+    store, draw a minibatch, update, refresh the target. Returns the network, the episode returns, and the
     agent's generator state and replay count at the end."""
     env = Atari(game, config, seeding.derive(seed, "train_env"))
     learner = Learner(config, env.n_actions, CPU, seeding.derive(seed, "network"))
@@ -420,6 +420,7 @@ def algorithm_1(game, config, seed, steps):
             env.new_episode()
         if step > config.replay_start_steps and step % config.update_period_steps == 0:
             learner.update(memory.sample(config.minibatch_transitions, rng))
+        learner.after_step(step)
     return learner.network, returns, (rng.bit_generator.state, memory.added)
 
 
