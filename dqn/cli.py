@@ -35,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--run", type=Path, required=True, help="a run directory")
     evaluate.add_argument("--out", type=Path, required=True, help="the evaluation file (.h5)")
     evaluate.add_argument("--workers", type=int, default=1, help="snapshots evaluated at once")
+    evaluate.add_argument("--set", dest="overrides", action="append", default=[],
+                          metavar="KEY=VALUE", help="override an evaluation key of the run's "
+                          "config (eval_steps, eval_episodes, eval_epsilon, "
+                          "eval_max_episode_frames; repeatable)")
     _device_arguments(evaluate)
 
     trace = commands.add_parser("trace", help="max-Q along one episode of the final snapshot "
@@ -159,9 +163,14 @@ def _run(args: argparse.Namespace) -> int:
         train(check_game(args.game), args.preset, config, args.seed, args.out, device,
               args.progress_s, args.live_view)
     elif args.command == "evaluate":
-        from dqn.evaluate import evaluate_run
-        table = evaluate_run(args.run, args.out, device, args.workers)
+        from dqn.evaluate import episode_returns, evaluate_run
+        table = evaluate_run(args.run, args.out, device, args.workers, args.overrides)
         print(f"{args.out}: {len(table['epoch'])} snapshots evaluated")
+        for step, average, returns in zip(table["step"], table["average_reward"],
+                                          episode_returns(table)):
+            spread = (f"{returns.std(ddof=1):.2f} sd over {len(returns)} episodes"
+                      if len(returns) > 1 else f"{len(returns)} episode(s) completed")
+            print(f"step {step:>10,}: average reward {average:.2f} ({spread})")
     elif args.command == "trace":
         from dqn.evaluate import trace_run
         if args.steps < 1:

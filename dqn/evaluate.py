@@ -100,13 +100,35 @@ def run_identity(run: RunDir) -> tuple[dict, Config, str, int, list[int]]:
     return attrs, config, attrs["game"], int(attrs["seed"]), epochs
 
 
-def evaluate_run(run_dir: Path, out: Path, device: torch.device, workers: int = 1) -> dict:
-    """Evaluate every snapshot of the run. A `dqn train` may be writing the run at the
+def evaluation_config(config: Config, overrides: list[str]) -> Config:
+    """The run's config with `key=value` overrides of evaluation keys only (eval_*): how
+    a snapshot is evaluated may change, what was trained may not."""
+    for assignment in overrides:
+        if not assignment.startswith("eval_"):
+            raise ConfigError(f"--set {assignment!r}: only the evaluation's keys (eval_*) "
+                              "may be changed when evaluating a run")
+    return config.with_overrides(overrides)
+
+
+def episode_returns(table: dict) -> list[np.ndarray]:
+    """Each snapshot's completed episodes' returns, from an evaluation table."""
+    ends = np.cumsum(table["episodes"])
+    if len(table["episode_returns"]) != (ends[-1] if len(ends) else 0):
+        raise DataFileError(f"episode_returns holds {len(table['episode_returns'])} returns, "
+                            f"the episodes column counts {ends[-1] if len(ends) else 0}")
+    return np.split(table["episode_returns"], ends[:-1])
+
+
+def evaluate_run(run_dir: Path, out: Path, device: torch.device, workers: int = 1,
+                 overrides: list[str] = ()) -> dict:
+    """Evaluate every snapshot of the run, with the run's config or that config with
+    `overrides` of its evaluation keys. A `dqn train` may be writing the run at the
     same time: it only adds files, each renamed into place whole, and never changes or
     deletes a committed snapshot, so the evaluation covers the snapshots listed at its
     start."""
     run = RunDir(run_dir)
-    run_attrs, config, game, seed, epochs = run_identity(run)
+    run_attrs, trained, game, seed, epochs = run_identity(run)
+    config = evaluation_config(trained, list(overrides))
     run.check_output(out, "evaluation")
     heldout_states = h5io.read(run.heldout, "heldout")[1]["states"]
     n_actions = make_env(game, config, 0).n_actions
@@ -114,7 +136,7 @@ def evaluate_run(run_dir: Path, out: Path, device: torch.device, workers: int = 
     def evaluate_one(epoch: int) -> dict:
         path = run.snapshot(epoch)
         network, attrs = load_network(path, config, n_actions, device)
-        if (presets.stored(attrs["config"]) != config.as_dict() or attrs["game"] != game
+        if (presets.stored(attrs["config"]) != trained.as_dict() or attrs["game"] != game
                 or attrs["seed"] != seed):
             raise DataFileError(f"{path}: snapshot of another run than {run.heldout}")
         returns, completed = play(network, game, config, seed, epoch, device)
@@ -124,12 +146,15 @@ def evaluate_run(run_dir: Path, out: Path, device: torch.device, workers: int = 
             "best_episode_reward": float(np.max(returns)),
             "episodes": completed,
             "average_max_q": average_max_q(network, heldout_states, device),
+            "episode_returns": returns[:completed],
         }
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         rows = list(pool.map(evaluate_one, epochs))
     table = {name: np.array([row[name] for row in rows], dtype)
              for name, dtype in EVALUATION_COLUMNS.items()}
+    table["episode_returns"] = np.array([r for row in rows for r in row["episode_returns"]],
+                                        np.float64)
     attrs = provenance.record(game, seed, run_attrs["preset"], config.as_dict())
     attrs["run"] = str(run.root)
     h5io.write(out, "evaluation", attrs, table)

@@ -113,7 +113,10 @@ LAYOUTS = {
     "diverged": SINCE_SNAPSHOT,
     "complete": Layout({**PROVENANCE, **COUNTERS, "snapshot": str}),
     "evaluation": Layout({**PROVENANCE, "run": str}, {
-        name: Array(dtype, ("snapshots",)) for name, dtype in EVALUATION_COLUMNS.items()}),
+        **{name: Array(dtype, ("snapshots",)) for name, dtype in EVALUATION_COLUMNS.items()},
+        # the return of every episode completed, snapshot after snapshot (`episodes` of
+        # each: `dqn.evaluate.episode_returns` splits them)
+        "episode_returns": Array("float64", ("completed_episodes",))}),
     "value_trace": Layout(
         {**PROVENANCE, **COUNTERS, "run": str, "snapshot": str, "epsilon": float,
          "episode_ended": bool, "frame_skip_frames": int},

@@ -1,5 +1,6 @@
 """The command line as a user meets it: bad input gives one clear line and exit 2."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -119,6 +120,20 @@ def test_evaluate_writes_one_row_per_snapshot(small_run, tmp_path):
     _, table_again = h5io.read(again, "evaluation")
     for column in table:
         assert (table[column] == table_again[column]).all(), column
+
+
+def test_evaluate_changes_evaluation_keys_only(small_run, tmp_path):
+    out = tmp_path / "eval.h5"
+    result = dqn("evaluate", "--run", small_run, "--out", out, "--device", "cpu",
+                 "--set", "eval_steps=60", "--set", "eval_epsilon=1")
+    assert result.returncode == 0, result.stderr
+    attrs, table = h5io.read(out, "evaluation")
+    config = json.loads(attrs["config"])
+    assert (config["eval_steps"], config["eval_epsilon"], config["train_steps"]) == (60, 1.0, 400)
+    assert "step        300: average reward" in result.stdout
+    assert_refused(dqn("evaluate", "--run", small_run, "--out", tmp_path / "e.h5",
+                       "--set", "train_steps=5"),
+                   "--set 'train_steps=5': only the evaluation's keys (eval_*) may be changed")
 
 
 def test_presets_prints_json():

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from dqn import h5io, presets
+from dqn.evaluate import episode_returns
 
 RULES = {
     # the 2013 method as the preset has it: no target network, squared error
@@ -76,6 +77,11 @@ def test_catch_is_learned_to_near_its_optimum(runs, rule):
     # The first snapshot still plays badly; the final one (epsilon = 0.05) catches
     # at least 9 balls in 10.
     assert rewards[0] < 0.5 and rewards[-1] >= 0.8, rewards
+    # every completed episode's return is stored: a catch or a miss, averaging to the row
+    returns = episode_returns(table)
+    assert [len(r) for r in returns] == table["episodes"].tolist() and min(table["episodes"]) > 100
+    for average, episode in zip(rewards, returns):
+        assert set(episode.tolist()) <= {-1.0, 1.0} and episode.mean() == pytest.approx(average)
     # The values stay near those of one reward of +-1 (an early overshoot aside: a run
     # away bootstrap would climb towards 1 / (1 - discount)), and end near the optimum's
     # discounted return: the catch comes 9 steps after the first state.

@@ -24,7 +24,8 @@ def write_evaluation(path, game, seed, average_reward, average_max_q, preset="ci
         "update": np.arange(1, n + 1) * 50,
         "average_reward": np.asarray(average_reward, float),
         "best_episode_reward": np.asarray(average_reward, float) + 10,
-        "episodes": np.full(n, 3), "average_max_q": np.asarray(average_max_q, float)})
+        "episodes": np.full(n, 3), "average_max_q": np.asarray(average_max_q, float),
+        "episode_returns": np.repeat(np.asarray(average_reward, float), 3)})
     return path
 
 
