@@ -82,6 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     table.add_argument("--figure", type=Path, required=True,
                        help="output prefix: writes PREFIX.png, PREFIX.pdf, PREFIX.json")
 
+    anchored = figures.add_parser(
+        "anchors", help="each run's evaluation beside the published points of a public "
+        "reproduction of its game and preset (docs/breakout-reference.md)")
+    anchored.add_argument("--eval", type=Path, nargs="+", required=True, help="evaluation files")
+    anchored.add_argument("--anchors", type=Path, required=True,
+                          help="the reproductions' points (CSV, e.g. reference-runs/anchors.csv)")
+    anchored.add_argument("--out", type=Path, required=True,
+                          help="output prefix: writes PREFIX.png, PREFIX.pdf, PREFIX.json")
+
     info = commands.add_parser("info", help="what an HDF5 file holds and its provenance")
     info.add_argument("files", type=Path, nargs="+")
 
@@ -139,6 +148,8 @@ def _run(args: argparse.Namespace) -> int:
             written = plots.training_curves(args.eval, args.out, args.games)
         elif args.figure == "value-function":
             written = plots.value_function(args.trace, args.out)
+        elif args.figure == "anchors":
+            written = plots.anchored_curves(args.eval, args.anchors, args.out)
         else:
             written = plots.table1(args.eval, args.paper, args.table, args.figure)
         print("\n".join(str(path) for path in written))
@@ -163,7 +174,8 @@ def _run(args: argparse.Namespace) -> int:
         train(check_game(args.game), args.preset, config, args.seed, args.out, device,
               args.progress_s, args.live_view)
     elif args.command == "evaluate":
-        from dqn.evaluate import episode_returns, evaluate_run
+        from dqn.evaluate import evaluate_run
+        from dqn.plots import episode_returns
         table = evaluate_run(args.run, args.out, device, args.workers, args.overrides)
         print(f"{args.out}: {len(table['epoch'])} snapshots evaluated")
         for step, average, returns in zip(table["step"], table["average_reward"],

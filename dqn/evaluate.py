@@ -110,15 +110,6 @@ def evaluation_config(config: Config, overrides: list[str]) -> Config:
     return config.with_overrides(overrides)
 
 
-def episode_returns(table: dict) -> list[np.ndarray]:
-    """Each snapshot's completed episodes' returns, from an evaluation table."""
-    ends = np.cumsum(table["episodes"])
-    if len(table["episode_returns"]) != (ends[-1] if len(ends) else 0):
-        raise DataFileError(f"episode_returns holds {len(table['episode_returns'])} returns, "
-                            f"the episodes column counts {ends[-1] if len(ends) else 0}")
-    return np.split(table["episode_returns"], ends[:-1])
-
-
 def evaluate_run(run_dir: Path, out: Path, device: torch.device, workers: int = 1,
                  overrides: list[str] = ()) -> dict:
     """Evaluate every snapshot of the run, with the run's config or that config with

@@ -115,7 +115,7 @@ LAYOUTS = {
     "evaluation": Layout({**PROVENANCE, "run": str}, {
         **{name: Array(dtype, ("snapshots",)) for name, dtype in EVALUATION_COLUMNS.items()},
         # the return of every episode completed, snapshot after snapshot (`episodes` of
-        # each: `dqn.evaluate.episode_returns` splits them)
+        # each: `dqn.plots.episode_returns` splits them)
         "episode_returns": Array("float64", ("completed_episodes",))}),
     "value_trace": Layout(
         {**PROVENANCE, **COUNTERS, "run": str, "snapshot": str, "epsilon": float,

@@ -68,6 +68,15 @@ def load_evaluations(paths: list[Path]) -> dict[str, dict[int, dict]]:
     return runs
 
 
+def episode_returns(table: dict) -> list[np.ndarray]:
+    """Each snapshot's completed episodes' returns, from an evaluation table."""
+    ends = np.cumsum(table["episodes"])
+    if len(table["episode_returns"]) != (ends[-1] if len(ends) else 0):
+        raise DataFileError(f"episode_returns holds {len(table['episode_returns'])} returns, "
+                            f"the episodes column counts {ends[-1] if len(ends) else 0}")
+    return np.split(table["episode_returns"], ends[:-1])
+
+
 def seed_statistics(by_seed: dict[int, dict], key: str) -> tuple[np.ndarray, ...]:
     """Epochs every seed reached, and the mean, min and max of `key` over seeds there."""
     epochs = sorted(set.intersection(*(set(run["arrays"]["epoch"].tolist())
@@ -195,6 +204,84 @@ def value_function(trace: Path, out: Path) -> list[Path]:
             "segment": segment, "rewards": rewards[steps].tolist(),
             "lines": _drawn_lines(figure)}
     return _save(figure, out, data)
+
+
+ANCHOR_COLUMNS = ("anchor", "game", "preset", "agent_step", "seed", "average_reward",
+                  "average_max_q", "source")
+
+
+def read_anchors(path: Path) -> list[dict]:
+    """A public reproduction's published points (CSV with ANCHOR_COLUMNS; seed "mean" for
+    the mean over its seeds; an empty value where it reports none)."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(row for row in f if not row.startswith("#"))
+        if tuple(reader.fieldnames or ()) != ANCHOR_COLUMNS:
+            raise DataFileError(f"{path}: expected the columns {', '.join(ANCHOR_COLUMNS)}, "
+                                f"got {', '.join(reader.fieldnames or ())}")
+        rows = list(reader)
+    for line, row in enumerate(rows, start=2):
+        try:
+            row["agent_step"] = int(row["agent_step"])
+            for key in ("average_reward", "average_max_q"):
+                row[key] = float(row[key]) if row[key] else None
+        except ValueError as error:
+            raise DataFileError(f"{path}, row {line}: {error}") from None
+    return rows
+
+
+def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Path]:
+    """Each run's evaluation against the published points of the reproduction that
+    anchors its game and preset: average reward per episode (the bars: one standard
+    deviation of the episodes' returns) and average max-Q, against agent steps."""
+    anchors = read_anchors(anchors_csv)
+    runs = [(Path(path), *h5io.read(Path(path), "evaluation")) for path in paths]
+    figure, axes = plt.subplots(2, len(runs), squeeze=False, figsize=(4.6 * len(runs), 6.4))
+    summary = []
+    for column, (path, attrs, table) in enumerate(runs):
+        game, preset = attrs["game"], attrs["preset"]
+        points = [row for row in anchors if (row["game"], row["preset"]) == (game, preset)]
+        if not points:
+            raise DataFileError(f"{anchors_csv}: no anchor for {game} with preset {preset} "
+                                f"(the run of {path})")
+        returns = episode_returns(table)
+        sd = np.array([r.std(ddof=1) if len(r) > 1 else np.nan for r in returns])
+        steps = table["step"]
+        ax = axes[0, column]
+        ax.plot(steps, table["average_reward"], marker="o", markersize=4, color="C0",
+                label=f"ours: {preset}, seed {attrs['seed']}")
+        ax.errorbar(steps, table["average_reward"], yerr=sd, fmt="none", capsize=3, color="C0")
+        for key, row_of_axes in (("average_reward", 0), ("average_max_q", 1)):
+            for which, style in (("mean", dict(marker="D", markersize=7, linestyle="--")),
+                                 ("seeds", dict(marker="x", markersize=6, linestyle="none"))):
+                chosen = [r for r in points if (r["seed"] == "mean") == (which == "mean")
+                          and r[key] is not None]
+                if chosen:
+                    name = chosen[0]["anchor"]
+                    axes[row_of_axes, column].plot(
+                        [r["agent_step"] for r in chosen], [r[key] for r in chosen],
+                        color="C3", label=f"{name}: {'mean' if which == 'mean' else 'each seed'}",
+                        **style)
+        axes[1, column].plot(steps, table["average_max_q"], marker="o", markersize=4,
+                             color="C0", label=f"ours: {preset}, seed {attrs['seed']}")
+        axes[0, column].set_title(f"{game}, preset {preset}")
+        axes[0, column].set_ylabel("Average reward per episode")
+        axes[1, column].set_ylabel("Average max-Q, held-out states")
+        for ax in axes[:, column]:
+            ax.set_xlabel("Agent steps")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        summary.append({"file": str(path), "game": game, "preset": preset,
+                        "seed": int(attrs["seed"]), "step": steps.tolist(),
+                        "average_reward": table["average_reward"].tolist(),
+                        "reward_sd": [None if np.isnan(v) else float(v) for v in sd],
+                        "episodes": table["episodes"].tolist(),
+                        "average_max_q": table["average_max_q"].tolist(),
+                        "anchor": points})
+    figure.suptitle("Our evaluations beside the reproductions that anchor them "
+                    "(bars: one standard deviation over episodes)", fontsize=10)
+    figure.tight_layout()
+    return _save(figure, out, {"figure": "anchored_curves", "runs": summary,
+                               "lines": _drawn_lines(figure)})
 
 
 def read_paper_table(path: Path) -> tuple[list[str], dict[str, dict[str, float]]]:

@@ -178,3 +178,50 @@ def test_an_evaluation_whose_columns_differ_in_length_is_refused_by_name(tmp_pat
         plots.training_curves([path], tmp_path / "curves")
     with pytest.raises(DataFileError, match=re.escape(expected)):
         plots.table1([path], PAPER_TABLE, tmp_path / "t", tmp_path / "f")
+
+
+ANCHORS = """# anchor points for the test
+anchor,game,preset,agent_step,seed,average_reward,average_max_q,source
+peer,Breakout,ci,100,mean,1.5,,made up
+peer,Breakout,ci,200,mean,4.0,0.3,made up
+peer,Breakout,ci,200,0,3.0,,made up
+peer,Breakout,ci,200,1,5.0,,made up
+other,Pong,ci,100,mean,-20.0,,made up
+"""
+
+
+def test_anchored_curves_draw_our_spread_and_the_anchors_points(tmp_path):
+    attrs = {**provenance.record("Breakout", 0, "ci", presets.load("ci").as_dict()), "run": "r"}
+    evaluation = tmp_path / "eval.h5"
+    h5io.write(evaluation, "evaluation", attrs, {
+        "epoch": np.array([1, 2]), "step": np.array([100, 200]), "update": np.array([50, 100]),
+        "average_reward": np.array([2.0, 5.0]), "best_episode_reward": np.array([3.0, 6.0]),
+        "episodes": np.array([3, 2]), "average_max_q": np.array([0.1, 0.2]),
+        "episode_returns": np.array([1.0, 2.0, 3.0, 4.0, 6.0])})
+    anchors = tmp_path / "anchors.csv"
+    anchors.write_text(ANCHORS)
+    plots.anchored_curves([evaluation], anchors, tmp_path / "fig")
+    data = json.loads((tmp_path / "fig.json").read_text())
+    (run,) = data["runs"]
+    assert run["reward_sd"] == pytest.approx([1.0, 2 ** 0.5])
+    assert [row["anchor"] for row in run["anchor"]] == ["peer"] * 4  # not Pong's
+    drawn = {}
+    for line in data["lines"]:
+        drawn.setdefault(line["label"], []).append((line["x"], line["y"]))
+    assert drawn["ours: ci, seed 0"] == [([100, 200], [2.0, 5.0]), ([100, 200], [0.1, 0.2])]
+    assert drawn["peer: mean"] == [([100, 200], [1.5, 4.0]), ([200], [0.3])]
+    assert drawn["peer: each seed"] == [([200, 200], [3.0, 5.0])]
+
+
+def test_anchors_of_another_game_or_a_malformed_file_are_refused_by_name(tmp_path):
+    evaluation = write_evaluation(tmp_path / "e.h5", "Seaquest", 0, [1.0], [0.1])
+    anchors = tmp_path / "anchors.csv"
+    anchors.write_text(ANCHORS)
+    with pytest.raises(DataFileError, match=f"{anchors}: no anchor for Seaquest with preset ci"):
+        plots.anchored_curves([evaluation], anchors, tmp_path / "fig")
+    anchors.write_text("anchor,game,step\npeer,Breakout,100\n")
+    with pytest.raises(DataFileError, match=f"{anchors}: expected the columns anchor, game"):
+        plots.anchored_curves([evaluation], anchors, tmp_path / "fig")
+    anchors.write_text(ANCHORS.replace("200,mean,4.0", "two hundred,mean,4.0"))
+    with pytest.raises(DataFileError, match=f"{anchors}, row 3: invalid literal"):
+        plots.read_anchors(anchors)
