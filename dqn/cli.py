@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
                           metavar="KEY=VALUE", help="override an evaluation key of the run's "
                           "config (eval_steps, eval_episodes, eval_epsilon, "
                           "eval_max_episode_frames; repeatable)")
+    evaluate.add_argument("--epochs", type=int, nargs="+", default=[], metavar="N",
+                          help="evaluate these snapshots only (default: every one)")
     _device_arguments(evaluate)
 
     trace = commands.add_parser("trace", help="max-Q along one episode of the final snapshot "
@@ -176,7 +178,8 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "evaluate":
         from dqn.evaluate import evaluate_run
         from dqn.plots import episode_returns
-        table = evaluate_run(args.run, args.out, device, args.workers, args.overrides)
+        table = evaluate_run(args.run, args.out, device, args.workers, args.overrides,
+                             args.epochs)
         print(f"{args.out}: {len(table['epoch'])} snapshots evaluated")
         for step, average, returns in zip(table["step"], table["average_reward"],
                                           episode_returns(table)):

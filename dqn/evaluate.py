@@ -111,15 +111,20 @@ def evaluation_config(config: Config, overrides: list[str]) -> Config:
 
 
 def evaluate_run(run_dir: Path, out: Path, device: torch.device, workers: int = 1,
-                 overrides: list[str] = ()) -> dict:
-    """Evaluate every snapshot of the run, with the run's config or that config with
-    `overrides` of its evaluation keys. A `dqn train` may be writing the run at the
-    same time: it only adds files, each renamed into place whole, and never changes or
-    deletes a committed snapshot, so the evaluation covers the snapshots listed at its
-    start."""
+                 overrides: list[str] = (), only_epochs: list[int] = ()) -> dict:
+    """Evaluate every snapshot of the run (or those of `only_epochs`), with the run's
+    config or that config with `overrides` of its evaluation keys. A `dqn train` may be
+    writing the run at the same time: it only adds files, each renamed into place whole,
+    and never changes or deletes a committed snapshot, so the evaluation covers the
+    snapshots listed at its start."""
     run = RunDir(run_dir)
     run_attrs, trained, game, seed, epochs = run_identity(run)
     config = evaluation_config(trained, list(overrides))
+    if only_epochs:
+        if missing := sorted(set(only_epochs) - set(epochs)):
+            raise DataFileError(f"{run.root / 'snapshots'}: no snapshot of epoch "
+                                f"{', '.join(map(str, missing))} (it has {epochs[0]}-{epochs[-1]})")
+        epochs = sorted(set(only_epochs))
     run.check_output(out, "evaluation")
     heldout_states = h5io.read(run.heldout, "heldout")[1]["states"]
     n_actions = make_env(game, config, 0).n_actions

@@ -125,12 +125,15 @@ def test_evaluate_writes_one_row_per_snapshot(small_run, tmp_path):
 def test_evaluate_changes_evaluation_keys_only(small_run, tmp_path):
     out = tmp_path / "eval.h5"
     result = dqn("evaluate", "--run", small_run, "--out", out, "--device", "cpu",
-                 "--set", "eval_steps=60", "--set", "eval_epsilon=1")
+                 "--set", "eval_steps=60", "--set", "eval_epsilon=1", "--epochs", "1")
     assert result.returncode == 0, result.stderr
     attrs, table = h5io.read(out, "evaluation")
     config = json.loads(attrs["config"])
     assert (config["eval_steps"], config["eval_epsilon"], config["train_steps"]) == (60, 1.0, 400)
     assert "step        300: average reward" in result.stdout
+    assert table["epoch"].tolist() == [1]  # the snapshot asked for, not the run's two
+    assert_refused(dqn("evaluate", "--run", small_run, "--out", tmp_path / "e.h5",
+                       "--epochs", "1", "5"), "no snapshot of epoch 5 (it has 1-2)")
     assert_refused(dqn("evaluate", "--run", small_run, "--out", tmp_path / "e.h5",
                        "--set", "train_steps=5"),
                    "--set 'train_steps=5': only the evaluation's keys (eval_*) may be changed")
