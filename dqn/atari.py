@@ -145,13 +145,18 @@ class Atari:
         else:
             # past a lost life its EpisodicLifeEnv takes one no-op step.
             noop_steps = 1
-        for action, frames in ([(0, 1)] * noop_frames + [(0, self.frame_skip)] * noop_steps
+        for action, frames in ([(0, noop_frames)] * (noop_frames > 0)
+                               + [(0, self.frame_skip)] * noop_steps
                                + [(a, self.frame_skip) for a in self._start_actions]):
             self._repeat(action, frames)
             if self.ale.game_over():
                 self.ale.reset_game()
         self.stack[:] = 0
-        self._screens[0] = 0
+        if self.config.noop_start != "frames" or noop_frames < 2:
+            # Baselines' reset returns the last frame alone; with DQN 3.0's frames the
+            # first frame is the max of the last two no-op frames (GameScreen.lua:93-105),
+            # which `_repeat` kept.
+            self._screens[0] = 0
         self._grab_frame_into(self.stack[-1])
         return self.stack
 

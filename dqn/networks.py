@@ -22,10 +22,14 @@ def build(name: str, n_actions: int) -> nn.Module:
             nn.Flatten(), nn.Linear(32 * 9 * 9, 256), nn.ReLU(),
             nn.Linear(256, n_actions),
         ]
-    elif name == "nature2015":
-        # Nature §Methods: 32 8x8/4, 64 4x4/2, 64 3x3/1, 512 hidden units.
+    elif name in ("nature2015", "dqn3"):
+        # Nature §Methods: 32 8x8/4, 64 4x4/2, 64 3x3/1, 512 hidden units. DQN 3.0's
+        # convnet_atari3 pads the first layer's input by one pixel on every side
+        # (convnet.lua:17-19, Torch7's padW = padH = 1), which the Nature text does not
+        # say; the layers' sizes are the same (20x20, 9x9, 7x7).
         layers = [
-            nn.Conv2d(HISTORY_FRAMES, 32, 8, stride=4), nn.ReLU(),
+            nn.Conv2d(HISTORY_FRAMES, 32, 8, stride=4, padding=1 if name == "dqn3" else 0),
+            nn.ReLU(),
             nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
             nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
             nn.Flatten(), nn.Linear(64 * 7 * 7, 512), nn.ReLU(),

@@ -83,9 +83,10 @@ class Config(BaseModel):
         "a training episode is cut after this many frames", FRAMES,
         "ALE v5 (Machado et al. 2018)", gt=0)
     # -- network and learner (Algorithm 1 of 2013) --
-    network: Literal["paper2013", "nature2015"] = _key(
-        "paper2013: 16-32-256; nature2015: 32-64-64-512", DIMENSIONLESS,
-        "2013 §4.1; Nature Methods")
+    network: Literal["paper2013", "nature2015", "dqn3"] = _key(
+        "paper2013: 16-32-256; nature2015: 32-64-64-512; dqn3: nature2015 with the first "
+        "layer's input padded by one pixel", DIMENSIONLESS,
+        "2013 §4.1; Nature Methods; DQN 3.0 convnet.lua:17-19 (convnet_atari3)")
     minibatch_transitions: int = _key(
         "transitions per minibatch update", TRANSITIONS, "2013 §5", gt=0)
     discount: float = _key("gamma, the discount of future rewards per step", DIMENSIONLESS,
@@ -353,7 +354,7 @@ NATURE2015 = PAPER2013.with_values(
     noop_start="frames",
     life_loss_ends_episode=True,  # Nature Methods; DQN 3.0 alewrap GameEnvironment.lua:115
     life_loss_cuts_frame_skip=True,  # DQN 3.0 alewrap GameEnvironment.lua:120
-    network="nature2015",  # Nature Methods: 32-64-64-512
+    network="dqn3",  # Nature Methods' 32-64-64-512, padded as DQN 3.0's convnet.lua:17-19
     # DQN 3.0's learner, which the Nature method was tuned with (stated here, not
     # inherited, so the 2013 preset's choice below cannot change it):
     discount=0.99,  # Nature Extended Data Table 1

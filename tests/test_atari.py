@@ -184,6 +184,34 @@ def test_no_op_starts_in_each_mode_count_their_unit_at_the_right_episode_starts(
     assert at_reset[1:5] == [4, 4, 4, 4]  # Baselines: one no-op step past each lost life
 
 
+def test_an_episodes_first_frame_is_the_max_of_its_last_two_no_op_frames_as_dqn3s():
+    def first_frame_and_screens(config):
+        """The first frame of the first episode, and the grey screens of the no-op
+        frames that led to it, replayed frame by frame from the reset."""
+        env = Atari("SpaceInvaders", config, seed=0)
+        draws = np.random.Generator(np.random.PCG64())
+        draws.bit_generator.state = env.rng.bit_generator.state
+        env.new_episode()
+        first = env.frame.copy()
+        k = int(draws.integers(1, config.noop_max + 1))
+        frames = k if config.noop_start == "frames" else k * env.frame_skip
+        env.ale.reset_game()
+        screens = []
+        for _ in range(frames):
+            env.ale.act(env.actions[0])
+            screens.append(env.ale.getScreenGrayscale().copy())
+        return first, screens
+
+    def resized(screen):
+        return cv2.resize(screen, (84, 84), interpolation=RESIZE_INTERPOLATION)
+
+    first, screens = first_frame_and_screens(NATURE)  # DQN 3.0's frames: pooled
+    assert len(screens) >= 2 and not np.array_equal(resized(screens[-1]), resized(np.maximum(*screens[-2:])))
+    np.testing.assert_array_equal(first, resized(np.maximum(*screens[-2:])))
+    first, screens = first_frame_and_screens(NATURE.with_values(noop_start="steps"))
+    np.testing.assert_array_equal(first, resized(screens[-1]))  # as before: the last alone
+
+
 def test_a_training_step_ends_at_the_frame_that_loses_a_life_as_dqn3_does():
     def life_losing_steps(config, lives_lost=4):
         """For each lost life: the frames its step ran, and the frames a frame-by-frame

@@ -87,6 +87,22 @@ def test_network_sizes_match_the_papers():
     assert out.shape == (2, 6)
 
 
+def test_dqn3_network_is_natures_with_its_first_input_padded_by_one_pixel():
+    # DQN 3.0's convnet.lua:17-19 passes padW = 1 (and so padH = 1) to the first layer
+    nature, dqn3 = networks.build("nature2015", 4), networks.build("dqn3", 4)
+    dqn3.load_state_dict(nature.state_dict())  # the same parameters, by name and shape
+    first = dqn3.body[0]
+    assert (first.padding, nature.body[0].padding) == ((1, 1), (0, 0))
+    frames = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
+    assert not torch.equal(nature(frames), dqn3(frames))
+    # the padding's zeros are the border of the input: the same as padding it by hand
+    padded = torch.nn.functional.pad(frames.float() / 255.0, (1, 1, 1, 1))
+    expected = torch.nn.functional.conv2d(padded, first.weight, first.bias, stride=4)
+    assert torch.allclose(dqn3.body[1](dqn3.body[0](frames.float() / 255.0)), expected.relu(),
+                          atol=1e-6)
+
+
+
 def _batch(rng, n_actions, size=32):
     return Minibatch(
         states=rng.integers(0, 256, (size, 4, 84, 84), dtype=np.uint8),
