@@ -132,7 +132,9 @@ class Learner:
         self.config = config
         self.device = device
         torch.manual_seed(seed)  # the initial weights
-        self.network = networks.build(config.network, n_actions).to(device)
+        self.network = networks.build(config.network, n_actions)
+        networks.initialise(self.network, config.network_init)
+        self.network.to(device)
         # Nature §Methods: a target network, copied every C steps (`after_step`); 2013 has
         # none and takes the max over next actions from the network being trained.
         self.target = copy.deepcopy(self.network) if config.target_update_period_steps else None

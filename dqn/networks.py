@@ -1,7 +1,9 @@
-"""The Q-networks: one Q-value per valid action from a stack of 4 84x84 frames.
+"""The Q-networks: one Q-value per valid action from a stack of 4 84x84 frames, and
+their initialisations.
 
 PyTorch's default initialisation (uniform in +-1/sqrt(fan_in) for weights and biases)
-is the one Torch7 used in DeepMind's code, so it is kept.
+is the one Torch7 used in DeepMind's code; `initialise` gives the others a preset may
+name.
 """
 
 from __future__ import annotations
@@ -42,6 +44,29 @@ def build(name: str, n_actions: int) -> nn.Module:
     # reorders its tensors first (README, "Benchmark", has the speed-up).
     # It is a memory layout only: the values, their shapes and their names are the same.
     return QNetwork(nn.Sequential(*layers)).to(memory_format=torch.channels_last)
+
+
+@torch.no_grad()
+def initialise(network: nn.Module, init: str) -> None:
+    """Re-draw the weights and biases of every layer by `init` (the preset key
+    network_init), from torch's global generator:
+    - fan_in_uniform: as built (Torch7's default, DQN 3.0; PyTorch's);
+    - normal_0.01: weights normal with standard deviation 0.01, biases 0.1 (deep_q_rl's
+      2013 network, q_network.py:420-458);
+    - he_normal: weights normal with standard deviation sqrt(2 / fan_in), biases 0
+      (nnabla-rl's Atari Q-function)."""
+    if init == "fan_in_uniform":
+        return
+    for layer in network.modules():
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            if init == "normal_0.01":
+                nn.init.normal_(layer.weight, std=0.01)
+                nn.init.constant_(layer.bias, 0.1)
+            elif init == "he_normal":
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+                nn.init.zeros_(layer.bias)
+            else:
+                raise ValueError(f"unknown network_init {init!r}")
 
 
 @torch.inference_mode()

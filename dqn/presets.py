@@ -87,6 +87,12 @@ class Config(BaseModel):
         "paper2013: 16-32-256; nature2015: 32-64-64-512; dqn3: nature2015 with the first "
         "layer's input padded by one pixel", DIMENSIONLESS,
         "2013 §4.1; Nature Methods; DQN 3.0 convnet.lua:17-19 (convnet_atari3)")
+    network_init: Literal["fan_in_uniform", "normal_0.01", "he_normal"] = _key(
+        "the initial weights: fan_in_uniform, weights and biases uniform in "
+        "+-1/sqrt(fan_in); normal_0.01, weights normal with sd 0.01 and biases 0.1; "
+        "he_normal, weights normal with sd sqrt(2/fan_in) and biases 0", DIMENSIONLESS,
+        "fan_in_uniform: Torch7's default, DQN 3.0; normal_0.01: deep_q_rl "
+        "q_network.py:420-458; he_normal: nnabla-rl models/atari/q_functions.py")
     minibatch_transitions: int = _key(
         "transitions per minibatch update", TRANSITIONS, "2013 §5", gt=0)
     discount: float = _key("gamma, the discount of future rewards per step", DIMENSIONLESS,
@@ -225,7 +231,8 @@ class Config(BaseModel):
 # the value those runs had in effect, and keys renamed, with how the old value reads.
 ADDED_KEYS = {"optimizer": "rmsprop", "adam_epsilon": 1e-8, "fire_on_reset": False,
               "max_grad_norm": 0.0, "epsilon_anneal_from": "replay_start",
-              "noop_start": "steps", "life_loss_cuts_frame_skip": False}
+              "noop_start": "steps", "life_loss_cuts_frame_skip": False,
+              "network_init": "fan_in_uniform"}
 RENAMED_KEYS = {
     # the no-op count was named in steps although frames_at_reset counted frames
     "max_noop_start_steps": ("noop_max", lambda value, config: value),
@@ -308,6 +315,7 @@ PAPER2013 = Config(
     fire_on_reset=False,  # 2013 and DQN 3.0: the agent presses FIRE itself
     max_episode_frames=108_000,  # 30 min of play; ALE v5 default (Machado et al. 2018)
     network="paper2013",  # 2013 §4.1
+    network_init="normal_0.01",  # 2013 is silent; deep_q_rl q_network.py:420-458
     minibatch_transitions=32,  # 2013 §5
     # The learner's constants, where 2013 is silent, are those of deep_q_rl's
     # run_nips.py (Sprague's public reproduction of the 2013 method, which learned), not
@@ -329,11 +337,11 @@ PAPER2013 = Config(
     target_update_period_steps=0,  # 2013 describes no target network
     update_period_steps=1,  # 2013 Algorithm 1: one minibatch update per step
     replay_capacity_transitions=1_000_000,  # 2013 §5: the one million most recent frames
-    replay_start_steps=50_000,  # DQN 3.0 (learn_start=50000); 2013 is silent
+    replay_start_steps=100,  # 2013 is silent; deep_q_rl run_nips.py (REPLAY_START_SIZE=100)
     epsilon_start=1.0,  # 2013 §5
     epsilon_end=0.1,  # 2013 §5
     epsilon_anneal_steps=1_000_000,  # 2013 §5 (1M)
-    epsilon_anneal_from="replay_start",  # 2013 is silent; DQN 3.0 counts from learn_start
+    epsilon_anneal_from="step_0",  # 2013 §5: "over the first million frames"
     train_steps=10_000_000,  # 2013 §5: "10 million frames" = agent steps, as in DQN 3.0
     epoch_updates=50_000,  # 2013 §5.1: an epoch is 50000 minibatch updates
     heldout_collect_steps=50_000,  # DQN 3.0 draws its set from the first 50000 steps
@@ -355,6 +363,9 @@ NATURE2015 = PAPER2013.with_values(
     life_loss_ends_episode=True,  # Nature Methods; DQN 3.0 alewrap GameEnvironment.lua:115
     life_loss_cuts_frame_skip=True,  # DQN 3.0 alewrap GameEnvironment.lua:120
     network="dqn3",  # Nature Methods' 32-64-64-512, padded as DQN 3.0's convnet.lua:17-19
+    network_init="fan_in_uniform",  # DQN 3.0: Torch7's default
+    replay_start_steps=50_000,  # Nature Extended Data Table 1; DQN 3.0 run_gpu (learn_start)
+    epsilon_anneal_from="replay_start",  # DQN 3.0 NeuralQLearner.lua:368-371
     # DQN 3.0's learner, which the Nature method was tuned with (stated here, not
     # inherited, so the 2013 preset's choice below cannot change it):
     discount=0.99,  # Nature Extended Data Table 1

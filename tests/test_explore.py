@@ -6,7 +6,7 @@ from dqn.explore import choose_action, epsilon
 
 
 def test_epsilon_is_one_during_replay_start_then_anneals_linearly_then_stays():
-    config = presets.load("paper2013")
+    config = presets.load("nature2015")  # DQN 3.0: the anneal counted from learn_start
     assert epsilon(config, 0) == 1.0
     assert epsilon(config, 49_999) == 1.0
     assert epsilon(config, 50_000) == 1.0
@@ -16,9 +16,11 @@ def test_epsilon_is_one_during_replay_start_then_anneals_linearly_then_stays():
 
 
 def test_epsilon_annealed_from_step_0_is_still_one_during_replay_start():
-    # Stable-Baselines3's schedule: the anneal's count starts at step 0, so learning
-    # starts at 1 - 0.9 * 50k/1M = 0.955 and epsilon reaches 0.1 at 1M, not 1.05M.
-    config = presets.load("paper2013", ["epsilon_anneal_from=step_0"])
+    # The 2013 paper's "over the first million frames" and Stable-Baselines3's schedule:
+    # the anneal's count starts at step 0, so learning after a replay start of 50k starts
+    # at 1 - 0.9 * 50k/1M = 0.955 and epsilon reaches 0.1 at 1M, not 1.05M.
+    config = presets.load("paper2013", ["replay_start_steps=50000"])
+    assert config.epsilon_anneal_from == "step_0"
     assert epsilon(config, 49_999) == 1.0
     assert epsilon(config, 50_000) == pytest.approx(0.955)
     assert epsilon(config, 500_000) == pytest.approx(0.55)

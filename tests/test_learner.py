@@ -113,16 +113,36 @@ def _batch(rng, n_actions, size=32):
     )
 
 
-def test_updates_fit_q_to_fixed_targets():
+@pytest.mark.parametrize("init", ["fan_in_uniform", "normal_0.01", "he_normal"])
+def test_updates_fit_q_to_fixed_targets(init):
     # All transitions terminal: the targets are the clipped rewards and do not move,
-    # so repeated updates must fit them (regression, no bootstrapping).
-    config = presets.load("ci")
+    # so repeated updates must fit them (regression, no bootstrapping). deep_q_rl's
+    # small initial weights start slowly: 60 updates leave it at 80% of its first loss.
+    config = presets.load("ci", [f"network_init={init}"])
     learner = Learner(config, 4, torch.device("cpu"), seed=0)
     batch = _batch(np.random.default_rng(0), 4)
     batch.terminals[:] = True
-    losses = [float(learner.update(batch)) for _ in range(60)]
+    losses = [float(learner.update(batch)) for _ in range(250)]
     assert losses[-1] < 0.25 * losses[0]
-    assert learner.updates == 60
+    assert learner.updates == 250
+
+
+def test_each_initialisation_draws_its_distribution():
+    def layers(init):
+        config = presets.load("ci", [f"network_init={init}"])
+        network = Learner(config, 4, torch.device("cpu"), seed=0).network
+        return [m for m in network.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+
+    for layer in layers("normal_0.01"):  # deep_q_rl q_network.py:420-458
+        assert abs(float(layer.weight.std()) - 0.01) < 0.002 and torch.all(layer.bias == 0.1)
+    for layer in layers("he_normal"):
+        fan_in = layer.weight[0].numel()
+        assert abs(float(layer.weight.std()) / (2 / fan_in) ** 0.5 - 1) < 0.2
+        assert torch.all(layer.bias == 0)
+    for layer in layers("fan_in_uniform"):  # Torch7's default, DQN 3.0's
+        bound = 1 / layer.weight[0].numel() ** 0.5
+        assert float(layer.weight.abs().max()) <= bound and float(layer.weight.abs().max()) > 0.9 * bound
+        assert float(layer.bias.abs().max()) <= bound
 
 
 @pytest.mark.parametrize("max_norm", [0.0, 1e-3])

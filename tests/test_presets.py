@@ -29,7 +29,7 @@ def test_every_key_names_its_unit_or_is_dimensionless():
                      "epsilon_start", "epsilon_end",
                      "eval_epsilon", "life_loss_ends_episode", "eval_episodes",
                      "fire_on_reset", "max_grad_norm", "epsilon_anneal_from",
-                     "noop_start", "life_loss_cuts_frame_skip"}
+                     "noop_start", "life_loss_cuts_frame_skip", "network_init"}
     counted_in_another_keys_unit = {"noop_max": "noop_start"}
     for key in presets.PAPER2013.as_dict():
         assert key.endswith(units) or key in dimensionless | counted_in_another_keys_unit.keys(), key
