@@ -19,7 +19,7 @@ from dqn import h5io, networks, presets, provenance, seeding
 from dqn.errors import ConfigError, DataFileError
 from dqn.explore import choose_action, greedy
 from dqn.games import Env, make_env
-from dqn.layouts import EVALUATION_COLUMNS
+from dqn.layouts import EVALUATION_COLUMNS, episode_returns  # noqa: F401 (cli, tests)
 from dqn.networks import average_max_q, q_values
 from dqn.play import Player, Policy, Step
 from dqn.presets import Config
@@ -108,15 +108,6 @@ def evaluation_config(config: Config, overrides: list[str]) -> Config:
             raise ConfigError(f"--set {assignment!r}: only the evaluation's keys (eval_*) "
                               "may be changed when evaluating a run")
     return config.with_overrides(overrides)
-
-
-def episode_returns(table: dict) -> list[np.ndarray]:
-    """Each snapshot's completed episodes' returns, from an evaluation table."""
-    ends = np.cumsum(table["episodes"])
-    if len(table["episode_returns"]) != (ends[-1] if len(ends) else 0):
-        raise DataFileError(f"episode_returns holds {len(table['episode_returns'])} returns, "
-                            f"the episodes column counts {ends[-1] if len(ends) else 0}")
-    return np.split(table["episode_returns"], ends[:-1])
 
 
 def evaluate_run(run_dir: Path, out: Path, device: torch.device, workers: int = 1,
