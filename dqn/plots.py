@@ -225,7 +225,8 @@ def read_paper_table(path: Path) -> tuple[list[str], dict[str, dict[str, float]]
 def our_scores(runs: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict]]:
     """Per game, our Table 1 numbers from the final snapshot of each seed.
 
-    "DQN": the average reward per episode of the final snapshot, mean over seeds.
+    "DQN": the average reward per episode of the final snapshot, mean over seeds, with
+    its 95% Student's t interval over seeds (None for one seed: one run).
     "DQN Best": the best single episode of those evaluations, max over seeds.
     """
     scores: dict[str, dict[str, dict]] = {"DQN": {}, "DQN Best": {}}
@@ -233,8 +234,8 @@ def our_scores(runs: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict]]:
         finals = {seed: {k: run["arrays"][k][-1] for k in ("epoch", "average_reward",
                                                           "best_episode_reward")}
                   for seed, run in by_seed.items()}
-        scores["DQN"][game] = {"value": float(np.mean([f["average_reward"]
-                                                      for f in finals.values()])),
+        mean, low, high = aggregates.mean_interval([f["average_reward"] for f in finals.values()])
+        scores["DQN"][game] = {"value": mean, "low": low, "high": high,
                                "seeds": sorted(finals),
                                "epochs": [int(finals[s]["epoch"]) for s in sorted(finals)]}
         scores["DQN Best"][game] = {"value": float(max(f["best_episode_reward"]
@@ -257,23 +258,33 @@ def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) ->
         raise DataFileError(f"{paper}: has no row for {', '.join(absent)} (the figure "
                             f"shows {', '.join(FIGURE_METHODS)})")
     ours = our_scores(runs)
-    rows = []  # (method, source, {game: value or None})
+    rows = []  # (method, source, {game: value, text or None})
     for method, scores in paper_rows.items():
         rows.append((method, "2013 paper", scores))
         if method in OUR_ROWS:
             rows.append((OUR_ROWS[method], f"this run, preset {attrs['preset']}",
                          {g: ours[method][g]["value"] if g in ours[method] else None
                           for g in games}))
+        if method == "DQN":
+            rows += _interval_rows(ours["DQN"], games)
     written = _write_tables(rows, games, table_out, attrs["preset"])
 
     shown = [g for g in games if g in runs]
     figure, axes = plt.subplots(1, len(shown), squeeze=False,
                                 figsize=(2.6 * len(shown) + 1.2, 3.6))
     labels = [*FIGURE_METHODS, OUR_ROWS["DQN"]]
+    intervals = {}
     for ax, game in zip(axes[0], shown):
         values = [paper_rows[m][game] for m in FIGURE_METHODS] + [ours["DQN"][game]["value"]]
         bars = ax.barh(range(len(labels)), values,
                        color=["0.6"] * len(FIGURE_METHODS) + ["C0"])
+        intervals[game] = None
+        if ours["DQN"][game]["low"] is not None:
+            mean, low, high = (ours["DQN"][game][k] for k in ("value", "low", "high"))
+            # below the bar's middle, clear of its label
+            drawn = ax.errorbar(mean, len(labels) - 1 + 0.25, xerr=[[mean - low], [high - mean]],
+                                fmt="none", ecolor="black", capsize=3)
+            intervals[game] = drawn.lines[2][0].get_segments()[0][:, 0].tolist()
         ax.bar_label(bars, fmt="%g", padding=2, fontsize=7)
         ax.margins(x=0.25)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(3))
@@ -284,14 +295,29 @@ def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) ->
         ax.axvline(0, color="black", linewidth=0.8)
         ax.grid(axis="x", alpha=0.3)
     figure.suptitle(f"2013 Table 1 (grey) and ours (blue), preset {attrs['preset']}:\n"
-                    "final snapshot, mean over seeds", fontsize=10)
+                    "final snapshot, mean over seeds (whisker: its 95% t interval)", fontsize=10)
     figure.tight_layout()
     data = {"figure": "table1", "preset": attrs["preset"], "games": shown,
             "methods": labels,
             "bars": {game: [float(p.get_width()) for p in ax.patches]
                      for game, ax in zip(shown, axes[0])},
-            "ours": ours}
+            "intervals": intervals, "ours": ours}
     return written + _save(figure, figure_out, data)
+
+
+def _interval_rows(ours: dict[str, dict], games: list[str]) -> list:
+    """Table 1 rows under "DQN (ours)": its 95% interval over seeds and the seeds counted."""
+    source = "Student's t over seeds"
+
+    def bound(game, key):
+        if game not in ours:
+            return None
+        return "one run" if ours[game][key] is None else ours[game][key]
+
+    return [(f"{OUR_ROWS['DQN']} 95% CI low", source, {g: bound(g, "low") for g in games}),
+            (f"{OUR_ROWS['DQN']} 95% CI high", source, {g: bound(g, "high") for g in games}),
+            (f"{OUR_ROWS['DQN']} seeds", "runs averaged",
+             {g: len(ours[g]["seeds"]) if g in ours else None for g in games})]
 
 
 def _write_tables(rows: list, games: list[str], out: Path, preset: str) -> list[Path]:
@@ -299,8 +325,11 @@ def _write_tables(rows: list, games: list[str], out: Path, preset: str) -> list[
 
     def cell(value, missing, digits):
         # CSV keeps every digit (it is data); Markdown and LaTeX round to one decimal.
+        # Text ("one run") stands as it is.
         if value is None:
             return missing
+        if isinstance(value, str):
+            return value
         return f"{value:.15g}" if digits is None else f"{round(value, digits):.15g}"
 
     header = ["method", "source", *games]
@@ -310,7 +339,8 @@ def _write_tables(rows: list, games: list[str], out: Path, preset: str) -> list[
            for m, s, v in rows]
     caption = (f"Average total reward (DQN rows) and best single episode (Best rows), "
                f"epsilon = 0.05. Paper: Mnih et al. 2013, Table 1. Ours: preset {preset}, "
-               f"final snapshot; a dash marks a game not trained.")
+               f"final snapshot, mean over seeds with its 95% Student's t interval (none "
+               f"for one run) and best over seeds; a dash marks a game not trained.")
     tex = ["\\begin{table}[t]", "\\centering", f"\\caption{{{caption}}}",
            "\\begin{tabular}{l" + "r" * len(games) + "}", "\\hline",
            " & ".join(["Method", *games]) + " \\\\", "\\hline"]
