@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
                        "at frame skip 4)")
     _device_arguments(watch)
 
-    plot = commands.add_parser("plot", help="the paper's figures and table from evaluation files")
+    plot = commands.add_parser("plot", help="the paper's figures and table, and the aggregates "
+                               "across games and seeds, from evaluation files")
     figures = plot.add_subparsers(dest="figure", required=True)
     curves = figures.add_parser("training-curves", help="Figure 2: reward and average max-Q "
                                 "per epoch, a column per game")
@@ -92,6 +93,21 @@ def main(argv: list[str] | None = None) -> int:
                           help="the reproductions' points (CSV, e.g. reference-runs/anchors.csv)")
     anchored.add_argument("--out", type=Path, required=True,
                           help="output prefix: writes PREFIX.png, PREFIX.pdf, PREFIX.json")
+    aggregate = figures.add_parser(
+        "aggregate", help="human-normalised scores across games and seeds (Agarwal et al. "
+        "2021): median, IQM, mean and optimality gap with stratified-bootstrap confidence "
+        "intervals, IQM against agent steps, performance profile, probability of improvement")
+    aggregate.add_argument("--eval", type=Path, nargs="+", required=True,
+                           help="evaluation files: their final snapshots (the curve: every "
+                           "snapshot); files of two presets or configs are compared")
+    aggregate.add_argument("--paper", type=Path, required=True,
+                           help="the paper's Table 1 (CSV): its Random and Human rows normalise")
+    aggregate.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    aggregate.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
+    aggregate.add_argument("--out", type=Path, required=True,
+                           help="output prefix: writes PREFIX_intervals, "
+                           "PREFIX_sample_efficiency, PREFIX_profile and PREFIX_improvement, "
+                           "each .png, .pdf and .json")
 
     info = commands.add_parser("info", help="what an HDF5 file holds and its provenance")
     info.add_argument("files", type=Path, nargs="+")
@@ -152,6 +168,11 @@ def _run(args: argparse.Namespace) -> int:
             written = plots.value_function(args.trace, args.out)
         elif args.figure == "anchors":
             written = plots.anchored_curves(args.eval, args.anchors, args.out)
+        elif args.figure == "aggregate":
+            for name, least in (("reps", 1), ("seed", 0)):
+                if getattr(args, name) < least:
+                    raise ConfigError(f"--{name} {getattr(args, name)}: must be >= {least}")
+            written = plots.aggregate(args.eval, args.paper, args.out, args.reps, args.seed)
         else:
             written = plots.table1(args.eval, args.paper, args.table, args.figure)
         print("\n".join(str(path) for path in written))
@@ -177,7 +198,7 @@ def _run(args: argparse.Namespace) -> int:
               args.progress_s, args.live_view)
     elif args.command == "evaluate":
         from dqn.evaluate import evaluate_run
-        from dqn.plots import episode_returns
+        from dqn.layouts import episode_returns
         table = evaluate_run(args.run, args.out, device, args.workers, args.overrides,
                              args.epochs)
         print(f"{args.out}: {len(table['epoch'])} snapshots evaluated")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dqn.errors import DataFileError
 from dqn.frames import FRAME_PIXELS, HISTORY_FRAMES
 from dqn.replay import COLUMNS as REPLAY_COLUMNS
 
@@ -115,7 +116,7 @@ LAYOUTS = {
     "evaluation": Layout({**PROVENANCE, "run": str}, {
         **{name: Array(dtype, ("snapshots",)) for name, dtype in EVALUATION_COLUMNS.items()},
         # the return of every episode completed, snapshot after snapshot (`episodes` of
-        # each: `dqn.plots.episode_returns` splits them)
+        # each: `episode_returns` below splits them)
         "episode_returns": Array("float64", ("completed_episodes",))}),
     "value_trace": Layout(
         {**PROVENANCE, **COUNTERS, "run": str, "snapshot": str, "epsilon": float,
@@ -127,3 +128,13 @@ LAYOUTS = {
          "actions": Array("int64", ("steps",)),
          "rewards": Array("float64", ("steps",))}),
 }
+
+
+def episode_returns(table: dict) -> list[np.ndarray]:
+    """Each snapshot's completed episodes' returns, from an evaluation table. Here, not in
+    `dqn.evaluate`, so that the figures (which may not import torch) can read them too."""
+    ends = np.cumsum(table["episodes"])
+    if len(table["episode_returns"]) != (ends[-1] if len(ends) else 0):
+        raise DataFileError(f"episode_returns holds {len(table['episode_returns'])} returns, "
+                            f"the episodes column counts {ends[-1] if len(ends) else 0}")
+    return np.split(table["episode_returns"], ends[:-1])

@@ -1,4 +1,5 @@
-"""The 2013 paper's Figure 2, Figure 3 and Table 1 from evaluation and value-trace files.
+"""The 2013 paper's Figure 2, Figure 3 and Table 1 from evaluation and value-trace files,
+and the aggregates across games and seeds of `dqn.aggregates`.
 
 Reads only what `dqn evaluate` and `dqn trace` wrote (through h5io), never a snapshot
 or the learner. Every figure is written as PNG and PDF, and beside it as JSON the
@@ -9,6 +10,7 @@ against the files it came from.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from pathlib import Path
 
@@ -19,9 +21,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dqn import h5io, presets  # noqa: E402
+from dqn import aggregates, h5io, presets  # noqa: E402
 from dqn.atomic import atomic_write  # noqa: E402
 from dqn.errors import DataFileError  # noqa: E402
+from dqn.layouts import episode_returns  # noqa: E402
 
 # 2013 Figure 2: average reward per episode (left pair) and average action value Q on
 # the held-out states (right pair), after each training epoch.
@@ -68,22 +71,23 @@ def load_evaluations(paths: list[Path]) -> dict[str, dict[int, dict]]:
     return runs
 
 
-def episode_returns(table: dict) -> list[np.ndarray]:
-    """Each snapshot's completed episodes' returns, from an evaluation table."""
-    ends = np.cumsum(table["episodes"])
-    if len(table["episode_returns"]) != (ends[-1] if len(ends) else 0):
-        raise DataFileError(f"episode_returns holds {len(table['episode_returns'])} returns, "
-                            f"the episodes column counts {ends[-1] if len(ends) else 0}")
-    return np.split(table["episode_returns"], ends[:-1])
-
-
 def seed_statistics(by_seed: dict[int, dict], key: str) -> tuple[np.ndarray, ...]:
     """Epochs every seed reached, and the mean, min and max of `key` over seeds there."""
-    epochs = sorted(set.intersection(*(set(run["arrays"]["epoch"].tolist())
-                                       for run in by_seed.values())))
-    values = np.array([[run["arrays"][key][list(run["arrays"]["epoch"]).index(e)]
-                        for e in epochs] for run in by_seed.values()], dtype=np.float64)
-    return np.array(epochs), values.mean(axis=0), values.min(axis=0), values.max(axis=0)
+    epochs = common_epochs(by_seed.values())
+    values = np.array([at_epochs(run["arrays"], key, epochs) for run in by_seed.values()])
+    return epochs, values.mean(axis=0), values.min(axis=0), values.max(axis=0)
+
+
+def common_epochs(runs) -> np.ndarray:
+    """The epochs whose snapshot every one of `runs` has evaluated."""
+    return np.array(sorted(set.intersection(*(set(run["arrays"]["epoch"].tolist())
+                                              for run in runs))))
+
+
+def at_epochs(arrays: dict, key: str, epochs: np.ndarray) -> np.ndarray:
+    """Column `key` of an evaluation table at `epochs`, which the table holds."""
+    row = {epoch: index for index, epoch in enumerate(arrays["epoch"].tolist())}
+    return np.array([arrays[key][row[epoch]] for epoch in epochs], dtype=np.float64)
 
 
 def training_curves(paths: list[Path], out: Path, games: list[str] | None = None) -> list[Path]:
@@ -299,7 +303,8 @@ def read_paper_table(path: Path) -> tuple[list[str], dict[str, dict[str, float]]
 def our_scores(runs: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict]]:
     """Per game, our Table 1 numbers from the final snapshot of each seed.
 
-    "DQN": the average reward per episode of the final snapshot, mean over seeds.
+    "DQN": the average reward per episode of the final snapshot, mean over seeds, with
+    its 95% Student's t interval over seeds (None for one seed: one run).
     "DQN Best": the best single episode of those evaluations, max over seeds.
     """
     scores: dict[str, dict[str, dict]] = {"DQN": {}, "DQN Best": {}}
@@ -307,8 +312,8 @@ def our_scores(runs: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict]]:
         finals = {seed: {k: run["arrays"][k][-1] for k in ("epoch", "average_reward",
                                                           "best_episode_reward")}
                   for seed, run in by_seed.items()}
-        scores["DQN"][game] = {"value": float(np.mean([f["average_reward"]
-                                                      for f in finals.values()])),
+        mean, low, high = aggregates.mean_interval([f["average_reward"] for f in finals.values()])
+        scores["DQN"][game] = {"value": mean, "low": low, "high": high,
                                "seeds": sorted(finals),
                                "epochs": [int(finals[s]["epoch"]) for s in sorted(finals)]}
         scores["DQN Best"][game] = {"value": float(max(f["best_episode_reward"]
@@ -331,23 +336,33 @@ def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) ->
         raise DataFileError(f"{paper}: has no row for {', '.join(absent)} (the figure "
                             f"shows {', '.join(FIGURE_METHODS)})")
     ours = our_scores(runs)
-    rows = []  # (method, source, {game: value or None})
+    rows = []  # (method, source, {game: value, text or None})
     for method, scores in paper_rows.items():
         rows.append((method, "2013 paper", scores))
         if method in OUR_ROWS:
             rows.append((OUR_ROWS[method], f"this run, preset {attrs['preset']}",
                          {g: ours[method][g]["value"] if g in ours[method] else None
                           for g in games}))
+        if method == "DQN":
+            rows += _interval_rows(ours["DQN"], games)
     written = _write_tables(rows, games, table_out, attrs["preset"])
 
     shown = [g for g in games if g in runs]
     figure, axes = plt.subplots(1, len(shown), squeeze=False,
                                 figsize=(2.6 * len(shown) + 1.2, 3.6))
     labels = [*FIGURE_METHODS, OUR_ROWS["DQN"]]
+    intervals = {}
     for ax, game in zip(axes[0], shown):
         values = [paper_rows[m][game] for m in FIGURE_METHODS] + [ours["DQN"][game]["value"]]
         bars = ax.barh(range(len(labels)), values,
                        color=["0.6"] * len(FIGURE_METHODS) + ["C0"])
+        intervals[game] = None
+        if ours["DQN"][game]["low"] is not None:
+            mean, low, high = (ours["DQN"][game][k] for k in ("value", "low", "high"))
+            # below the bar's middle, clear of its label
+            drawn = ax.errorbar(mean, len(labels) - 1 + 0.25, xerr=[[mean - low], [high - mean]],
+                                fmt="none", ecolor="black", capsize=3)
+            intervals[game] = drawn.lines[2][0].get_segments()[0][:, 0].tolist()
         ax.bar_label(bars, fmt="%g", padding=2, fontsize=7)
         ax.margins(x=0.25)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(3))
@@ -358,14 +373,29 @@ def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) ->
         ax.axvline(0, color="black", linewidth=0.8)
         ax.grid(axis="x", alpha=0.3)
     figure.suptitle(f"2013 Table 1 (grey) and ours (blue), preset {attrs['preset']}:\n"
-                    "final snapshot, mean over seeds", fontsize=10)
+                    "final snapshot, mean over seeds (whisker: its 95% t interval)", fontsize=10)
     figure.tight_layout()
     data = {"figure": "table1", "preset": attrs["preset"], "games": shown,
             "methods": labels,
             "bars": {game: [float(p.get_width()) for p in ax.patches]
                      for game, ax in zip(shown, axes[0])},
-            "ours": ours}
+            "intervals": intervals, "ours": ours}
     return written + _save(figure, figure_out, data)
+
+
+def _interval_rows(ours: dict[str, dict], games: list[str]) -> list:
+    """Table 1 rows under "DQN (ours)": its 95% interval over seeds and the seeds counted."""
+    source = "Student's t over seeds"
+
+    def bound(game, key):
+        if game not in ours:
+            return None
+        return "one run" if ours[game][key] is None else ours[game][key]
+
+    return [(f"{OUR_ROWS['DQN']} 95% CI low", source, {g: bound(g, "low") for g in games}),
+            (f"{OUR_ROWS['DQN']} 95% CI high", source, {g: bound(g, "high") for g in games}),
+            (f"{OUR_ROWS['DQN']} seeds", "runs averaged",
+             {g: len(ours[g]["seeds"]) if g in ours else None for g in games})]
 
 
 def _write_tables(rows: list, games: list[str], out: Path, preset: str) -> list[Path]:
@@ -373,8 +403,11 @@ def _write_tables(rows: list, games: list[str], out: Path, preset: str) -> list[
 
     def cell(value, missing, digits):
         # CSV keeps every digit (it is data); Markdown and LaTeX round to one decimal.
+        # Text ("one run") stands as it is.
         if value is None:
             return missing
+        if isinstance(value, str):
+            return value
         return f"{value:.15g}" if digits is None else f"{round(value, digits):.15g}"
 
     header = ["method", "source", *games]
@@ -384,7 +417,8 @@ def _write_tables(rows: list, games: list[str], out: Path, preset: str) -> list[
            for m, s, v in rows]
     caption = (f"Average total reward (DQN rows) and best single episode (Best rows), "
                f"epsilon = 0.05. Paper: Mnih et al. 2013, Table 1. Ours: preset {preset}, "
-               f"final snapshot; a dash marks a game not trained.")
+               f"final snapshot, mean over seeds with its 95% Student's t interval (none "
+               f"for one run) and best over seeds; a dash marks a game not trained.")
     tex = ["\\begin{table}[t]", "\\centering", f"\\caption{{{caption}}}",
            "\\begin{tabular}{l" + "r" * len(games) + "}", "\\hline",
            " & ".join(["Method", *games]) + " \\\\", "\\hline"]
@@ -400,6 +434,277 @@ def _write_tables(rows: list, games: list[str], out: Path, preset: str) -> list[
     return [atomic_write(out.with_suffix(".csv"), write_csv),
             atomic_write(out.with_suffix(".md"), lambda path: path.write_text(md_text)),
             atomic_write(out.with_suffix(".tex"), lambda path: path.write_text(tex_text))]
+
+
+# Aggregates across games and seeds (`dqn.aggregates`). They use the final snapshot of
+# each run, as Table 1 does: "best" would pick each run's luckiest evaluation and bias
+# every aggregate upwards. The sample-efficiency curve uses every snapshot.
+AGGREGATE_EVALUATION = "final snapshot of each run (its last evaluation)"
+# The figures `aggregate` writes, as PREFIX_<name>.png, .pdf and .json.
+AGGREGATE_FIGURES = ("intervals", "sample_efficiency", "profile", "improvement")
+PROFILE_POINTS = 101  # thresholds of the performance profile
+
+
+def aggregate(paths: list[Path], paper: Path, out: Path, reps: int, seed: int = 0
+              ) -> list[Path]:
+    """Human-normalised scores across games and seeds, as Agarwal et al. (2021) report
+    them: PREFIX_intervals (median, IQM, mean and optimality gap of the final snapshots,
+    with 95% stratified-bootstrap intervals of `reps` resamples from `seed`),
+    PREFIX_sample_efficiency (IQM against agent steps), PREFIX_profile (performance
+    profile) and PREFIX_improvement (the probability that one preset or config improves
+    on another, where the files hold more than one).
+
+    Games without a human score (Catch) are left out, and named in each JSON.
+    """
+    _, paper_rows = read_paper_table(paper)
+    games = aggregates.normalised_games(paper_rows)
+    methods, left_out = load_methods(paths, games)
+    finals = {label: final_scores(by_game, paper_rows) for label, by_game in methods.items()}
+    notes = {label: aggregates.too_few_runs(scores) for label, scores in finals.items()}
+    common = {
+        "evaluation": AGGREGATE_EVALUATION, "left_out": left_out,
+        "normalisation": {game: {"random": paper_rows[aggregates.RANDOM_ROW][game],
+                                 "human": paper_rows[aggregates.HUMAN_ROW][game]}
+                          for game in games},
+        "confidence": aggregates.CONFIDENCE, "reps": reps, "bootstrap_seed": seed,
+        "methods": {label: {"games": list(by_game), "notes": notes[label],
+                            "scores": finals[label].tolist(),
+                            "runs": [_final_run(game, s, run, paper_rows)
+                                     for game, by_seed in by_game.items()
+                                     for s, run in sorted(by_seed.items())]}
+                    for label, by_game in methods.items()}}
+    # The figures' titles: what was aggregated, and what the shaded intervals are.
+    what = "; ".join(f"{label}: {_count(len(by_game), 'game')} x "
+                     f"{_count(len(finals[label]), 'seed')}"
+                     + (f"\n{notes[label]}" if notes[label] else "")
+                     for label, by_game in methods.items())
+    if not all(notes.values()):
+        what += (f"\nshaded: 95% stratified-bootstrap confidence interval over seeds "
+                 f"({reps:,} resamples)")
+    out = Path(out)
+    return [*_interval_figure(finals, what, common, reps, seed, Path(f"{out}_intervals")),
+            *_curve_figure(methods, paper_rows, what, common, reps, seed,
+                           Path(f"{out}_sample_efficiency")),
+            *_profile_figure(finals, what, common, reps, seed, Path(f"{out}_profile")),
+            *_improvement_figure(methods, finals, what, common, reps, seed,
+                                 Path(f"{out}_improvement"))]
+
+
+def load_methods(paths: list[Path], games: list[str]
+                 ) -> tuple[dict[str, dict[str, dict[int, dict]]], dict[str, str]]:
+    """The evaluation files of `games`, grouped by what was trained (preset and config):
+    {label: {game: {seed: run}}}, games in the order of `games`; and the games of the
+    other files, with why they are left out. A label is the preset's name, with the keys
+    where its config differs from another config of the same preset."""
+    groups: dict[tuple[str, str], list[Path]] = {}
+    left_out = {}
+    for path in paths:
+        attrs = h5io.read_attrs(Path(path), "evaluation")
+        if attrs["game"] not in games:
+            left_out[attrs["game"]] = "no Random and Human score in the paper's Table 1"
+            continue
+        config = json.dumps(presets.stored(attrs["config"]), sort_keys=True)
+        groups.setdefault((attrs["preset"], config), []).append(Path(path))
+    if not groups:
+        raise DataFileError(f"no evaluation of a game with a human score ({', '.join(games)}) "
+                            f"among the files, which hold {', '.join(sorted(left_out))}")
+    methods = {}
+    for (preset, config), group in groups.items():
+        namesakes = [json.loads(other) for name, other in groups if name == preset]
+        config = json.loads(config)
+        differ = [key for key in sorted(config)
+                  if any(other.get(key) != config[key] for other in namesakes)]
+        label = f"{preset} ({', '.join(f'{k}={config[k]}' for k in differ)})" if differ else preset
+        runs = load_evaluations(group)
+        methods[label] = {game: runs[game] for game in games if game in runs}
+    return methods, left_out
+
+
+def final_scores(by_game: dict[str, dict[int, dict]], paper_rows: dict) -> np.ndarray:
+    """The human-normalised final scores as a (runs, games) matrix."""
+    _check_run_counts(by_game)
+    return np.stack([aggregates.human_normalised(
+        [run["arrays"]["average_reward"][-1] for _, run in sorted(by_seed.items())],
+        game, paper_rows) for game, by_seed in by_game.items()], axis=1)
+
+
+def score_curves(by_game: dict[str, dict[int, dict]], paper_rows: dict
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The agent steps of the epochs every run has evaluated, and the human-normalised
+    scores there as a (runs, games, epochs) array."""
+    _check_run_counts(by_game)
+    runs = [run for by_seed in by_game.values() for run in by_seed.values()]
+    epochs = common_epochs(runs)
+    # One config trains every game alike: an epoch ends at the same step in each run.
+    steps = at_epochs(runs[0]["arrays"], "step", epochs)
+    return steps, np.stack([np.stack([aggregates.human_normalised(
+        at_epochs(run["arrays"], "average_reward", epochs), game, paper_rows)
+        for _, run in sorted(by_seed.items())]) for game, by_seed in by_game.items()], axis=1)
+
+
+def _check_run_counts(by_game: dict[str, dict[int, dict]]) -> None:
+    # The bootstrap resamples runs within each game: the matrix needs as many of each.
+    counts = {game: len(by_seed) for game, by_seed in by_game.items()}
+    if len(set(counts.values())) > 1:
+        raise DataFileError("the aggregates need as many seeds of every game; the files hold "
+                            + ", ".join(f"{game}: {n}" for game, n in counts.items()))
+
+
+def _final_run(game: str, seed: int, run: dict, paper_rows: dict) -> dict:
+    """A run's final evaluation, with the spread of its episodes' returns."""
+    arrays = run["arrays"]
+    try:
+        returns = episode_returns(arrays)[-1]
+    except DataFileError as error:
+        raise DataFileError(f"{run['attrs']['path']}: {error}") from None
+    return {"game": game, "seed": seed, "epoch": int(arrays["epoch"][-1]),
+            "step": int(arrays["step"][-1]),
+            "average_reward": float(arrays["average_reward"][-1]),
+            "normalised": float(aggregates.human_normalised(arrays["average_reward"][-1],
+                                                            game, paper_rows)),
+            "episodes": len(returns),
+            "episode_return_sd": float(returns.std(ddof=1)) if len(returns) > 1 else None}
+
+
+def _interval_figure(finals: dict, what: str, common: dict, reps: int, seed: int,
+                     out: Path) -> list[Path]:
+    points, intervals = aggregates.interval_estimates(finals, aggregates.aggregate_metrics,
+                                                      reps, seed)
+    labels = list(finals)
+    figure, axes = plt.subplots(1, len(aggregates.METRICS), squeeze=False,
+                                figsize=(2.8 * len(aggregates.METRICS) + 1.5,
+                                         1.9 + 0.4 * len(labels)))
+    for column, (ax, metric) in enumerate(zip(axes[0], aggregates.METRICS)):
+        _draw_estimates(ax, labels, {label: points[label][column] for label in labels},
+                        {label: None if intervals[label] is None else intervals[label][:, column]
+                         for label in labels}, metric)
+        ax.set_title(metric + (" (lower is better)" if metric == "Optimality gap" else ""),
+                     fontsize=9)
+        ax.set_xlabel("Human-normalised score")
+        if column:
+            ax.set_yticklabels([])
+    figure.suptitle(f"Aggregates of human-normalised scores, final snapshot. {what}",
+                    fontsize=9)
+    figure.tight_layout()
+    data = {"figure": "aggregate_intervals", **common, "metrics": list(aggregates.METRICS),
+            "points": {label: points[label].tolist() for label in labels},
+            "intervals": {label: None if intervals[label] is None else intervals[label].tolist()
+                          for label in labels},
+            "lines": _drawn_lines(figure)}
+    return _save(figure, out, data)
+
+
+def _curve_figure(methods: dict, paper_rows: dict, what: str, common: dict, reps: int,
+                  seed: int, out: Path) -> list[Path]:
+    curves = {label: score_curves(by_game, paper_rows) for label, by_game in methods.items()}
+    points, intervals = aggregates.interval_estimates(
+        {label: scores for label, (_, scores) in curves.items()}, aggregates.iqm_per_point,
+        reps, seed)
+    figure, ax = plt.subplots(figsize=(6.4, 4.2))
+    bands = []
+    for index, (label, (steps, _)) in enumerate(curves.items()):
+        ax.plot(steps, points[label], marker="o", markersize=3, color=f"C{index}",
+                label=f"{label} IQM")
+        if intervals[label] is not None:
+            ax.fill_between(steps, intervals[label][0], intervals[label][1],
+                            color=f"C{index}", alpha=0.25, linewidth=0)
+            bands.append({"method": label, "step": steps.tolist(),
+                          "low": intervals[label][0].tolist(),
+                          "high": intervals[label][1].tolist()})
+    ax.set_xlabel("Agent steps")
+    ax.set_ylabel("IQM of human-normalised score")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    figure.suptitle(f"Sample efficiency, every snapshot every run has. {what}", fontsize=9)
+    figure.tight_layout()
+    data = {"figure": "aggregate_sample_efficiency", **common,
+            "evaluation": "every snapshot that every run has evaluated",
+            "lines": _drawn_lines(figure), "bands": bands}
+    return _save(figure, out, data)
+
+
+def _profile_figure(finals: dict, what: str, common: dict, reps: int, seed: int,
+                    out: Path) -> list[Path]:
+    every = np.concatenate([scores.ravel() for scores in finals.values()])
+    taus = np.linspace(min(0.0, every.min()), max(1.0, every.max()), PROFILE_POINTS)
+    points, intervals = aggregates.interval_estimates(finals, aggregates.profile(taus),
+                                                      reps, seed)
+    figure, ax = plt.subplots(figsize=(6.4, 4.2))
+    bands = []
+    for index, label in enumerate(finals):
+        ax.plot(taus, points[label], color=f"C{index}", label=f"{label} profile")
+        if intervals[label] is not None:
+            ax.fill_between(taus, intervals[label][0], intervals[label][1],
+                            color=f"C{index}", alpha=0.25, linewidth=0)
+            bands.append({"method": label, "tau": taus.tolist(),
+                          "low": intervals[label][0].tolist(),
+                          "high": intervals[label][1].tolist()})
+    ax.set_xlabel("Human-normalised score (tau)")
+    ax.set_ylabel("Fraction of runs with score > tau")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    figure.suptitle(f"Performance profile, final snapshot. {what}", fontsize=9)
+    figure.tight_layout()
+    data = {"figure": "aggregate_profile", **common, "lines": _drawn_lines(figure),
+            "bands": bands}
+    return _save(figure, out, data)
+
+
+def _improvement_figure(methods: dict, finals: dict, what: str, common: dict, reps: int,
+                        seed: int, out: Path) -> list[Path]:
+    pairs, shared_games = {}, {}
+    for x, y in itertools.combinations(finals, 2):
+        shared = [game for game in methods[x] if game in methods[y]]
+        if shared:
+            name = f"P({x} > {y})"
+            shared_games[name] = shared
+            pairs[name] = [finals[x][:, [list(methods[x]).index(g) for g in shared]],
+                           finals[y][:, [list(methods[y]).index(g) for g in shared]]]
+    figure, ax = plt.subplots(figsize=(6.4, 1.9 + 0.4 * max(1, len(pairs))))
+    data = {"figure": "aggregate_improvement", **common, "pairs": {}}
+    if not pairs:
+        data["note"] = ("one preset and config trained: no comparison" if len(finals) == 1
+                        else "no game trained by two of them: no comparison")
+        ax.text(0.5, 0.5, f"Probability of improvement: {data['note']}", ha="center",
+                va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+    else:
+        points, intervals = aggregates.interval_estimates(pairs, aggregates.improvement,
+                                                          reps, seed)
+        _draw_estimates(ax, list(pairs), {name: points[name][0] for name in pairs},
+                        {name: None if intervals[name] is None else intervals[name][:, 0]
+                         for name in pairs}, "probability of improvement")
+        ax.axvline(0.5, color="black", linewidth=0.8, linestyle=":")
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("P(X > Y): a run of X scores above a run of Y on a game")
+        data["pairs"] = {name: {"games": shared_games[name], "point": float(points[name][0]),
+                                "interval": None if intervals[name] is None
+                                else intervals[name][:, 0].tolist(),
+                                "note": aggregates.too_few_runs(pairs[name])}
+                         for name in pairs}
+        figure.suptitle(f"Probability of improvement, final snapshot. {what}", fontsize=9)
+    figure.tight_layout()
+    data["lines"] = _drawn_lines(figure)
+    return _save(figure, out, data)
+
+
+def _draw_estimates(ax: plt.Axes, names: list[str], points: dict, intervals: dict,
+                    what: str) -> None:
+    """Each name's point estimate as a tick on its row, over its interval as a bar."""
+    for row, name in enumerate(names):
+        if intervals[name] is not None:
+            ax.plot(intervals[name], [row, row], color=f"C{row}", linewidth=8, alpha=0.4,
+                    solid_capstyle="butt", label=f"{name} {what}: 95% CI")
+        ax.plot([points[name]], [row], color=f"C{row}", marker="|", markersize=16,
+                markeredgewidth=2, linestyle="none", label=f"{name} {what}")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_ylim(len(names) - 0.5, -0.5)
+    ax.grid(axis="x", alpha=0.3)
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'' if n == 1 else 's'}"
 
 
 def _any_attrs(runs: dict[str, dict[int, dict]]) -> dict:

@@ -20,7 +20,7 @@ NEEDS = {
     # Every `dqn` command imports dqn.presets, hence pydantic.
     "training": {"torch", "numpy", "gymnasium", "ale-py", "h5py", "opencv-python-headless",
                  "pydantic", "imageio", "imageio-ffmpeg", "pillow", "tensorboard"},
-    "plotting": {"numpy", "h5py", "matplotlib", "pydantic"},
+    "plotting": {"numpy", "h5py", "matplotlib", "pydantic", "rliable", "scipy"},
 }
 
 

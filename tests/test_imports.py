@@ -17,7 +17,7 @@ STAGES = [
     {"networks", "learner"},
     {"layouts", "h5io", "rundir", "trainlog", "checkpoint", "progress", "events", "train"},  # snapshot
     {"evaluate"},
-    {"plots", "video"},  # figure
+    {"aggregates", "plots", "video"},  # figure
     {"bench"},  # entry points, which nothing else imports
     {"cli"},
     {"__main__"},

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from dqn import h5io, presets
-from dqn.plots import episode_returns
+from dqn.layouts import episode_returns
 
 RULES = {
     # the 2013 method as the preset has it: no target network, squared error

@@ -142,6 +142,31 @@ def test_table1_puts_our_final_scores_beside_the_papers(tmp_path):
     assert bars == [-20.4, -19, -17, 20, -3, -13]
 
 
+def test_table1_gives_each_games_mean_over_seeds_with_its_interval_and_marks_one_run(tmp_path):
+    files = [write_evaluation(tmp_path / "a.h5", "Pong", 0, [-21, -15], [0, 0]),
+             write_evaluation(tmp_path / "b.h5", "Pong", 1, [-20, -11], [0, 0]),
+             write_evaluation(tmp_path / "c.h5", "Qbert", 0, [1, 1234.5678], [0, 0])]
+    plots.table1(files, PAPER_TABLE, tmp_path / "table1", tmp_path / "fig")
+    rows = {row["method"]: row for row in csv.DictReader(open(tmp_path / "table1.csv"))}
+    # By hand: Pong's final scores -15 and -11 have mean -13 and standard error
+    # sd / sqrt(2) = 2; Student's t at 97.5% with 1 degree of freedom is 12.7062.
+    low, high = -13 - 12.7062047 * 2, -13 + 12.7062047 * 2
+    assert float(rows["DQN (ours) 95% CI low"]["Pong"]) == pytest.approx(low)
+    assert float(rows["DQN (ours) 95% CI high"]["Pong"]) == pytest.approx(high)
+    assert rows["DQN (ours) seeds"]["Pong"] == "2" and rows["DQN (ours) seeds"]["Qbert"] == "1"
+    assert rows["DQN (ours) 95% CI low"]["Qbert"] == "one run"  # one seed: the mean alone
+    assert rows["DQN (ours) 95% CI low"]["Breakout"] == ""  # not trained
+    methods = list(rows)
+    assert methods[methods.index("DQN (ours)") + 1:][:3] == [
+        "DQN (ours) 95% CI low", "DQN (ours) 95% CI high", "DQN (ours) seeds"]
+    assert ("| DQN (ours) 95% CI high | Student's t over seeds | – | – | – | 12.4 | one run "
+            "| – | – |") in (tmp_path / "table1.md").read_text()
+    tex = (tmp_path / "table1.tex").read_text()
+    assert "DQN (ours) seeds & -- & -- & -- & 2 & 1 & -- & -- \\\\" in tex
+    intervals = json.loads((tmp_path / "fig.json").read_text())["intervals"]
+    assert intervals["Pong"] == pytest.approx([low, high]) and intervals["Qbert"] is None
+
+
 def test_trace_refuses_a_step_count_below_one(tmp_path):
     result = subprocess.run([sys.executable, "-m", "dqn.cli", "trace", "--run", str(tmp_path),
                              "--out", str(tmp_path / "t.h5"), "--steps", "0"],

@@ -28,7 +28,7 @@ FAST_STATUS_CHECKS = ("--slurm-init-seconds-before-status-checks", "5",
                       "--seconds-between-status-checks", "5")
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
 CI_RULES = {"train", "evaluate", "trace_value_function", "video", "figure_training_curves",
-            "figure_value_function", "table1"}
+            "figure_value_function", "table1", "figure_aggregate"}
 
 
 def skip_reason():
@@ -85,21 +85,25 @@ def scontrol_job(job_id):
 def test_ci_workflow_on_slurm_writes_every_figure_and_table(ci_on_slurm):
     directory, _ = ci_on_slurm
     for name in ("training_curves_figure2", "training_curves_all_games", "value_function",
-                 "table1"):
+                 "table1", "aggregate_intervals", "aggregate_sample_efficiency",
+                 "aggregate_profile", "aggregate_improvement"):
         for suffix in ("png", "pdf", "json"):
             assert (directory / f"results/figures/{name}.{suffix}").stat().st_size > 0
     for suffix in ("csv", "md", "tex"):
         assert (directory / f"results/tables/table1.{suffix}").stat().st_size > 0
     for game in ("Breakout", "Seaquest"):
-        assert (directory / f"results/eval/{game}/seed0.h5").stat().st_size > 0
+        for seed in (0, 1):
+            assert (directory / f"results/eval/{game}/seed{seed}.h5").stat().st_size > 0
 
 
 @pytest.mark.slow
 def test_every_ci_job_ran_as_a_slurm_job(ci_on_slurm):
     directory, output = ci_on_slurm
     submitted = SUBMITTED.findall(output)
-    # Every job but the target rule `all` (which runs nothing) went through sbatch.
-    assert len(submitted) == 11, output[-8000:]
+    # Every job but the target rule `all` (which runs nothing) went through sbatch: train,
+    # evaluate and video for 2 games x 2 seeds, a trace, 2 training-curve figures, Figure
+    # 3, Table 1 and the aggregates.
+    assert len(submitted) == 18, output[-8000:]
     (run_id,) = re.findall(r"SLURM run ID: (\S+)", output)
     # squeue, not sacct (which this cluster lacks), told the plugin that jobs ended.
     assert "Falling back to 'sacct'" not in output
@@ -149,11 +153,12 @@ def test_a_training_job_sent_sigterm_by_slurm_is_retried_and_continues(ci_on_slu
     weights of the uninterrupted run."""
     directory = copy_workflow(tmp_path)
     run = directory / "results/runs/Breakout/seed0"
+    (directory / "seed0.yaml").write_text("seeds: [0]\n")  # one training job
     output = tmp_path / "snakemake.out"
     with open(output, "w") as sink:
         workflow = subprocess.Popen(
             [sys.executable, "-m", "snakemake", "--profile", PROFILE, "--configfile",
-             "config/ci.yaml", "--config", "games=[Breakout]", "--until", "train",
+             "config/ci.yaml", "seed0.yaml", "--config", "games=[Breakout]", "--until", "train",
              *FAST_STATUS_CHECKS], cwd=directory, env=venv_env(), stdout=sink,
             stderr=subprocess.STDOUT)
     try:

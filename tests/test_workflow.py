@@ -17,15 +17,18 @@ import imageio.v3 as iio
 import numpy as np
 import psutil
 import pytest
+import scipy.stats
 import yaml
 
-from dqn import games, h5io, presets
+from dqn import aggregates, games, h5io, plots, presets
 from dqn.rundir import RunDir
 from test_train import assert_same_weights, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "workflow", "config", "envs", "dqn")
-FIGURES = ("training_curves_figure2", "training_curves_all_games", "value_function", "table1")
+FIGURES = ("training_curves_figure2", "training_curves_all_games", "value_function", "table1",
+           *(f"aggregate_{name}" for name in plots.AGGREGATE_FIGURES))
+CI_SEEDS = (0, 1)
 
 
 def copy_workflow(directory: Path) -> Path:
@@ -73,6 +76,7 @@ def test_default_config_plans_one_training_job_per_game_of_the_paper(workflow_co
     jobs = planned_jobs(result)
     assert jobs["train"] == 7 and jobs["evaluate"] == 7 and jobs["video"] == 7
     assert jobs["trace_value_function"] == 1 and jobs["table1"] == 1
+    assert jobs["figure_aggregate"] == 1
     assert "results/videos/Pong/seed0.mp4" in result.stdout
     assert "--preset paper2013 --seed 0" in result.stdout
 
@@ -97,6 +101,9 @@ def test_quick_config_trains_catch_with_its_own_preset_and_leaves_it_out_of_tabl
     assert "eval/Breakout/seed0.h5 results/eval/Seaquest/seed0.h5 --paper" in table
     (curves,) = [line for line in result.stdout.splitlines() if "--games Breakout Seaquest Catch" in line]
     assert "eval/Catch/seed0.h5" in curves
+    (aggregate,) = [line for line in result.stdout.splitlines() if "plot aggregate" in line]
+    assert "eval/Seaquest/seed0.h5 --paper" in aggregate and "Catch" not in aggregate
+    assert "--reps 2000" in aggregate  # bootstrap_reps' default
 
 
 @pytest.mark.parametrize("name", sorted(path.name for path in (ROOT / "config").glob("*.yaml")))
@@ -212,15 +219,16 @@ def test_a_bad_config_file_stops_the_run_before_any_job(workflow_copy, text, fra
 
 @pytest.fixture(scope="module")
 def ci_run(tmp_path_factory):
-    """The ci config (Breakout and Seaquest, seed 0) run once through Snakemake."""
+    """The ci config (Breakout and Seaquest, seeds 0 and 1) run once through Snakemake."""
     directory = copy_workflow(tmp_path_factory.mktemp("ci"))
-    result = snakemake(directory, "--cores", "2", "--configfile", "config/ci.yaml")
+    # 4 min with both cores shared with two training runs (2 games x 2 seeds)
+    result = snakemake(directory, "--cores", "2", "--configfile", "config/ci.yaml", timeout=900)
     assert result.returncode == 0, result.stderr[-5000:]
     return directory
 
 
-def read_evaluation(directory, game):
-    return h5io.read(directory / f"results/eval/{game}/seed0.h5", "evaluation")[1]
+def read_evaluation(directory, game, seed=0):
+    return h5io.read(directory / f"results/eval/{game}/seed{seed}.h5", "evaluation")[1]
 
 
 @pytest.mark.slow
@@ -244,11 +252,12 @@ def test_ci_training_curves_plot_the_evaluation_numbers(ci_run):
     assert data["games"] == ["Breakout", "Seaquest"] and data["preset"] == "ci"
     lines = {line["label"]: line for line in data["lines"]}
     for game in data["games"]:
-        evaluation = read_evaluation(ci_run, game)
+        evaluations = [read_evaluation(ci_run, game, seed) for seed in CI_SEEDS]
         for key in ("average_reward", "average_max_q"):
-            line = lines[f"{game} {key}: seed 0"]
-            np.testing.assert_array_equal(line["x"], evaluation["epoch"])
-            np.testing.assert_array_equal(line["y"], evaluation[key])
+            line = lines[f"{game} {key}: mean of 2 seeds"]
+            np.testing.assert_array_equal(line["x"], evaluations[0]["epoch"])
+            np.testing.assert_allclose(line["y"], np.mean([e[key] for e in evaluations], axis=0),
+                                       rtol=1e-14)
 
 
 @pytest.mark.slow
@@ -256,12 +265,39 @@ def test_ci_table1_holds_the_final_evaluation(ci_run):
     with open(ci_run / "results/tables/table1.csv", newline="") as handle:
         rows = {row["method"]: row for row in csv.DictReader(handle)}
     for game in ("Breakout", "Seaquest"):
-        evaluation = read_evaluation(ci_run, game)
-        assert float(rows["DQN (ours)"][game]) == pytest.approx(
-            evaluation["average_reward"][-1], rel=1e-14)
+        evaluations = [read_evaluation(ci_run, game, seed) for seed in CI_SEEDS]
+        finals = [e["average_reward"][-1] for e in evaluations]
+        assert float(rows["DQN (ours)"][game]) == pytest.approx(np.mean(finals), rel=1e-14)
         assert float(rows["DQN Best (ours)"][game]) == pytest.approx(
-            evaluation["best_episode_reward"][-1], rel=1e-14)
-    assert rows["DQN (ours)"]["Pong"] == ""
+            max(e["best_episode_reward"][-1] for e in evaluations), rel=1e-14)
+        assert rows["DQN (ours) seeds"][game] == "2"
+        low, high = (float(rows[f"DQN (ours) 95% CI {end}"][game]) for end in ("low", "high"))
+        assert low <= np.mean(finals) <= high
+    assert rows["DQN (ours)"]["Pong"] == "" and rows["DQN (ours) seeds"]["Pong"] == ""
+
+
+@pytest.mark.slow
+def test_ci_aggregates_hold_the_final_evaluations_of_two_games_and_two_seeds(ci_run):
+    data = {name: json.loads((ci_run / f"results/figures/aggregate_{name}.json").read_text())
+            for name in plots.AGGREGATE_FIGURES}
+    _, paper_rows = plots.read_paper_table(ci_run / "workflow/data/table1_paper2013.csv")
+    # runs x games, each the final snapshot's average reward, normalised by hand
+    finals = np.array([[(read_evaluation(ci_run, game, seed)["average_reward"][-1]
+                         - paper_rows["Random"][game])
+                        / (paper_rows["Human"][game] - paper_rows["Random"][game])
+                        for game in ("Breakout", "Seaquest")] for seed in CI_SEEDS])
+    intervals = data["intervals"]
+    assert intervals["methods"]["ci"]["games"] == ["Breakout", "Seaquest"]
+    np.testing.assert_allclose(intervals["methods"]["ci"]["scores"], finals, rtol=1e-12)
+    iqm = aggregates.METRICS.index("IQM")
+    point = intervals["points"]["ci"][iqm]
+    assert point == pytest.approx(scipy.stats.trim_mean(finals.ravel(), 0.25), rel=1e-12)
+    low, high = np.asarray(intervals["intervals"]["ci"])[:, iqm]  # two seeds: an interval
+    assert low <= point <= high and intervals["reps"] == 2000
+    (curve,) = data["sample_efficiency"]["lines"]
+    np.testing.assert_array_equal(curve["x"], read_evaluation(ci_run, "Breakout")["step"])
+    assert curve["y"][-1] == pytest.approx(point, rel=1e-12)
+    assert data["improvement"]["note"] == "one preset and config trained: no comparison"
 
 
 @pytest.mark.slow
@@ -294,17 +330,24 @@ def test_ci_trace_is_consistent_and_seeded(ci_run, tmp_path):
 
 @pytest.mark.slow
 def test_ci_workflow_makes_a_video_of_each_run_and_puts_it_in_the_report(ci_run, tmp_path):
-    for game in ("Breakout", "Seaquest"):
-        frames = iio.imread(ci_run / f"results/videos/{game}/seed0.mp4")
+    videos = [ci_run / f"results/videos/{game}/seed{seed}.mp4"
+              for game in ("Breakout", "Seaquest") for seed in CI_SEEDS]
+    for video in videos:
+        frames = iio.imread(video)
         assert frames.shape[1:] == (640, 800, 3) and 1 <= len(frames) <= 60  # video_steps
     report = tmp_path / "report.zip"
     result = snakemake(ci_run, "--configfile", "config/ci.yaml", "--report", str(report))
     assert result.returncode == 0, result.stderr
     with zipfile.ZipFile(report) as archive:
-        reported = sorted(archive.read(name) for name in archive.namelist()
-                          if name.endswith(".mp4"))
-    assert reported == sorted((ci_run / f"results/videos/{game}/seed0.mp4").read_bytes()
-                              for game in ("Breakout", "Seaquest"))
+        names = archive.namelist()
+        reported = sorted(archive.read(name) for name in names if name.endswith(".mp4"))
+        # the aggregates' section, its figures and its caption
+        text = b"".join(archive.read(name) for name in names if name.endswith((".html", ".js")))
+    assert reported == sorted(video.read_bytes() for video in videos)
+    for name in plots.AGGREGATE_FIGURES:
+        assert any(path.endswith(f"aggregate_{name}.png") for path in names), names
+    assert b"Aggregates across games and seeds" in text
+    assert b"95% stratified-bootstrap confidence interval" in text
 
 
 @pytest.mark.slow
@@ -354,9 +397,10 @@ def test_a_training_job_stopped_by_sigterm_is_retried_and_continues_where_it_sto
     retries it and the retry continues from the saved step to the same weights."""
     directory = copy_workflow(tmp_path)
     run = directory / "results/runs/Breakout/seed0"
+    (directory / "seed0.yaml").write_text("seeds: [0]\n")  # one run is enough here
     workflow = subprocess.Popen(
         [sys.executable, "-m", "snakemake", "--cores", "1", "--retries", "1", "--configfile",
-         "config/ci.yaml", "--config", "games=[Breakout]", "--until", "train"],
+         "config/ci.yaml", "seed0.yaml", "--config", "games=[Breakout]", "--until", "train"],
         cwd=directory, env=venv_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True)
     try:

@@ -133,6 +133,9 @@ PAPER_TABLE = "workflow/data/table1_paper2013.csv"
 with open(workflow.source_path(f"../../{PAPER_TABLE}")) as table_file:
     PAPER_TABLE_GAMES = next(l for l in table_file if not l.startswith("#")).strip().split(",")[1:]
 TABLE1_GAMES = [game for game in config["games"] if game in PAPER_TABLE_GAMES]
+# `dqn plot aggregate` writes results/figures/aggregate_<figure>.{png,pdf,json} for each
+# (dqn.plots.AGGREGATE_FIGURES), over the same games as Table 1: those with a human score.
+AGGREGATE_FIGURES = ("intervals", "sample_efficiency", "profile", "improvement")
 
 RUN_DIR = "results/runs/{game}/seed{seed}"
 # Written by `dqn train` last, once the run is complete (it names the final snapshot).
@@ -191,6 +194,8 @@ def final_products():
     if TABLE1_GAMES:
         products += expand("results/figures/table1.{ext}", ext=("png", "pdf", "json"))
         products += expand("results/tables/table1.{ext}", ext=("csv", "md", "tex"))
+        products += expand("results/figures/aggregate_{figure}.{ext}", figure=AGGREGATE_FIGURES,
+                           ext=("png", "pdf", "json"))
     if config["value_function_game"] in config["games"]:
         products += expand("results/figures/value_function.{ext}", ext=("png", "pdf", "json"))
     products += expand(VIDEO, game=config["games"], seed=config["seeds"])

@@ -78,3 +78,38 @@ rule table1:
     shell:
         "{params.dqn} plot table1 --eval {input.evaluations} --paper {input.paper}"
         " --table {params.table} --figure {params.figure} > {log} 2>&1"
+
+
+# Across games and seeds (Agarwal et al. 2021): human-normalised final scores' median, IQM,
+# mean and optimality gap with bootstrap intervals, IQM per snapshot, performance
+# profile, probability of improvement. Table 1's games: Catch has no human score.
+rule figure_aggregate:
+    input:
+        evaluations=evaluations(TABLE1_GAMES),
+        paper=PAPER_TABLE,
+    output:
+        **{
+            f"{figure}_png": report(
+                f"results/figures/aggregate_{figure}.png",
+                caption="../report/aggregate.rst",
+                category="Aggregates across games and seeds",
+            )
+            for figure in AGGREGATE_FIGURES
+        },
+        **{
+            f"{figure}_{ext}": f"results/figures/aggregate_{figure}.{ext}"
+            for figure in AGGREGATE_FIGURES
+            for ext in ("pdf", "json")
+        },
+    params:
+        dqn=DQN,
+        reps=config["bootstrap_reps"],
+        # results/figures/aggregate: dqn plot adds _<figure>.png, .pdf, .json
+        prefix=lambda wildcards, output: output.intervals_png.removesuffix("_intervals.png"),
+    log:
+        "results/logs/figures/aggregate.log",
+    conda:
+        "../../envs/plotting.yaml"
+    shell:
+        "{params.dqn} plot aggregate --eval {input.evaluations} --paper {input.paper}"
+        " --reps {params.reps} --out {params.prefix} > {log} 2>&1"
