@@ -18,7 +18,9 @@ STAGES = [
     {"layouts", "h5io", "rundir", "trainlog", "checkpoint", "progress", "events", "train"},  # snapshot
     {"evaluate"},
     {"plots", "video"},  # figure
-    {"bench"},  # entry points, which nothing else imports
+    # entry points, which nothing else imports; wheels (the standard library only) runs
+    # before the packages it installs can be imported
+    {"bench", "wheels"},
     {"cli"},
     {"__main__"},
 ]
