@@ -19,8 +19,8 @@ STAGES = [
     {"evaluate"},
     {"plots", "video"},  # figure
     # entry points, which nothing else imports; wheels (the standard library only) runs
-    # before the packages it installs can be imported
-    {"bench", "wheels"},
+    # before the packages it installs for devicecheck can be imported
+    {"bench", "wheels", "devicecheck"},
     {"cli"},
     {"__main__"},
 ]
