@@ -63,7 +63,7 @@ def test_the_cpu_form_runs_every_section_and_writes_its_summary_and_table(cpu_fo
 
     resume = summary["resume"]["default"]
     assert resume["killed_mid_run"] and resume["resumed_from_snapshot"]
-    assert resume["resumed_identical"] and resume["rerun_identical"]
+    assert resume["resumed_identical"] and "rerun_identical" not in resume  # CUDA only
 
     learning = summary["learning"]
     assert learning["bounded"] and len(learning["average_max_q"]) == 2
