@@ -9,7 +9,9 @@ env_overhead_vs_emulator <= 0.10, replay_bytes_per_transition_at_1M <= 7200,
 replay_sample_vs_update_ratio well under 1, train_overhead_vs_bare_update <= 0.10;
 (issue 13) events_share_of_paper_epoch < 0.01 (the live view's cost; also
 train_events_overhead_vs_no_events, which a shared machine's noise can swamp),
-watch_vs_game_speed >= 1.
+watch_vs_game_speed >= 1. The pieces the device check (dqn.devicecheck, issue 23) times
+on a GPU are here too: update_rates, greedy_action_ms, sample_to_device_ms and
+preset_loop_figures.
 
     python -m dqn bench --game Breakout --seconds 5
 """
@@ -23,6 +25,7 @@ import platform
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -34,8 +37,10 @@ from dqn import h5io, presets, provenance
 from dqn.atari import Atari, check_game, frame_skip
 from dqn.checkpoint import Counters, TrainingState
 from dqn.events import LiveView
-from dqn.learner import Learner
-from dqn.networks import build
+from dqn.explore import greedy
+from dqn.learner import (CUBLAS_DETERMINISTIC_WORKSPACE, CUBLAS_WORKSPACE,
+                         GRAPH_WARMUP_UPDATES, Learner)
+from dqn.networks import build, q_values
 from dqn.play import Episode, Player
 from dqn.replay import Minibatch, ReplayMemory
 from dqn.train import random_play, train
@@ -232,11 +237,12 @@ def play_randomly_entries(game: str, steps: int) -> tuple[dict[str, np.ndarray],
     return entries, env.n_actions
 
 
-def filled_memory(game: str) -> tuple[ReplayMemory, int]:
-    """A paper-sized memory (1M) holding REPLAY_FILL_ENTRIES entries of real play."""
-    block, n_actions = play_randomly_entries(game, REAL_PLAY_STEPS)
+def filled_memory(game: str, entries: int = REPLAY_FILL_ENTRIES) -> tuple[ReplayMemory, int]:
+    """A paper-sized memory (1M) holding `entries` entries of real play."""
+    block_steps = min(REAL_PLAY_STEPS, entries)
+    block, n_actions = play_randomly_entries(game, block_steps)
     memory = ReplayMemory(PAPER_CAPACITY)  # np.zeros: pages are only touched when filled
-    for start in range(0, REPLAY_FILL_ENTRIES, REAL_PLAY_STEPS):
+    for start in range(0, entries, block_steps):
         memory.put_entries(start, block)
     return memory, n_actions
 
@@ -247,12 +253,9 @@ def learner_figures(memory: ReplayMemory, batch: Minibatch, n_actions: int,
                     device: torch.device, seconds: float) -> dict:
     """Updates/s on one fixed minibatch (the learner alone), alternated with minibatch
     draws from the paper-sized memory, so their ratio comes from the same spells."""
-    learners = {name: Learner(config, n_actions, device, SEED)
+    learners = {name: warm_learner(config, n_actions, device, batch)
                 for name, config in (("paper", presets.PAPER2013),
                                      ("nature", presets.NATURE2015))}
-    for learner in learners.values():  # first calls pick kernels and allocate
-        for _ in range(3):
-            learner.update(batch)
     sync = device_sync(device)
     sync()
     rng = np.random.default_rng(SEED)
@@ -264,6 +267,79 @@ def learner_figures(memory: ReplayMemory, batch: Minibatch, n_actions: int,
             "replay_sample_vs_update_ratio": rates["paper"] / rates["sample"],
             "learner_updates_per_s": rates["paper"],
             "learner_updates_per_s_nature": rates["nature"]}
+
+
+def warm_learner(config: presets.Config, n_actions: int, device: torch.device,
+                 batch: Minibatch) -> Learner:
+    """A learner past its first updates, which pick kernels, allocate, and capture the
+    update's CUDA graph (cuda_graph_update)."""
+    learner = Learner(config, n_actions, device, SEED)
+    for _ in range(GRAPH_WARMUP_UPDATES + 2):
+        learner.update(batch)
+    device_sync(device)()
+    return learner
+
+
+def update_rates(configs: dict[str, presets.Config], batch: Minibatch, n_actions: int,
+                 device: torch.device, seconds: float,
+                 deterministic: tuple[str, ...] = ()) -> dict[str, float]:
+    """Updates/s of a learner of each config on one fixed minibatch, alternated in
+    slices; those named in `deterministic` run with torch's deterministic algorithms
+    (what cuda_deterministic turns on), set around each of their calls."""
+    workloads = {}
+    for name, config in configs.items():
+        learner = warm_learner(config, n_actions, device, batch)
+        workloads[name] = (partial(deterministic_call, learner.update, batch)
+                           if name in deterministic else partial(learner.update, batch))
+    return interleaved_rates(workloads, seconds, device_sync(device))
+
+
+def deterministic_call(work: Callable, *args):
+    """`work(*args)` with deterministic algorithms, as cuda_deterministic runs (torch
+    refuses cuBLAS calls in that mode unless CUBLAS_WORKSPACE_CONFIG is set)."""
+    variable = os.environ.get(CUBLAS_WORKSPACE)
+    os.environ[CUBLAS_WORKSPACE] = variable or CUBLAS_DETERMINISTIC_WORKSPACE
+    torch.use_deterministic_algorithms(True)
+    try:
+        return work(*args)
+    finally:
+        torch.use_deterministic_algorithms(False)
+        if variable is None:
+            del os.environ[CUBLAS_WORKSPACE]
+
+
+def greedy_action_ms(network: torch.nn.Module, stack: np.ndarray, device: torch.device,
+                     seconds: float) -> float:
+    """The greedy action's latency: the forward pass on one state and the read-back."""
+    return 1000 / calls_per_s(lambda: greedy(q_values(network, stack, device)), seconds)
+
+
+def sample_to_device_ms(memory: ReplayMemory, learner: Learner, seconds: float) -> float:
+    """A minibatch draw with its copy to the learner's device, as an update makes it."""
+    rng = np.random.default_rng(SEED)
+    size = learner.config.minibatch_transitions
+    return 1000 / calls_per_s(lambda: learner.to_device(memory.sample(size, rng)), seconds,
+                              device_sync(learner.device))
+
+
+def preset_loop_figures(game: str, preset: str, device: torch.device, updates: int,
+                        overrides: tuple[str, ...] = ()) -> dict:
+    """Agent steps/s and updates/s of a one-epoch run of `dqn train` with `preset`'s
+    network, learner and update period: a minibatch's worth of random steps, then
+    `updates` updates at the final epsilon (see training_loop_figures)."""
+    base = presets.load(preset, list(overrides))
+    start = base.minibatch_transitions
+    steps = start + updates * base.update_period_steps
+    config = base.with_overrides([
+        f"replay_start_steps={start}", f"epoch_updates={updates}", f"train_steps={steps}",
+        f"replay_capacity_transitions={steps}", "epsilon_anneal_steps=0",
+        "heldout_collect_steps=40", "heldout_states=32"])
+    with tempfile.TemporaryDirectory(prefix="dqn-bench-") as tmp:
+        train(game, preset, config, SEED, Path(tmp) / "run", device, progress_s=float("inf"))
+        _, log = h5io.read(Path(tmp) / "run" / "train_log.h5", "train_log")
+    assert log["epochs/update"].tolist() == [updates], "one epoch per run"
+    return {"agent_steps_per_s": float(log["epochs/steps_per_s"][0]),
+            "updates_per_s": float(log["epochs/updates_per_s"][0])}
 
 
 # -- 4. the training loop against the bare update, on 1 and 2 threads --

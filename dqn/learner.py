@@ -4,6 +4,7 @@ and Adam, the optimiser of the PyTorch DQN libraries, to compare with."""
 from __future__ import annotations
 
 import copy
+import os
 
 import numpy as np
 import torch
@@ -127,10 +128,31 @@ def _copy_into(buffers: dict[str, list[torch.Tensor]], values: dict[str, list[np
             tensor.copy_(torch.as_tensor(value))
 
 
+# cuda_deterministic: cuBLAS is deterministic with a fixed workspace (its documentation's
+# "Results reproducibility"); torch refuses cuBLAS calls in deterministic mode without it.
+CUBLAS_WORKSPACE = "CUBLAS_WORKSPACE_CONFIG"
+CUBLAS_DETERMINISTIC_WORKSPACE = ":4096:8"
+# cuda_graph_update: plain updates before the capture, in each process (a resumed one
+# too): cuDNN, cuBLAS and the autograd engine set themselves up on the stream the graph
+# is then captured on, as torch's notes on CUDA graphs ask. Being the run's own updates,
+# they change nothing in it.
+GRAPH_WARMUP_UPDATES = 3
+
+
 class Learner:
+    # Whether a GPU's minibatches travel through pinned memory (the device check turns it
+    # off to measure the CUDA path as it stood before).
+    pin_minibatches = True
+
     def __init__(self, config: Config, n_actions: int, device: torch.device, seed: int):
         self.config = config
         self.device = device
+        self.on_gpu = device.type == "cuda"
+        if self.on_gpu and config.cuda_deterministic:
+            # cuBLAS reads its workspace setting when it first starts in the process,
+            # which in `dqn train` is in this learner's first update.
+            os.environ.setdefault(CUBLAS_WORKSPACE, CUBLAS_DETERMINISTIC_WORKSPACE)
+            torch.use_deterministic_algorithms(True)
         torch.manual_seed(seed)  # the initial weights
         self.network = networks.build(config.network, n_actions)
         networks.initialise(self.network, config.network_init)
@@ -145,12 +167,36 @@ class Learner:
             "adam": lambda: Adam(params, config.learning_rate, config.adam_epsilon),
         }[config.optimizer]()
         self.updates = 0
+        self.graph = (GraphedStep(self._step, device) if self.on_gpu and config.cuda_graph_update
+                      else None)
 
     def update(self, batch: Minibatch) -> torch.Tensor:
         """One minibatch step of Algorithm 1; returns the loss (on the device, no sync)."""
-        to = lambda a: torch.from_numpy(a).to(self.device, non_blocking=True)  # noqa: E731
-        states, actions, rewards = to(batch.states), to(batch.actions), to(batch.rewards)
-        next_states, terminals = to(batch.next_states), to(batch.terminals)
+        if self.graph is not None:
+            loss = self.graph(self.host_arrays(batch))
+        else:
+            loss = self._step(*self.to_device(batch))
+        self.updates += 1
+        return loss
+
+    def host_arrays(self, batch: Minibatch) -> list[torch.Tensor]:
+        """The minibatch's arrays as tensors on the host, in `_step`'s order. On a GPU they
+        are copied to pinned (page-locked) memory: a copy from there to the GPU is queued
+        and returns at once, where one from pageable memory waits for the GPU to reach it."""
+        arrays = (batch.states, batch.actions, batch.rewards, batch.next_states,
+                  batch.terminals)
+        tensors = [torch.from_numpy(a) for a in arrays]
+        return ([t.pin_memory() for t in tensors] if self.on_gpu and self.pin_minibatches
+                else tensors)
+
+    def to_device(self, batch: Minibatch) -> list[torch.Tensor]:
+        """The minibatch on the learner's device, copies queued without waiting; the
+        frames travel as uint8 (a quarter of float32's bytes) and become floats on the
+        device, in the network's forward pass."""
+        return [t.to(self.device, non_blocking=True) for t in self.host_arrays(batch)]
+
+    def _step(self, states: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
+              next_states: torch.Tensor, terminals: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             bootstrap = self.network if self.target is None else self.target
             next_max_q = bootstrap(next_states).max(dim=1).values
@@ -164,7 +210,6 @@ class Learner:
         if self.config.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.config.max_grad_norm)
         self.optimizer.step()
-        self.updates += 1
         return loss.detach()
 
     def after_step(self, step: int) -> None:
@@ -199,6 +244,42 @@ class Learner:
             load_weights(self.target, tensors["target"])
         self.updates = int(state["updates"])
         self.optimizer.load_state(tensors, self.updates)
+
+
+class GraphedStep:
+    """A learner's step (`Learner._step`) as one CUDA graph (cuda_graph_update): captured
+    once, then replayed on fixed input tensors, into which each minibatch is copied. The
+    weights, the optimiser's moving averages and the target network are updated in place
+    (a resume and a target refresh copy into them), so the graph's addresses stay theirs.
+    The first GRAPH_WARMUP_UPDATES calls run the step as usual, on the capture's stream."""
+
+    def __init__(self, step, device: torch.device):
+        self.step, self.device = step, device
+        self.stream = torch.cuda.Stream()
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.inputs: list[torch.Tensor] = []
+        self.loss: torch.Tensor | None = None
+        self.calls = 0
+
+    def __call__(self, host: list[torch.Tensor]) -> torch.Tensor:
+        self.calls += 1
+        if self.calls <= GRAPH_WARMUP_UPDATES:
+            inputs = [t.to(self.device, non_blocking=True) for t in host]
+            self.stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.stream):
+                loss = self.step(*inputs)
+            torch.cuda.current_stream().wait_stream(self.stream)
+            return loss
+        if self.graph is None:
+            self.inputs = [t.to(self.device) for t in host]
+            self.graph = torch.cuda.CUDAGraph()
+            # Captured, not run: the replay below runs it.
+            with torch.cuda.graph(self.graph, stream=self.stream):
+                self.loss = self.step(*self.inputs)
+        for fixed, values in zip(self.inputs, host):
+            fixed.copy_(values, non_blocking=True)
+        self.graph.replay()
+        return self.loss
 
 
 def load_weights(network: torch.nn.Module, values: list[np.ndarray]) -> None:

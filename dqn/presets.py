@@ -171,6 +171,17 @@ class Config(BaseModel):
     eval_max_episode_frames: int = _key(
         "an evaluation episode is cut after this many frames", FRAMES,
         "Nature Methods (5 minutes)", gt=0)
+    # -- how a GPU computes the update (no effect on the CPU) --
+    cuda_graph_update: bool = _key(
+        "on a CUDA device, the update is captured once as a CUDA graph and replayed (one "
+        "launch instead of dozens of kernels; the same kernels, so the same numbers); "
+        "needs optimizer rmsprop", DIMENSIONLESS,
+        "issue 23; scripts/device-check compares its weights and speed with the plain update")
+    cuda_deterministic: bool = _key(
+        "on a CUDA device, deterministic algorithms only (torch.use_deterministic_algorithms, "
+        "CUBLAS_WORKSPACE_CONFIG), so that a rerun and a resumed run give the same weights "
+        "bit for bit, as the CPU always does", DIMENSIONLESS,
+        "issue 23; scripts/device-check measures the resume and the cost in speed")
 
     def __init__(self, **values):
         try:
@@ -200,6 +211,12 @@ class Config(BaseModel):
             raise ValueError(
                 f"noop_max={self.noop_max}: its no-op frames must "
                 f"leave room in an episode of max_episode_frames={self.max_episode_frames}"
+            )
+        if self.cuda_graph_update and self.optimizer != "rmsprop":
+            raise ValueError(
+                f"cuda_graph_update=True: needs optimizer=rmsprop, not {self.optimizer!r} "
+                "(Adam's bias correction changes with the step count, which a captured "
+                "graph would hold fixed)"
             )
         if self.heldout_collect_steps < self.heldout_states + 4:
             raise ValueError(
@@ -232,7 +249,8 @@ class Config(BaseModel):
 ADDED_KEYS = {"optimizer": "rmsprop", "adam_epsilon": 1e-8, "fire_on_reset": False,
               "max_grad_norm": 0.0, "epsilon_anneal_from": "replay_start",
               "noop_start": "steps", "life_loss_cuts_frame_skip": False,
-              "network_init": "fan_in_uniform"}
+              "network_init": "fan_in_uniform", "cuda_graph_update": False,
+              "cuda_deterministic": False}
 RENAMED_KEYS = {
     # the no-op count was named in steps although frames_at_reset counted frames
     "max_noop_start_steps": ("noop_max", lambda value, config: value),
@@ -350,6 +368,8 @@ PAPER2013 = Config(
     eval_steps=10_000,  # 2013 §5.1: "epsilon = 0.05 policy for 10000 steps"
     eval_episodes=0,  # 2013: length fixed in steps only
     eval_max_episode_frames=108_000,  # as in training
+    cuda_graph_update=False,  # the plain update until a GPU has measured the graph's
+    cuda_deterministic=False,  # torch's default; the device check measures the cost
 )
 
 NATURE2015 = PAPER2013.with_values(

@@ -1,8 +1,9 @@
 """The training loop: held-out states, then Algorithm 1 of the 2013 paper in epochs.
 
 The loop in `train` is Algorithm 1: act epsilon-greedily, store the transition, sample
-a minibatch, take a gradient step; the emulator plays each step in a thread of its own
-while the update runs, with the same results as one after the other (see the loop).
+a minibatch, take a gradient step; the emulator plays each step while the update runs
+(in a thread of its own on the CPU; on a GPU, which computes what is queued, beside the
+launched update), with the same results as one after the other (see the loop).
 Every `epoch_updates` updates it writes a snapshot and the resume state; run again
 after being killed, it continues from the newest snapshot and, on the CPU, ends with
 the same weights as an uninterrupted run.
@@ -36,7 +37,7 @@ from dqn.events import LiveView
 from dqn.explore import epsilon, greedy, random_action
 from dqn.games import Env, make_env
 from dqn.learner import Learner
-from dqn.networks import q_values
+from dqn.networks import q_values, queue_q_values
 from dqn.play import Player, random_policy
 from dqn.presets import Config
 from dqn.progress import Meter
@@ -170,21 +171,33 @@ def loop(run: RunDir, attrs: dict, config: Config, state: TrainingState, meter: 
             # Algorithm 1: with probability epsilon a random action (drawn already), else
             # argmax_a Q(phi, a).
             action = draws.action
-            if action is None:
-                action = greedy(q_values(learner.network, state.player.env.stack, learner.device))
-            # With an update, the emulator thread plays step t (and, unless a save comes
-            # next, makes step t+1's draws) while this one runs the update after step t:
-            # its minibatch holds entries before t only and was drawn already. The next
-            # step acts on the weights this update leaves, so the two threads meet here.
-            # Without one, a thread would only add its handoff to the step.
-            play = partial(play_step, action, updating and not (ends_epoch or received),
-                           config, state)
-            if updating:
-                playing = emulator.submit(play)
+            ahead = updating and not (ends_epoch or received)
+            if updating and queues_updates(learner.device):
+                # A GPU computes in the order work is queued: the action's forward pass,
+                # then the update after step t. The update is launched before the action
+                # is read back, and the emulator plays step t while the GPU computes: no
+                # thread is needed, and the next step's forward pass waits for the update.
+                read = (None if action is not None else
+                        queue_q_values(learner.network, state.player.env.stack, learner.device))
                 meter.add_loss(learner.update(draws.minibatch))
-                draws = playing.result()
+                draws = play_step(action if read is None else greedy(read()), ahead, config,
+                                  state)
             else:
-                draws = play()
+                if action is None:
+                    action = greedy(q_values(learner.network, state.player.env.stack,
+                                             learner.device))
+                # With an update, the emulator thread plays step t (and, unless a save
+                # comes next, makes step t+1's draws) while this one runs the update after
+                # step t: its minibatch holds entries before t only and was drawn already.
+                # The next step acts on the weights this update leaves, so the two threads
+                # meet here. Without one, a thread would only add its handoff to the step.
+                play = partial(play_step, action, ahead, config, state)
+                if updating:
+                    playing = emulator.submit(play)
+                    meter.add_loss(learner.update(draws.minibatch))
+                    draws = playing.result()
+                else:
+                    draws = play()
             learner.after_step(counters.step)
             if ends_epoch:
                 counters.epoch += 1
@@ -200,6 +213,12 @@ def loop(run: RunDir, attrs: dict, config: Config, state: TrainingState, meter: 
             elif view:
                 view.write(state.log)
             meter.maybe_report(counters, eps, state.log, config.train_steps, progress_s)
+
+
+def queues_updates(device: torch.device) -> bool:
+    """Whether an update on `device` returns once its work is queued, before it is done
+    (CUDA), so that the emulator can play beside it in the loop's own thread."""
+    return device.type == "cuda"
 
 
 @dataclass

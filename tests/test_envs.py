@@ -1,17 +1,22 @@
 """The conda environments of the rules (envs/*.yaml) against requirements.lock: every
 version pinned, the same PyPI pins, nothing a pinned package needs left out, and every
-rule naming one."""
+rule naming one; pyproject.toml's bounds against the machines the project runs on."""
 
+import platform
 import re
 import subprocess
 import sys
+import tomllib
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 import yaml
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
+
+from dqn import wheels
 
 ROOT = Path(__file__).resolve().parents[1]
 ENVS = sorted((ROOT / "envs").glob("*.yaml"))
@@ -125,3 +130,19 @@ def test_the_plotting_env_needs_neither_torch_nor_the_emulator():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0 and "Table 1" in result.stdout, result.stderr
+
+
+def test_pyproject_admits_the_python_and_torch_of_both_machines_the_project_runs_on():
+    # Here: Python 3.11 and requirements.lock's torch 2.13. The lent GPU machine, which
+    # runs scripts/device-check with its own packages: Python 3.12 and torch 2.11.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    bounds = {Requirement(text).name: Requirement(text).specifier
+              for text in project["dependencies"]}
+    bounds["python"] = SpecifierSet(project["requires-python"])
+    here = {"python": platform.python_version(), "torch": lock()["torch"],
+            "numpy": lock()["numpy"]}
+    for machine, versions in (("here", here), ("the GPU machine", wheels.GPU_MACHINE)):
+        for name, version in versions.items():
+            assert bounds[name].contains(version), f"{machine}: {name} {version} is outside " \
+                f"pyproject.toml's {bounds[name]}"
+    assert sys.version_info[:2] == (3, 11) and wheels.GPU_MACHINE["python"].startswith("3.12")

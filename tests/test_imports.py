@@ -18,7 +18,9 @@ STAGES = [
     {"layouts", "h5io", "rundir", "trainlog", "checkpoint", "progress", "events", "train"},  # snapshot
     {"evaluate"},
     {"aggregates", "plots", "video"},  # figure
-    {"bench"},  # entry points, which nothing else imports
+    # entry points, which nothing else imports; wheels (the standard library only) runs
+    # before the packages it installs for devicecheck can be imported
+    {"bench", "wheels", "devicecheck"},
     {"cli"},
     {"__main__"},
 ]

@@ -29,7 +29,8 @@ def test_every_key_names_its_unit_or_is_dimensionless():
                      "epsilon_start", "epsilon_end",
                      "eval_epsilon", "life_loss_ends_episode", "eval_episodes",
                      "fire_on_reset", "max_grad_norm", "epsilon_anneal_from",
-                     "noop_start", "life_loss_cuts_frame_skip", "network_init"}
+                     "noop_start", "life_loss_cuts_frame_skip", "network_init",
+                     "cuda_graph_update", "cuda_deterministic"}
     counted_in_another_keys_unit = {"noop_max": "noop_start"}
     for key in presets.PAPER2013.as_dict():
         assert key.endswith(units) or key in dimensionless | counted_in_another_keys_unit.keys(), key
@@ -55,6 +56,12 @@ def test_bad_overrides_name_the_key_and_value(override, message):
     with pytest.raises(ConfigError) as error:
         presets.load("ci", [override])
     assert message in str(error.value)
+
+
+def test_the_cuda_graph_needs_rmsprop_whose_step_holds_no_changing_number():
+    assert presets.load("ci", ["cuda_graph_update=true"]).cuda_graph_update
+    with pytest.raises(ConfigError, match="cuda_graph_update=True: needs optimizer=rmsprop"):
+        presets.load("ci", ["cuda_graph_update=true", "optimizer=adam"])
 
 
 def test_unknown_preset_lists_the_valid_ones():

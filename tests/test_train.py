@@ -27,6 +27,7 @@ from dqn.replay import ReplayMemory
 from dqn.rundir import RunDir
 from dqn.checkpoint import Counters
 from dqn.progress import Meter
+from dqn import train as train_module
 from dqn.train import stop_signals, train
 from dqn.trainlog import TrainLog
 
@@ -458,6 +459,51 @@ def test_the_loop_is_algorithm_1_in_its_own_order_with_updates_beside_the_emulat
     for step, name in enumerate(training, start=1):
         update = step > config.replay_start_steps and step % 2 == 0
         assert name.startswith("dqn-emulator" if update else "MainThread"), step
+
+
+def test_on_a_gpu_the_update_is_launched_before_the_action_is_read_and_nothing_changes(
+        tmp_path, monkeypatch):
+    # On a GPU (dqn.train.queues_updates) a step with an update queues the greedy
+    # action's forward pass, launches the update, then reads the action back and plays,
+    # all in the loop's own thread. Forced on the CPU, where the queue computes at once,
+    # the run still ends exactly where Algorithm 1 does.
+    config = presets.load("ci", SMALL)
+    events, threads = [], []
+    real_queue, real_update, real_step = train_module.queue_q_values, Learner.update, Atari.step
+
+    def queue(*args):
+        events.append("forward")
+        read = real_queue(*args)
+        return lambda: (events.append("read"), read())[1]
+
+    def update(self, batch):
+        events.append("update")
+        return real_update(self, batch)
+
+    def step(self, action):
+        threads.append(threading.current_thread().name)
+        return real_step(self, action)
+
+    monkeypatch.setattr(train_module, "queues_updates", lambda device: True)
+    monkeypatch.setattr(train_module, "queue_q_values", queue)
+    monkeypatch.setattr(Learner, "update", update)
+    monkeypatch.setattr(Atari, "step", step)
+    train("Breakout", "ci", config, 3, tmp_path, CPU, progress_s=float("inf"))
+    monkeypatch.undo()
+    network, returns, (agent_rng, replay_added) = algorithm_1(
+        "Breakout", config, 3, config.train_steps)
+    run = RunDir(tmp_path)
+    ours = weights(run.snapshot(3))
+    for name, value in network.state_dict().items():
+        assert np.array_equal(ours[name], value.numpy()), name
+    _, log = h5io.read(run.log, "train_log")
+    assert log["episodes/return"].tolist() == returns
+    state = h5io.read_attrs(run.state(3), "resume_state")
+    assert json.loads(state["agent_rng"]) == agent_rng
+    assert set(threads) == {"MainThread"}
+    text = " ".join(events)
+    assert "forward update read" in text and "forward read" not in text
+    assert events.count("update") == (config.train_steps - config.replay_start_steps) // 2
 
 
 def test_a_signal_while_the_next_step_is_drawn_ahead_stops_one_step_later(

@@ -1,0 +1,93 @@
+"""scripts/device-check (issue 23): its CPU form runs every section and writes its
+summary, so the GPU's check cannot rot while no GPU is at hand; the wheels it carries."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dqn import devicecheck, wheels
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "device-check"
+SECTIONS = ("facts", "speed", "sharing", "correctness", "resume", "learning")
+
+
+@pytest.fixture(scope="module")
+def cpu_form(tmp_path_factory):
+    out = tmp_path_factory.mktemp("device-check")
+    done = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    return done, out
+
+
+@pytest.mark.slow
+def test_the_cpu_form_runs_every_section_and_writes_its_summary_and_table(cpu_form):
+    done, out = cpu_form
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert sorted(path.name for path in out.iterdir()) == [devicecheck.SUMMARY,
+                                                           devicecheck.TABLE]
+    summary = json.loads((out / devicecheck.SUMMARY).read_text())
+    assert summary["form"] == "cpu"
+    for name in SECTIONS:
+        assert "error" not in summary[name], summary[name]
+
+    facts = summary["facts"]
+    assert facts["device"] == "cpu" and facts["cpu_count"] >= 1 and facts["git_commit"]
+    assert all(row["admitted"] for row in facts["requirements"].values())
+
+    speed = summary["speed"]
+    emulator = speed["emulator_agent_steps_per_s"]
+    for preset in ("paper2013", "nature2015"):
+        figures = speed[preset]
+        assert figures["updates_per_s"] > 0 and figures["loop_agent_steps_per_s"] > 0
+        assert figures["loop_vs_emulator"] == figures["loop_agent_steps_per_s"] / emulator
+    assert speed["greedy_action_ms"] > 0 and speed["sample_to_device_ms"] > 0
+    # CUDA's variants run the plain path on the CPU: their code runs, their ratios mean nothing
+    for variant in ("cuda_graph", "deterministic", "before_issue_23"):
+        assert "error" not in speed[variant], speed[variant]["error"]
+    assert speed["cuda_graph"]["paper2013_graph_identical"]
+    assert speed["cuda_graph"]["nature2015_plain_again_identical"]
+
+    sharing = summary["sharing"]
+    assert sharing["games"] == list(devicecheck.CPU.sharing_games)
+    assert sharing["worst_shared_vs_alone"] == min(sharing["shared_vs_alone"].values()) > 0
+
+    # On the CPU the device is the CPU: the check compares it with another thread count.
+    correctness = summary["correctness"]
+    assert correctness["tolerances"] == {"cpu_other_threads": devicecheck.FP32_TOLERANCE}
+    assert correctness["within_tolerance"] and all(correctness["same_episodes"].values())
+
+    resume = summary["resume"]["default"]
+    assert resume["killed_mid_run"] and resume["resumed_from_snapshot"]
+    assert resume["resumed_identical"] and "rerun_identical" not in resume  # CUDA only
+
+    learning = summary["learning"]
+    assert learning["bounded"] and len(learning["average_max_q"]) == 2
+
+    goals = {goal["check"]: goal for goal in summary["goals"]}
+    assert goals["SIGKILL and resume: same weights (default)"]["met"] is True
+    assert goals["paper2013: updates/s"]["met"] is None  # the GPU's goals are not judged
+    table = (out / devicecheck.TABLE).read_text()
+    assert table.startswith("# Device check (cpu form)") and "| check | value | goal | met |" in table
+    assert table in done.stdout
+
+
+def test_without_out_or_dollar_out_the_check_says_what_it_needs():
+    env = {key: value for key, value in os.environ.items() if key != "OUT"}
+    done = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--out DIR is needed where $OUT is not set" in done.stderr
+
+
+def test_the_carried_wheels_are_pinned_by_the_lock_and_kept_out_of_git():
+    pins = wheels.locked_versions()
+    assert set(wheels.CARRIED) <= set(pins)
+    assert {"ale-py", "pydantic", "gymnasium"} <= set(wheels.CARRIED)
+    ignored = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q",
+                              ".whl/ale_py-0.12.1-cp312-cp312-manylinux_2_28_x86_64.whl"])
+    assert ignored.returncode == 0
+    assert wheels.install() is None  # here the packages import: nothing to install
