@@ -130,7 +130,7 @@ def test_updates_fit_q_to_fixed_targets(init):
 def test_each_initialisation_draws_its_distribution():
     def layers(init):
         config = presets.load("ci", [f"network_init={init}"])
-        network = Learner(config, 4, torch.device("cpu"), seed=0).network
+        network = Learner(config, 4, torch.device("cpu"), seed=0).network.requires_grad_(False)
         return [m for m in network.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
 
     for layer in layers("normal_0.01"):  # deep_q_rl q_network.py:420-458

@@ -536,8 +536,9 @@ def test_a_signal_while_the_next_step_is_drawn_ahead_stops_one_step_later(
 def test_a_run_from_before_states_held_the_log_resumes_identical(finished_run, tmp_path):
     # Resume states written by dqn before this version hold no log/... arrays (and the
     # directory no dqn-run marker): the run's train_log.h5 stands in. Their configs lack
-    # the keys added since (presets.ADDED_KEYS): the run still resumes, and its old and
-    # new snapshots evaluate together.
+    # the keys added since (presets.ADDED_KEYS) whose value is the one every run had
+    # before the key: the run still resumes, and its old and new snapshots evaluate
+    # together.
     out = tmp_path / "old"
     run = RunDir(out)
     kill_when(out, run.snapshot(2))
@@ -551,7 +552,7 @@ def test_a_run_from_before_states_held_the_log_resumes_identical(finished_run, t
             config = json.loads(f.attrs["config"])
             assert presets.ADDED_KEYS.keys() <= config.keys()
             f.attrs["config"] = json.dumps({k: v for k, v in config.items()
-                                            if k not in presets.ADDED_KEYS}, sort_keys=True)
+                                            if presets.ADDED_KEYS.get(k) != v}, sort_keys=True)
     (out / "dqn-run").unlink()
     done = subprocess.run(TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

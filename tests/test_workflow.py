@@ -176,7 +176,7 @@ def test_schema_lists_the_games_and_presets_of_dqn():
     (["preset_overrides={discount: 2}"],
      ["2.0 is greater than the maximum of 1", "instance['preset_overrides']['discount']"]),
     (["preset_overrides={train_steps: 100}"], ["config: preset_overrides: train_steps=100: must "
-                                               "exceed replay_start_steps=50000", "(preset 'paper2013')"]),
+                                               "exceed replay_start_steps=100", "(preset 'paper2013')"]),
     (["preset=fast"], ["'fast' is not one of", "instance['preset']"]),
     # The form before preset_overrides: a preset key at the top level.
     (["train_steps=5000"], ["config: train_steps is not a workflow key; put preset overrides "
