@@ -239,7 +239,8 @@ def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Pat
     deviation of the episodes' returns) and average max-Q, against agent steps."""
     anchors = read_anchors(anchors_csv)
     runs = [(Path(path), *h5io.read(Path(path), "evaluation")) for path in paths]
-    figure, axes = plt.subplots(2, len(runs), squeeze=False, figsize=(4.6 * len(runs), 6.4))
+    figure, axes = plt.subplots(2, len(runs), squeeze=False, sharex="col",
+                                figsize=(4.6 * len(runs), 6.4))
     summary = []
     for column, (path, attrs, table) in enumerate(runs):
         game, preset = attrs["game"], attrs["preset"]
@@ -260,11 +261,10 @@ def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Pat
                 chosen = [r for r in points if (r["seed"] == "mean") == (which == "mean")
                           and r[key] is not None]
                 if chosen:
-                    name = chosen[0]["anchor"]
+                    label = f"{chosen[0]['anchor']}: {'mean' if which == 'mean' else 'each run'}"
                     axes[row_of_axes, column].plot(
                         [r["agent_step"] for r in chosen], [r[key] for r in chosen],
-                        color="C3", label=f"{name}: {'mean' if which == 'mean' else 'each seed'}",
-                        **style)
+                        color="C3", label=label, **style)
         axes[1, column].plot(steps, table["average_max_q"], marker="o", markersize=4,
                              color="C0", label=f"ours: {preset}, seed {attrs['seed']}")
         axes[0, column].set_title(f"{game}, preset {preset}")

@@ -235,7 +235,7 @@ def test_anchored_curves_draw_our_spread_and_the_anchors_points(tmp_path):
         drawn.setdefault(line["label"], []).append((line["x"], line["y"]))
     assert drawn["ours: ci, seed 0"] == [([100, 200], [2.0, 5.0]), ([100, 200], [0.1, 0.2])]
     assert drawn["peer: mean"] == [([100, 200], [1.5, 4.0]), ([200], [0.3])]
-    assert drawn["peer: each seed"] == [([200, 200], [3.0, 5.0])]
+    assert drawn["peer: each run"] == [([200, 200], [3.0, 5.0])]
 
 
 def test_anchors_of_another_game_or_a_malformed_file_are_refused_by_name(tmp_path):
