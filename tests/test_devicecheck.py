@@ -83,11 +83,16 @@ def test_without_out_or_dollar_out_the_check_says_what_it_needs():
     assert done.returncode == 2 and "--out DIR is needed where $OUT is not set" in done.stderr
 
 
-def test_the_carried_wheels_are_pinned_by_the_lock_and_kept_out_of_git():
+def test_the_carried_wheels_are_pinned_by_the_lock():
     pins = wheels.locked_versions()
     assert set(wheels.CARRIED) <= set(pins)
     assert {"ale-py", "pydantic", "gymnasium"} <= set(wheels.CARRIED)
+    assert wheels.install() is None  # here the packages import: nothing to install
+
+
+@pytest.mark.skipif(not (ROOT / ".git").exists(),
+                    reason="not a git checkout (the container image holds none)")
+def test_the_carried_wheels_are_kept_out_of_git():
     ignored = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q",
                               ".whl/ale_py-0.12.1-cp312-cp312-manylinux_2_28_x86_64.whl"])
     assert ignored.returncode == 0
-    assert wheels.install() is None  # here the packages import: nothing to install

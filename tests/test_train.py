@@ -242,9 +242,11 @@ def test_sigterm_and_sigint_save_mid_epoch_and_a_rerun_ends_identical(finished_r
     out = tmp_path / "stopped"
     run = RunDir(out)
     # As SLURM ends a job (time limit, preemption): SIGTERM, here during epoch 1, before
-    # the first snapshot; then SIGTERM during epoch 2 and SIGINT (Ctrl-C) during epoch 4
-    # of the continued runs, each time with updates since the snapshot.
-    stop_and_check(out, run.heldout, signal.SIGTERM, delay_s=0.6)
+    # the first snapshot (once a progress line shows step 250: a delay after a file
+    # could pass before any step on a loaded machine); then SIGTERM during epoch 2 and
+    # SIGINT (Ctrl-C) during epoch 4 of the continued runs, each time with updates since
+    # the snapshot.
+    stop_and_check(out, None, signal.SIGTERM, at_step=250)
     for landmark, sig in ((run.snapshot(1), signal.SIGTERM), (run.snapshot(3), signal.SIGINT)):
         attrs = stop_and_check(out, landmark, sig)
         assert json.loads(attrs["meter"])["losses"] > 0
