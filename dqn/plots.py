@@ -281,7 +281,7 @@ def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Pat
                         "episodes": table["episodes"].tolist(),
                         "average_max_q": table["average_max_q"].tolist(),
                         "anchor": points})
-    figure.suptitle("Our evaluations beside the reproductions that anchor them "
+    figure.suptitle("Our evaluations beside the reproductions that anchor them\n"
                     "(bars: one standard deviation over episodes)", fontsize=10)
     figure.tight_layout()
     return _save(figure, out, {"figure": "anchored_curves", "runs": summary,
