@@ -427,6 +427,21 @@ def algorithm_1(game, config, seed, steps):
     return learner.network, returns, (rng.bit_generator.state, memory.added)
 
 
+def assert_ends_as_algorithm_1(run, config):
+    """The run's final weights, episode returns, agent generator and replay count are
+    those of Algorithm 1 written out plainly with the same seed (3) and config."""
+    network, returns, (agent_rng, replay_added) = algorithm_1(
+        "Breakout", config, 3, config.train_steps)
+    ours = weights(run.snapshot(3))
+    for name, value in network.state_dict().items():
+        assert np.array_equal(ours[name], value.numpy()), name
+    _, log = h5io.read(run.log, "train_log")
+    assert log["episodes/return"].tolist() == returns and len(returns) > 3
+    state = h5io.read_attrs(run.state(3), "resume_state")
+    assert json.loads(state["agent_rng"]) == agent_rng
+    assert state["replay_added"] == replay_added == config.train_steps
+
+
 def test_the_loop_is_algorithm_1_in_its_own_order_with_updates_beside_the_emulator(
         tmp_path, monkeypatch):
     # A ring that wraps, updates every other step, episodes of at most 150 steps, three
@@ -443,19 +458,9 @@ def test_the_loop_is_algorithm_1_in_its_own_order_with_updates_beside_the_emulat
     monkeypatch.setattr(Atari, "step", step)
     train("Breakout", "ci", config, 3, tmp_path, CPU, progress_s=float("inf"))
     monkeypatch.undo()
-    network, returns, (agent_rng, replay_added) = algorithm_1(
-        "Breakout", config, 3, config.train_steps)
-    run = RunDir(tmp_path)
-    ours = weights(run.snapshot(3))
-    for name, value in network.state_dict().items():
-        assert np.array_equal(ours[name], value.numpy()), name
-    _, log = h5io.read(run.log, "train_log")
-    assert log["episodes/return"].tolist() == returns and len(returns) > 3
     # The saved state holds no draw made ahead: the generator and the replay memory
     # stand where Algorithm 1's do at the end of the run.
-    state = h5io.read_attrs(run.state(3), "resume_state")
-    assert json.loads(state["agent_rng"]) == agent_rng
-    assert state["replay_added"] == replay_added == config.train_steps
+    assert_ends_as_algorithm_1(RunDir(tmp_path), config)
     training = threads[config.heldout_collect_steps:]
     assert len(training) == config.train_steps
     for step, name in enumerate(training, start=1):
@@ -492,16 +497,7 @@ def test_on_a_gpu_the_update_is_launched_before_the_action_is_read_and_nothing_c
     monkeypatch.setattr(Atari, "step", step)
     train("Breakout", "ci", config, 3, tmp_path, CPU, progress_s=float("inf"))
     monkeypatch.undo()
-    network, returns, (agent_rng, replay_added) = algorithm_1(
-        "Breakout", config, 3, config.train_steps)
-    run = RunDir(tmp_path)
-    ours = weights(run.snapshot(3))
-    for name, value in network.state_dict().items():
-        assert np.array_equal(ours[name], value.numpy()), name
-    _, log = h5io.read(run.log, "train_log")
-    assert log["episodes/return"].tolist() == returns
-    state = h5io.read_attrs(run.state(3), "resume_state")
-    assert json.loads(state["agent_rng"]) == agent_rng
+    assert_ends_as_algorithm_1(RunDir(tmp_path), config)
     assert set(threads) == {"MainThread"}
     text = " ".join(events)
     assert "forward update read" in text and "forward read" not in text
