@@ -12,8 +12,8 @@ JSON rewritten after each so that a call cut short still leaves what it measured
   rate of each preset, the greedy action's latency, a minibatch draw with its copy to the
   device, and the training loop's agent steps/s of one job alone; on CUDA also the update
   as a CUDA graph (cuda_graph_update: speed, and weights against the plain update),
-  deterministic algorithms (cuda_deterministic: their cost), and the loop as it stood
-  before issue 23 (the emulator in a thread, pageable copies: the before and after);
+  deterministic algorithms (cuda_deterministic: their cost), and the loop with its
+  minibatches copied from pageable host memory (what pinned memory gains);
 - sharing: the paper's 7 games trained at once on the one GPU, as `jobs_per_gpu: 7`
   places them (7 `dqn train` processes), each against the same job alone, with
   nvidia-smi's utilisation and memory sampled meanwhile;
@@ -304,7 +304,7 @@ def speed(device: torch.device, sizes: Sizes) -> dict:
         memory, batch, n_actions, device, sizes, loops))
     figures["deterministic"] = attempt(lambda: deterministic_figures(
         batch, n_actions, device, sizes))
-    figures["before_issue_23"] = attempt(lambda: before_figures(device, sizes, loops))
+    figures["pageable_copies"] = attempt(lambda: pageable_figures(device, sizes, loops))
     return figures
 
 
@@ -378,14 +378,14 @@ def deterministic_figures(batch, n_actions: int, device: torch.device, sizes: Si
     return figures
 
 
-def before_figures(device: torch.device, sizes: Sizes, after_loops: dict[str, float]) -> dict:
-    """The loop as it stood before issue 23 (plain_cuda_path), against this one."""
+def pageable_figures(device: torch.device, sizes: Sizes, pinned_loops: dict[str, float]) -> dict:
+    """The loop with minibatches copied from pageable host memory, against pinned."""
     figures = {}
     for name in PRESETS:
-        with plain_cuda_path():
-            before = bench.preset_loop_figures(GAME, name, device, sizes.loop_updates)
-        figures[name] = {"loop_agent_steps_per_s": before["agent_steps_per_s"],
-                         "after_vs_before": after_loops[name] / before["agent_steps_per_s"]}
+        with pageable_minibatches():
+            pageable = bench.preset_loop_figures(GAME, name, device, sizes.loop_updates)
+        figures[name] = {"loop_agent_steps_per_s": pageable["agent_steps_per_s"],
+                         "pinned_vs_pageable": pinned_loops[name] / pageable["agent_steps_per_s"]}
     return figures
 
 
@@ -404,16 +404,12 @@ def restored_determinism():
 
 
 @contextmanager
-def plain_cuda_path():
-    """The CUDA path as it stood before issue 23 (commit 7f3cf11): the emulator in a
-    thread beside each update, minibatches copied from pageable memory."""
-    queues_updates = training.queues_updates
-    training.queues_updates = lambda device: False
+def pageable_minibatches():
+    """The learner's minibatches copied to the device from pageable host memory."""
     Learner.pin_minibatches = False
     try:
         yield
     finally:
-        training.queues_updates = queues_updates
         Learner.pin_minibatches = True
 
 
@@ -769,13 +765,13 @@ def markdown(summary: dict) -> str:
                       f"{number(speed_[name]['loop_agent_steps_per_s'])} | "
                       f"{number(speed_[name]['loop_vs_emulator'])} |"]
         for name in PRESETS:
-            before = (speed_.get("before_issue_23") or {}).get(name)
+            pageable = (speed_.get("pageable_copies") or {}).get(name)
             graph = (speed_.get("cuda_graph") or {}).get(name)
             deterministic = (speed_.get("deterministic") or {}).get(name)
-            if before:
-                lines.append(f"| {name}: loop agent steps/s before issue 23 (emulator thread, "
-                             f"pageable copies) | {number(before['loop_agent_steps_per_s'])} | "
-                             f"{number(before['loop_agent_steps_per_s'] / emulator)} |")
+            if pageable:
+                lines.append(f"| {name}: loop agent steps/s, minibatches from pageable "
+                             f"memory | {number(pageable['loop_agent_steps_per_s'])} | "
+                             f"{number(pageable['loop_agent_steps_per_s'] / emulator)} |")
             if graph:
                 lines.append(f"| {name}: with cuda_graph_update, updates/s / loop agent "
                              f"steps/s | {number(graph['updates_per_s'])} / "

@@ -141,7 +141,7 @@ GRAPH_WARMUP_UPDATES = 3
 
 class Learner:
     # Whether a GPU's minibatches travel through pinned memory (the device check turns it
-    # off to measure the CUDA path as it stood before).
+    # off to measure what pinning gains).
     pin_minibatches = True
 
     def __init__(self, config: Config, n_actions: int, device: torch.device, seed: int):

@@ -8,7 +8,6 @@ name.
 
 from __future__ import annotations
 
-from typing import Callable
 
 import numpy as np
 import torch
@@ -75,29 +74,6 @@ def initialise(network: nn.Module, init: str) -> None:
 def q_values(network: nn.Module, stack: np.ndarray, device: torch.device) -> np.ndarray:
     """Q(phi, a) for every action a, for one state phi (4x84x84 uint8), as float32."""
     return network(torch.from_numpy(stack[None]).to(device))[0].cpu().numpy()
-
-
-@torch.inference_mode()
-def queue_q_values(network: nn.Module, stack: np.ndarray, device: torch.device
-                   ) -> Callable[[], np.ndarray]:
-    """`q_values`, to be read later: on a GPU the forward pass and the copy back to the
-    host are queued behind the work queued before them, and the function returned waits
-    for them; work queued after this call (an update) cannot change them. On the CPU
-    they are computed at once."""
-    if device.type != "cuda":
-        values = q_values(network, stack, device)
-        return lambda: values
-    # Pinned host memory on both ends: neither copy waits for the GPU's queue to drain.
-    on_device = network(torch.from_numpy(stack[None]).pin_memory().to(device, non_blocking=True))[0]
-    host = torch.empty(on_device.shape, dtype=on_device.dtype, pin_memory=True)
-    host.copy_(on_device, non_blocking=True)
-    copied = torch.cuda.Event()
-    copied.record()
-
-    def read() -> np.ndarray:
-        copied.synchronize()
-        return host.numpy()
-    return read
 
 
 @torch.inference_mode()

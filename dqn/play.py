@@ -3,8 +3,8 @@
 Training, evaluation, the Figure 3 trace, the held-out collection and the benchmark all
 step their environment through a `Player`, which owns what an episode loop does besides
 choosing actions: it starts the next episode when one ends and counts each episode's
-return and length. Training schedules its steps itself (the emulator plays in a thread
-of its own while an update runs) but calls the same `Player.step`.
+return and length. Training interleaves its steps with updates itself but calls the
+same `Player.step`.
 """
 
 from __future__ import annotations

@@ -71,27 +71,17 @@ class ReplayMemory:
     def _columns(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name) for name in COLUMNS}
 
-    def add_frame(self, frame: np.ndarray, episode_start: bool) -> None:
-        """Start entry `added` with the frame the agent sees before acting. A draw can
-        follow at once: the newest entry is never drawn, but its frame is the next
-        state's newest frame of the entry before it."""
-        slot = self.added % self.capacity
-        self.frames[slot] = frame
-        self.episode_starts[slot] = episode_start
-        self.added += 1
-
-    def set_outcome(self, action: int, reward: float, terminal: bool) -> None:
-        """Complete the newest entry with the action taken and what followed."""
-        slot = (self.added - 1) % self.capacity
-        self.actions[slot] = action
-        self.rewards[slot] = reward
-        self.terminals[slot] = terminal
-
     def store(self, step) -> None:
-        """Add a whole entry from a `dqn.play.Step`, when no draw comes between its frame
-        and its outcome (random play; training stores in two parts, see `add_frame`)."""
-        self.add_frame(step.frame, step.episode_start)
-        self.set_outcome(step.action, step.reward, step.terminal)
+        """Add the entry of a played step (a `dqn.play.Step`): the frame it was taken
+        from, the action and what followed. The newest entry is never drawn: its next
+        state ends with the frame of the entry after it."""
+        slot = self.added % self.capacity
+        self.frames[slot] = step.frame
+        self.episode_starts[slot] = step.episode_start
+        self.actions[slot] = step.action
+        self.rewards[slot] = step.reward
+        self.terminals[slot] = step.terminal
+        self.added += 1
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> Minibatch:
         """Draw `batch_size` transitions uniformly (2013 Algorithm 1) with replacement.

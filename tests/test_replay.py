@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from dqn.play import Step
 from dqn.replay import ENTRY_BYTES, ReplayMemory
 
 
@@ -13,9 +14,9 @@ def fill(memory, episodes):
     values = []
     for episode in episodes:
         for i, value in enumerate(episode):
-            memory.add_frame(frame(value), episode_start=i == 0)
-            memory.set_outcome(action=value % 4, reward=float(value),
-                               terminal=i == len(episode) - 1)
+            memory.store(Step(frame(value), episode_start=i == 0, action=value % 4,
+                              reward=float(value), terminal=i == len(episode) - 1,
+                              episode=None))
             values.append(value)
     return values
 
@@ -107,16 +108,14 @@ def test_too_few_entries_to_sample_is_an_error():
         memory.sample(1, np.random.default_rng(0))
 
 
-def test_a_frame_added_before_its_outcome_completes_the_entry_before_it():
-    # The training loop adds a step's frame, draws, and only then plays the step.
+def test_the_newest_entry_is_never_drawn_until_the_next_one_is_stored():
+    # Its next state ends with the frame of the entry after it.
     memory = ReplayMemory(10)
-    for value in (1, 2, 3, 4):
-        memory.add_frame(frame(value), episode_start=value == 1)
-        if value < 4:
-            memory.set_outcome(action=0, reward=float(value), terminal=False)
+    for value in (1, 2, 3):
+        memory.store(Step(frame(value), value == 1, 0, float(value), False, None))
+    assert set(memory.sample(200, np.random.default_rng(0)).rewards.tolist()) == {1, 2}
+    memory.store(Step(frame(4), False, 0, 4.0, False, None))
     batch = memory.sample(200, np.random.default_rng(0))
-    assert set(batch.rewards.tolist()) == {1, 2, 3}  # never 4: no outcome yet
+    assert set(batch.rewards.tolist()) == {1, 2, 3}
     next_of_3 = [stack_values(n) for n, r in zip(batch.next_states, batch.rewards) if r == 3]
     assert next_of_3 and next_of_3[0] == [1, 2, 3, 4]
-    memory.set_outcome(action=0, reward=4.0, terminal=True)
-    assert memory.rewards[3] == 4.0 and memory.terminals[3] and memory.added == 4

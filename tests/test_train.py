@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import h5py
@@ -23,11 +22,11 @@ from dqn.evaluate import load_network
 from dqn.events import EVENTS_DIR
 from dqn.explore import choose_action, epsilon, greedy
 from dqn.learner import Learner
+from dqn.play import Step
 from dqn.replay import ReplayMemory
 from dqn.rundir import RunDir
 from dqn.checkpoint import Counters
 from dqn.progress import Meter
-from dqn import train as train_module
 from dqn.train import stop_signals, train
 from dqn.trainlog import TrainLog
 
@@ -399,9 +398,9 @@ SMALL = ["replay_capacity_transitions=60", "replay_start_steps=100", "update_per
 
 
 def algorithm_1(game, config, seed, steps):
-    """Algorithm 1 written out in its own order, one thing after another: act, play,
-    store, draw a minibatch, update, refresh the target. Returns the network, the episode returns, and the
-    agent's generator state and replay count at the end."""
+    """Algorithm 1 written out on the bare emulator, one thing after another: act, play,
+    store, draw a minibatch, update, refresh the target. Returns the network, the
+    episode returns, and the agent's generator state and replay count at the end."""
     env = Atari(game, config, seeding.derive(seed, "train_env"))
     learner = Learner(config, env.n_actions, CPU, seeding.derive(seed, "network"))
     memory = ReplayMemory(config.replay_capacity_transitions)
@@ -413,8 +412,7 @@ def algorithm_1(game, config, seed, steps):
                                lambda: greedy(networks.q_values(learner.network, env.stack, CPU)))
         frame = env.frame.copy()
         reward, terminal = env.step(action)
-        memory.add_frame(frame, episode_start)
-        memory.set_outcome(action, reward, terminal)
+        memory.store(Step(frame, episode_start, action, reward, terminal, None))
         episode_return += reward
         episode_start = terminal
         if terminal:
@@ -427,9 +425,14 @@ def algorithm_1(game, config, seed, steps):
     return learner.network, returns, (rng.bit_generator.state, memory.added)
 
 
-def assert_ends_as_algorithm_1(run, config):
-    """The run's final weights, episode returns, agent generator and replay count are
-    those of Algorithm 1 written out plainly with the same seed (3) and config."""
+def test_the_loop_ends_as_algorithm_1_written_out(tmp_path):
+    # A ring that wraps, updates every other step, episodes of at most 150 steps, three
+    # epochs with their saves and a target network: the loop ends with the final
+    # weights, episode returns, agent generator and replay count of Algorithm 1
+    # written out plainly with the same seed and config.
+    config = presets.load("ci", SMALL)
+    train("Breakout", "ci", config, 3, tmp_path, CPU, progress_s=float("inf"))
+    run = RunDir(tmp_path)
     network, returns, (agent_rng, replay_added) = algorithm_1(
         "Breakout", config, 3, config.train_steps)
     ours = weights(run.snapshot(3))
@@ -442,73 +445,10 @@ def assert_ends_as_algorithm_1(run, config):
     assert state["replay_added"] == replay_added == config.train_steps
 
 
-def test_the_loop_is_algorithm_1_in_its_own_order_with_updates_beside_the_emulator(
+def test_a_signal_during_an_update_stops_the_loop_before_the_next_step(
         tmp_path, monkeypatch):
-    # A ring that wraps, updates every other step, episodes of at most 150 steps, three
-    # epochs: the loop, which plays each step in the emulator thread while the update
-    # runs, ends exactly where the plain one does.
-    config = presets.load("ci", SMALL)
-    threads = []
-    real_step = Atari.step
-
-    def step(self, action):
-        threads.append(threading.current_thread().name)
-        return real_step(self, action)
-
-    monkeypatch.setattr(Atari, "step", step)
-    train("Breakout", "ci", config, 3, tmp_path, CPU, progress_s=float("inf"))
-    monkeypatch.undo()
-    # The saved state holds no draw made ahead: the generator and the replay memory
-    # stand where Algorithm 1's do at the end of the run.
-    assert_ends_as_algorithm_1(RunDir(tmp_path), config)
-    training = threads[config.heldout_collect_steps:]
-    assert len(training) == config.train_steps
-    for step, name in enumerate(training, start=1):
-        update = step > config.replay_start_steps and step % 2 == 0
-        assert name.startswith("dqn-emulator" if update else "MainThread"), step
-
-
-def test_on_a_gpu_the_update_is_launched_before_the_action_is_read_and_nothing_changes(
-        tmp_path, monkeypatch):
-    # On a GPU (dqn.train.queues_updates) a step with an update queues the greedy
-    # action's forward pass, launches the update, then reads the action back and plays,
-    # all in the loop's own thread. Forced on the CPU, where the queue computes at once,
-    # the run still ends exactly where Algorithm 1 does.
-    config = presets.load("ci", SMALL)
-    events, threads = [], []
-    real_queue, real_update, real_step = train_module.queue_q_values, Learner.update, Atari.step
-
-    def queue(*args):
-        events.append("forward")
-        read = real_queue(*args)
-        return lambda: (events.append("read"), read())[1]
-
-    def update(self, batch):
-        events.append("update")
-        return real_update(self, batch)
-
-    def step(self, action):
-        threads.append(threading.current_thread().name)
-        return real_step(self, action)
-
-    monkeypatch.setattr(train_module, "queues_updates", lambda device: True)
-    monkeypatch.setattr(train_module, "queue_q_values", queue)
-    monkeypatch.setattr(Learner, "update", update)
-    monkeypatch.setattr(Atari, "step", step)
-    train("Breakout", "ci", config, 3, tmp_path, CPU, progress_s=float("inf"))
-    monkeypatch.undo()
-    assert_ends_as_algorithm_1(RunDir(tmp_path), config)
-    assert set(threads) == {"MainThread"}
-    text = " ".join(events)
-    assert "forward update read" in text and "forward read" not in text
-    assert events.count("update") == (config.train_steps - config.replay_start_steps) // 2
-
-
-def test_a_signal_while_the_next_step_is_drawn_ahead_stops_one_step_later(
-        tmp_path, monkeypatch):
-    # The signal comes during update 200, while the emulator thread plays that step
-    # (number 500) and draws for the next: the loop takes step 501 too (without drawing
-    # ahead), then saves; continued, the run ends as if never stopped.
+    # The signal comes during update 200, the one after step 500: the loop saves before
+    # it acts again; continued, the run ends as if never stopped.
     config = presets.load("ci", SMALL)
     reference = tmp_path / "reference"
     train("Breakout", "ci", config, 3, reference, CPU, progress_s=float("inf"))
@@ -525,7 +465,7 @@ def test_a_signal_while_the_next_step_is_drawn_ahead_stops_one_step_later(
         train("Breakout", "ci", config, 3, out, CPU, progress_s=float("inf"))
     monkeypatch.undo()
     attrs = h5io.read_attrs(RunDir(out).interrupt, "interrupted")
-    assert (attrs["update"], attrs["step"]) == (200, 501)
+    assert (attrs["update"], attrs["step"]) == (200, 500)
     train("Breakout", "ci", config, 3, out, CPU, progress_s=float("inf"))
     assert_same_weights(RunDir(out), RunDir(reference))
     assert_same_log(RunDir(out), RunDir(reference))
