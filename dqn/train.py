@@ -152,7 +152,7 @@ def loop(run: RunDir, attrs: dict, config: Config, state: TrainingState, meter: 
     counters, learner = state.counters, state.learner
     # One thread for the emulator: it plays a step while its update runs (see below).
     # The ALE holds Python's GIL while it emulates, but torch's kernels do not, so the
-    # two overlap (README, "Benchmark": the loop's overhead over the bare update).
+    # two overlap (docs/benchmark.md: the loop's overhead over the bare update).
     with ThreadPoolExecutor(1, thread_name_prefix="dqn-emulator") as emulator:
         draws = None  # the step's draws, when the emulator thread made them ahead
         while counters.step < config.train_steps:
