@@ -2,7 +2,7 @@
 # snapshot of each run, then draw Figure 2, Figure 3 and Table 1, and make a video of
 # each run's final snapshot playing.
 # Default: config/config.yaml (preset paper2013, the 7 games, seed 0); see
-# README.md ("The workflow") for the other configs and for what each rule does.
+# docs/workflow.md for the other configs and for what each rule does.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -11,7 +11,7 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-# The project's image (README.md, "Containers"): used only with --sdm apptainer.
+# The project's image (docs/cluster.md, "Containers"): used only with --sdm apptainer.
 container: "dqn-atari.sif"
 
 

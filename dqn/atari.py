@@ -39,7 +39,7 @@ DOWNSAMPLED_SHAPE = (110, 84)  # 2013 §4.1: rows x columns after downsampling
 CROP_TOP_ROW = 18
 # Bilinear, as DQN 3.0's image.scale: at this ratio (~1.9) thin objects dim but do not
 # vanish, and area averaging, which keeps more of them, costs several times as much a
-# frame (README, "Resize", has the figures).
+# frame (docs/presets.md, "Resize", has the figures).
 RESIZE_INTERPOLATION = cv2.INTER_LINEAR
 
 ALEInterface.setLoggerMode(LoggerMode.Error)

@@ -376,7 +376,7 @@ def training_loop_figures(game: str, batch: Minibatch, n_actions: int, device: t
                 bare[threads].append(calls_per_s(lambda: learner.update(batch), run_s, sync))
                 # At the current thread count, with and without the event files back to
                 # back, each first in turn: on a busy machine the order alone moves their
-                # ratio (README, "Benchmark").
+                # ratio (docs/benchmark.md).
                 views = [True] if threads != default_threads else (
                     [True, False] if round_number % 2 else [False, True])
                 for live_view in views:

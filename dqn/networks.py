@@ -42,7 +42,7 @@ def build(name: str, n_actions: int) -> nn.Module:
         raise ValueError(f"unknown network {name!r}")
     # Channels-last (NHWC) weights and inputs: oneDNN's convolutions, forward and
     # backward, run in this layout natively; in PyTorch's default NCHW every conv call
-    # reorders its tensors first (README, "Benchmark", has the speed-up).
+    # reorders its tensors first (docs/benchmark.md has the speed-up).
     # It is a memory layout only: the values, their shapes and their names are the same.
     return QNetwork(nn.Sequential(*layers)).to(memory_format=torch.channels_last)
 

@@ -339,7 +339,7 @@ PAPER2013 = Config(
     # run_nips.py (Sprague's public reproduction of the 2013 method, which learned), not
     # DQN 3.0's: those were tuned with its target network and error clipping, and
     # without a target network its values run away at the paper's replay settings,
-    # with or without the clipping (README, "The 2013 preset's constants", has the
+    # with or without the clipping (docs/learning.md, "The 2013 preset's constants", has the
     # held-out average max-Q of each choice).
     discount=0.95,  # deep_q_rl run_nips.py (DISCOUNT); with 0.99 its values run away too
     optimizer="rmsprop",  # 2013 §5

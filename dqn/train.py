@@ -144,7 +144,7 @@ def loop(run: RunDir, attrs: dict, config: Config, state: TrainingState, meter: 
          view: LiveView | None, progress_s: float, signals: list[int]) -> None:
     """Algorithm 1 from where `state` stands to `config.train_steps`, saving each epoch;
     `view`, if any, shows the training log as it grows. `signals`: the stop signals
-    signals so far (`stop_signals`), checked between two steps."""
+    received so far (`stop_signals`), checked between two steps."""
     counters, player, memory, learner = state.counters, state.player, state.memory, state.learner
     while counters.step < config.train_steps:
         if signals:

@@ -31,7 +31,7 @@ def test_bench_reports_every_figure_of_the_issue_with_its_machine(capsys):
         assert figures[name] > 0, name
     # Timed figures are checked for presence and definition only, not for their values:
     # under the test suite's parallel load a timing says little (a bound of 3 on the
-    # loop's overhead failed in CI's container run). Their targets are the README's.
+    # loop's overhead failed in CI's container run). Their targets are docs/benchmark.md's.
     assert 84 * 84 <= figures["replay_bytes_per_transition_at_1M"] <= 7_200
     assert figures["env_overhead_vs_emulator"] == pytest.approx(
         figures["raw_emulator_agent_steps_per_s"] / figures["env_agent_steps_per_s"] - 1)

@@ -93,7 +93,7 @@ def test_the_2013_values_stay_bounded_on_seaquest(runs):
     # The quick preset's Seaquest for one epoch of 1,400 updates. With clipped rewards
     # and discount gamma, no value can exceed 1 / (1 - gamma) unless the bootstrap has
     # run away, as it did with DQN 3.0's constants taken without its error clipping
-    # (average max-Q 15,037 after the first epoch; README, "The 2013 preset").
+    # (average max-Q 15,037 after the first epoch; docs/learning.md, "The 2013 preset's constants").
     table = evaluation_of(runs, "seaquest")
     config = presets.load("quick", RUNS["seaquest"][2])
     max_q = table["average_max_q"]

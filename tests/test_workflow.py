@@ -119,7 +119,7 @@ def test_the_cpu_breakout_config_is_nature2015_lengthened_and_the_sb3_ones_compa
     nature = yaml.safe_load((ROOT / "config/cpu_breakout.yaml").read_text())
     assert nature["preset"] == "nature2015"
     assert nature["preset_overrides"] == {"train_steps": 1_000_000, "epoch_updates": 12_500}
-    # The SB3 configs are the runs the README compares with Stable-Baselines3: its
+    # The SB3 configs are the runs docs/learning.md compares with Stable-Baselines3: its
     # learner, with the episode rules those runs had before the fidelity audit.
     sb3 = yaml.safe_load((ROOT / "config/cpu_breakout_sb3.yaml").read_text())
     learner = {"optimizer": "adam", "learning_rate": 1e-4, "adam_epsilon": 1e-8,

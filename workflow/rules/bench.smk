@@ -6,7 +6,7 @@
 # the git commit, machine and library versions it was measured with (compare files of
 # two versions by copying one away first).
 
-BENCH_SECONDS = 3  # each timing's length; README's figures use the same
+BENCH_SECONDS = 3  # each timing's length; docs/benchmark.md's figures use the same
 
 
 rule bench:
