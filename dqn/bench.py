@@ -4,14 +4,16 @@ It answers "where does the time go": the bare emulator against our preprocessed
 environment, a minibatch draw from a paper-sized replay memory against one learner
 update, the real training loop against the bare update it runs, on 1 and 2 CPU threads,
 and what resuming costs on disk. Every figure carries its unit in its key, and the
-machine and code it was measured on are recorded with it. Targets (issue 5):
-env_overhead_vs_emulator <= 0.10, replay_bytes_per_transition_at_1M <= 7200,
-replay_sample_vs_update_ratio well under 1, train_overhead_vs_bare_update <= 0.10;
-(issue 13) events_share_of_paper_epoch < 0.01 (the live view's cost; also
-train_events_overhead_vs_no_events, which a shared machine's noise can swamp),
-watch_vs_game_speed >= 1. The pieces the device check (dqn.devicecheck, issue 23) times
-on a GPU are here too: update_rates, greedy_action_ms, sample_to_device_ms and
-preset_loop_figures.
+machine and code it was measured on are recorded with it. What the figures are held to:
+the environment adds at most a tenth to the bare emulator (env_overhead_vs_emulator);
+a transition takes one 84x84 frame and a few bytes (replay_bytes_per_transition_at_1M,
+so that the paper's 1M fit in about 7 GB); a minibatch draw costs a small part of an
+update (replay_sample_vs_update_ratio) and the loop a tenth at most beyond its updates
+(train_overhead_vs_bare_update); the live view costs under 1% of an epoch
+(events_share_of_paper_epoch; train_events_overhead_vs_no_events measures the same
+directly, within a shared machine's noise); a video plays at least at the game's speed
+(watch_vs_game_speed). The pieces the GPU device check (dqn.devicecheck) times are here
+too: update_rates, greedy_action_ms, sample_to_device_ms and preset_loop_figures.
 
     python -m dqn bench --game Breakout --seconds 5
 """
@@ -53,13 +55,13 @@ PAPER_CAPACITY = presets.PAPER2013.replay_capacity_transitions  # 1M transitions
 REPLAY_FILL_ENTRIES = 100_000  # enough that a draw misses the CPU caches, as at 1M
 REAL_PLAY_STEPS = 5_000  # real frames, repeated to fill the memory quickly
 EPOCH_ENTRIES = presets.PAPER2013.epoch_updates  # 2013: one update per step, so 50k
-THREAD_COUNTS = (1, 2)  # issue 5: one training process on 1 and on 2 CPU threads
+THREAD_COUNTS = (1, 2)  # one training process on 1 and on 2 CPU threads
 # The training loop is timed on short real runs of `dqn train` (preset quick: the 2013
 # network, minibatch and optimiser, one update per step), each a single epoch: the
 # fewest random steps a minibatch allows, then a fixed number of steps with an update
-# each (the same work in every version and on every machine; about seconds / 2 on 2 CPU
-# cores). No epoch is saved inside the timed span. Epsilon sits at its final 0.1, where
-# a paper run spends most of its steps and 90% of them run the network once more to act.
+# each (the same work in every version and on every machine). No epoch is saved inside
+# the timed span. Epsilon sits at its final 0.1, where a paper run spends most of its
+# steps and 90% of them run the network once more to act.
 LOOP_REPLAY_START_STEPS = presets.QUICK.minibatch_transitions
 LOOP_UPDATES_PER_TIMING_S = 50
 LOOP_MIN_UPDATES = 10

@@ -12,8 +12,24 @@ from dqn import presets
 from dqn.errors import ConfigError, DqnError, Stopped
 
 
+DESCRIPTION = """\
+Train DQN (Mnih et al. 2013, or the Nature 2015 variant) on an Atari game, evaluate
+its snapshots, and draw the paper's figures and table from the results. Each command
+does one stage; the Snakemake workflow (Snakefile) runs them all for the paper's games."""
+
+EXAMPLES = """\
+examples:
+  dqn train --game Breakout --preset quick --seed 0 --out runs/Breakout/seed0
+  dqn evaluate --run runs/Breakout/seed0 --out eval/Breakout/seed0.h5
+  dqn plot training-curves --eval eval/Breakout/seed0.h5 --out figures/curves
+  dqn presets quick           # the preset's keys and values, as JSON
+
+`dqn COMMAND --help` describes a command's options."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dqn", description=__doc__)
+    parser = argparse.ArgumentParser(prog="dqn", description=DESCRIPTION, epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train one game from one seed")

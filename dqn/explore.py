@@ -41,10 +41,10 @@ def greedy(q_values: np.ndarray) -> int:
 
 
 def choose_action(eps: float, n_actions: int, rng: np.random.Generator,
-                  greedy: Callable[[], int]) -> int:
-    """With probability eps a uniform random action, else `greedy()`.
+                  greedy_action: Callable[[], int]) -> int:
+    """With probability eps a uniform random action, else `greedy_action()`.
 
     The network is only run when the greedy action is needed.
     """
     action = random_action(eps, n_actions, rng)
-    return greedy() if action is None else action
+    return greedy_action() if action is None else action

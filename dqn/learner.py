@@ -78,8 +78,8 @@ class RMSProp:
     def state(self) -> dict[str, list[torch.Tensor]]:
         return {"g": self.g, "g2": self.g2} if self.centered else {"g2": self.g2}
 
-    def load_state(self, state: dict[str, list[np.ndarray]], steps: int) -> None:
-        """Put the moving averages back (`steps`, the updates so far, is Adam's concern)."""
+    def load_state(self, state: dict[str, list[np.ndarray]]) -> None:
+        """Put the moving averages back."""
         _copy_into(self.state(), state)
 
 
@@ -116,9 +116,9 @@ class Adam:
     def state(self) -> dict[str, list[torch.Tensor]]:
         return {"m": self.m, "v": self.v}
 
-    def load_state(self, state: dict[str, list[np.ndarray]], steps: int) -> None:
+    def load_state(self, state: dict[str, list[np.ndarray]]) -> None:
+        """Put the moments back; the learner restores `steps`, its update count."""
         _copy_into(self.state(), state)
-        self.steps = steps
 
 
 def _copy_into(buffers: dict[str, list[torch.Tensor]], values: dict[str, list[np.ndarray]]
@@ -243,7 +243,9 @@ class Learner:
         if self.target is not None:
             load_weights(self.target, tensors["target"])
         self.updates = int(state["updates"])
-        self.optimizer.load_state(tensors, self.updates)
+        self.optimizer.load_state(tensors)
+        if isinstance(self.optimizer, Adam):
+            self.optimizer.steps = self.updates  # t of Adam's bias correction
 
 
 class GraphedStep:

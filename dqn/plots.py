@@ -128,11 +128,11 @@ def training_curves(paths: list[Path], out: Path, games: list[str] | None = None
             ax.grid(alpha=0.3)
     seed_text = (f"seed {seeds[0]}" if len(seeds) == 1 else
                  f"seeds {', '.join(map(str, seeds))}: mean, band = min to max")
-    presets = sorted(set(preset_of.values()))
-    figure.suptitle(f"Training curves (2013 Figure 2)\npreset {', '.join(presets)}, {seed_text}",
+    preset_names = sorted(set(preset_of.values()))
+    figure.suptitle(f"Training curves (2013 Figure 2)\npreset {', '.join(preset_names)}, {seed_text}",
                     fontsize=10)
     figure.tight_layout()
-    data = {"figure": "training_curves", "preset": ", ".join(presets), "presets": preset_of,
+    data = {"figure": "training_curves", "preset": ", ".join(preset_names), "presets": preset_of,
             "games": games,
             "seeds": seeds, "lines": _drawn_lines(figure), "bands": bands}
     return _save(figure, out, data)

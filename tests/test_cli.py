@@ -35,6 +35,19 @@ def small_run(tmp_path_factory):
     return out
 
 
+def test_help_says_what_dqn_is_for_and_shows_commands_it_knows(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["--help"])
+    assert stopped.value.code == 0
+    text = capsys.readouterr().out
+    description = text.split("\n\n")[1]
+    assert description.startswith("Train DQN") and "parse, validate" not in text
+    examples = [line.split()[1] for line in text[text.index("examples:"):].splitlines()
+                if line.strip().startswith("dqn ")]
+    commands = text.splitlines()[0].split("{")[1].split("}")[0].split(",")
+    assert len(examples) >= 2 and set(examples) <= set(commands), (examples, commands)
+
+
 @pytest.mark.parametrize("args,fragments", [
     (["--game", "Tetris"], ["unknown game 'Tetris'", "valid games: BeamRider, Breakout, Enduro, Pong, Qbert, Seaquest, SpaceInvaders"]),
     (["--game", "Pong", "--set", "gamma=0.9"], ["--set gamma: unknown key", "valid keys:"]),

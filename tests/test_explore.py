@@ -31,9 +31,9 @@ def test_epsilon_annealed_from_step_0_is_still_one_during_replay_start():
 def test_choose_action_calls_the_network_only_when_greedy():
     rng = np.random.default_rng(0)
     calls = []
-    greedy = lambda: calls.append(1) or 7  # noqa: E731
-    actions = [choose_action(0.05, 4, rng, greedy) for _ in range(10_000)]
+    greedy_action = lambda: calls.append(1) or 7  # noqa: E731
+    actions = [choose_action(0.05, 4, rng, greedy_action) for _ in range(10_000)]
     share_random = 1 - len(calls) / 10_000
     assert share_random == pytest.approx(0.05, abs=0.01)
     assert set(actions) == {0, 1, 2, 3, 7}
-    assert all(choose_action(1.0, 4, rng, greedy) < 4 for _ in range(100))
+    assert all(choose_action(1.0, 4, rng, greedy_action) < 4 for _ in range(100))
