@@ -106,29 +106,54 @@ def test_quick_config_trains_catch_with_its_own_preset_and_leaves_it_out_of_tabl
     assert "--reps 2000" in aggregate  # bootstrap_reps' default
 
 
-@pytest.mark.parametrize("name", sorted(path.name for path in (ROOT / "config").glob("*.yaml")))
-def test_every_shipped_config_plans_a_run(workflow_copy, name):
-    result = snakemake(workflow_copy, "-n", "--configfile", f"config/{name}")
+# A config file runs alone; those in config/cpu_breakout/ are layers over the files
+# before them (Snakemake applies --configfile files in order, a mapping key by key).
+CPU_BREAKOUT_LAYERS = ("config/cpu_breakout.yaml", "config/cpu_breakout/sb3.yaml",
+                       "config/cpu_breakout/sb3_setup.yaml")
+SHIPPED_CONFIGS = [[f"config/{path.name}"] for path in sorted((ROOT / "config").glob("*.yaml"))] + [
+    list(CPU_BREAKOUT_LAYERS[:n]) for n in (2, 3)]
+
+
+def layered_config(*files: str) -> dict:
+    """The config of `files` given together to --configfile, merged as Snakemake does."""
+    from snakemake.utils import update_config
+    config = {}
+    for name in files:
+        update_config(config, yaml.safe_load((ROOT / name).read_text()))
+    return config
+
+
+def test_every_config_file_is_shipped_alone_or_as_a_cpu_breakout_layer():
+    files = {str(path.relative_to(ROOT)) for path in (ROOT / "config").rglob("*.yaml")}
+    assert files == {name for names in SHIPPED_CONFIGS for name in names}
+
+
+@pytest.mark.parametrize("names", SHIPPED_CONFIGS, ids=" ".join)
+def test_every_shipped_config_plans_a_run(workflow_copy, names):
+    result = snakemake(workflow_copy, "-n", "--configfile", *names)
     assert result.returncode == 0, result.stderr
     assert planned_jobs(result)["train"] >= 1
 
 
-def test_the_cpu_breakout_config_is_nature2015_lengthened_and_the_sb3_ones_comparisons():
+def test_the_cpu_breakout_config_is_nature2015_lengthened_and_its_layers_sb3_comparisons():
     # config/cpu_breakout.yaml is the faithful run: only its length and its snapshots'
     # spacing differ from nature2015.
-    nature = yaml.safe_load((ROOT / "config/cpu_breakout.yaml").read_text())
-    assert nature["preset"] == "nature2015"
+    nature = layered_config(*CPU_BREAKOUT_LAYERS[:1])
+    assert nature["preset"] == "nature2015" and nature["games"] == ["Breakout"]
     assert nature["preset_overrides"] == {"train_steps": 1_000_000, "epoch_updates": 12_500}
-    # The SB3 configs are the runs docs/learning.md compares with Stable-Baselines3: its
-    # learner, with the episode rules those runs had before the fidelity audit.
-    sb3 = yaml.safe_load((ROOT / "config/cpu_breakout_sb3.yaml").read_text())
+    # The SB3 layer gives the runs docs/learning.md compares with Stable-Baselines3: its learner,
+    # with the episode rules those runs had before the fidelity audit, on the same game,
+    # length and snapshots.
+    sb3 = layered_config(*CPU_BREAKOUT_LAYERS[:2])
     learner = {"optimizer": "adam", "learning_rate": 1e-4, "adam_epsilon": 1e-8,
                "loss_reduction": "mean", "target_update_period_steps": 10_000}
     older_rules = {"noop_start": "steps", "life_loss_cuts_frame_skip": False,
                    "eval_episodes": 30, "eval_max_episode_frames": 18_000}
-    assert sb3["preset_overrides"].items() >= {**learner, **older_rules}.items()
-    # and the set-up config adds SB3's Atari set-up to that learner, nothing else
-    setup = yaml.safe_load((ROOT / "config/cpu_breakout_sb3_setup.yaml").read_text())
+    assert sb3["preset_overrides"].items() >= {**learner, **older_rules,
+                                               **nature["preset_overrides"]}.items()
+    assert {**sb3, "preset_overrides": nature["preset_overrides"]} == nature
+    # and the set-up layer adds SB3's Atari set-up to that learner, nothing else
+    setup = layered_config(*CPU_BREAKOUT_LAYERS)
     keys = {"fire_on_reset": True, "noop_start": "frames_at_reset", "max_grad_norm": 10,
             "epsilon_anneal_from": "step_0"}
     assert setup == {**sb3, "preset_overrides": {**sb3["preset_overrides"], **keys}}
@@ -153,17 +178,11 @@ def test_jobs_that_may_use_a_gpu_ask_for_one_unless_the_device_is_the_cpu(
     assert asked["table1"] == {0}
 
 
-def test_schema_lists_the_games_and_presets_of_dqn():
-    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
-    assert schema["properties"]["games"]["items"]["enum"] == list(games.GAMES)
-    assert schema["properties"]["game_presets"]["propertyNames"]["enum"] == list(games.GAMES)
-    assert schema["properties"]["value_function_game"]["enum"] == list(games.PAPER_GAMES)
-    assert schema["properties"]["preset"]["enum"] == list(presets.PRESETS)
-    assert schema["properties"]["game_presets"]["additionalProperties"]["enum"] == list(presets.PRESETS)
-
-
 @pytest.mark.parametrize("config,fragments", [
-    (["games=[Tetris]"], ["'Tetris' is not one of", "instance['games'][0]"]),
+    # The choices of the game and preset keys are dqn's (common.smk adds them).
+    (["games=[Tetris]"], [f"'Tetris' is not one of {list(games.GAMES)}", "instance['games'][0]"]),
+    (["game_presets={Catch: fast}"], [f"'fast' is not one of {list(presets.PRESETS)}"]),
+    (["value_function_game=Catch"], [f"'Catch' is not one of {list(games.PAPER_GAMES)}"]),
     # Preset keys go under preset_overrides (their schema is dqn.presets.Config's);
     # --config gives their values as text, read as `dqn train --set` reads it.
     (["preset_overrides={train_steps: -5}"],
@@ -177,7 +196,7 @@ def test_schema_lists_the_games_and_presets_of_dqn():
      ["2.0 is greater than the maximum of 1", "instance['preset_overrides']['discount']"]),
     (["preset_overrides={train_steps: 100}"], ["config: preset_overrides: train_steps=100: must "
                                                "exceed replay_start_steps=100", "(preset 'paper2013')"]),
-    (["preset=fast"], ["'fast' is not one of", "instance['preset']"]),
+    (["preset=fast"], [f"'fast' is not one of {list(presets.PRESETS)}", "instance['preset']"]),
     # The form before preset_overrides: a preset key at the top level.
     (["train_steps=5000"], ["config: train_steps is not a workflow key; put preset overrides "
                             "under preset_overrides: (preset_overrides: {train_steps: 5000})"]),
@@ -424,8 +443,8 @@ def test_a_training_job_stopped_by_sigterm_is_retried_and_continues_where_it_sto
 
 
 def test_a_training_job_asks_for_the_memory_its_replay_and_held_out_states_take(workflow_copy):
-    # common.smk computes mem_mb without importing dqn.replay (Snakemake's process stays
-    # free of numpy and torch); this holds its layout to the real one.
+    # common.smk computes mem_mb from dqn.replay's layout without allocating a memory;
+    # this holds it to a real one.
     from dqn.replay import ReplayMemory
     result = snakemake(workflow_copy, "-n", "--config", "games=[Pong]")
     assert result.returncode == 0, result.stderr

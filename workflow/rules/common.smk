@@ -13,21 +13,28 @@ from jsonschema import Draft202012Validator, validators
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-# The presets are read from this checkout's `dqn`, so Snakemake itself may run from any
-# environment that has pydantic, which the presets need: Snakemake 9.27 (the lock's)
-# requires it, through sqlmodel; beside an older Snakemake, install it.
+# The games, presets and replay layout are read from this checkout's `dqn`, where they
+# are declared, so Snakemake runs from an environment with dqn's dependencies but torch:
+# pydantic (the presets), numpy (the replay layout), opencv and ale-py (the games' module).
+# The project's venv has them.
 PROJECT_ROOT = Path(workflow.basedir).resolve()
 sys.path.insert(0, str(PROJECT_ROOT))
-from dqn import presets
+from dqn import games, presets, replay
 from dqn.errors import ConfigError
+from dqn.frames import FRAME_PIXELS, HISTORY_FRAMES
 
-# The workflow's keys are declared in the schema file; the preset keys allowed under
-# preset_overrides, with their types and ranges, in dqn.presets.Config only.
+# The workflow's keys are declared in the schema file; the choices of its game and preset
+# keys, and the preset keys allowed under preset_overrides with their types and ranges,
+# in dqn only: they are added here.
 with open(workflow.source_path("../schemas/config.schema.yaml")) as schema_file:
     SCHEMA = yaml.safe_load(schema_file)
-SCHEMA["properties"]["preset_overrides"]["properties"] = presets.Config.model_json_schema()[
-    "properties"
-]
+KEYS = SCHEMA["properties"]
+KEYS["preset"]["enum"] = KEYS["game_presets"]["additionalProperties"]["enum"] = list(
+    presets.PRESETS
+)
+KEYS["games"]["items"]["enum"] = KEYS["game_presets"]["propertyNames"]["enum"] = list(games.GAMES)
+KEYS["value_function_game"]["enum"] = list(games.PAPER_GAMES)
+KEYS["preset_overrides"]["properties"] = presets.Config.model_json_schema()["properties"]
 
 # JSON has one number type, so JSON Schema counts 300.0 as an integer and nan as a
 # number; YAML tells them apart, and the jobs need integers and finite numbers.
@@ -152,11 +159,10 @@ wildcard_constraints:
 
 
 def train_mem_mb(preset):
-    """Memory of a training job: the replay ring (one 84x84 frame per transition, as
-    dqn/replay.py stores it) plus the held-out states and 2 GB for torch and the ALE."""
-    frame_bytes = 84 * 84
-    replay_bytes = preset.replay_capacity_transitions * (frame_bytes + 16)
-    heldout_bytes = preset.heldout_states * 4 * frame_bytes
+    """Memory of a training job: the replay memory (dqn.replay's bytes per transition),
+    the held-out states (stacks of uint8 frames) and 2 GB for torch and the ALE."""
+    replay_bytes = preset.replay_capacity_transitions * replay.ENTRY_BYTES
+    heldout_bytes = preset.heldout_states * HISTORY_FRAMES * FRAME_PIXELS**2
     return math.ceil((replay_bytes + heldout_bytes) / 2**20) + 2048
 
 
