@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-container quick bench
+.PHONY: test test-fast lint test-container quick bench
 
 $(STAMP): requirements.lock pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,17 @@ $(STAMP): requirements.lock pyproject.toml
 # test file stays on one, see pyproject.toml).
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -n 2
+
+# The unit tests only, for the edit loop: no training run, workflow, cluster or image
+# (tests marked slow, see pyproject.toml), in one process.
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -n 0 -m "not slow"
+
+# ruff's lint and format checks (rules in pyproject.toml); CI runs it before the tests.
+# `ruff format` and `ruff check --fix` make the changes they ask for.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # Build the container image with podman (scripts/build-container, as root) and run the
 # test suite inside it; CI runs this after `make test`.

@@ -27,9 +27,9 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -40,8 +40,12 @@ from dqn.atari import Atari, check_game, frame_skip
 from dqn.checkpoint import Counters, TrainingState
 from dqn.events import LiveView
 from dqn.explore import greedy
-from dqn.learner import (CUBLAS_DETERMINISTIC_WORKSPACE, CUBLAS_WORKSPACE,
-                         GRAPH_WARMUP_UPDATES, Learner)
+from dqn.learner import (
+    CUBLAS_DETERMINISTIC_WORKSPACE,
+    CUBLAS_WORKSPACE,
+    GRAPH_WARMUP_UPDATES,
+    Learner,
+)
 from dqn.networks import build, q_values
 from dqn.play import Episode, Player
 from dqn.replay import Minibatch, ReplayMemory
@@ -155,7 +159,7 @@ def context_figures(game: str, device: torch.device, seconds: float) -> dict:
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
         "platform": platform.platform(),
-        "timestamp_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "timestamp_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "seconds_per_timing": seconds,
         # Other processes on the machine skew every figure (torch's threads suffer
         # most); a load near or above cpu_count means the figures are not clean.

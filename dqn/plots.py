@@ -129,8 +129,8 @@ def training_curves(paths: list[Path], out: Path, games: list[str] | None = None
     seed_text = (f"seed {seeds[0]}" if len(seeds) == 1 else
                  f"seeds {', '.join(map(str, seeds))}: mean, band = min to max")
     preset_names = sorted(set(preset_of.values()))
-    figure.suptitle(f"Training curves (2013 Figure 2)\npreset {', '.join(preset_names)}, {seed_text}",
-                    fontsize=10)
+    figure.suptitle(f"Training curves (2013 Figure 2)\n"
+                    f"preset {', '.join(preset_names)}, {seed_text}", fontsize=10)
     figure.tight_layout()
     data = {"figure": "training_curves", "preset": ", ".join(preset_names), "presets": preset_of,
             "games": games,

@@ -1,4 +1,19 @@
+"""Settings and helpers that several test files share: the workflow copied and run
+with Snakemake, runs compared snapshot by snapshot, evaluation files written by hand."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
 import torch
+
+from dqn import h5io, presets, provenance
 
 # One torch thread in the test process: results then match the `--threads 1`
 # subprocesses bit for bit, and two busy cores do not starve each other.
@@ -10,3 +25,74 @@ def pytest_collection_modifyitems(items):
     each, so they start at once and train beside the tests of the other process (make
     test runs two)."""
     items.sort(key=lambda item: item.path.name != "test_learning.py")
+
+
+# -- the workflow, copied into a directory and run there --
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW_FILES = ("Snakefile", "workflow", "config", "envs", "dqn")
+
+
+def copy_workflow(directory: Path) -> Path:
+    for name in WORKFLOW_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, directory / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, directory / name)
+    return directory
+
+
+def venv_env() -> dict[str, str]:
+    # The rules call `python`: let it be this interpreter, as an activated venv would.
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def snakemake(directory: Path, *args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=directory,
+                          env=venv_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def planned_jobs(result) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count}."""
+    table = result.stdout + result.stderr
+    stats = table[table.index("Job stats:"):].splitlines()[3:]
+    return {m.group(1): int(m.group(2))
+            for line in stats if (m := re.match(r"(\w+)\s+(\d+)$", line)) and m.group(1) != "total"}
+
+
+# -- training runs --
+def weights(path):
+    with h5py.File(path, "r") as f:
+        return {name: f["weights"][name][()] for name in f["weights"]}
+
+
+def assert_same_weights(run, reference):
+    """Every snapshot of `reference` exists in `run` with bit-identical weights."""
+    for epoch in reference.snapshot_epochs():
+        ours, theirs = weights(run.snapshot(epoch)), weights(reference.snapshot(epoch))
+        assert all(np.array_equal(ours[k], theirs[k]) for k in theirs), f"epoch {epoch} differs"
+
+
+def wait_for(path, process, timeout_s=240):
+    """Until `path` exists, `process` (a Popen) has ended, or `timeout_s` have passed."""
+    deadline = time.monotonic() + timeout_s
+    while not path.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+# -- evaluation files --
+# The paper's Table 1 (its Random and Human rows normalise scores), from the repository root.
+PAPER_TABLE = "workflow/data/table1_paper2013.csv"
+
+
+def write_evaluation(path, game, seed, average_reward, average_max_q, preset="ci"):
+    n = len(average_reward)
+    attrs = {**provenance.record(game, seed, preset, presets.load(preset).as_dict()), "run": "r"}
+    h5io.write(path, "evaluation", attrs, {
+        "epoch": np.arange(1, n + 1), "step": np.arange(1, n + 1) * 100,
+        "update": np.arange(1, n + 1) * 50,
+        "average_reward": np.asarray(average_reward, float),
+        "best_episode_reward": np.asarray(average_reward, float) + 10,
+        "episodes": np.full(n, 3), "average_max_q": np.asarray(average_max_q, float),
+        "episode_returns": np.repeat(np.asarray(average_reward, float), 3)})
+    return path

@@ -12,7 +12,7 @@ import scipy.stats
 
 from dqn import aggregates, plots
 from dqn.errors import DataFileError
-from test_plots import PAPER_TABLE, write_evaluation
+from conftest import PAPER_TABLE, write_evaluation
 
 PAPER_ROWS = plots.read_paper_table(PAPER_TABLE)[1]
 IQM = aggregates.METRICS.index("IQM")

@@ -49,7 +49,8 @@ def test_help_says_what_dqn_is_for_and_shows_commands_it_knows(capsys):
 
 
 @pytest.mark.parametrize("args,fragments", [
-    (["--game", "Tetris"], ["unknown game 'Tetris'", "valid games: BeamRider, Breakout, Enduro, Pong, Qbert, Seaquest, SpaceInvaders"]),
+    (["--game", "Tetris"], ["unknown game 'Tetris'", "valid games: BeamRider, Breakout, Enduro, "
+                            "Pong, Qbert, Seaquest, SpaceInvaders"]),
     (["--game", "Pong", "--set", "gamma=0.9"], ["--set gamma: unknown key", "valid keys:"]),
     (["--game", "Pong", "--set", "train_steps=lots"], ["train_steps='lots': expected int"]),
     (["--game", "Pong", "--set", "eval_epsilon=2"], ["eval_epsilon=2.0: must be in [0, 1]"]),
@@ -58,8 +59,8 @@ def test_help_says_what_dqn_is_for_and_shows_commands_it_knows(capsys):
     (["--game", "Pong", "--seed", "-1"], ["--seed -1: must be >= 0"]),
     # Values a type allows but no machine or episode does: refused before any work.
     (["--game", "Pong", "--set", "replay_capacity_transitions=1000000000000"],
-     ["replay_capacity_transitions=1000000000000: the replay memory needs 6,577,931.3 GiB, "
-      "more than this machine's"]),
+     ["replay_capacity_transitions=1000000000000: the replay memory needs "
+      "6,577,931.3 GiB, more than this machine's"]),
     (["--game", "Pong", "--set", "noop_max=1000000000000"],
      ["noop_max=1000000000000: its no-op frames must leave room in an episode "
       "of max_episode_frames=2000"]),
@@ -73,12 +74,14 @@ def test_train_refuses_bad_arguments(tmp_path, capsys, args, fragments):
     assert not (tmp_path / "run").exists()  # nothing was started
 
 
+@pytest.mark.slow  # trains a small run
 def test_train_refuses_a_directory_of_another_config(small_run):
     result = dqn("train", "--game", "Pong", "--preset", "ci", "--out", small_run,
                  "--set", "train_steps=400", "--set", "epoch_updates=100")
     assert_refused(result, f"{small_run} holds another run", "eval_steps=100 (asked 300)")
 
 
+@pytest.mark.slow  # trains a small run
 def test_info_shows_provenance_and_arrays(small_run):
     result = dqn("info", RunDir(small_run).snapshot(1))
     assert result.returncode == 0, result.stderr
@@ -87,6 +90,7 @@ def test_info_shows_provenance_and_arrays(small_run):
         assert fragment in result.stdout
 
 
+@pytest.mark.slow  # trains a small run
 def test_info_and_evaluate_refuse_a_truncated_file_by_name(small_run, tmp_path):
     run_copy = tmp_path / "run"
     shutil.copytree(small_run, run_copy)
@@ -98,6 +102,7 @@ def test_info_and_evaluate_refuse_a_truncated_file_by_name(small_run, tmp_path):
     assert not (tmp_path / "eval.h5").exists()
 
 
+@pytest.mark.slow  # trains a small run
 def test_an_unwritable_output_is_one_line_not_a_traceback(small_run, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
@@ -111,6 +116,7 @@ def test_evaluate_refuses_a_directory_without_a_run(tmp_path):
                    f"{tmp_path / 'heldout.h5'}: no such file")
 
 
+@pytest.mark.slow  # trains a small run
 def test_evaluate_writes_one_row_per_snapshot(small_run, tmp_path):
     out = tmp_path / "eval.h5"
     result = dqn("evaluate", "--run", small_run, "--out", out, "--device", "cpu", "--workers", "2")
@@ -135,6 +141,7 @@ def test_evaluate_writes_one_row_per_snapshot(small_run, tmp_path):
         assert (table[column] == table_again[column]).all(), column
 
 
+@pytest.mark.slow  # trains a small run
 def test_evaluate_changes_evaluation_keys_only(small_run, tmp_path):
     out = tmp_path / "eval.h5"
     result = dqn("evaluate", "--run", small_run, "--out", out, "--device", "cpu",

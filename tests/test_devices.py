@@ -34,6 +34,7 @@ def claimed(job, timeout_s):
     return int(job.stdout.readline()) if ready else None
 
 
+@pytest.mark.slow  # processes that wait for each other
 def test_concurrent_jobs_never_share_a_gpu_and_a_third_waits_for_a_free_one(tmp_path):
     first, second = start_job(tmp_path), start_job(tmp_path)
     try:
@@ -78,6 +79,7 @@ def claimed_index_of(job, lock_dir):
     raise AssertionError(f"no lock file in {lock_dir} names process {job.pid}")
 
 
+@pytest.mark.slow  # processes that wait for each other
 def test_jobs_per_gpu_shares_each_gpu_by_that_many_jobs_spread_across_gpus(tmp_path):
     # Seven games on one large GPU is --jobs-per-gpu 7; here 2 GPUs with 2 slots each.
     jobs, indices = [], []

@@ -113,6 +113,7 @@ def _batch(rng, n_actions, size=32):
     )
 
 
+@pytest.mark.slow  # hundreds of updates for each initialisation
 @pytest.mark.parametrize("init", ["fan_in_uniform", "normal_0.01", "he_normal"])
 def test_updates_fit_q_to_fixed_targets(init):
     # All transitions terminal: the targets are the clipped rewards and do not move,

@@ -16,6 +16,8 @@ import pytest
 from dqn import h5io, presets
 from dqn.layouts import episode_returns
 
+pytestmark = pytest.mark.slow  # trains Catch for minutes: not in make test-fast
+
 RULES = {
     # the 2013 method as the preset has it: no target network, squared error
     "2013": [],

@@ -13,20 +13,7 @@ import pytest
 from dqn import h5io, plots, presets, provenance
 from dqn.errors import DataFileError
 
-PAPER_TABLE = "workflow/data/table1_paper2013.csv"
-
-
-def write_evaluation(path, game, seed, average_reward, average_max_q, preset="ci"):
-    n = len(average_reward)
-    attrs = {**provenance.record(game, seed, preset, presets.load(preset).as_dict()), "run": "r"}
-    h5io.write(path, "evaluation", attrs, {
-        "epoch": np.arange(1, n + 1), "step": np.arange(1, n + 1) * 100,
-        "update": np.arange(1, n + 1) * 50,
-        "average_reward": np.asarray(average_reward, float),
-        "best_episode_reward": np.asarray(average_reward, float) + 10,
-        "episodes": np.full(n, 3), "average_max_q": np.asarray(average_max_q, float),
-        "episode_returns": np.repeat(np.asarray(average_reward, float), 3)})
-    return path
+from conftest import PAPER_TABLE, write_evaluation
 
 
 def write_trace(path, max_q, rewards):
@@ -177,7 +164,7 @@ def test_trace_refuses_a_step_count_below_one(tmp_path):
 
 def test_a_paper_table_without_a_row_the_figure_shows_is_refused_by_name(tmp_path):
     lines = open(PAPER_TABLE).read().splitlines()
-    (tmp_path / "paper.csv").write_text("\n".join(l for l in lines if not l.startswith("Sarsa")))
+    (tmp_path / "paper.csv").write_text("\n".join(line for line in lines if not line.startswith("Sarsa")))
     (tmp_path / "short.csv").write_text("\n".join(lines + ["Extra,1"]))
     files = [write_evaluation(tmp_path / "a.h5", "Pong", 0, [-21, -15], [0, 0])]
     with pytest.raises(DataFileError, match=r"paper.csv: has no row for Sarsa \(the figure"):

@@ -18,6 +18,9 @@ from dqn import h5io
 from dqn.rundir import RunDir
 
 # A short run: 200 updates in 2 epochs.
+# Runs trained, stopped and read back: not in make test-fast.
+pytestmark = pytest.mark.slow
+
 TRAIN = [sys.executable, "-m", "dqn.cli", "train", "--game", "Pong", "--preset", "ci",
          "--seed", "0", "--device", "cpu", "--threads", "1", "--progress-s", "60",
          "--set", "train_steps=400", "--set", "epoch_updates=100", "--set", "eval_steps=100"]

@@ -10,10 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_train import assert_same_weights, wait_for
-from test_workflow import ROOT, copy_workflow, snakemake, venv_env
 
 from dqn.rundir import RunDir
+
+from conftest import ROOT, assert_same_weights, copy_workflow, snakemake, venv_env, wait_for
+
+# A SLURM cluster started and the ci workflow run on it: not in make test-fast.
+pytestmark = pytest.mark.slow
 
 SLURM_LOCAL = ROOT / "scripts" / "slurm-local"
 PROFILE = ROOT / "profiles" / "slurm"
@@ -81,7 +84,6 @@ def scontrol_job(job_id):
     return dict(re.findall(r"(\w+)=(\S*)", result.stdout))
 
 
-@pytest.mark.slow
 def test_ci_workflow_on_slurm_writes_every_figure_and_table(ci_on_slurm):
     directory, _ = ci_on_slurm
     for name in ("training_curves_figure2", "training_curves_all_games", "value_function",
@@ -96,7 +98,6 @@ def test_ci_workflow_on_slurm_writes_every_figure_and_table(ci_on_slurm):
             assert (directory / f"results/eval/{game}/seed{seed}.h5").stat().st_size > 0
 
 
-@pytest.mark.slow
 def test_every_ci_job_ran_as_a_slurm_job(ci_on_slurm):
     directory, output = ci_on_slurm
     submitted = SUBMITTED.findall(output)
@@ -126,7 +127,6 @@ def test_every_ci_job_ran_as_a_slurm_job(ci_on_slurm):
         assert re.search(rf"JobId={slurm_id} .*JobState=COMPLETED", completions)
 
 
-@pytest.mark.slow
 def test_a_gpu_job_asks_sbatch_for_a_gpu(cluster, tmp_path):
     # With device: auto the training job declares gpu=1; the profile must turn that
     # into an sbatch GPU request. This cluster has no GPUs, so slurmctld refuses it
@@ -145,7 +145,6 @@ def test_a_gpu_job_asks_sbatch_for_a_gpu(cluster, tmp_path):
     assert "Invalid generic resource (gres) specification" in output, output[-5000:]
 
 
-@pytest.mark.slow
 def test_a_training_job_sent_sigterm_by_slurm_is_retried_and_continues(ci_on_slurm, tmp_path):
     """Preemption or a time limit, as SLURM does it: SIGTERM to the running train job
     (`scancel --signal=TERM`). dqn saves and exits 143, the job fails, the profile's

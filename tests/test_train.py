@@ -29,6 +29,10 @@ from dqn.checkpoint import Counters
 from dqn.progress import Meter
 from dqn.train import stop_signals, train
 from dqn.trainlog import TrainLog
+from conftest import assert_same_weights, wait_for, weights
+
+# Runs trained, killed and resumed: not in make test-fast.
+pytestmark = pytest.mark.slow
 
 CPU = torch.device("cpu")
 TRAIN = [sys.executable, "-m", "dqn.cli", "train", "--game", "Breakout", "--preset", "ci",
@@ -41,25 +45,6 @@ def finished_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "reference"
     subprocess.run(TRAIN + ["--out", str(out)], check=True, capture_output=True, timeout=300)
     return out
-
-
-def weights(path):
-    with h5py.File(path, "r") as f:
-        return {name: f["weights"][name][()] for name in f["weights"]}
-
-
-def assert_same_weights(run, reference):
-    """Every snapshot of `reference` exists in `run` with bit-identical weights."""
-    for epoch in reference.snapshot_epochs():
-        ours, theirs = weights(run.snapshot(epoch)), weights(reference.snapshot(epoch))
-        assert all(np.array_equal(ours[k], theirs[k]) for k in theirs), f"epoch {epoch} differs"
-
-
-def wait_for(path, process, timeout_s=240):
-    """Until `path` exists, `process` (a Popen) has ended, or `timeout_s` have passed."""
-    deadline = time.monotonic() + timeout_s
-    while not path.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
 
 
 def kill_when(out, landmark, delay_s=0.0, sig=signal.SIGKILL, overrides=()):

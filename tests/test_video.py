@@ -11,6 +11,9 @@ from dqn.errors import ConfigError
 from dqn.train import train
 from dqn.video import HEIGHT_PIXELS, SCALE, WIDTH_PIXELS, Panel, watch
 
+# A run trained and its videos encoded: not in make test-fast.
+pytestmark = pytest.mark.slow
+
 CPU = torch.device("cpu")
 STEPS = 40
 

@@ -3,15 +3,12 @@
 
 import csv
 import json
-import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import time
 import zipfile
-from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -22,41 +19,23 @@ import yaml
 
 from dqn import aggregates, games, h5io, plots, presets
 from dqn.rundir import RunDir
-from test_train import assert_same_weights, wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ("Snakefile", "workflow", "config", "envs", "dqn")
+from conftest import (
+    ROOT,
+    assert_same_weights,
+    copy_workflow,
+    planned_jobs,
+    snakemake,
+    venv_env,
+    wait_for,
+)
+
+# Each test runs Snakemake, most of them a whole workflow: not in make test-fast.
+pytestmark = pytest.mark.slow
+
 FIGURES = ("training_curves_figure2", "training_curves_all_games", "value_function", "table1",
            *(f"aggregate_{name}" for name in plots.AGGREGATE_FIGURES))
 CI_SEEDS = (0, 1)
-
-
-def copy_workflow(directory: Path) -> Path:
-    for name in WORKFLOW_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, directory / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, directory / name)
-    return directory
-
-
-def venv_env() -> dict[str, str]:
-    # The rules call `python`: let it be this interpreter, as an activated venv would.
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-
-
-def snakemake(directory: Path, *args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=directory,
-                          env=venv_env(), capture_output=True, text=True, timeout=timeout)
-
-
-def planned_jobs(result) -> dict[str, int]:
-    """The 'Job stats' table of a dry run as {rule: count}."""
-    table = result.stdout + result.stderr
-    stats = table[table.index("Job stats:"):].splitlines()[3:]
-    return {m.group(1): int(m.group(2))
-            for line in stats if (m := re.match(r"(\w+)\s+(\d+)$", line)) and m.group(1) != "total"}
 
 
 @pytest.fixture
@@ -250,7 +229,6 @@ def read_evaluation(directory, game, seed=0):
     return h5io.read(directory / f"results/eval/{game}/seed{seed}.h5", "evaluation")[1]
 
 
-@pytest.mark.slow
 def test_ci_workflow_writes_every_figure_and_table(ci_run):
     for name in FIGURES:
         png = (ci_run / f"results/figures/{name}.png").read_bytes()
@@ -265,7 +243,6 @@ def test_ci_workflow_writes_every_figure_and_table(ci_run):
         assert "DQN (ours)" in (ci_run / f"results/tables/table1.{suffix}").read_text()
 
 
-@pytest.mark.slow
 def test_ci_training_curves_plot_the_evaluation_numbers(ci_run):
     data = json.loads((ci_run / "results/figures/training_curves_figure2.json").read_text())
     assert data["games"] == ["Breakout", "Seaquest"] and data["preset"] == "ci"
@@ -279,7 +256,6 @@ def test_ci_training_curves_plot_the_evaluation_numbers(ci_run):
                                        rtol=1e-14)
 
 
-@pytest.mark.slow
 def test_ci_table1_holds_the_final_evaluation(ci_run):
     with open(ci_run / "results/tables/table1.csv", newline="") as handle:
         rows = {row["method"]: row for row in csv.DictReader(handle)}
@@ -295,7 +271,6 @@ def test_ci_table1_holds_the_final_evaluation(ci_run):
     assert rows["DQN (ours)"]["Pong"] == "" and rows["DQN (ours) seeds"]["Pong"] == ""
 
 
-@pytest.mark.slow
 def test_ci_aggregates_hold_the_final_evaluations_of_two_games_and_two_seeds(ci_run):
     data = {name: json.loads((ci_run / f"results/figures/aggregate_{name}.json").read_text())
             for name in plots.AGGREGATE_FIGURES}
@@ -319,7 +294,6 @@ def test_ci_aggregates_hold_the_final_evaluations_of_two_games_and_two_seeds(ci_
     assert data["improvement"]["note"] == "one preset and config trained: no comparison"
 
 
-@pytest.mark.slow
 def test_ci_value_function_plots_the_trace(ci_run):
     data = json.loads((ci_run / "results/figures/value_function.json").read_text())
     _, trace = h5io.read(ci_run / "results/traces/Seaquest/seed0.h5", "value_trace")
@@ -329,7 +303,6 @@ def test_ci_value_function_plots_the_trace(ci_run):
     assert segment["start"] <= segment["A"] <= segment["B"] <= segment["C"] < segment["stop"]
 
 
-@pytest.mark.slow
 def test_ci_trace_is_consistent_and_seeded(ci_run, tmp_path):
     attrs, trace = h5io.read(ci_run / "results/traces/Seaquest/seed0.h5", "value_trace")
     n = len(trace["max_q"])
@@ -347,7 +320,6 @@ def test_ci_trace_is_consistent_and_seeded(ci_run, tmp_path):
         np.testing.assert_array_equal(repeated[name], trace[name])
 
 
-@pytest.mark.slow
 def test_ci_workflow_makes_a_video_of_each_run_and_puts_it_in_the_report(ci_run, tmp_path):
     videos = [ci_run / f"results/videos/{game}/seed{seed}.mp4"
               for game in ("Breakout", "Seaquest") for seed in CI_SEEDS]
@@ -369,7 +341,6 @@ def test_ci_workflow_makes_a_video_of_each_run_and_puts_it_in_the_report(ci_run,
     assert b"95% stratified-bootstrap confidence interval" in text
 
 
-@pytest.mark.slow
 def test_ci_workflow_run_again_does_nothing_and_a_figure_change_reruns_only_figures(ci_run):
     again = snakemake(ci_run, "-n", "--configfile", "config/ci.yaml")
     assert "Nothing to be done" in again.stdout + again.stderr
@@ -383,7 +354,6 @@ def test_ci_workflow_run_again_does_nothing_and_a_figure_change_reruns_only_figu
     assert set(planned_jobs(changed)) == {"figure_training_curves", "all"}
 
 
-@pytest.mark.slow
 def test_the_completion_file_the_workflow_waits_for_names_the_last_snapshot(workflow_copy):
     # 200 updates, 4 epochs of 50, the last at step 1000; steps 1001-1002 update nothing
     # but still end in a fifth epoch: the case a plain ceil(updates / epoch) misses.
@@ -409,7 +379,6 @@ def test_the_completion_file_the_workflow_waits_for_names_the_last_snapshot(work
     assert h5io.read_attrs(out / "complete.h5", "complete")["epoch"] == 5
 
 
-@pytest.mark.slow
 def test_a_training_job_stopped_by_sigterm_is_retried_and_continues_where_it_stopped(
         ci_run, tmp_path):
     """What SLURM does at a time limit, locally: SIGTERM to the job mid-epoch; Snakemake
