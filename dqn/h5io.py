@@ -2,8 +2,9 @@
 and on read, atomic writes.
 
 Files are written through `dqn.atomic`. Every array is stored with HDF5's Fletcher-32
-checksum, so a corrupted byte is detected on read. Every file carries its `kind`, a
-`complete` flag and the provenance of the run (`dqn.provenance`) as attributes.
+checksum, so a corrupted byte is detected on read. Every file carries its `kind`, its
+`format_version`, a `complete` flag and the provenance of the run (`dqn.provenance`) as
+attributes; a file of an older format is read as this one (`dqn.migrate`).
 """
 
 from __future__ import annotations

@@ -18,13 +18,16 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from dqn import cli, h5io, networks, presets, seeding
+from dqn import checkpoint, cli, h5io, networks, presets, seeding
 from dqn.atari import Atari
+from dqn.checkpoint import TrainingState
 from dqn.errors import DataFileError, RunMismatchError, Stopped
 from dqn.evaluate import load_network
 from dqn.events import EVENTS_DIR
 from dqn.explore import choose_action, epsilon, greedy
+from dqn.games import make_env
 from dqn.learner import Learner
+from dqn.play import Player, random_policy
 from dqn.replay import ReplayMemory
 from dqn.rundir import RunDir
 from dqn.progress import Meter
@@ -588,3 +591,59 @@ def test_a_run_begun_by_format_1_code_ends_identical_when_continued(finished_run
                                capture_output=True, text=True, timeout=300)
     assert evaluated.returncode == 0, evaluated.stderr
     assert len(h5io.read(tmp_path / "eval.h5", "evaluation")[1]["epoch"]) == 4
+
+
+def _training_state(config, seed):
+    env = make_env("Catch", config, seeding.derive(seed, "train_env"))
+    return TrainingState(Counters(), Player(env), Learner(config, env.n_actions, CPU, seed),
+                         ReplayMemory(config.replay_capacity_transitions),
+                         seeding.generator(seed, "agent"), TrainLog())
+
+
+def test_load_puts_back_exactly_what_save_took():
+    # A state after some play and updates, saved, loaded into a fresh state (as from
+    # files: the parts read back), saved again: the same parts, array for array.
+    config = presets.load("catch", ["replay_capacity_transitions=50", "minibatch_transitions=4"])
+    state = _training_state(config, 1)
+    for step in state.player.run(random_policy(state.rng), 70):
+        state.memory.store(step)
+        state.counters.step += 1
+        if step.episode:
+            state.log.add_episode(step.episode, state.counters.step, 1)
+        if state.counters.step % 10 == 0:
+            state.learner.update(state.memory.sample(4, state.rng))
+    state.counters.epoch = 1
+    state.log.add_epoch({name: 1 for name in state.log.epochs})
+    saved = checkpoint.save(state, {"seed": 1}, since_step=30)
+    assert saved["replay_delta"][0]["start"] == 30 and saved["replay_delta"][0]["stop"] == 70
+
+    fresh = _training_state(config, 2)  # other weights, generators and emulator
+    fresh.memory.put_entries(20, state.memory.entries(20, 30))  # what older deltas hold
+    here = Path("memory")
+    checkpoint.load(fresh, snapshot=(here, *saved["snapshot"]),
+                    resume_state=(here, *saved["resume_state"]),
+                    replay_delta=[(here, *saved["replay_delta"])])
+    again = checkpoint.save(fresh, {"seed": 1}, since_step=30)
+    for kind, (attrs, arrays) in saved.items():
+        assert again[kind][0] == attrs, kind
+        assert sorted(again[kind][1]) == sorted(arrays), kind
+        for name, value in arrays.items():
+            np.testing.assert_array_equal(again[kind][1][name], value, err_msg=f"{kind} {name}")
+    assert fresh.memory.added == 70 and fresh.counters == state.counters
+    for name, column in state.memory.entries(20, 70).items():  # the whole ring
+        np.testing.assert_array_equal(fresh.memory.entries(20, 70)[name], column, err_msg=name)
+    assert fresh.rng.random() == state.rng.random()
+
+
+def test_load_refuses_replay_entries_that_leave_a_gap():
+    config = presets.load("catch", ["replay_capacity_transitions=50"])
+    state = _training_state(config, 1)
+    saved = checkpoint.save(state, {"seed": 1}, since_step=0)
+    attrs, arrays = saved["resume_state"]
+    here = Path("resume.h5")
+    empty = {name: value[:0] for name, value in saved["replay_delta"][1].items()}
+    late = ({"start": 5, "stop": 5}, empty)
+    with pytest.raises(DataFileError, match="^delta.h5: starts at replay entry 5, but entries 0..4"):
+        checkpoint.load(state, snapshot=(here, *saved["snapshot"]),
+                        resume_state=(here, {**attrs, "replay_added": 5}, arrays),
+                        replay_delta=[(Path("delta.h5"), *late)])
