@@ -14,7 +14,6 @@ import cv2
 import numpy as np
 from ale_py import ALEInterface, ALEState, LoggerMode, roms
 
-from dqn.errors import ConfigError
 from dqn.frames import FRAME_PIXELS, HISTORY_FRAMES
 from dqn.presets import Config
 
@@ -45,12 +44,6 @@ RESIZE_INTERPOLATION = cv2.INTER_LINEAR
 ALEInterface.setLoggerMode(LoggerMode.Error)
 
 
-def check_game(game: str) -> str:
-    if game not in GAMES:
-        raise ConfigError(f"unknown game {game!r}; valid games: {', '.join(GAMES)}")
-    return game
-
-
 def frame_skip(game: str, config: Config) -> int:
     """Frames per agent step: 2013 §5 uses 3 on Space Invaders, 4 elsewhere."""
     if game == "SpaceInvaders":
@@ -66,7 +59,7 @@ class Atari:
     """
 
     def __init__(self, game: str, config: Config, seed: int, evaluation: bool = False):
-        self.game = check_game(game)
+        self.game = game  # `dqn.games.check_game` checked it
         self.config = config
         self.frame_skip = frame_skip(game, config)
         self.life_loss_ends_episode = config.life_loss_ends_episode and not evaluation

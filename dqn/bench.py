@@ -35,11 +35,12 @@ import numpy as np
 import torch
 
 import dqn
-from dqn import h5io, presets, provenance
-from dqn.atari import Atari, check_game, frame_skip
-from dqn.checkpoint import Counters, TrainingState
+from dqn import checkpoint, h5io, presets, provenance
+from dqn.atari import Atari, frame_skip
+from dqn.checkpoint import TrainingState
 from dqn.events import LiveView
 from dqn.explore import greedy
+from dqn.games import PAPER_GAMES, check_game
 from dqn.learner import (
     CUBLAS_DETERMINISTIC_WORKSPACE,
     CUBLAS_WORKSPACE,
@@ -50,7 +51,7 @@ from dqn.networks import build, q_values
 from dqn.play import Episode, Player
 from dqn.replay import Minibatch, ReplayMemory
 from dqn.train import random_play, train
-from dqn.trainlog import TrainLog
+from dqn.trainlog import Counters, TrainLog
 from dqn.video import EMULATOR_FRAMES_PER_S, watch
 
 SEED = 0
@@ -81,7 +82,7 @@ WATCH_MIN_FRAMES = 15
 
 def run_benchmarks(game: str, device: torch.device, seconds: float) -> dict:
     """All figures, as a JSON-serialisable dict; each timing lasts about `seconds`."""
-    check_game(game)
+    check_game(game, PAPER_GAMES)
     started = time.perf_counter()
     figures = context_figures(game, device, seconds)
     figures.update(environment_figures(game, seconds))
@@ -472,8 +473,7 @@ def resume_state_bytes(game: str, n_actions: int, path: Path, attrs: dict) -> in
     state = TrainingState(Counters(), Player(Atari(game, presets.PAPER2013, SEED)),
                           Learner(presets.PAPER2013, n_actions, torch.device("cpu"), SEED),
                           ReplayMemory(1), np.random.default_rng(SEED), TrainLog())
-    state_attrs, arrays = state.state()
-    h5io.write(path, "resume_state", {**attrs, **state_attrs}, arrays)
+    h5io.write(path, "resume_state", *checkpoint.save(state, attrs, 0)["resume_state"])
     return path.stat().st_size
 
 

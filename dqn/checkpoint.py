@@ -1,10 +1,11 @@
-"""A training run's state and its checkpoints: epoch snapshots, resume, interrupt files.
+"""A training run's state, saved and loaded by one symmetric pair: `save` and `load`.
 
 `TrainingState` bundles everything a run carries from step to step (counters, the
 environment and its episode bookkeeping, learner, replay memory, the agent's random
-generator, the training log); each part saves and restores itself. This module writes
-that state as an epoch's files (`dqn.rundir` names them and their order) or as one
-interrupt file, and puts it back, so that a resumed run continues exactly.
+generator, the training log). `save` turns it into the parts of a checkpoint, one per
+kind of `dqn.layouts.CHECKPOINT`; `load` puts such parts back, so that a resumed run
+continues exactly. An epoch writes the parts as files of their own (`dqn.rundir` names
+them and their order); a signal writes them into one interrupt file, under KIND/...
 """
 
 from __future__ import annotations
@@ -13,28 +14,23 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
+import torch
 
 from dqn import h5io
 from dqn.errors import DataFileError
+from dqn.layouts import CHECKPOINT
 from dqn.learner import Learner
 from dqn.play import Player
 from dqn.replay import ReplayMemory
-from dqn.rundir import RunDir, load_snapshot, load_weights
-from dqn.trainlog import TrainLog
+from dqn.rundir import RunDir
+from dqn.trainlog import Counters, TrainLog
 
 LOG = logging.getLogger("dqn")
-PARTS = ("delta", "state", "log", "snapshot")  # an epoch's files, as parts of an interrupt file
-
-
-@dataclass
-class Counters:
-    """Where a run stands."""
-
-    epoch: int = 0  # epochs completed
-    step: int = 0  # agent steps taken in training
+Part = tuple[dict, dict[str, np.ndarray]]  # a file's attributes and arrays
+Read = tuple[Path, dict, dict[str, np.ndarray]]  # a part as read, with the file it came from
 
 
 @dataclass
@@ -46,78 +42,144 @@ class TrainingState:
     rng: np.random.Generator  # exploration and minibatch draws
     log: TrainLog
 
-    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
-        """Everything but the network's weights (the snapshot's) and the replay frames
-        (the deltas') that a resume needs, as (attrs, arrays); the log too, so that each
-        kept epoch can be resumed on its own."""
-        env_arrays, env_values = self.player.env.get_state()
-        arrays = {
-            f"learner/{name}/{i:03d}": t.detach().cpu().numpy()
-            for name, tensors in self.learner.state()["tensors"].items()
-            for i, t in enumerate(tensors)
-        }
-        arrays.update({f"env/{name}": value for name, value in env_arrays.items()})
-        arrays.update({f"log/{name}": value for name, value in self.log.arrays().items()})
-        attrs = {
-            "counters": json.dumps({**asdict(self.counters), **self.player.state()}),
-            "env": json.dumps(env_values),
-            "agent_rng": json.dumps(self.rng.bit_generator.state),
-            "replay_added": self.memory.added,
-        }
-        return attrs, arrays
 
-    def load_state(self, attrs: dict, arrays: dict[str, np.ndarray]) -> None:
-        """The inverse of `state`: put learner, emulator, bookkeeping and RNG back."""
-        tensors: dict[str, list] = {}
-        for name in sorted(k for k in arrays if k.startswith("learner/")):
-            tensors.setdefault(name.split("/")[1], []).append(arrays[name])
-        self.learner.load_state({"tensors": tensors, "updates": attrs["update"]})
-        self.player.env.set_state({name.removeprefix("env/"): value
-                                   for name, value in arrays.items() if name.startswith("env/")},
-                                  json.loads(attrs["env"]))
-        self.rng.bit_generator.state = json.loads(attrs["agent_rng"])
-        counters = json.loads(attrs["counters"])
-        self.counters = Counters(epoch=counters.pop("epoch"), step=counters.pop("step"))
-        self.player.load_state(counters)
-
-    def parts(self, attrs: dict, since_epoch: int) -> dict:
-        """What a resume needs, as {part: (attrs, arrays)} for the parts delta (the replay
-        entries added since epoch `since_epoch` ended), state, log and snapshot (the
-        weights)."""
-        memory = self.memory
-        since_step = self.log.epochs["step"][since_epoch - 1] if since_epoch else 0
-        # One replay entry per agent step, so the entries since a step start at that step.
-        start = max(since_step, memory.added - memory.size)
-        counter_attrs = {**attrs, "epoch": self.counters.epoch, "step": self.counters.step,
-                         "update": self.learner.updates}
-        state_attrs, state = self.state()
-        weights = {f"weights/{name}": t.detach().cpu().numpy()
-                   for name, t in self.learner.network.state_dict().items()}
-        return {
-            "delta": ({**counter_attrs, "start": start, "stop": memory.added},
-                      memory.entries(start, memory.added)),
-            "state": ({**counter_attrs, **state_attrs}, state),
-            "log": (counter_attrs, self.log.arrays()),
-            "snapshot": (counter_attrs, weights),
-        }
+def save(state: TrainingState, attrs: dict, since_step: int) -> dict[str, Part]:
+    """The training state as the parts of a checkpoint, {kind: (attrs, arrays)}, each
+    with `attrs` and the counters: the replay entries added since agent step
+    `since_step` (those still in the ring), the resume state (all else but the weights:
+    optimiser and target network, emulator, bookkeeping, random generator, and the log,
+    so that each kept epoch can be resumed on its own) and the snapshot (the weights)."""
+    memory, learner = state.memory, state.learner
+    counters = _with_counters(attrs, state)
+    # One replay entry per agent step, so the entries since a step start at that step.
+    start = max(since_step, memory.added - memory.size)
+    env_arrays, env_values = state.player.env.get_state()
+    resume = {f"learner/{name}/{i:03d}": t.detach().cpu().numpy()
+              for name, tensors in learner.state()["tensors"].items()
+              for i, t in enumerate(tensors)}
+    resume.update({f"env/{name}": value for name, value in env_arrays.items()})
+    resume.update({f"log/{name}": value for name, value in state.log.arrays().items()})
+    return {
+        "replay_delta": ({**counters, "start": start, "stop": memory.added},
+                         memory.entries(start, memory.added)),
+        "resume_state": ({**counters, "replay_added": memory.added,
+                          "counters": json.dumps({**asdict(state.counters),
+                                                  **state.player.bookkeeping()}),
+                          "env": json.dumps(env_values),
+                          "agent_rng": json.dumps(state.rng.bit_generator.state)}, resume),
+        "snapshot": (counters, {f"weights/{name}": t.detach().cpu().numpy()
+                                for name, t in learner.network.state_dict().items()}),
+    }
 
 
+def load(state: TrainingState, snapshot: Read, resume_state: Read,
+         replay_delta: Iterable[Read]) -> None:
+    """The inverse of `save`: put weights, resume state and replay entries back. The
+    replay parts, oldest first, must join up from what the memory holds (or from the
+    oldest entry the ring keeps) to the entries the resume state counts; a part that
+    does not fit this run (another network, optimiser or game) is refused by its file."""
+    path, _, arrays = snapshot
+    load_weights(path, arrays, state.learner.network)
+    path, attrs, arrays = resume_state
+    try:
+        _load_resume_state(state, attrs, arrays)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise DataFileError(f"{path}: its resume state does not fit this run "
+                            f"({type(error).__name__}: {' '.join(str(error).split())})") from None
+    memory, added = state.memory, attrs["replay_added"]
+    expected = max(memory.added, added - min(added, memory.capacity))  # the next entry needed
+    for delta_path, delta_attrs, delta in replay_delta:
+        start, stop = delta_attrs["start"], delta_attrs["stop"]
+        if stop - start != len(delta["frames"]):
+            raise DataFileError(f"{delta_path}: holds {len(delta['frames'])} replay entries, "
+                                f"but its start and stop attributes say {stop - start}")
+        if stop <= expected:
+            continue
+        if start > expected:
+            raise DataFileError(f"{delta_path}: starts at replay entry {start}, but entries "
+                                f"{expected}..{start - 1} are in no delta file")
+        memory.put_entries(expected, {k: v[expected - start:] for k, v in delta.items()})
+        expected = stop
+    if expected != added:
+        raise DataFileError(f"{path}: expects replay entries up to {added}, but the replay "
+                            f"deltas end at {expected}")
+
+
+def _load_resume_state(state: TrainingState, attrs: dict, arrays: dict[str, np.ndarray]) -> None:
+    tensors: dict[str, list] = {}
+    for name in sorted(k for k in arrays if k.startswith("learner/")):
+        tensors.setdefault(name.split("/")[1], []).append(arrays[name])
+    state.learner.load_state({"tensors": tensors, "updates": attrs["update"]})
+    state.player.env.set_state({name.removeprefix("env/"): value
+                                for name, value in arrays.items() if name.startswith("env/")},
+                               json.loads(attrs["env"]))
+    state.rng.bit_generator.state = json.loads(attrs["agent_rng"])
+    counters = json.loads(attrs["counters"])
+    state.counters = Counters(epoch=counters.pop("epoch"), step=counters.pop("step"))
+    state.player.load_bookkeeping(counters)
+    state.log = TrainLog.from_arrays({name.removeprefix("log/"): value
+                                      for name, value in arrays.items() if name.startswith("log/")})
+
+
+def load_weights(path: Path, arrays: dict[str, np.ndarray], network: torch.nn.Module) -> None:
+    """Load the `weights/...` arrays read from file `path` into `network`."""
+    weights = {name.removeprefix("weights/"): torch.as_tensor(value)
+               for name, value in arrays.items() if name.startswith("weights/")}
+    try:
+        network.load_state_dict(weights)
+    except RuntimeError as error:
+        # torch lists every missing, unexpected and mis-shaped tensor over several lines.
+        raise DataFileError(f"{path}: its weights do not fit the network "
+                            f"({' '.join(str(error).split())})") from None
+
+
+def load_snapshot(path: Path, network: torch.nn.Module) -> dict:
+    """Load the weights of snapshot `path` into `network`; return the snapshot's
+    attributes. A damaged file, or weights of another network, is refused by name."""
+    attrs, arrays = h5io.read(path, "snapshot")
+    load_weights(path, arrays, network)
+    return attrs
+
+
+# -- an epoch's files --
 def save_epoch(run: RunDir, attrs: dict, state: TrainingState) -> None:
     epoch = state.counters.epoch
-    run.write_epoch(epoch, **state.parts(attrs, since_epoch=epoch - 1))
+    run.write_epoch(epoch, save(state, attrs, _end_step(state, epoch - 1)),
+                    log=(_with_counters(attrs, state), state.log.arrays()))
     run.prune(epoch, oldest_needed(state, epoch))
+
+
+def _with_counters(attrs: dict, state: TrainingState) -> dict:
+    """`attrs` and where the run stands, as every file of a checkpoint has them."""
+    return {**attrs, "epoch": state.counters.epoch, "step": state.counters.step,
+            "update": state.learner.updates}
+
+
+def _end_step(state: TrainingState, epoch: int) -> int:
+    """The agent step at which `epoch` ended (0 for epoch 0, the start)."""
+    return state.log.epochs["step"][epoch - 1] if epoch else 0
+
+
+def _read_epoch(run: RunDir, epoch: int) -> dict:
+    """The files of `epoch` as `load` takes them; the replay deltas are read one by one
+    as they are loaded."""
+    return {"snapshot": (run.snapshot(epoch), *h5io.read(run.snapshot(epoch), "snapshot")),
+            "resume_state": (run.resume_state(epoch),
+                             *h5io.read(run.resume_state(epoch), "resume_state")),
+            "replay_delta": ((path, *h5io.read(path, "replay_delta"))
+                             for path in run.replay_deltas(epoch))}
 
 
 def oldest_needed(state: TrainingState, epoch: int) -> int:
     """The oldest replay entry that a resume from `epoch`, or from the epoch before it
     (the fallback if `epoch`'s files are damaged), needs: the ring as it stood then."""
-    previous_added = state.log.epochs["step"][epoch - 2] if epoch >= 2 else 0  # an entry a step
-    return max(0, previous_added - state.memory.capacity)
+    return max(0, _end_step(state, epoch - 1) - state.memory.capacity)  # an entry a step
 
 
+# -- interrupt files --
 def save_interrupted(run: RunDir, attrs: dict, state: TrainingState, meter: dict) -> None:
     """Everything since the newest snapshot, in one file written atomically: the parts of
-    an epoch (their arrays under part/...) and `meter`, the record of the epoch so far."""
+    a checkpoint (their arrays under KIND/...) and `meter`, the record of the epoch so far."""
     _save_since_snapshot(run.interrupt, "interrupted", attrs, state, meter, state.counters.epoch)
 
 
@@ -128,15 +190,26 @@ def save_diverged(run: RunDir, attrs: dict, state: TrainingState, meter: dict) -
 
 
 def _save_since_snapshot(path: Path, kind: str, attrs: dict, state: TrainingState,
-                         meter: dict, since_epoch: int) -> None:
+                        meter: dict, since_epoch: int) -> None:
     merged = {"meter": json.dumps(meter)}
     arrays = {}
-    for part, (part_attrs, part_arrays) in state.parts(attrs, since_epoch).items():
+    for part, (part_attrs, part_arrays) in save(state, attrs, _end_step(state, since_epoch)).items():
         merged.update(part_attrs)
         arrays.update({f"{part}/{name}": value for name, value in part_arrays.items()})
     h5io.write(path, kind, merged, arrays, compress=True)
 
 
+def _read_interrupted(path: Path) -> tuple[dict, dict]:
+    """An interrupt file as `load` takes it, and its meter's record of the epoch so far."""
+    attrs, arrays = h5io.read(path, "interrupted")
+    read = {kind: (path, attrs, {name.removeprefix(f"{kind}/"): value
+                                 for name, value in arrays.items() if name.startswith(f"{kind}/")})
+            for kind in CHECKPOINT}
+    read["replay_delta"] = [read["replay_delta"]]
+    return read, json.loads(attrs["meter"])
+
+
+# -- resuming --
 def restore(run: RunDir, new_state: Callable[[], TrainingState]
             ) -> tuple[TrainingState, Path | None, dict | None]:
     """The state the run left: the newest epoch, then the interrupt file that continues
@@ -152,10 +225,10 @@ def restore(run: RunDir, new_state: Callable[[], TrainingState]
         run.prune(0, 0)  # keeps only an interrupt file from before the first snapshot
     else:
         try:
-            resume_epoch(run, epochs[-1], state)
+            load(state, **_read_epoch(run, epochs[-1]))
         except DataFileError as damage:
             previous = epochs[-1] - 1
-            if previous and not run.state(previous).exists():
+            if previous and not run.resume_state(previous).exists():
                 raise
             LOG.warning(f"{damage}; so epoch {epochs[-1]} is lost: continuing from "
                         f"{'epoch ' + str(previous) if previous else 'the start'} instead")
@@ -165,7 +238,7 @@ def restore(run: RunDir, new_state: Callable[[], TrainingState]
                 run.prune(0, 0)
                 return state, None, None
             try:
-                resume_epoch(run, previous, state)
+                load(state, **_read_epoch(run, previous))
             except DataFileError as second:
                 raise DataFileError(f"{damage}; and epoch {previous}, the fallback, is "
                                     f"damaged too: {second}") from None
@@ -175,83 +248,10 @@ def restore(run: RunDir, new_state: Callable[[], TrainingState]
         # before it has succeeded).
         run.prune(epochs[-1], oldest_needed(state, epochs[-1]))
     if run.interrupt.exists():
-        return state, run.interrupt, resume_interrupted(run, state)
+        read, epoch_in_progress = _read_interrupted(run.interrupt)
+        load(state, **read)
+        return state, run.interrupt, epoch_in_progress
     return state, (run.snapshot(epochs[-1]) if epochs else None), None
-
-
-def resume_epoch(run: RunDir, epoch: int, state: TrainingState) -> None:
-    """Put every piece of state back as it was when `epoch` was committed."""
-    load_snapshot(run.snapshot(epoch), state.learner.network)
-    attrs, arrays = h5io.read(run.state(epoch), "resume_state")
-    _load_state(run.state(epoch), state, attrs, arrays)
-    log = {name.removeprefix("log/"): value for name, value in arrays.items()
-           if name.startswith("log/")}
-    if not log:  # a state written before states held the log: the run's log file
-        log = h5io.read(run.log, "train_log")[1]
-    state.log = TrainLog.from_arrays(log, epoch)
-
-    memory = state.memory
-    added = int(attrs["replay_added"])
-    oldest = added - min(added, memory.capacity)
-    expected = oldest  # the next entry the ring needs: deltas must join up from there
-    for path in run.replay_deltas(epoch):
-        delta_attrs, delta = h5io.read(path, "replay_delta")
-        start, stop = _delta_range(path, delta_attrs, delta)
-        if stop <= expected:
-            continue
-        if start > expected:
-            raise DataFileError(f"{path}: starts at replay entry {start}, but entries "
-                                f"{expected}..{start - 1} are in no delta file")
-        skip = expected - start
-        memory.put_entries(expected, {k: v[skip:] for k, v in delta.items()})
-        expected = stop
-    if expected != added:
-        raise DataFileError(
-            f"{run.root / 'resume'}: the replay deltas end at entry {expected}, "
-            f"but {run.state(epoch)} expects {added}")
-
-
-def _load_state(path: Path, state: TrainingState, attrs: dict, arrays: dict) -> None:
-    """`state.load_state`, refusing by the file's name a state that does not fit this run
-    (another network's or optimiser's tensors, another game's emulator)."""
-    try:
-        state.load_state(attrs, arrays)
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        raise DataFileError(f"{path}: its resume state does not fit this run "
-                            f"({type(error).__name__}: {' '.join(str(error).split())})") from None
-
-
-def _delta_range(path: Path, attrs: dict, delta: dict) -> tuple[int, int]:
-    """The replay entries start..stop-1 that a delta holds, checked against its length."""
-    start, stop = attrs["start"], attrs["stop"]
-    if stop - start != len(delta["frames"]):
-        raise DataFileError(f"{path}: holds {len(delta['frames'])} replay entries, but its "
-                            f"start and stop attributes say {stop - start}")
-    return start, stop
-
-
-def resume_interrupted(run: RunDir, state: TrainingState) -> dict:
-    """Continue from the step a signal stopped at, on top of the newest epoch (the
-    memory holds that epoch's replay entries already); return the meter's record."""
-    path = run.interrupt
-    attrs, arrays = h5io.read(path, "interrupted")
-    part = {name: {key.removeprefix(f"{name}/"): value for key, value in arrays.items()
-                   if key.startswith(f"{name}/")}
-            for name in PARTS}
-    load_weights(path, part["snapshot"], state.learner.network)
-    _load_state(path, state, attrs, part["state"])
-    memory = state.memory
-    (start, stop), added = _delta_range(path, attrs, part["delta"]), attrs["replay_added"]
-    if stop != added:
-        raise DataFileError(f"{path}: its replay entries end at {stop}, but its state "
-                            f"expects {added}")
-    if start > max(memory.added, added - min(added, memory.capacity)):
-        raise DataFileError(f"{path}: its replay entries start at {start}, but the memory "
-                            f"restored from epoch {state.counters.epoch} ends at {memory.added}")
-    memory.put_entries(start, part["delta"])
-    # The episodes of the epoch in progress are numbered counters.epoch + 1.
-    state.log = TrainLog.from_arrays(part["log"], state.counters.epoch + 1)
-    return json.loads(attrs["meter"])
 
 
 def completed_epoch(run: RunDir, train_steps: int) -> int | None:

@@ -665,7 +665,7 @@ def learning(glance: Job, run_root: Path, device: torch.device) -> dict:
     glance.wait()
     run = RunDir(run_root)
     attrs, held = h5io.read(run.heldout, "heldout")
-    config = presets.Config(**presets.stored(attrs["config"]))
+    config = presets.Config(**json.loads(attrs["config"]))
     n_actions = make_env(GAME, config, 0).n_actions
     steps, values = [], []
     for epoch in run.snapshot_epochs():

@@ -7,6 +7,7 @@ the held-out states of max_a Q(s, a). Reads snapshots and held-out states only.
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from dqn import h5io, networks, presets, provenance, seeding
+from dqn import h5io, networks, provenance, seeding
+from dqn.checkpoint import load_snapshot
 from dqn.errors import ConfigError, DataFileError
 from dqn.explore import choose_action, greedy
 from dqn.games import Env, make_env
@@ -23,7 +25,7 @@ from dqn.layouts import EVALUATION_COLUMNS
 from dqn.networks import average_max_q, q_values
 from dqn.play import Player, Policy, Step
 from dqn.presets import Config
-from dqn.rundir import RunDir, load_snapshot
+from dqn.rundir import RunDir
 
 
 def load_network(path: Path, config: Config, n_actions: int, device: torch.device
@@ -93,7 +95,7 @@ def run_identity(run: RunDir) -> tuple[dict, Config, str, int, list[int]]:
     if not epochs:
         raise DataFileError(f"{run.root / 'snapshots'}: no snapshots")
     try:
-        config = Config(**presets.stored(attrs["config"]))
+        config = Config(**json.loads(attrs["config"]))
     except (TypeError, ValueError, ConfigError) as error:
         raise DataFileError(f"{run.heldout}: its config does not fit this version of dqn "
                             f"({error})") from None
@@ -132,7 +134,7 @@ def evaluate_run(run_dir: Path, out: Path, device: torch.device, workers: int = 
     def evaluate_one(epoch: int) -> dict:
         path = run.snapshot(epoch)
         network, attrs = load_network(path, config, n_actions, device)
-        if (presets.stored(attrs["config"]) != trained.as_dict() or attrs["game"] != game
+        if (json.loads(attrs["config"]) != trained.as_dict() or attrs["game"] != game
                 or attrs["seed"] != seed):
             raise DataFileError(f"{path}: snapshot of another run than {run.heldout}")
         returns, completed = play(network, game, config, seed, epoch, device)

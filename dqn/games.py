@@ -16,9 +16,10 @@ GAMES = PAPER_GAMES + TEST_GAMES
 Env = Atari | Catch  # what make_env returns: the same interface
 
 
-def check_game(game: str) -> str:
-    if game not in GAMES:
-        raise ConfigError(f"unknown game {game!r}; valid games: {', '.join(GAMES)}")
+def check_game(game: str, valid: tuple[str, ...] = GAMES) -> str:
+    """`game`, if it is one of `valid` (a command that needs the emulator: PAPER_GAMES)."""
+    if game not in valid:
+        raise ConfigError(f"unknown game {game!r}; valid games: {', '.join(valid)}")
     return game
 
 

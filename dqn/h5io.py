@@ -2,8 +2,9 @@
 and on read, atomic writes.
 
 Files are written through `dqn.atomic`. Every array is stored with HDF5's Fletcher-32
-checksum, so a corrupted byte is detected on read. Every file carries its `kind`, a
-`complete` flag and the provenance of the run (`dqn.provenance`) as attributes.
+checksum, so a corrupted byte is detected on read. Every file carries its `kind`, its
+`format_version`, a `complete` flag and the provenance of the run (`dqn.provenance`) as
+attributes; a file of an older format is read as this one (`dqn.migrate`).
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ import numpy as np
 
 from dqn.atomic import atomic_write
 from dqn.errors import DataFileError
-from dqn.layouts import FILE_ATTRS, LAYOUTS, Json
-from dqn.replay import physical_memory
-
-FORMAT_VERSION = 1
+from dqn.layouts import FILE_ATTRS, FORMAT_VERSION, LAYOUTS, Json
+from dqn.migrate import upgrade
+from dqn.provenance import physical_memory
 
 
 def write(path: Path, kind: str, attrs: dict[str, Any], arrays: dict[str, np.ndarray],
@@ -53,9 +53,10 @@ def write(path: Path, kind: str, attrs: dict[str, Any], arrays: dict[str, np.nda
 
 
 def read(path: Path, kind: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Read a file of `kind` written by `write`; refuse it, naming the file and the item
-    at fault, if it is not sound or does not fit its kind's layout (checked before any
-    dataset is read, so a file that declares more than it should costs no memory)."""
+    """Read a file of `kind` written by `write` (of an older format: as this format has
+    it, `dqn.migrate`); refuse it, naming the file and the item at fault, if it is not
+    sound or does not fit its kind's layout (checked before any dataset is read, so a
+    file that declares more than it should costs no memory)."""
     return _open_checked(path, kind, with_arrays=True)
 
 
@@ -74,15 +75,13 @@ def _open_checked(path, kind, with_arrays):
             if not isinstance(attrs.get("kind"), str) or attrs["kind"] != kind:
                 raise DataFileError(
                     f"{path}: expected a file of kind {kind}, found kind={attrs.get('kind')!r}")
-            if not isinstance(attrs.get("format_version", 0), int) or attrs.get("format_version", 0) > FORMAT_VERSION:
-                raise DataFileError(f"{path}: format version {attrs['format_version']!r} is "
-                                    f"not one this dqn reads ({FORMAT_VERSION} or older)")
             if attrs.get("complete") is not True:
                 raise DataFileError(f"{path}: incomplete file (its writer did not finish)")
-            datasets, groups = _contents(path, f)
+            stored, groups = _contents(path, f)
+            attrs, datasets = upgrade(path, kind, attrs, stored)
             if problem := _misfit(kind, attrs, {n: (d.dtype, d.shape) for n, d in datasets.items()}):
                 raise DataFileError(f"{path}: {problem}")
-            if empty := [g for g in groups if not any(n.startswith(g + "/") for n in datasets)]:
+            if empty := [g for g in groups if not any(n.startswith(g + "/") for n in stored)]:
                 raise DataFileError(f"{path}: unexpected group {empty[0]} (it holds no dataset)")
             arrays = {}
             if with_arrays:

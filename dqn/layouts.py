@@ -13,7 +13,9 @@ import numpy as np
 
 from dqn.errors import DataFileError
 from dqn.frames import FRAME_PIXELS, HISTORY_FRAMES
-from dqn.replay import COLUMNS as REPLAY_COLUMNS
+
+# The layouts below are those of this format; `dqn.migrate` reads older ones as this.
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class Array:
 @dataclass(frozen=True)
 class Layout:
     """`arrays`: names, or patterns with '*' (one or more datasets); names under a
-    prefix in `optional` may be absent, all together (a part that older files lack)."""
+    prefix in `optional` may be absent, all together (a part that only some games have)."""
 
     attrs: dict[str, type | Json]
     arrays: dict[str, Array] = field(default_factory=dict)
@@ -71,33 +73,43 @@ EPISODE_COLUMNS = {"return": "float64", "length_steps": "int64", "end_step": "in
 EPOCH_COLUMNS = {"epoch": "int64", "step": "int64", "update": "int64", "episodes": "int64",
                  "loss_mean": "float64", "epsilon": "float64", "steps_per_s": "float64",
                  "updates_per_s": "float64", "wall_s": "float64"}
+# A replay entry, one per agent step (`dqn.replay`): each column's dtype and shape.
+# Rewards are kept unclipped.
+REPLAY_COLUMNS = {"frames": ("uint8", (FRAME_PIXELS, FRAME_PIXELS)),
+                  "actions": ("uint8", ()),  # at most 18 Atari actions
+                  "rewards": ("float32", ()),
+                  "terminals": ("bool", ()),
+                  "episode_starts": ("bool", ())}
 
 WEIGHTS = {"weights/*": Array("float32", None)}  # the Q-network's state_dict
 TRAIN_LOG = Layout({**PROVENANCE, **COUNTERS}, {
     **{f"episodes/{name}": Array(dtype, ("episodes",)) for name, dtype in EPISODE_COLUMNS.items()},
     **{f"epochs/{name}": Array(dtype, ("epochs",)) for name, dtype in EPOCH_COLUMNS.items()}})
 REPLAY_DELTA = Layout({**PROVENANCE, **COUNTERS, "start": int, "stop": int}, {
-    name: Array(np.dtype(dtype).name, ("entries", *shape)) for name, (dtype, shape) in REPLAY_COLUMNS.items()})
-# `dqn.checkpoint.TrainingState.state`: optimiser and target network, emulator, log.
+    name: Array(dtype, ("entries", *shape)) for name, (dtype, shape) in REPLAY_COLUMNS.items()})
+# `dqn.checkpoint.save`: the training state but for the weights and the replay entries.
 RESUME_STATE = Layout(
     {**PROVENANCE, **COUNTERS, "replay_added": int,
-     # `Counters` and `Player.state`; the environment's own; a NumPy bit generator's
-     "counters": Json(("epoch", "step", "episode", "episode_return", "episode_steps",
-                       "next_is_episode_start")),
+     # `Counters` and `Player.bookkeeping`; the environment's own; a NumPy bit generator's
+     "counters": Json(("epoch", "step", "episodes", "episode_return", "episode_steps",
+                       "starts_episode")),
      "env": Json(("rng",)), "agent_rng": Json(("bit_generator", "state"))},
     {"learner/*": Array("float32", None),
      "env/stack": Array("uint8", (HISTORY_FRAMES, FRAME_PIXELS, FRAME_PIXELS)),
      "env/ale": Array("uint8", ("ale_state_bytes",)),  # Atari only: the emulator's state
      **TRAIN_LOG.nested("log")},
-    optional=("env/ale", "log/"))  # log/: states from before they held the log
-# Everything since the newest snapshot (`dqn.checkpoint._save_since_snapshot`).
+    optional=("env/ale",))
+# The kinds of file a training state is saved as (`dqn.checkpoint.save`): an epoch's
+# files, or the parts of one interrupt file, whose arrays lie under KIND/...
+CHECKPOINT = {"replay_delta": REPLAY_DELTA, "resume_state": RESUME_STATE,
+              "snapshot": Layout({**PROVENANCE, **COUNTERS}, WEIGHTS)}
+# Everything since the newest snapshot, in one file (`dqn.checkpoint.save_interrupted`).
 SINCE_SNAPSHOT = Layout(
-    {**RESUME_STATE.attrs, "start": int, "stop": int,
+    {**{name: t for layout in CHECKPOINT.values() for name, t in layout.attrs.items()},
      "meter": Json(("loss_sum", "losses", "epoch_elapsed_s", "epoch_start_step",  # `Meter.state`
                     "epoch_start_update"))},
-    {**REPLAY_DELTA.nested("delta"), **RESUME_STATE.nested("state"), **TRAIN_LOG.nested("log"),
-     "snapshot/weights/*": WEIGHTS["weights/*"]},
-    optional=("state/env/ale", "state/log/"))
+    {name: array for kind, layout in CHECKPOINT.items() for name, array in layout.nested(kind).items()},
+    optional=("resume_state/env/ale",))
 
 EVALUATION_COLUMNS = {"epoch": "int64", "step": "int64", "update": "int64",
                       "average_reward": "float64", "best_episode_reward": "float64",
@@ -106,10 +118,8 @@ EVALUATION_COLUMNS = {"epoch": "int64", "step": "int64", "update": "int64",
 LAYOUTS = {
     "heldout": Layout(PROVENANCE, {
         "states": Array("uint8", ("states", HISTORY_FRAMES, FRAME_PIXELS, FRAME_PIXELS))}),
-    "snapshot": Layout({**PROVENANCE, **COUNTERS}, WEIGHTS),
+    **CHECKPOINT,
     "train_log": TRAIN_LOG,
-    "replay_delta": REPLAY_DELTA,
-    "resume_state": RESUME_STATE,
     "interrupted": SINCE_SNAPSHOT,
     "diverged": SINCE_SNAPSHOT,
     "complete": Layout({**PROVENANCE, **COUNTERS, "snapshot": str}),

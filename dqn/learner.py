@@ -241,7 +241,11 @@ class Learner:
     def load_state(self, state: dict) -> None:
         tensors = state["tensors"]
         if self.target is not None:
-            load_weights(self.target, tensors["target"])
+            # Stored in the network's order (`state`), without names.
+            names, values = list(self.target.state_dict()), tensors["target"]
+            if len(names) != len(values):
+                raise ValueError(f"expected {len(names)} target network tensors, got {len(values)}")
+            self.target.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in zip(names, values)})
         self.updates = int(state["updates"])
         self.optimizer.load_state(tensors)
         if isinstance(self.optimizer, Adam):
@@ -282,10 +286,3 @@ class GraphedStep:
             fixed.copy_(values, non_blocking=True)
         self.graph.replay()
         return self.loss
-
-
-def load_weights(network: torch.nn.Module, values: list[np.ndarray]) -> None:
-    keys = list(network.state_dict())
-    if len(keys) != len(values):
-        raise ValueError(f"expected {len(keys)} weight tensors, got {len(values)}")
-    network.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in zip(keys, values)})

@@ -10,13 +10,28 @@ same `Player.step`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
 
-from dqn.games import Env
 
-Policy = Callable[[Env], int]  # the action to take in the environment's current state
+class Environment(Protocol):
+    """What a player needs of an environment (`dqn.games.make_env`'s, or any other):
+    the agent's view of it, its actions, and its episodes."""
+
+    n_actions: int
+    stack: np.ndarray  # the agent's state phi
+    game_over: bool
+
+    @property
+    def frame(self) -> np.ndarray: ...
+
+    def new_episode(self) -> np.ndarray: ...
+
+    def step(self, action: int) -> tuple[float, bool]: ...
+
+
+Policy = Callable[[Environment], int]  # the action to take in the environment's current state
 
 
 @dataclass(frozen=True)
@@ -45,7 +60,7 @@ class Step:
 class Player:
     """One environment played step by step, with the bookkeeping of its episodes."""
 
-    def __init__(self, env: Env, start: bool = True):
+    def __init__(self, env: Environment, start: bool = True):
         """`start`: begin the first episode now; a resumed run restores the
         environment's state and `load_state`s the bookkeeping instead."""
         self.env = env
@@ -87,17 +102,17 @@ class Player:
                 return
 
     # -- resume --
-    def state(self) -> dict:
-        """The bookkeeping, under the names the resume state has always used."""
-        return {"episode": self.episodes, "episode_return": self.episode_return,
-                "episode_steps": self.episode_steps,
-                "next_is_episode_start": self.starts_episode}
+    def bookkeeping(self) -> dict:
+        """The episodes' bookkeeping, for the resume state."""
+        return {"episodes": self.episodes, "episode_return": self.episode_return,
+                "episode_steps": self.episode_steps, "starts_episode": self.starts_episode}
 
-    def load_state(self, state: dict) -> None:
-        self.episodes = int(state["episode"])
-        self.episode_return = float(state["episode_return"])
-        self.episode_steps = int(state["episode_steps"])
-        self.starts_episode = bool(state["next_is_episode_start"])
+    def load_bookkeeping(self, values: dict) -> None:
+        """The inverse of `bookkeeping`."""
+        self.episodes = int(values["episodes"])
+        self.episode_return = float(values["episode_return"])
+        self.episode_steps = int(values["episode_steps"])
+        self.starts_episode = bool(values["starts_episode"])
 
 
 def random_policy(rng: np.random.Generator) -> Policy:

@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dqn import aggregates, h5io, presets  # noqa: E402
+from dqn import aggregates, h5io  # noqa: E402
 from dqn.atomic import atomic_write  # noqa: E402
 from dqn.errors import DataFileError  # noqa: E402
 from dqn.layouts import episode_returns  # noqa: E402
@@ -57,8 +57,8 @@ def load_evaluations(paths: list[Path]) -> dict[str, dict[int, dict]]:
         game, seed = attrs["game"], int(attrs["seed"])
         if game in runs:
             first = next(iter(runs[game].values()))["attrs"]
-            if (attrs["preset"], presets.stored(attrs["config"])) != (
-                    first["preset"], presets.stored(first["config"])):
+            if (attrs["preset"], json.loads(attrs["config"])) != (
+                    first["preset"], json.loads(first["config"])):
                 raise DataFileError(f"{path}: preset {attrs['preset']!r} or its config differs "
                                     f"from {first['path']} (preset {first['preset']!r}) "
                                     f"of the same game")
@@ -503,7 +503,7 @@ def load_methods(paths: list[Path], games: list[str]
         if attrs["game"] not in games:
             left_out[attrs["game"]] = "no Random and Human score in the paper's Table 1"
             continue
-        config = json.dumps(presets.stored(attrs["config"]), sort_keys=True)
+        config = json.dumps(json.loads(attrs["config"]), sort_keys=True)
         groups.setdefault((attrs["preset"], config), []).append(Path(path))
     if not groups:
         raise DataFileError(f"no evaluation of a game with a human score ({', '.join(games)}) "

@@ -15,7 +15,6 @@ the same declaration gives the workflow its schema of preset overrides
 
 from __future__ import annotations
 
-import json
 from typing import Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
@@ -241,35 +240,6 @@ class Config(BaseModel):
 
     def as_dict(self) -> dict:
         return self.model_dump()
-
-
-# Stored configs (every file's `config` attribute) are read through `stored`, the one
-# place where older files are brought up to date: keys added since runs were stored, with
-# the value those runs had in effect, and keys renamed, with how the old value reads.
-ADDED_KEYS = {"optimizer": "rmsprop", "adam_epsilon": 1e-8, "fire_on_reset": False,
-              "max_grad_norm": 0.0, "epsilon_anneal_from": "replay_start",
-              "noop_start": "steps", "life_loss_cuts_frame_skip": False,
-              "network_init": "fan_in_uniform", "cuda_graph_update": False,
-              "cuda_deterministic": False}
-RENAMED_KEYS = {
-    # the no-op count was named in steps although frames_at_reset counted frames
-    "max_noop_start_steps": ("noop_max", lambda value, config: value),
-    # the target period was counted in updates; the same period in agent steps (the
-    # refresh lands at most update_period_steps - 1 steps later, before the next update)
-    "target_update_period_updates": (
-        "target_update_period_steps",
-        lambda value, config: value * config["update_period_steps"]),
-}
-
-
-def stored(text: str) -> dict:
-    """A config stored as JSON, as this version's keys; compare stored configs this way,
-    not as text."""
-    config = {**ADDED_KEYS, **json.loads(text)}
-    for old, (new, convert) in RENAMED_KEYS.items():
-        if old in config:
-            config[new] = convert(config.pop(old), config)
-    return config
 
 
 # `--set` text read as its key's type (pydantic's lax mode: "2_000" is an int, "no" a bool);

@@ -10,8 +10,7 @@ import time
 import numpy as np
 import torch
 
-from dqn.checkpoint import Counters
-from dqn.trainlog import TrainLog
+from dqn.trainlog import Counters, TrainLog
 
 LOG = logging.getLogger("dqn")
 

@@ -1,6 +1,7 @@
 """Provenance: what made a file (package version and git commit, game, seed, preset,
 the full resolved config, library versions, creation time), stored with every HDF5 file
-and benchmark so any figure can be traced back to the code and settings behind it."""
+and benchmark so any figure can be traced back to the code and settings behind it; and
+the machine it runs on."""
 
 from __future__ import annotations
 
@@ -48,6 +49,11 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
+
+
+def physical_memory() -> int:
+    """This machine's memory in bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def record(game: str, seed: int, preset: str, config: dict) -> dict[str, Any]:

@@ -12,13 +12,14 @@ never mixes two episodes (the environment pads its own stack the same way).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from dqn.errors import ConfigError
-from dqn.frames import FRAME_PIXELS, HISTORY_FRAMES
+from dqn.frames import HISTORY_FRAMES
+from dqn.layouts import REPLAY_COLUMNS as COLUMNS
+from dqn.provenance import physical_memory
 
 
 @dataclass
@@ -30,18 +31,7 @@ class Minibatch:
     terminals: np.ndarray  # (B,) bool
 
 
-# One entry per agent step: (dtype, shape) of each column. Rewards are kept unclipped.
-COLUMNS = {"frames": (np.uint8, (FRAME_PIXELS, FRAME_PIXELS)),
-           "actions": (np.uint8, ()),  # at most 18 Atari actions
-           "rewards": (np.float32, ()),
-           "terminals": (np.bool_, ()),
-           "episode_starts": (np.bool_, ())}
 ENTRY_BYTES = sum(np.dtype(dtype).itemsize * int(np.prod(shape)) for dtype, shape in COLUMNS.values())
-
-
-def physical_memory() -> int:
-    """This machine's memory in bytes."""
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def check_fits_in_memory(capacity: int) -> None:

@@ -1,8 +1,10 @@
-"""The files of one training run and the order they are written in.
+"""The files of one training run, the order they are written in, and who may write them:
+the run directory's layout, apart from what the files hold (`dqn.checkpoint`).
 
     DIR/heldout.h5                 held-out states, written once before training
     DIR/snapshots/epoch_NNNN.h5    network weights after epoch NNNN (read by evaluation)
-    DIR/resume/state_NNNN.h5       optimizer, target network, RNGs, emulator, counters
+    DIR/resume/state_NNNN.h5       the resume state: optimizer, target network, RNGs,
+                                   emulator, counters, training log
     DIR/resume/replay_NNNN.h5      the replay entries added during epoch NNNN
     DIR/resume/interrupted.h5      all of the above since the newest snapshot, written
                                    when a signal stops training mid-epoch
@@ -15,10 +17,11 @@
     DIR/dqn-run                    the marker of a run directory, written when it is
                                    made; `dqn train` holds a lock on it while it runs
 
-An epoch is committed by its snapshot, written last: replay delta, resume state and log
-come first. Resuming takes the newest snapshot and the state and deltas of that epoch,
-and deletes what a killed process left of the next one. The newest two resume states
-(each with the log) and the deltas still inside the ring of the older of the two are
+An epoch's training state is saved as its replay delta, resume state and snapshot (the
+kinds of `dqn.layouts.CHECKPOINT`); it is committed by its snapshot, written last:
+replay delta, resume state and log come first. Resuming takes the newest snapshot and
+the resume state and deltas of that epoch, and deletes what a killed process left of
+the next one. The newest two resume states (each with the log) and the deltas still inside the ring of the older of the two are
 kept: a resume costs the frames of one epoch per epoch on disk, not the whole memory,
 and if the newest epoch's files are damaged the run continues from the epoch before
 (`dqn.checkpoint.restore`), losing that one epoch only. An interrupt file continues the
@@ -30,15 +33,14 @@ from __future__ import annotations
 
 import datetime
 import fcntl
+import json
 import os
 import re
 import socket
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
-
-from dqn import h5io, presets
+from dqn import h5io
 from dqn.atomic import check_writable
 from dqn.errors import ConfigError, DataFileError, RunLockedError, RunMismatchError
 
@@ -60,11 +62,9 @@ class RunDir:
         """Hold the run directory for one writer: make it (with its marker) if it is new,
         refuse a directory that is not a run's, and refuse while another process writes
         it. The kernel drops the lock when the process dies, however it dies."""
-        if self.root.exists() and not self.marker.exists():
-            # A run from before the marker is recognised by its held-out states.
-            if any(self.root.iterdir()) and not self.heldout.exists():
-                raise ConfigError(f"{self.root}: not empty and not a dqn run directory (no "
-                                  f"{self.marker.name} marker); give a new or empty --out")
+        if self.root.exists() and not self.marker.exists() and any(self.root.iterdir()):
+            raise ConfigError(f"{self.root}: not empty and not a dqn run directory (no "
+                              f"{self.marker.name} marker); give a new or empty --out")
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.marker, "a+") as marker:
             try:
@@ -98,7 +98,7 @@ class RunDir:
     def snapshot(self, epoch: int) -> Path:
         return self.root / "snapshots" / f"epoch_{epoch:04d}.h5"
 
-    def state(self, epoch: int) -> Path:
+    def resume_state(self, epoch: int) -> Path:
         return self.root / "resume" / f"state_{epoch:04d}.h5"
 
     def replay_delta(self, epoch: int) -> Path:
@@ -117,7 +117,7 @@ class RunDir:
         differences = []
         for key in IDENTITY_KEYS:
             if key == "config":
-                ours, theirs = presets.stored(attrs[key]), presets.stored(held[key])
+                ours, theirs = json.loads(attrs[key]), json.loads(held[key])
                 differences += [f"{k}={theirs.get(k)!r} (asked {ours.get(k)!r})"
                                 for k in sorted(ours.keys() | theirs.keys())
                                 if ours.get(k) != theirs.get(k)]
@@ -128,13 +128,13 @@ class RunDir:
                 f"{self.root} holds another run ({'; '.join(differences)}); "
                 "use another --out directory")
 
-    def write_epoch(self, epoch: int, delta: tuple, state: tuple, log: tuple,
-                    snapshot: tuple) -> None:
-        """Write the files of `epoch`, each an (attrs, arrays) pair, snapshot last."""
-        h5io.write(self.replay_delta(epoch), "replay_delta", *delta, compress=True)
-        h5io.write(self.state(epoch), "resume_state", *state)
+    def write_epoch(self, epoch: int, saved: dict[str, tuple], log: tuple) -> None:
+        """Write the files of `epoch`: `saved`, the training state as {kind: (attrs,
+        arrays)} (`dqn.checkpoint.save`), and the training log, snapshot last."""
+        h5io.write(self.replay_delta(epoch), "replay_delta", *saved["replay_delta"], compress=True)
+        h5io.write(self.resume_state(epoch), "resume_state", *saved["resume_state"])
         h5io.write(self.log, "train_log", *log)
-        h5io.write(self.snapshot(epoch), "snapshot", *snapshot)  # commits the epoch
+        h5io.write(self.snapshot(epoch), "snapshot", *saved["snapshot"])  # commits the epoch
 
     def prune(self, epoch: int, oldest_replay_entry: int) -> None:
         """Delete what a resume from epoch `epoch`, or from the one before it (the
@@ -143,7 +143,7 @@ class RunDir:
         process), an interrupt file that does not continue `epoch`, temporary files."""
         for old in _epochs(self.root / "resume", "state"):
             if old not in (epoch, epoch - 1):
-                self.state(old).unlink()
+                self.resume_state(old).unlink()
         for old in _epochs(self.root / "resume", "replay"):
             if old > epoch:
                 self.replay_delta(old).unlink()
@@ -162,26 +162,6 @@ class RunDir:
 
     def replay_deltas(self, epoch: int) -> list[Path]:
         return [self.replay_delta(e) for e in _epochs(self.root / "resume", "replay") if e <= epoch]
-
-
-def load_snapshot(path: Path, network: torch.nn.Module) -> dict:
-    """Load the weights of snapshot `path` into `network`; return the snapshot's
-    attributes. A damaged file, or weights of another network, is refused by name."""
-    attrs, arrays = h5io.read(path, "snapshot")
-    load_weights(path, arrays, network)
-    return attrs
-
-
-def load_weights(path: Path, arrays: dict, network: torch.nn.Module) -> None:
-    """Load the `weights/...` arrays read from file `path` into `network`."""
-    weights = {name.removeprefix("weights/"): torch.as_tensor(value)
-               for name, value in arrays.items() if name.startswith("weights/")}
-    try:
-        network.load_state_dict(weights)
-    except RuntimeError as error:
-        # torch lists every missing, unexpected and mis-shaped tensor over several lines.
-        raise DataFileError(f"{path}: its weights do not fit the network "
-                            f"({' '.join(str(error).split())})") from None
 
 
 def _epochs(directory: Path, prefix: str) -> list[int]:

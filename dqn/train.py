@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from dqn import checkpoint, h5io, provenance, seeding
-from dqn.checkpoint import Counters, TrainingState
+from dqn.checkpoint import TrainingState
 from dqn.errors import Diverged, Stopped
 from dqn.events import LiveView
 from dqn.explore import choose_action, epsilon, greedy
@@ -38,7 +38,7 @@ from dqn.presets import Config
 from dqn.progress import Meter
 from dqn.replay import ReplayMemory, check_fits_in_memory
 from dqn.rundir import RunDir
-from dqn.trainlog import TrainLog
+from dqn.trainlog import Counters, TrainLog
 
 LOG = logging.getLogger("dqn")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -120,7 +120,7 @@ def _train(game: str, preset: str, config: Config, seed: int, run: RunDir,
             ReplayMemory(config.replay_capacity_transitions), seeding.generator(seed, "agent"),
             TrainLog())
 
-    state, resumed_from, epoch_so_far = checkpoint.restore(run, new_state)
+    state, resumed_from, epoch_in_progress = checkpoint.restore(run, new_state)
     if resumed_from:
         LOG.info(f"resumed from {resumed_from} at step {state.counters.step}")
     else:
@@ -130,8 +130,8 @@ def _train(game: str, preset: str, config: Config, seed: int, run: RunDir,
         heldout_states = h5io.read(run.heldout, "heldout")[1]["states"]
         view = LiveView(run.root, state.log, state.counters.step, heldout_states, device)
     meter = Meter(state.counters, state.learner.updates, device)
-    if epoch_so_far:
-        meter.restore(epoch_so_far)
+    if epoch_in_progress:
+        meter.restore(epoch_in_progress)
     try:
         loop(run, attrs, config, state, meter, view, progress_s, signals)
     finally:

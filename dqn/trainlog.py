@@ -1,5 +1,6 @@
 """The training log: one row per training episode and one per epoch, saved as
-train_log.h5 with every epoch (the record of truth of a run's training)."""
+train_log.h5 with every epoch (the record of truth of a run's training); and the
+counters of where a run stands, which its rows record."""
 
 from __future__ import annotations
 
@@ -9,6 +10,15 @@ import numpy as np
 
 from dqn.layouts import EPISODE_COLUMNS, EPOCH_COLUMNS
 from dqn.play import Episode
+
+
+@dataclass
+class Counters:
+    """Where a run stands."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # agent steps taken in training
+
 
 @dataclass
 class TrainLog:
@@ -34,12 +44,11 @@ class TrainLog:
                 for name, values in getattr(self, group).items()}
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], last_epoch: int) -> "TrainLog":
-        """The log as it stood when epoch `last_epoch` was committed."""
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "TrainLog":
+        """The inverse of `arrays`."""
         log = cls()
         for group in ("episodes", "epochs"):
             table = getattr(log, group)
-            keep = arrays[f"{group}/epoch"] <= last_epoch
             for name in table:
-                table[name] = arrays[f"{group}/{name}"][keep].tolist()
+                table[name] = arrays[f"{group}/{name}"].tolist()
         return log

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import dqn
-from dqn import h5io, layouts, presets, provenance
+from dqn import h5io, layouts, migrate, presets, provenance
 from dqn.errors import DataFileError
 
 
@@ -189,13 +189,72 @@ def test_a_named_length_must_agree_across_a_files_datasets(tmp_path):
         h5io.write(path, "evaluation", attrs, arrays)
 
 
-def test_an_optional_part_is_all_there_or_all_absent(tmp_path):
+def test_only_the_emulator_state_is_optional_and_a_resume_state_holds_the_log(tmp_path):
     attrs, arrays = _example("resume_state")
+    catch = {name: a for name, a in arrays.items() if name != "env/ale"}  # no emulator
+    h5io.write(tmp_path / "catch.h5", "resume_state", attrs, catch)
     without_log = {name: a for name, a in arrays.items() if not name.startswith("log/")}
-    h5io.write(tmp_path / "old.h5", "resume_state", attrs, without_log)  # states before the log
-    part_of_the_log = {**without_log, "log/epochs/step": arrays["log/epochs/step"]}
     with pytest.raises(ValueError, match="dataset log/episodes/return is missing"):
-        h5io.write(tmp_path / "half.h5", "resume_state", attrs, part_of_the_log)
+        h5io.write(tmp_path / "old.h5", "resume_state", attrs, without_log)
+
+
+def _as_format_1(path, kind):
+    """Rewrite a format-2 file of `kind` as format 1 wrote it: older config keys, the old
+    names of the player's counters, an interrupt file's old parts (and its log twice)."""
+    with h5py.File(path, "a") as f:
+        f.attrs["format_version"] = 1
+        config = json.loads(f.attrs["config"])
+        for key, value in migrate.ADDED_KEYS.items():
+            if config[key] == value:
+                del config[key]  # before the key, every run had this value
+        config["target_update_period_updates"] = config.pop("target_update_period_steps") // 4
+        f.attrs["config"] = json.dumps(config)
+        if "counters" in f.attrs:
+            counters = json.loads(f.attrs["counters"])
+            counters["episode"] = counters.pop("episodes")
+            counters["next_is_episode_start"] = counters.pop("starts_episode")
+            f.attrs["counters"] = json.dumps(counters)
+        if kind == "interrupted":
+            f.move("replay_delta", "delta")
+            f.move("resume_state", "state")
+            f.copy("state/log", "log")
+
+
+@pytest.mark.parametrize("kind", ["heldout", "resume_state", "interrupted"])
+def test_a_format_1_file_reads_as_format_2(tmp_path, kind):
+    attrs, arrays = _example(kind)
+    config = presets.NATURE2015.with_values(update_period_steps=4).as_dict()
+    attrs["config"] = json.dumps(config, sort_keys=True)
+    counters = {"epoch": 1, "step": 2, "episodes": 3, "episode_return": 1.5,
+                "episode_steps": 4, "starts_episode": True}
+    if "counters" in attrs:
+        attrs["counters"] = json.dumps(counters)
+    path = tmp_path / "f.h5"
+    h5io.write(path, kind, attrs, arrays)
+    expected = h5io.read(path, kind)
+    _as_format_1(path, kind)
+    with h5py.File(path, "r") as f:
+        assert f.attrs["format_version"] == 1 and "optimizer" not in f.attrs["config"]
+    got_attrs, got_arrays = h5io.read(path, kind)
+    assert got_attrs["format_version"] == h5io.FORMAT_VERSION == 2
+    assert json.loads(got_attrs["config"]) == config
+    assert _parsed(got_attrs) == _parsed(expected[0]) and sorted(got_arrays) == sorted(expected[1])
+    assert h5io.read_attrs(path, kind) == got_attrs
+
+
+def _parsed(attrs):
+    return {k: json.loads(v) if k in ("config", "counters") else v for k, v in attrs.items()}
+
+
+@pytest.mark.parametrize("version", [0, 3, "1"])
+def test_a_file_of_another_format_is_refused_in_one_line_naming_its_version(tmp_path, version):
+    path = tmp_path / "f.h5"
+    h5io.write(path, "snapshot", *_snapshot())
+    with h5py.File(path, "a") as f:
+        f.attrs["format_version"] = version
+    with pytest.raises(DataFileError, match=rf"^{path}: format version {version!r}, which this dqn "
+                                            r"does not read \(it reads 2 and 1\)$"):
+        h5io.read(path, "snapshot")
 
 
 def test_a_file_declaring_more_data_than_memory_is_refused_before_reading(tmp_path, monkeypatch):

@@ -1,30 +1,32 @@
-"""The package's import graph runs with the data flow (environment -> replay -> learner
--> snapshot -> evaluation -> figure) and has no cycles."""
+"""The package's import graph follows the layers that docs/architecture.md declares,
+and has no cycles."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "dqn"
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "dqn"
+DECLARATION = ROOT / "docs" / "architecture.md"
+MARKER = "<!-- layers: read by tests/test_imports.py -->"
 
-# Each module's place in the data flow; a module may import its own stage or earlier.
-STAGES = [
-    # shared by every stage: errors, shapes, seeds, the presets, file and device plumbing
-    {"__init__", "errors", "frames", "seeding", "presets", "atomic", "provenance", "devices"},
-    {"atari", "catch", "games", "explore", "play"},  # environment
-    {"replay"},
-    {"networks", "learner"},
-    {"layouts", "h5io", "rundir", "trainlog", "checkpoint", "progress", "events", "train"},  # snapshot
-    {"evaluate"},
-    {"aggregates", "plots", "video"},  # figure
-    # entry points, which nothing else imports; wheels (the standard library only) runs
-    # before the packages it installs for devicecheck can be imported
-    {"bench", "wheels", "devicecheck"},
-    {"cli"},
-    {"__main__"},
-]
-STAGE = {module: index for index, stage in enumerate(STAGES) for module in stage}
+
+def declared_order(text: str) -> list[list[str]]:
+    """The layers of the table after MARKER, each a list of its modules in order."""
+    layers = []
+    for line in text.split(MARKER, 1)[1].strip().splitlines()[2:]:  # past header, rule
+        if not line.startswith("|"):
+            break
+        modules = line.split("|")[2]
+        layers.append(re.findall(r"`([\w]+)`", modules))
+    return layers
+
+
+LAYERS = declared_order(DECLARATION.read_text())
+# A module's place: (layer, position in its layer); it may import only smaller places.
+PLACE = {module: (i, j) for i, layer in enumerate(LAYERS) for j, module in enumerate(layer)}
 
 
 def imports_of(path: Path) -> set[str]:
@@ -52,15 +54,18 @@ def imports_of(path: Path) -> set[str]:
 GRAPH = {path.stem: imports_of(path) - {path.stem} for path in sorted(PACKAGE.glob("*.py"))}
 
 
-def test_every_module_has_a_place_in_the_data_flow():
-    assert sorted(set(GRAPH) - set(STAGE)) == []
-    assert sorted(set(STAGE) - set(GRAPH)) == []  # no stale names
+def test_every_module_is_declared_once_in_the_layers():
+    listed = [module for layer in LAYERS for module in layer]
+    assert len(LAYERS) == 10 and len(listed) == len(set(listed))
+    assert sorted(set(GRAPH) - set(listed)) == []
+    assert sorted(set(listed) - set(GRAPH)) == []  # no stale names
 
 
 @pytest.mark.parametrize("module", sorted(GRAPH))
-def test_no_module_imports_one_later_in_the_data_flow(module):
-    later = sorted(name for name in GRAPH[module] if STAGE[name] > STAGE[module])
-    assert later == [], f"dqn.{module} imports {later}, which come later in the data flow"
+def test_a_module_imports_only_modules_declared_before_it(module):
+    later = sorted(name for name in GRAPH[module] if PLACE[name] > PLACE[module])
+    assert later == [], (f"dqn.{module} imports {later}, declared after it in "
+                         f"{DECLARATION.relative_to(ROOT)}")
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -87,10 +92,43 @@ def test_the_package_has_no_import_cycles():
     assert find_cycle(GRAPH) is None
 
 
-def test_the_checks_see_a_cycle_and_imports_inside_functions(tmp_path):
+def packages_of(path: Path) -> set[str]:
+    """The top-level packages other than dqn that `path` imports."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module.split(".")[0])
+    return found - {"dqn"}
+
+
+def closure(module: str) -> set[str]:
+    """`module` and every dqn module it imports, directly or not."""
+    seen, todo = {module}, [module]
+    while todo:
+        for imported in GRAPH[todo.pop()] - seen:
+            seen.add(imported)
+            todo.append(imported)
+    return seen
+
+
+@pytest.mark.parametrize("module", ["h5io", "trainlog", "rundir", "plots"])
+def test_what_reads_a_runs_files_needs_no_emulator_replay_or_network(module):
+    # The figures and a run directory's bookkeeping read files only: neither the emulator
+    # nor torch is loaded for them.
+    reached = closure(module)
+    assert reached & {"atari", "games", "replay", "networks", "learner"} == set()
+    packages = set().union(*(packages_of(PACKAGE / f"{m}.py") for m in reached))
+    assert packages & {"torch", "ale_py", "cv2"} == set()
+
+
+def test_the_checks_see_a_cycle_a_late_import_and_imports_inside_functions(tmp_path):
     assert find_cycle({"cli": {"bench"}, "bench": {"train"}, "train": {"cli"}}) == [
         "bench", "train", "cli", "bench"]
     assert find_cycle({"cli": {"bench"}, "bench": {"train"}, "train": set()}) is None
+    table = f"{MARKER}\n| layer | modules | holds |\n|---|---|---|\n| 1 a | `x`, `y` | . |\n| 2 b | `z` | . |\n\nmore"
+    assert declared_order(table) == [["x", "y"], ["z"]]
     # Function-level imports and the `from dqn import x` form are imports too.
     source = tmp_path / "example.py"
     source.write_text("from dqn import h5io\n\ndef f():\n    from dqn.plots import table1\n")

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from dqn import presets
+from dqn import migrate, presets
 from dqn.errors import ConfigError
 
 
@@ -126,12 +126,14 @@ def test_every_key_declares_its_meaning_unit_and_source():
         assert "default" not in declared, key  # a preset gives every value
 
 
-def test_stored_configs_of_older_versions_read_as_this_versions_keys():
+def test_format_1_configs_read_as_this_versions_keys():
     # a nature2015 config as stored before the target period was counted in steps and the
     # no-op count was renamed: same period in steps, the same count, no-ops in steps
     old = {k: v for k, v in presets.NATURE2015.as_dict().items()
-           if k not in presets.ADDED_KEYS and k not in ("target_update_period_steps", "noop_max")}
+           if k not in migrate.ADDED_KEYS and k not in ("target_update_period_steps", "noop_max")}
     old.update(target_update_period_updates=10_000, max_noop_start_steps=30)
-    config = presets.Config(**presets.stored(json.dumps(old)))
+    config = presets.Config(**migrate.format1_config(old))
     assert (config.target_update_period_steps, config.noop_max) == (40_000, 30)
     assert (config.noop_start, config.life_loss_cuts_frame_skip) == ("steps", False)
+    # a config of this version's keys is what it was
+    assert migrate.format1_config(presets.NATURE2015.as_dict()) == presets.NATURE2015.as_dict()

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from dqn import h5io
+from dqn.errors import ConfigError
 from dqn.rundir import RunDir
 
 # A short run: 200 updates in 2 epochs.
@@ -75,6 +76,14 @@ def test_a_directory_that_is_not_a_run_is_refused_and_left_as_it_was(tmp_path):
     assert result.returncode == 2
     assert "not empty and not a dqn run directory (no dqn-run marker)" in last_line(result)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.tmp"]
+
+
+def test_a_directory_without_the_marker_is_refused_even_if_it_holds_run_files(tmp_path):
+    (tmp_path / "heldout.h5").write_bytes(b"")  # a run's file names make no run
+    with pytest.raises(ConfigError, match="not empty and not a dqn run directory"):
+        with RunDir(tmp_path).writing():
+            pass
+    assert [p.name for p in tmp_path.iterdir()] == ["heldout.h5"]
 
 
 def test_clean_up_on_resume_touches_only_the_names_a_run_writes(tmp_path):
@@ -199,7 +208,7 @@ def test_an_output_that_cannot_be_written_is_found_before_any_work(finished, tmp
 def test_weights_of_another_network_are_refused_in_one_line_that_names_every_misfit(tmp_path):
     from dqn import networks
     from dqn.errors import DataFileError
-    from dqn.rundir import load_weights
+    from dqn.checkpoint import load_weights
 
     nature = {f"weights/{name}": value.numpy()
               for name, value in networks.build("nature2015", 4).state_dict().items()}

@@ -2,12 +2,14 @@
 SIGKILL and after SIGTERM or SIGINT (saved mid-epoch), refusals."""
 
 import json
+import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -15,20 +17,21 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from dqn import cli, h5io, networks, presets, seeding
+from dqn import checkpoint, cli, h5io, networks, presets, seeding
 from dqn.atari import Atari
+from dqn.checkpoint import TrainingState
 from dqn.errors import DataFileError, RunMismatchError, Stopped
 from dqn.evaluate import load_network
 from dqn.events import EVENTS_DIR
 from dqn.explore import choose_action, epsilon, greedy
+from dqn.games import make_env
 from dqn.learner import Learner
-from dqn.play import Step
+from dqn.play import Player, Step, random_policy
 from dqn.replay import ReplayMemory
 from dqn.rundir import RunDir
-from dqn.checkpoint import Counters
 from dqn.progress import Meter
 from dqn.train import stop_signals, train
-from dqn.trainlog import TrainLog
+from dqn.trainlog import Counters, TrainLog
 from conftest import assert_same_weights, wait_for, weights
 
 # Runs trained, killed and resumed: not in make test-fast.
@@ -276,7 +279,7 @@ def test_leftovers_of_a_killed_epoch_are_discarded_on_resume(finished_run, tmp_p
     # What a process killed while writing epoch last+1 leaves: its delta and resume
     # state (written before the snapshot) and a temporary snapshot.
     shutil.copy(run.replay_delta(last), run.replay_delta(last + 1))
-    shutil.copy(run.state(last), run.state(last + 1))
+    shutil.copy(run.resume_state(last), run.resume_state(last + 1))
     (out / "snapshots" / f"epoch_{last + 1:04d}.h5.tmp").write_bytes(b"partial")
     subprocess.run(TRAIN + ["--out", str(out)], check=True, capture_output=True, timeout=300)
     assert_same_weights(run, RunDir(finished_run))
@@ -332,8 +335,8 @@ def test_a_damaged_newest_epoch_costs_one_epoch_and_the_run_ends_identical(finis
     out = tmp_path / "killed"
     run = RunDir(out)
     kill_when(out, run.snapshot(3))
-    data = run.state(3).read_bytes()
-    run.state(3).write_bytes(data[:100])
+    data = run.resume_state(3).read_bytes()
+    run.resume_state(3).write_bytes(data[:100])
     done = subprocess.run(TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "so epoch 3 is lost: continuing from epoch 2 instead" in done.stderr
@@ -425,7 +428,7 @@ def test_the_loop_ends_as_algorithm_1_written_out(tmp_path):
         assert np.array_equal(ours[name], value.numpy()), name
     _, log = h5io.read(run.log, "train_log")
     assert log["episodes/return"].tolist() == returns and len(returns) > 3
-    state = h5io.read_attrs(run.state(3), "resume_state")
+    state = h5io.read_attrs(run.resume_state(3), "resume_state")
     assert json.loads(state["agent_rng"]) == agent_rng
     assert state["replay_added"] == replay_added == config.train_steps
 
@@ -456,35 +459,115 @@ def test_a_signal_during_an_update_stops_the_loop_before_the_next_step(
     assert_same_log(RunDir(out), RunDir(reference))
 
 
-def test_a_run_from_before_states_held_the_log_resumes_identical(finished_run, tmp_path):
-    # Resume states written by dqn before this version hold no log/... arrays (and the
-    # directory no dqn-run marker): the run's train_log.h5 stands in. Their configs lack
-    # the keys added since (presets.ADDED_KEYS) whose value is the one every run had
-    # before the key: the run still resumes, and its old and new snapshots evaluate
-    # together.
-    out = tmp_path / "old"
+# The last commit whose code writes format 1 (dqn 0.1.0): the reference runs of that
+# version are continued by this one.
+FORMAT_1_COMMIT = "e6f6a50649e0014e05f294ccc797d8b3c7ec369a"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def format_1_code(tmp_path) -> Path:
+    """The package as it was at FORMAT_1_COMMIT, from this checkout's history: a format-1
+    run directory holds over 10 MB (each snapshot and resume state some MB of weights),
+    too much to keep in the repository, and that code writes one exactly."""
+    try:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", FORMAT_1_COMMIT, "dqn"],
+                                 capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip(f"needs the git history holding {FORMAT_1_COMMIT} (format 1's code)")
+    code = tmp_path / "format1"
+    code.mkdir()
+    subprocess.run(["tar", "-x", "-C", str(code)], input=archive, check=True)
+    return code
+
+
+def test_a_run_begun_by_format_1_code_ends_identical_when_continued(finished_run, tmp_path):
+    # Stopped by SIGINT mid-epoch 3 (an interrupt file on top of two epochs) by dqn
+    # 0.1.0, then continued by this version: the same weights and log as a run of this
+    # version alone; its old files are read as format 2, its new ones written so; the
+    # old and new snapshots evaluate together.
+    code, out = format_1_code(tmp_path), tmp_path / "old"
+    process = subprocess.Popen(TRAIN + ["--out", str(out), "--progress-s", "0.1"], cwd=code,
+                               env={**os.environ, "PYTHONPATH": str(code)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        if (seen := re.search(r"\] step ([\d,]+)/", line)) and int(seen[1].replace(",", "")) >= 650:
+            process.send_signal(signal.SIGINT)
+            break
+    process.stderr.read()
+    assert process.wait(timeout=60) == 128 + signal.SIGINT
     run = RunDir(out)
-    kill_when(out, run.snapshot(2))
-    for epoch in (1, 2):
-        if run.state(epoch).exists():
-            attrs, arrays = h5io.read(run.state(epoch), "resume_state")
-            h5io.write(run.state(epoch), "resume_state", attrs,
-                       {k: v for k, v in arrays.items() if not k.startswith("log/")})
-    for path in out.rglob("*.h5"):
-        with h5py.File(path, "r+") as f:
-            config = json.loads(f.attrs["config"])
-            assert presets.ADDED_KEYS.keys() <= config.keys()
-            f.attrs["config"] = json.dumps({k: v for k, v in config.items()
-                                            if presets.ADDED_KEYS.get(k) != v}, sort_keys=True)
-    (out / "dqn-run").unlink()
+    with h5py.File(run.interrupt, "r") as f:
+        assert f.attrs["format_version"] == 1 and "delta" in f and "log" in f
+    assert run.snapshot_epochs() == [1, 2]
+    step = h5io.read_attrs(run.interrupt, "interrupted")["step"]
     done = subprocess.run(TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+    assert f"resumed from {run.interrupt} at step {step}" in done.stderr
     assert_same_weights(run, RunDir(finished_run))
     assert_same_log(run, RunDir(finished_run))
-    assert "optimizer" not in h5io.read_attrs(run.heldout, "heldout")["config"]
+    versions = []
+    for epoch in run.snapshot_epochs():
+        with h5py.File(run.snapshot(epoch), "r") as f:
+            versions.append(f.attrs["format_version"])
+    assert versions == [1, 1, 2, 2]
     evaluated = subprocess.run([sys.executable, "-m", "dqn.cli", "evaluate", "--run", str(out),
                                 "--out", str(tmp_path / "eval.h5"), "--device", "cpu"],
                                capture_output=True, text=True, timeout=300)
     assert evaluated.returncode == 0, evaluated.stderr
-    assert len(h5io.read(tmp_path / "eval.h5", "evaluation")[1]["epoch"]) == len(
-        run.snapshot_epochs())
+    assert len(h5io.read(tmp_path / "eval.h5", "evaluation")[1]["epoch"]) == 4
+
+
+def _training_state(config, seed):
+    env = make_env("Catch", config, seeding.derive(seed, "train_env"))
+    return TrainingState(Counters(), Player(env), Learner(config, env.n_actions, CPU, seed),
+                         ReplayMemory(config.replay_capacity_transitions),
+                         seeding.generator(seed, "agent"), TrainLog())
+
+
+def test_load_puts_back_exactly_what_save_took():
+    # A state after some play and updates, saved, loaded into a fresh state (as from
+    # files: the parts read back), saved again: the same parts, array for array.
+    config = presets.load("catch", ["replay_capacity_transitions=50", "minibatch_transitions=4"])
+    state = _training_state(config, 1)
+    for step in state.player.run(random_policy(state.rng), 70):
+        state.memory.store(step)
+        state.counters.step += 1
+        if step.episode:
+            state.log.add_episode(step.episode, state.counters.step, 1)
+        if state.counters.step % 10 == 0:
+            state.learner.update(state.memory.sample(4, state.rng))
+    state.counters.epoch = 1
+    state.log.add_epoch({name: 1 for name in state.log.epochs})
+    saved = checkpoint.save(state, {"seed": 1}, since_step=30)
+    assert saved["replay_delta"][0]["start"] == 30 and saved["replay_delta"][0]["stop"] == 70
+
+    fresh = _training_state(config, 2)  # other weights, generators and emulator
+    fresh.memory.put_entries(20, state.memory.entries(20, 30))  # what older deltas hold
+    here = Path("memory")
+    checkpoint.load(fresh, snapshot=(here, *saved["snapshot"]),
+                    resume_state=(here, *saved["resume_state"]),
+                    replay_delta=[(here, *saved["replay_delta"])])
+    again = checkpoint.save(fresh, {"seed": 1}, since_step=30)
+    for kind, (attrs, arrays) in saved.items():
+        assert again[kind][0] == attrs, kind
+        assert sorted(again[kind][1]) == sorted(arrays), kind
+        for name, value in arrays.items():
+            np.testing.assert_array_equal(again[kind][1][name], value, err_msg=f"{kind} {name}")
+    assert fresh.memory.added == 70 and fresh.counters == state.counters
+    for name, column in state.memory.entries(20, 70).items():  # the whole ring
+        np.testing.assert_array_equal(fresh.memory.entries(20, 70)[name], column, err_msg=name)
+    assert fresh.rng.random() == state.rng.random()
+
+
+def test_load_refuses_replay_entries_that_leave_a_gap():
+    config = presets.load("catch", ["replay_capacity_transitions=50"])
+    state = _training_state(config, 1)
+    saved = checkpoint.save(state, {"seed": 1}, since_step=0)
+    attrs, arrays = saved["resume_state"]
+    here = Path("resume.h5")
+    empty = {name: value[:0] for name, value in saved["replay_delta"][1].items()}
+    late = ({"start": 5, "stop": 5}, empty)
+    with pytest.raises(DataFileError, match="^delta.h5: starts at replay entry 5, but entries 0..4"):
+        checkpoint.load(state, snapshot=(here, *saved["snapshot"]),
+                        resume_state=(here, {**attrs, "replay_added": 5}, arrays),
+                        replay_delta=[(Path("delta.h5"), *late)])

@@ -1,0 +1,88 @@
+"""Files of older formats, read as this format's: the one place that knows them.
+
+`dqn.h5io` calls `upgrade` on every file it reads, before it checks the file against
+its kind's layout (`dqn.layouts`, which declares only FORMAT_VERSION), so no other
+module meets an old name. A file of a format that is neither this one nor listed here
+is refused in one line naming its version.
+
+Format 1 (dqn 0.1.0) differs from format 2 in three things:
+- its stored configs may lack keys added since, or use keys renamed since;
+- a resume state names the player's bookkeeping `episode` and `next_is_episode_start`;
+- an interrupt file keeps its parts under delta/, state/, log/ and snapshot/, the log
+  twice (state/log/ holds the same arrays).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from dqn.errors import DataFileError
+from dqn.layouts import FORMAT_VERSION
+
+# Format 1's configs: keys added since some runs were stored, with the value those runs
+# had in effect, and keys renamed, with how the old value reads.
+ADDED_KEYS = {"optimizer": "rmsprop", "adam_epsilon": 1e-8, "fire_on_reset": False,
+              "max_grad_norm": 0.0, "epsilon_anneal_from": "replay_start",
+              "noop_start": "steps", "life_loss_cuts_frame_skip": False,
+              "network_init": "fan_in_uniform", "cuda_graph_update": False,
+              "cuda_deterministic": False}
+RENAMED_KEYS = {
+    # the no-op count was named in steps although frames_at_reset counted frames
+    "max_noop_start_steps": ("noop_max", lambda value, config: value),
+    # the target period was counted in updates; the same period in agent steps (the
+    # refresh lands at most update_period_steps - 1 steps later, before the next update)
+    "target_update_period_updates": (
+        "target_update_period_steps",
+        lambda value, config: value * config["update_period_steps"]),
+}
+# Format 1's names of the player's bookkeeping in a resume state's counters.
+RENAMED_COUNTERS = {"episode": "episodes", "next_is_episode_start": "starts_episode"}
+# Format 1's parts of an interrupt file, by the kind of file each is in format 2.
+RENAMED_PARTS = {"delta/": "replay_delta/", "state/": "resume_state/"}
+DUPLICATE_PART = "log/"  # state/log/ holds the same arrays
+SINCE_SNAPSHOT = ("interrupted", "diverged")
+
+
+def upgrade(path: Any, kind: str, attrs: dict[str, Any], arrays: dict[str, Any]
+            ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A file's attributes and its arrays (by name; any objects, such as HDF5 datasets
+    not read yet) as format FORMAT_VERSION has them."""
+    version = attrs.get("format_version")
+    if version == FORMAT_VERSION:
+        return attrs, arrays
+    if version != 1:
+        raise DataFileError(f"{path}: format version {version!r}, which this dqn does not "
+                            f"read (it reads {FORMAT_VERSION} and 1)")
+    attrs = {**attrs, "format_version": FORMAT_VERSION}
+    if (config := _json_object(attrs.get("config"))) is not None:
+        attrs["config"] = json.dumps(format1_config(config), sort_keys=True)
+    if (counters := _json_object(attrs.get("counters"))) is not None:
+        attrs["counters"] = json.dumps({RENAMED_COUNTERS.get(k, k): v for k, v in counters.items()})
+    if kind in SINCE_SNAPSHOT:
+        renamed = {}
+        for name, value in arrays.items():
+            if not name.startswith(DUPLICATE_PART):
+                old = next((p for p in RENAMED_PARTS if name.startswith(p)), "")
+                renamed[RENAMED_PARTS.get(old, "") + name.removeprefix(old)] = value
+        arrays = renamed
+    return attrs, arrays
+
+
+def format1_config(config: dict) -> dict:
+    """A config stored by format 1, as this version's keys."""
+    config = {**ADDED_KEYS, **config}
+    for old, (new, convert) in RENAMED_KEYS.items():
+        if old in config:
+            config[new] = convert(config.pop(old), config)
+    return config
+
+
+def _json_object(text: Any) -> dict | None:
+    """`text` read as a JSON object; None if it is not one (the layout check then says
+    what is wrong with the attribute)."""
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
