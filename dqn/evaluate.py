@@ -63,7 +63,7 @@ def epsilon_greedy(network: torch.nn.Module, eps: float, rng: np.random.Generato
 
 
 @dataclass(frozen=True)
-class Seen:
+class ValuedStep:
     """A state the policy acted in, as a person and the network saw it, and the step
     taken from it."""
 
@@ -72,8 +72,8 @@ class Seen:
     step: Step
 
 
-def play_seen(network: torch.nn.Module, env: Env, eps: float, rng: np.random.Generator,
-              device: torch.device, max_steps: int, max_episodes: int) -> Iterator[Seen]:
+def play_with_values(network: torch.nn.Module, env: Env, eps: float, rng: np.random.Generator,
+              device: torch.device, max_steps: int, max_episodes: int) -> Iterator[ValuedStep]:
     """`epsilon_greedy`'s play from the start of an episode, yielding for each state its
     screen and Q-values (so the network runs every step, not only for greedy actions):
     the data of Figure 3 (2013 §5.2) and of `dqn watch`'s videos."""
@@ -85,7 +85,7 @@ def play_seen(network: torch.nn.Module, env: Env, eps: float, rng: np.random.Gen
         return choose_action(eps, env.n_actions, rng, lambda: greedy(seen["q"]))
 
     for step in Player(env).run(policy, max_steps, max_episodes):
-        yield Seen(seen["screen"], seen["q"], step)
+        yield ValuedStep(seen["screen"], seen["q"], step)
 
 
 def run_identity(run: RunDir) -> tuple[dict, Config, str, int, list[int]]:
@@ -191,7 +191,7 @@ def trace_run(run_dir: Path, out: Path, device: torch.device, steps: int) -> dic
     env, rng, network, attrs = snapshot_play(run, config, game, seed, epochs[-1], TRACE_STREAM,
                                              device)
     columns = {"frames": [], "screens": [], "q": [], "max_q": [], "actions": [], "rewards": []}
-    for seen in play_seen(network, env, config.eval_epsilon, rng, device, steps, max_episodes=1):
+    for seen in play_with_values(network, env, config.eval_epsilon, rng, device, steps, max_episodes=1):
         step = seen.step
         columns["screens"].append(seen.screen)
         columns["q"].append(seen.q)

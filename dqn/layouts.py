@@ -91,8 +91,7 @@ REPLAY_DELTA = Layout({**PROVENANCE, **COUNTERS, "start": int, "stop": int}, {
 RESUME_STATE = Layout(
     {**PROVENANCE, **COUNTERS, "replay_added": int,
      # `Counters` and `Player.bookkeeping`; the environment's own; a NumPy bit generator's
-     "counters": Json(("epoch", "step", "episodes", "episode_return", "episode_steps",
-                       "starts_episode")),
+     "counters": Json(("epoch", "step", "episode_return", "episode_steps", "starts_episode")),
      "env": Json(("rng",)), "agent_rng": Json(("bit_generator", "state"))},
     {"learner/*": Array("float32", None),
      "env/stack": Array("uint8", (HISTORY_FRAMES, FRAME_PIXELS, FRAME_PIXELS)),
@@ -106,7 +105,7 @@ CHECKPOINT = {"replay_delta": REPLAY_DELTA, "resume_state": RESUME_STATE,
 # Everything since the newest snapshot, in one file (`dqn.checkpoint.save_interrupted`).
 SINCE_SNAPSHOT = Layout(
     {**{name: t for layout in CHECKPOINT.values() for name, t in layout.attrs.items()},
-     "meter": Json(("loss_sum", "losses", "epoch_elapsed_s", "epoch_start_step",  # `Meter.state`
+     "meter": Json(("loss_sum", "losses", "epoch_elapsed_s", "epoch_start_step",  # `Meter.epoch_in_progress`
                     "epoch_start_update"))},
     {name: array for kind, layout in CHECKPOINT.items() for name, array in layout.nested(kind).items()},
     optional=("resume_state/env/ale",))

@@ -7,7 +7,8 @@ is refused in one line naming its version.
 
 Format 1 (dqn 0.1.0) differs from format 2 in three things:
 - its stored configs may lack keys added since, or use keys renamed since;
-- a resume state names the player's bookkeeping `episode` and `next_is_episode_start`;
+- a resume state names the player's `next_is_episode_start` so, and keeps its count of
+  finished episodes (`episode`), which nothing reads;
 - an interrupt file keeps its parts under delta/, state/, log/ and snapshot/, the log
   twice (state/log/ holds the same arrays).
 """
@@ -36,8 +37,10 @@ RENAMED_KEYS = {
         "target_update_period_steps",
         lambda value, config: value * config["update_period_steps"]),
 }
-# Format 1's names of the player's bookkeeping in a resume state's counters.
-RENAMED_COUNTERS = {"episode": "episodes", "next_is_episode_start": "starts_episode"}
+# Format 1's names of the player's bookkeeping in a resume state's counters, and its
+# count of finished episodes, which nothing reads.
+RENAMED_COUNTERS = {"next_is_episode_start": "starts_episode"}
+DROPPED_COUNTERS = ("episode",)
 # Format 1's parts of an interrupt file, by the kind of file each is in format 2.
 RENAMED_PARTS = {"delta/": "replay_delta/", "state/": "resume_state/"}
 DUPLICATE_PART = "log/"  # state/log/ holds the same arrays
@@ -58,7 +61,8 @@ def upgrade(path: Any, kind: str, attrs: dict[str, Any], arrays: dict[str, Any]
     if (config := _json_object(attrs.get("config"))) is not None:
         attrs["config"] = json.dumps(format1_config(config), sort_keys=True)
     if (counters := _json_object(attrs.get("counters"))) is not None:
-        attrs["counters"] = json.dumps({RENAMED_COUNTERS.get(k, k): v for k, v in counters.items()})
+        attrs["counters"] = json.dumps({RENAMED_COUNTERS.get(k, k): v for k, v in counters.items()
+                                        if k not in DROPPED_COUNTERS})
     if kind in SINCE_SNAPSHOT:
         renamed = {}
         for name, value in arrays.items():

@@ -64,7 +64,6 @@ class Player:
         """`start`: begin the first episode now; a resumed run restores the
         environment's state and `load_state`s the bookkeeping instead."""
         self.env = env
-        self.episodes = 0  # episodes finished
         self.episode_return = 0.0  # unclipped return of the episode in progress
         self.episode_steps = 0
         self.starts_episode = True  # whether the current frame is its episode's first
@@ -85,7 +84,6 @@ class Player:
         finished = None
         if terminal:
             finished = Episode(self.episode_return, self.episode_steps, self.env.game_over)
-            self.episodes += 1
             self.episode_return, self.episode_steps = 0.0, 0
             self.env.new_episode()
         return Step(frame, episode_start, action, reward, terminal, finished)
@@ -104,12 +102,11 @@ class Player:
     # -- resume --
     def bookkeeping(self) -> dict:
         """The episodes' bookkeeping, for the resume state."""
-        return {"episodes": self.episodes, "episode_return": self.episode_return,
-                "episode_steps": self.episode_steps, "starts_episode": self.starts_episode}
+        return {"episode_return": self.episode_return, "episode_steps": self.episode_steps,
+                "starts_episode": self.starts_episode}
 
     def load_bookkeeping(self, values: dict) -> None:
         """The inverse of `bookkeeping`."""
-        self.episodes = int(values["episodes"])
         self.episode_return = float(values["episode_return"])
         self.episode_steps = int(values["episode_steps"])
         self.starts_episode = bool(values["starts_episode"])

@@ -26,20 +26,21 @@ class Meter:
         self.loss_sum = torch.zeros((), device=device)
         self.losses = 0
 
-    def state(self) -> dict:
+    def epoch_in_progress(self) -> dict:
         """The epoch in progress (its losses, time and start), for an interrupt file."""
         start_time, start_step, start_updates = self.epoch_start
         return {"loss_sum": float(self.loss_sum), "losses": self.losses,
                 "epoch_elapsed_s": time.monotonic() - start_time,
                 "epoch_start_step": start_step, "epoch_start_update": start_updates}
 
-    def restore(self, state: dict) -> None:
-        """Continue the epoch of `state`: its loss mean stays exact, and its throughput
-        counts the time before the stop, not the time the run was stopped."""
-        self.loss_sum.fill_(state["loss_sum"])
-        self.losses = int(state["losses"])
-        self.epoch_start = (time.monotonic() - state["epoch_elapsed_s"],
-                            int(state["epoch_start_step"]), int(state["epoch_start_update"]))
+    def continue_epoch(self, epoch: dict) -> None:
+        """Continue the epoch in progress that `epoch_in_progress` gave: its loss mean
+        stays exact, and its throughput counts the time before the stop, not the time
+        the run was stopped."""
+        self.loss_sum.fill_(epoch["loss_sum"])
+        self.losses = int(epoch["losses"])
+        self.epoch_start = (time.monotonic() - epoch["epoch_elapsed_s"],
+                            int(epoch["epoch_start_step"]), int(epoch["epoch_start_update"]))
 
     def add_loss(self, loss: torch.Tensor) -> None:
         self.loss_sum += loss

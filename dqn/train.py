@@ -131,7 +131,7 @@ def _train(game: str, preset: str, config: Config, seed: int, run: RunDir,
         view = LiveView(run.root, state.log, state.counters.step, heldout_states, device)
     meter = Meter(state.counters, state.learner.updates, device)
     if epoch_in_progress:
-        meter.restore(epoch_in_progress)
+        meter.continue_epoch(epoch_in_progress)
     try:
         loop(run, attrs, config, state, meter, view, progress_s, signals)
     finally:
@@ -150,7 +150,7 @@ def loop(run: RunDir, attrs: dict, config: Config, state: TrainingState, meter: 
         if signals:
             if view:
                 view.flush(state.log)
-            checkpoint.save_interrupted(run, attrs, state, meter.state())
+            checkpoint.save_interrupted(run, attrs, state, meter.epoch_in_progress())
             raise Stopped(signals[0], f"{signal.Signals(signals[0]).name} at step "
                           f"{counters.step:,}: saved {run.interrupt}; run the same "
                           "command again to continue from there")
@@ -178,7 +178,7 @@ def loop(run: RunDir, attrs: dict, config: Config, state: TrainingState, meter: 
             counters.epoch += 1
             meter.end_epoch(state.log, counters, learner.updates, eps)
             if problem := learner.non_finite(state.log.epochs["loss_mean"][-1]):
-                checkpoint.save_diverged(run, attrs, state, meter.state())
+                checkpoint.save_diverged(run, attrs, state, meter.epoch_in_progress())
                 raise Diverged(f"training diverged in epoch {counters.epoch} (step "
                                f"{counters.step:,}): {problem}; saved what it needs for "
                                f"inspection to {run.diverged}, and no snapshot of the epoch")

@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from dqn.atomic import atomic_write, check_writable
 from dqn.errors import ConfigError
-from dqn.evaluate import play_seen, run_identity, snapshot_play
+from dqn.evaluate import play_with_values, run_identity, snapshot_play
 from dqn.rundir import RunDir
 
 # A fourth seed element of its own: the video's play is neither the evaluation's nor
@@ -76,7 +76,7 @@ def watch(run_dir: Path, out: Path, device: torch.device, epoch: int | None = No
         nonlocal frames
         with video_writer(path, out.suffix, EMULATOR_FRAMES_PER_S / env.frame_skip) as append:
             score, history, episode = 0.0, [], 1
-            for seen in play_seen(network, env, config.eval_epsilon, rng, device, max_steps,
+            for seen in play_with_values(network, env, config.eval_epsilon, rng, device, max_steps,
                                   episodes):
                 history.append(seen.q.max())
                 append(panel.draw(seen.screen, seen.q, seen.step.action, history, score,

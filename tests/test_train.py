@@ -368,7 +368,7 @@ def test_an_epoch_continued_after_a_stop_is_timed_over_both_parts():
     time.sleep(0.05)
     counters.step = 620
     after = Meter(counters, 420, CPU)  # the continued run starts at the saved step
-    after.restore(before.state())
+    after.continue_epoch(before.epoch_in_progress())
     after.add_loss(torch.tensor(4.0))
     counters.step, counters.epoch = 700, 1
     log = TrainLog()

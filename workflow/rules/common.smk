@@ -50,7 +50,7 @@ STRICT_TYPES = validators.extend(
 def check_config():
     """Refuse a config the jobs could not run, before any job, naming the key."""
     for key in sorted(set(config) - set(SCHEMA["properties"])):
-        # Until preset_overrides, a preset key was given at the top level.
+        # A preset key at the top level is a likely slip: say where it belongs.
         if key in presets.Config.model_fields:
             example = yaml.safe_dump({key: config[key]}, default_flow_style=True).strip()
             raise WorkflowError(f"config: {key} is not a workflow key; put preset overrides "
