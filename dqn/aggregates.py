@@ -31,10 +31,14 @@ METRICS = ("Median", "IQM", "Mean", "Optimality gap")
 def normalised_games(paper_rows: dict[str, dict[str, float]]) -> list[str]:
     """The games of the paper's table that have a Random and a Human score."""
     if RANDOM_ROW not in paper_rows or HUMAN_ROW not in paper_rows:
-        raise DataFileError(f"the paper's table needs rows {RANDOM_ROW} and {HUMAN_ROW} to "
-                            "normalise scores")
-    return [game for game in paper_rows[HUMAN_ROW]
-            if paper_rows[HUMAN_ROW][game] != paper_rows[RANDOM_ROW][game]]
+        raise DataFileError(
+            f"the paper's table needs rows {RANDOM_ROW} and {HUMAN_ROW} to normalise scores"
+        )
+    return [
+        game
+        for game in paper_rows[HUMAN_ROW]
+        if paper_rows[HUMAN_ROW][game] != paper_rows[RANDOM_ROW][game]
+    ]
 
 
 def human_normalised(score, game: str, paper_rows: dict[str, dict[str, float]]):
@@ -46,8 +50,14 @@ def human_normalised(score, game: str, paper_rows: dict[str, dict[str, float]]):
 def aggregate_metrics(scores: np.ndarray) -> np.ndarray:
     """METRICS of a (runs, games) matrix of normalised scores. The optimality gap is the
     mean shortfall from human level (scores above 1 count as 1)."""
-    return np.array([metrics.aggregate_median(scores), metrics.aggregate_iqm(scores),
-                     metrics.aggregate_mean(scores), metrics.aggregate_optimality_gap(scores)])
+    return np.array(
+        [
+            metrics.aggregate_median(scores),
+            metrics.aggregate_iqm(scores),
+            metrics.aggregate_mean(scores),
+            metrics.aggregate_optimality_gap(scores),
+        ]
+    )
 
 
 def iqm_per_point(scores: np.ndarray) -> np.ndarray:
@@ -80,14 +90,19 @@ def too_few_runs(scores: np.ndarray | list[np.ndarray]) -> str | None:
         return None
     games = (scores[0] if isinstance(scores, list) else scores).shape[1]
     if games == 1:
-        return ("one game and one seed: each aggregate is that run's normalised score; "
-                "no interval (it needs two seeds or more)")
+        return (
+            "one game and one seed: each aggregate is that run's normalised score; "
+            "no interval (it needs two seeds or more)"
+        )
     return "one seed per game: no interval (a bootstrap over seeds needs two or more)"
 
 
-def interval_estimates(scores: dict[str, np.ndarray | list[np.ndarray]],
-                       func: Callable[..., np.ndarray], reps: int, seed: int
-                       ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray | None]]:
+def interval_estimates(
+    scores: dict[str, np.ndarray | list[np.ndarray]],
+    func: Callable[..., np.ndarray],
+    reps: int,
+    seed: int,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray | None]]:
     """rliable's point estimates of `func` and their 95% stratified-bootstrap intervals
     (percentile, `reps` resamples), per key: a (runs, games, ...) array, or a list of
     them for a function of several (each resampled on its own). The interval is None
@@ -100,7 +115,8 @@ def interval_estimates(scores: dict[str, np.ndarray | list[np.ndarray]],
             continue
         with _numpy_global_seed(seed):
             point, interval = library.get_interval_estimates(
-                {key: value}, func, reps=reps, confidence_interval_size=CONFIDENCE)
+                {key: value}, func, reps=reps, confidence_interval_size=CONFIDENCE
+            )
         points[key], intervals[key] = point[key], interval[key]
     return points, intervals
 
@@ -129,6 +145,9 @@ def mean_interval(values) -> tuple[float, float | None, float | None]:
     mean = float(values.mean())
     if len(values) < 2:
         return mean, None, None
-    half = (scipy.stats.t.ppf(0.5 + CONFIDENCE / 2, len(values) - 1)
-            * values.std(ddof=1) / np.sqrt(len(values)))
+    half = (
+        scipy.stats.t.ppf(0.5 + CONFIDENCE / 2, len(values) - 1)
+        * values.std(ddof=1)
+        / np.sqrt(len(values))
+    )
     return mean, mean - half, mean + half

@@ -79,8 +79,9 @@ class Atari:
         # the set's third action, at each episode's start (after the no-ops), so a game
         # that waits for FIRE (Breakout's ball) starts without the agent finding FIRE.
         names = self.action_names
-        self._start_actions = ((names.index("FIRE"), 2)
-                               if config.fire_on_reset and "FIRE" in names else ())
+        self._start_actions = (
+            (names.index("FIRE"), 2) if config.fire_on_reset and "FIRE" in names else ()
+        )
         self._max_of_two = config.preprocessing == "nature2015"
         # [0]: the screen before the last of a frame skip (Nature's max), [1]: the last.
         self._screens = np.zeros((2, *SCREEN_SHAPE), np.uint8)
@@ -138,9 +139,11 @@ class Atari:
         else:
             # past a lost life its EpisodicLifeEnv takes one no-op step.
             noop_steps = 1
-        for action, frames in ([(0, noop_frames)] * (noop_frames > 0)
-                               + [(0, self.frame_skip)] * noop_steps
-                               + [(a, self.frame_skip) for a in self._start_actions]):
+        for action, frames in (
+            [(0, noop_frames)] * (noop_frames > 0)
+            + [(0, self.frame_skip)] * noop_steps
+            + [(a, self.frame_skip) for a in self._start_actions]
+        ):
             self._repeat(action, frames)
             if self.ale.game_over():
                 self.ale.reset_game()
@@ -199,19 +202,29 @@ class Atari:
             # Nature §Methods: per-pixel max of the last two frames (sprites that
             # flicker appear in one of them), then resize straight to 84x84.
             np.maximum(screen, self._screens[0], out=screen)
-            cv2.resize(screen, (FRAME_PIXELS, FRAME_PIXELS), dst=out, interpolation=RESIZE_INTERPOLATION)
+            cv2.resize(
+                screen, (FRAME_PIXELS, FRAME_PIXELS), dst=out, interpolation=RESIZE_INTERPOLATION
+            )
         else:
             # 2013 §4.1: downsample to 110x84, then crop the 84x84 playing area.
-            cv2.resize(screen, DOWNSAMPLED_SHAPE[::-1], dst=self._downsampled,
-                       interpolation=RESIZE_INTERPOLATION)
-            out[:] = self._downsampled[CROP_TOP_ROW:CROP_TOP_ROW + FRAME_PIXELS]
+            cv2.resize(
+                screen,
+                DOWNSAMPLED_SHAPE[::-1],
+                dst=self._downsampled,
+                interpolation=RESIZE_INTERPOLATION,
+            )
+            out[:] = self._downsampled[CROP_TOP_ROW : CROP_TOP_ROW + FRAME_PIXELS]
 
     # -- resume --
     def get_state(self) -> tuple[dict[str, np.ndarray], dict]:
         """(arrays, JSON-able values): all a resume needs to continue this emulator."""
-        return ({"ale": np.frombuffer(self.ale.cloneState(include_rng=True).serialize(), np.uint8),
-                 "stack": self.stack.copy()},
-                {"game_needs_reset": self._game_needs_reset, "rng": self.rng.bit_generator.state})
+        return (
+            {
+                "ale": np.frombuffer(self.ale.cloneState(include_rng=True).serialize(), np.uint8),
+                "stack": self.stack.copy(),
+            },
+            {"game_needs_reset": self._game_needs_reset, "rng": self.rng.bit_generator.state},
+        )
 
     def set_state(self, arrays: dict[str, np.ndarray], values: dict) -> None:
         self.ale.restoreState(ALEState(np.asarray(arrays["ale"], np.uint8).tobytes()))

@@ -104,8 +104,10 @@ def run_benchmarks(game: str, device: torch.device, seconds: float) -> dict:
 
 # -- timing helpers --
 
-def calls_per_s(work: Callable[[], object], seconds: float,
-                sync: Callable[[], object] = lambda: None) -> float:
+
+def calls_per_s(
+    work: Callable[[], object], seconds: float, sync: Callable[[], object] = lambda: None
+) -> float:
     """How often `work` runs per second, over a window of `seconds`.
 
     `sync` runs before the clock stops, so queued GPU work is counted.
@@ -120,8 +122,11 @@ def calls_per_s(work: Callable[[], object], seconds: float,
     return calls / (time.perf_counter() - start)
 
 
-def interleaved_rates(workloads: dict[str, Callable[[], object]], seconds: float,
-                      sync: Callable[[], object] = lambda: None) -> dict[str, float]:
+def interleaved_rates(
+    workloads: dict[str, Callable[[], object]],
+    seconds: float,
+    sync: Callable[[], object] = lambda: None,
+) -> dict[str, float]:
     """Median calls/s of each workload, measured in alternating slices.
 
     The machine is shared and noisy: alternating means a busy spell slows every
@@ -142,16 +147,19 @@ def device_sync(device: torch.device) -> Callable[[], None]:
 
 # -- 6. context --
 
+
 def context_figures(game: str, device: torch.device, seconds: float) -> dict:
     """The machine and the code the figures come from, so runs can be compared."""
     return {
         "game": game,
         "device": str(device),
-        "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
-                        else cpu_model()),
+        "device_name": (
+            torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
+        ),
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+        "cpus_usable": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "frame_skip_frames": frame_skip(game, presets.PAPER2013),
@@ -182,6 +190,7 @@ def cpu_model() -> str:
 
 # -- 1. environment --
 
+
 def environment_figures(game: str, seconds: float) -> dict:
     """The bare emulator against our environment, on the same game and frame skip."""
     paper = Atari(game, presets.PAPER2013, SEED)
@@ -192,11 +201,14 @@ def environment_figures(game: str, seconds: float) -> dict:
     bare.ale.reset_game()
     # The same pre-drawn random actions for all three, so drawing them costs nothing.
     plan = np.random.default_rng(SEED).integers(paper.n_actions, size=4096).tolist()
-    rates = interleaved_rates({
-        "raw": raw_stepper(bare, plan),
-        "paper": agent_stepper(paper, plan),
-        "nature": agent_stepper(nature, plan),
-    }, seconds)
+    rates = interleaved_rates(
+        {
+            "raw": raw_stepper(bare, plan),
+            "paper": agent_stepper(paper, plan),
+            "nature": agent_stepper(nature, plan),
+        },
+        seconds,
+    )
     raw_frames_per_s = rates["raw"] * bare.frame_skip
     return {
         "raw_emulator_frames_per_s": raw_frames_per_s,
@@ -206,8 +218,8 @@ def environment_figures(game: str, seconds: float) -> dict:
         "env_nature_agent_steps_per_s": rates["nature"],
         # Nature's no-op starts and life-loss episodes add emulator frames that are not
         # agent steps, so this overhead is more than the preprocessing alone.
-        "env_nature_overhead_vs_emulator":
-            raw_frames_per_s / nature.frame_skip / rates["nature"] - 1,
+        "env_nature_overhead_vs_emulator": raw_frames_per_s / nature.frame_skip / rates["nature"]
+        - 1,
     }
 
 
@@ -222,6 +234,7 @@ def raw_stepper(env: Atari, plan: list[int]) -> Callable[[], None]:
             ale.act(action)
             if ale.game_over():
                 ale.reset_game()
+
     return step
 
 
@@ -233,6 +246,7 @@ def agent_stepper(env: Atari, plan: list[int]) -> Callable[[], object]:
 
 
 # -- 2. replay: a paper-sized memory --
+
 
 def play_randomly_entries(game: str, steps: int) -> tuple[dict[str, np.ndarray], int]:
     """The replay entries of `steps` steps of random play, as the training loop adds them."""
@@ -256,28 +270,35 @@ def filled_memory(game: str, entries: int = REPLAY_FILL_ENTRIES) -> tuple[Replay
 
 # -- 3. one minibatch draw against one learner update --
 
-def learner_figures(memory: ReplayMemory, batch: Minibatch, n_actions: int,
-                    device: torch.device, seconds: float) -> dict:
+
+def learner_figures(
+    memory: ReplayMemory, batch: Minibatch, n_actions: int, device: torch.device, seconds: float
+) -> dict:
     """Updates/s on one fixed minibatch (the learner alone), alternated with minibatch
     draws from the paper-sized memory, so their ratio comes from the same spells."""
-    learners = {name: warm_learner(config, n_actions, device, batch)
-                for name, config in (("paper", presets.PAPER2013),
-                                     ("nature", presets.NATURE2015))}
+    learners = {
+        name: warm_learner(config, n_actions, device, batch)
+        for name, config in (("paper", presets.PAPER2013), ("nature", presets.NATURE2015))
+    }
     sync = device_sync(device)
     sync()
     rng = np.random.default_rng(SEED)
-    workloads = {name: lambda learner=learner: learner.update(batch)
-                 for name, learner in learners.items()}
+    workloads = {
+        name: lambda learner=learner: learner.update(batch) for name, learner in learners.items()
+    }
     workloads["sample"] = lambda: memory.sample(len(batch.actions), rng)
     rates = interleaved_rates(workloads, seconds, sync)
-    return {"replay_sample_batch32_ms": 1000 / rates["sample"],
-            "replay_sample_vs_update_ratio": rates["paper"] / rates["sample"],
-            "learner_updates_per_s": rates["paper"],
-            "learner_updates_per_s_nature": rates["nature"]}
+    return {
+        "replay_sample_batch32_ms": 1000 / rates["sample"],
+        "replay_sample_vs_update_ratio": rates["paper"] / rates["sample"],
+        "learner_updates_per_s": rates["paper"],
+        "learner_updates_per_s_nature": rates["nature"],
+    }
 
 
-def warm_learner(config: presets.Config, n_actions: int, device: torch.device,
-                 batch: Minibatch) -> Learner:
+def warm_learner(
+    config: presets.Config, n_actions: int, device: torch.device, batch: Minibatch
+) -> Learner:
     """A learner past its first updates, which pick kernels, allocate, and capture the
     update's CUDA graph (cuda_graph_update)."""
     learner = Learner(config, n_actions, device, SEED)
@@ -287,17 +308,25 @@ def warm_learner(config: presets.Config, n_actions: int, device: torch.device,
     return learner
 
 
-def update_rates(configs: dict[str, presets.Config], batch: Minibatch, n_actions: int,
-                 device: torch.device, seconds: float,
-                 deterministic: tuple[str, ...] = ()) -> dict[str, float]:
+def update_rates(
+    configs: dict[str, presets.Config],
+    batch: Minibatch,
+    n_actions: int,
+    device: torch.device,
+    seconds: float,
+    deterministic: tuple[str, ...] = (),
+) -> dict[str, float]:
     """Updates/s of a learner of each config on one fixed minibatch, alternated in
     slices; those named in `deterministic` run with torch's deterministic algorithms
     (what cuda_deterministic turns on), set around each of their calls."""
     workloads = {}
     for name, config in configs.items():
         learner = warm_learner(config, n_actions, device, batch)
-        workloads[name] = (partial(deterministic_call, learner.update, batch)
-                           if name in deterministic else partial(learner.update, batch))
+        workloads[name] = (
+            partial(deterministic_call, learner.update, batch)
+            if name in deterministic
+            else partial(learner.update, batch)
+        )
     return interleaved_rates(workloads, seconds, device_sync(device))
 
 
@@ -315,8 +344,9 @@ def deterministic_call(work: Callable, *args):
             del os.environ[CUBLAS_WORKSPACE]
 
 
-def greedy_action_ms(network: torch.nn.Module, stack: np.ndarray, device: torch.device,
-                     seconds: float) -> float:
+def greedy_action_ms(
+    network: torch.nn.Module, stack: np.ndarray, device: torch.device, seconds: float
+) -> float:
     """The greedy action's latency: the forward pass on one state and the read-back."""
     return 1000 / calls_per_s(lambda: greedy(q_values(network, stack, device)), seconds)
 
@@ -325,34 +355,47 @@ def sample_to_device_ms(memory: ReplayMemory, learner: Learner, seconds: float) 
     """A minibatch draw with its copy to the learner's device, as an update makes it."""
     rng = np.random.default_rng(SEED)
     size = learner.config.minibatch_transitions
-    return 1000 / calls_per_s(lambda: learner.to_device(memory.sample(size, rng)), seconds,
-                              device_sync(learner.device))
+    return 1000 / calls_per_s(
+        lambda: learner.to_device(memory.sample(size, rng)), seconds, device_sync(learner.device)
+    )
 
 
-def preset_loop_figures(game: str, preset: str, device: torch.device, updates: int,
-                        overrides: tuple[str, ...] = ()) -> dict:
+def preset_loop_figures(
+    game: str, preset: str, device: torch.device, updates: int, overrides: tuple[str, ...] = ()
+) -> dict:
     """Agent steps/s and updates/s of a one-epoch run of `dqn train` with `preset`'s
     network, learner and update period: a minibatch's worth of random steps, then
     `updates` updates at the final epsilon (see training_loop_figures)."""
     base = presets.load(preset, list(overrides))
     start = base.minibatch_transitions
     steps = start + updates * base.update_period_steps
-    config = base.with_overrides([
-        f"replay_start_steps={start}", f"epoch_updates={updates}", f"train_steps={steps}",
-        f"replay_capacity_transitions={steps}", "epsilon_anneal_steps=0",
-        "heldout_collect_steps=40", "heldout_states=32"])
+    config = base.with_overrides(
+        [
+            f"replay_start_steps={start}",
+            f"epoch_updates={updates}",
+            f"train_steps={steps}",
+            f"replay_capacity_transitions={steps}",
+            "epsilon_anneal_steps=0",
+            "heldout_collect_steps=40",
+            "heldout_states=32",
+        ]
+    )
     with tempfile.TemporaryDirectory(prefix="dqn-bench-") as tmp:
         train(game, preset, config, SEED, Path(tmp) / "run", device, progress_s=float("inf"))
         _, log = h5io.read(Path(tmp) / "run" / "train_log.h5", "train_log")
     assert log["epochs/update"].tolist() == [updates], "one epoch per run"
-    return {"agent_steps_per_s": float(log["epochs/steps_per_s"][0]),
-            "updates_per_s": float(log["epochs/updates_per_s"][0])}
+    return {
+        "agent_steps_per_s": float(log["epochs/steps_per_s"][0]),
+        "updates_per_s": float(log["epochs/updates_per_s"][0]),
+    }
 
 
 # -- 4. the training loop against the bare update, on 1 and 2 threads --
 
-def training_loop_figures(game: str, batch: Minibatch, n_actions: int, device: torch.device,
-                          seconds: float) -> dict:
+
+def training_loop_figures(
+    game: str, batch: Minibatch, n_actions: int, device: torch.device, seconds: float
+) -> dict:
     """Agent steps/s of the real training loop against updates/s of the bare update.
 
     Both use the 2013 network, minibatches of 32 and `device`, and the loop does one
@@ -384,11 +427,15 @@ def training_loop_figures(game: str, batch: Minibatch, n_actions: int, device: t
                 # At the current thread count, with and without the event files back to
                 # back, each first in turn: on a busy machine the order alone moves their
                 # ratio (docs/benchmark.md).
-                views = [True] if threads != default_threads else (
-                    [True, False] if round_number % 2 else [False, True])
+                views = (
+                    [True]
+                    if threads != default_threads
+                    else ([True, False] if round_number % 2 else [False, True])
+                )
                 for live_view in views:
                     (loop[threads] if live_view else no_events).append(
-                        loop_steps_per_s(game, config, device, live_view))
+                        loop_steps_per_s(game, config, device, live_view)
+                    )
     finally:
         torch.set_num_threads(default_threads)
     figures = {"train_updates_per_run": updates}
@@ -396,32 +443,46 @@ def training_loop_figures(game: str, batch: Minibatch, n_actions: int, device: t
         figures[f"train_bare_updates_per_s_threads{threads}"] = statistics.median(bare[threads])
         figures[f"train_agent_steps_per_s_threads{threads}"] = statistics.median(loop[threads])
         figures[f"train_overhead_vs_bare_update_threads{threads}"] = (
-            statistics.median(bare[threads]) / statistics.median(loop[threads]) - 1)
+            statistics.median(bare[threads]) / statistics.median(loop[threads]) - 1
+        )
     for name in ("train_bare_updates_per_s", "train_agent_steps_per_s"):
         figures[f"{name}_2_vs_1_threads"] = (
-            figures[f"{name}_threads2"] / figures[f"{name}_threads1"])
+            figures[f"{name}_threads2"] / figures[f"{name}_threads1"]
+        )
     # Unsuffixed: at torch's current thread count (the --threads given to dqn bench).
-    for name in ("train_bare_updates_per_s", "train_agent_steps_per_s",
-                 "train_overhead_vs_bare_update"):
+    for name in (
+        "train_bare_updates_per_s",
+        "train_agent_steps_per_s",
+        "train_overhead_vs_bare_update",
+    ):
         figures[name] = figures[f"{name}_threads{default_threads}"]
     figures["train_agent_steps_per_s_no_events"] = statistics.median(no_events)
     figures["train_events_overhead_vs_no_events"] = (
-        statistics.median(no_events) / figures["train_agent_steps_per_s"] - 1)
+        statistics.median(no_events) / figures["train_agent_steps_per_s"] - 1
+    )
     return figures
 
 
 def loop_config(seconds: float) -> presets.Config:
     """The one-epoch runs of the timings (see training_loop_figures)."""
     updates = max(LOOP_MIN_UPDATES, round(LOOP_UPDATES_PER_TIMING_S * seconds))
-    return presets.load("quick", [
-        f"replay_start_steps={LOOP_REPLAY_START_STEPS}", f"epoch_updates={updates}",
-        f"train_steps={LOOP_REPLAY_START_STEPS + updates}",
-        f"replay_capacity_transitions={LOOP_REPLAY_START_STEPS + updates}",
-        "epsilon_anneal_steps=0", "heldout_collect_steps=40", "heldout_states=32"])
+    return presets.load(
+        "quick",
+        [
+            f"replay_start_steps={LOOP_REPLAY_START_STEPS}",
+            f"epoch_updates={updates}",
+            f"train_steps={LOOP_REPLAY_START_STEPS + updates}",
+            f"replay_capacity_transitions={LOOP_REPLAY_START_STEPS + updates}",
+            "epsilon_anneal_steps=0",
+            "heldout_collect_steps=40",
+            "heldout_states=32",
+        ],
+    )
 
 
-def loop_steps_per_s(game: str, config: presets.Config, device: torch.device,
-                     live_view: bool = True) -> float:
+def loop_steps_per_s(
+    game: str, config: presets.Config, device: torch.device, live_view: bool = True
+) -> float:
     """Steps with an update per second in a one-epoch run of `dqn train` (see above).
 
     The epoch's time includes the replay-start steps but only the steps with an update
@@ -429,8 +490,9 @@ def loop_steps_per_s(game: str, config: presets.Config, device: torch.device,
     """
     with tempfile.TemporaryDirectory(prefix="dqn-bench-") as tmp:
         out = Path(tmp) / "run"
-        train(game, "quick", config, SEED, out, device, progress_s=float("inf"),
-              live_view=live_view)
+        train(
+            game, "quick", config, SEED, out, device, progress_s=float("inf"), live_view=live_view
+        )
         _, log = h5io.read(out / "train_log.h5", "train_log")
     assert log["epochs/update"].tolist() == [config.epoch_updates], "one epoch per run"
     return config.epoch_updates / float(log["epochs/wall_s"][0])
@@ -438,16 +500,22 @@ def loop_steps_per_s(game: str, config: presets.Config, device: torch.device,
 
 # -- 5. resume --
 
+
 def resume_figures(game: str, memory: ReplayMemory, n_actions: int) -> dict:
     """The files of one paper epoch: its replay delta (50k entries) and the resume state."""
-    attrs = {**provenance.record(game, SEED, "paper2013", presets.PAPER2013.as_dict()),
-             "epoch": 1, "step": EPOCH_ENTRIES, "update": EPOCH_ENTRIES}
+    attrs = {
+        **provenance.record(game, SEED, "paper2013", presets.PAPER2013.as_dict()),
+        "epoch": 1,
+        "step": EPOCH_ENTRIES,
+        "update": EPOCH_ENTRIES,
+    }
     delta = memory.entries(0, EPOCH_ENTRIES)  # what save_epoch hands to write_epoch
     with tempfile.TemporaryDirectory(prefix="dqn-bench-") as tmp:
         path = Path(tmp) / "replay_0001.h5"
         start = time.perf_counter()
-        h5io.write(path, "replay_delta", {**attrs, "start": 0, "stop": EPOCH_ENTRIES}, delta,
-                   compress=True)
+        h5io.write(
+            path, "replay_delta", {**attrs, "start": 0, "stop": EPOCH_ENTRIES}, delta, compress=True
+        )
         write_s = time.perf_counter() - start
         delta_bytes = path.stat().st_size
         # A resume after a restart reads from disk, not from the page cache the write
@@ -470,9 +538,14 @@ def resume_figures(game: str, memory: ReplayMemory, n_actions: int) -> dict:
 def resume_state_bytes(game: str, n_actions: int, path: Path, attrs: dict) -> int:
     """Size of a paper2013 resume state file: RMSProp averages, emulator, RNGs (the
     network's weights are the snapshot's)."""
-    state = TrainingState(Counters(), Player(Atari(game, presets.PAPER2013, SEED)),
-                          Learner(presets.PAPER2013, n_actions, torch.device("cpu"), SEED),
-                          ReplayMemory(1), np.random.default_rng(SEED), TrainLog())
+    state = TrainingState(
+        Counters(),
+        Player(Atari(game, presets.PAPER2013, SEED)),
+        Learner(presets.PAPER2013, n_actions, torch.device("cpu"), SEED),
+        ReplayMemory(1),
+        np.random.default_rng(SEED),
+        TrainLog(),
+    )
     h5io.write(path, "resume_state", *checkpoint.save(state, attrs, 0)["resume_state"])
     return path.stat().st_size
 
@@ -489,6 +562,7 @@ def drop_from_page_cache(path: Path) -> None:
 
 # -- 7. the views of a run: its live view, and its video --
 
+
 def events_figures(n_actions: int, device: torch.device, steps_per_s: float) -> dict:
     """The live view's own work over one paper epoch (50k agent steps), timed alone
     where the loop timings above cannot resolve 1% on a shared machine: its call after
@@ -497,7 +571,8 @@ def events_figures(n_actions: int, device: torch.device, steps_per_s: float) -> 
     average max-Q of 2013's 500 held-out states on the 2013 network, and a flush). Its
     share of the epoch's time at the loop's steps/s is the view's overhead."""
     states = np.random.default_rng(SEED).integers(
-        0, 256, (presets.PAPER2013.heldout_states, 4, 84, 84), dtype=np.uint8)
+        0, 256, (presets.PAPER2013.heldout_states, 4, 84, 84), dtype=np.uint8
+    )
     network = build("paper2013", n_actions).to(device)
     log = TrainLog()
     with tempfile.TemporaryDirectory(prefix="dqn-bench-") as tmp:
@@ -514,10 +589,11 @@ def events_figures(n_actions: int, device: torch.device, steps_per_s: float) -> 
         view.end_epoch(log, network)
         epoch_end_s = time.perf_counter() - start
         view.close()
-    return {"events_write_us_per_step": 1e6 * steps_s / EPOCH_ENTRIES,
-            "events_epoch_end_s": epoch_end_s,
-            "events_share_of_paper_epoch":
-                (steps_s + epoch_end_s) / (EPOCH_ENTRIES / steps_per_s)}
+    return {
+        "events_write_us_per_step": 1e6 * steps_s / EPOCH_ENTRIES,
+        "events_epoch_end_s": epoch_end_s,
+        "events_share_of_paper_epoch": (steps_s + epoch_end_s) / (EPOCH_ENTRIES / steps_per_s),
+    }
 
 
 def watch_figures(game: str, device: torch.device, seconds: float) -> dict:
@@ -526,14 +602,24 @@ def watch_figures(game: str, device: torch.device, seconds: float) -> dict:
     bytes per frame."""
     with tempfile.TemporaryDirectory(prefix="dqn-bench-") as tmp:
         run, video = Path(tmp) / "run", Path(tmp) / "video.mp4"
-        train(game, "quick", loop_config(seconds), SEED, run, device, progress_s=float("inf"),
-              live_view=False)
+        train(
+            game,
+            "quick",
+            loop_config(seconds),
+            SEED,
+            run,
+            device,
+            progress_s=float("inf"),
+            live_view=False,
+        )
         frames = max(WATCH_MIN_FRAMES, round(WATCH_FRAMES_PER_TIMING_S * seconds))
         start = time.perf_counter()
         frames = watch(run, video, device, episodes=frames, max_steps=frames)
         frames_per_s = frames / (time.perf_counter() - start)
         size_bytes = video.stat().st_size
-    return {"watch_frames_per_s": frames_per_s,
-            "watch_vs_game_speed":
-                frames_per_s / (EMULATOR_FRAMES_PER_S / frame_skip(game, presets.PAPER2013)),
-            "watch_mp4_bytes_per_frame": size_bytes / frames}
+    return {
+        "watch_frames_per_s": frames_per_s,
+        "watch_vs_game_speed": frames_per_s
+        / (EMULATOR_FRAMES_PER_S / frame_skip(game, presets.PAPER2013)),
+        "watch_mp4_bytes_per_frame": size_bytes / frames,
+    }

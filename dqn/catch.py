@@ -82,9 +82,14 @@ class Catch:
 
     # -- resume --
     def get_state(self) -> tuple[dict[str, np.ndarray], dict]:
-        return ({"stack": self.stack.copy()},
-                {"ball": [self.ball_row, self.ball_column], "paddle": self.paddle_column,
-                 "rng": self.rng.bit_generator.state})
+        return (
+            {"stack": self.stack.copy()},
+            {
+                "ball": [self.ball_row, self.ball_column],
+                "paddle": self.paddle_column,
+                "rng": self.rng.bit_generator.state,
+            },
+        )
 
     def set_state(self, arrays: dict[str, np.ndarray], values: dict) -> None:
         self.stack[:] = arrays["stack"]

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -54,26 +54,41 @@ def save(state: TrainingState, attrs: dict, since_step: int) -> dict[str, Part]:
     # One replay entry per agent step, so the entries since a step start at that step.
     start = max(since_step, memory.added - memory.size)
     env_arrays, env_values = state.player.env.get_state()
-    resume = {f"learner/{name}/{i:03d}": t.detach().cpu().numpy()
-              for name, tensors in learner.state()["tensors"].items()
-              for i, t in enumerate(tensors)}
+    resume = {
+        f"learner/{name}/{i:03d}": t.detach().cpu().numpy()
+        for name, tensors in learner.state()["tensors"].items()
+        for i, t in enumerate(tensors)
+    }
     resume.update({f"env/{name}": value for name, value in env_arrays.items()})
     resume.update({f"log/{name}": value for name, value in state.log.arrays().items()})
     return {
-        "replay_delta": ({**counters, "start": start, "stop": memory.added},
-                         memory.entries(start, memory.added)),
-        "resume_state": ({**counters, "replay_added": memory.added,
-                          "counters": json.dumps({**asdict(state.counters),
-                                                  **state.player.bookkeeping()}),
-                          "env": json.dumps(env_values),
-                          "agent_rng": json.dumps(state.rng.bit_generator.state)}, resume),
-        "snapshot": (counters, {f"weights/{name}": t.detach().cpu().numpy()
-                                for name, t in learner.network.state_dict().items()}),
+        "replay_delta": (
+            {**counters, "start": start, "stop": memory.added},
+            memory.entries(start, memory.added),
+        ),
+        "resume_state": (
+            {
+                **counters,
+                "replay_added": memory.added,
+                "counters": json.dumps({**asdict(state.counters), **state.player.bookkeeping()}),
+                "env": json.dumps(env_values),
+                "agent_rng": json.dumps(state.rng.bit_generator.state),
+            },
+            resume,
+        ),
+        "snapshot": (
+            counters,
+            {
+                f"weights/{name}": t.detach().cpu().numpy()
+                for name, t in learner.network.state_dict().items()
+            },
+        ),
     }
 
 
-def load(state: TrainingState, snapshot: Read, resume_state: Read,
-         replay_delta: Iterable[Read]) -> None:
+def load(
+    state: TrainingState, snapshot: Read, resume_state: Read, replay_delta: Iterable[Read]
+) -> None:
     """The inverse of `save`: put weights, resume state and replay entries back. The
     replay parts, oldest first, must join up from what the memory holds (or from the
     oldest entry the ring keeps) to the entries the resume state counts; a part that
@@ -84,25 +99,32 @@ def load(state: TrainingState, snapshot: Read, resume_state: Read,
     try:
         _load_resume_state(state, attrs, arrays)
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        raise DataFileError(f"{path}: its resume state does not fit this run "
-                            f"({type(error).__name__}: {' '.join(str(error).split())})") from None
+        raise DataFileError(
+            f"{path}: its resume state does not fit this run "
+            f"({type(error).__name__}: {' '.join(str(error).split())})"
+        ) from None
     memory, added = state.memory, attrs["replay_added"]
     expected = max(memory.added, added - min(added, memory.capacity))  # the next entry needed
     for delta_path, delta_attrs, delta in replay_delta:
         start, stop = delta_attrs["start"], delta_attrs["stop"]
         if stop - start != len(delta["frames"]):
-            raise DataFileError(f"{delta_path}: holds {len(delta['frames'])} replay entries, "
-                                f"but its start and stop attributes say {stop - start}")
+            raise DataFileError(
+                f"{delta_path}: holds {len(delta['frames'])} replay entries, "
+                f"but its start and stop attributes say {stop - start}"
+            )
         if stop <= expected:
             continue
         if start > expected:
-            raise DataFileError(f"{delta_path}: starts at replay entry {start}, but entries "
-                                f"{expected}..{start - 1} are in no delta file")
-        memory.put_entries(expected, {k: v[expected - start:] for k, v in delta.items()})
+            raise DataFileError(
+                f"{delta_path}: starts at replay entry {start}, but entries "
+                f"{expected}..{start - 1} are in no delta file"
+            )
+        memory.put_entries(expected, {k: v[expected - start :] for k, v in delta.items()})
         expected = stop
     if expected != added:
-        raise DataFileError(f"{path}: expects replay entries up to {added}, but the replay "
-                            f"deltas end at {expected}")
+        raise DataFileError(
+            f"{path}: expects replay entries up to {added}, but the replay deltas end at {expected}"
+        )
 
 
 def _load_resume_state(state: TrainingState, attrs: dict, arrays: dict[str, np.ndarray]) -> None:
@@ -110,27 +132,41 @@ def _load_resume_state(state: TrainingState, attrs: dict, arrays: dict[str, np.n
     for name in sorted(k for k in arrays if k.startswith("learner/")):
         tensors.setdefault(name.split("/")[1], []).append(arrays[name])
     state.learner.load_state({"tensors": tensors, "updates": attrs["update"]})
-    state.player.env.set_state({name.removeprefix("env/"): value
-                                for name, value in arrays.items() if name.startswith("env/")},
-                               json.loads(attrs["env"]))
+    state.player.env.set_state(
+        {
+            name.removeprefix("env/"): value
+            for name, value in arrays.items()
+            if name.startswith("env/")
+        },
+        json.loads(attrs["env"]),
+    )
     state.rng.bit_generator.state = json.loads(attrs["agent_rng"])
     counters = json.loads(attrs["counters"])
     state.counters = Counters(epoch=counters.pop("epoch"), step=counters.pop("step"))
     state.player.load_bookkeeping(counters)
-    state.log = TrainLog.from_arrays({name.removeprefix("log/"): value
-                                      for name, value in arrays.items() if name.startswith("log/")})
+    state.log = TrainLog.from_arrays(
+        {
+            name.removeprefix("log/"): value
+            for name, value in arrays.items()
+            if name.startswith("log/")
+        }
+    )
 
 
 def load_weights(path: Path, arrays: dict[str, np.ndarray], network: torch.nn.Module) -> None:
     """Load the `weights/...` arrays read from file `path` into `network`."""
-    weights = {name.removeprefix("weights/"): torch.as_tensor(value)
-               for name, value in arrays.items() if name.startswith("weights/")}
+    weights = {
+        name.removeprefix("weights/"): torch.as_tensor(value)
+        for name, value in arrays.items()
+        if name.startswith("weights/")
+    }
     try:
         network.load_state_dict(weights)
     except RuntimeError as error:
         # torch lists every missing, unexpected and mis-shaped tensor over several lines.
-        raise DataFileError(f"{path}: its weights do not fit the network "
-                            f"({' '.join(str(error).split())})") from None
+        raise DataFileError(
+            f"{path}: its weights do not fit the network ({' '.join(str(error).split())})"
+        ) from None
 
 
 def load_snapshot(path: Path, network: torch.nn.Module) -> dict:
@@ -144,15 +180,22 @@ def load_snapshot(path: Path, network: torch.nn.Module) -> dict:
 # -- an epoch's files --
 def save_epoch(run: RunDir, attrs: dict, state: TrainingState) -> None:
     epoch = state.counters.epoch
-    run.write_epoch(epoch, save(state, attrs, _end_step(state, epoch - 1)),
-                    log=(_with_counters(attrs, state), state.log.arrays()))
+    run.write_epoch(
+        epoch,
+        save(state, attrs, _end_step(state, epoch - 1)),
+        log=(_with_counters(attrs, state), state.log.arrays()),
+    )
     run.prune(epoch, oldest_needed(state, epoch))
 
 
 def _with_counters(attrs: dict, state: TrainingState) -> dict:
     """`attrs` and where the run stands, as every file of a checkpoint has them."""
-    return {**attrs, "epoch": state.counters.epoch, "step": state.counters.step,
-            "update": state.learner.updates}
+    return {
+        **attrs,
+        "epoch": state.counters.epoch,
+        "step": state.counters.step,
+        "update": state.learner.updates,
+    }
 
 
 def _end_step(state: TrainingState, epoch: int) -> int:
@@ -163,11 +206,16 @@ def _end_step(state: TrainingState, epoch: int) -> int:
 def _read_epoch(run: RunDir, epoch: int) -> dict:
     """The files of `epoch` as `load` takes them; the replay deltas are read one by one
     as they are loaded."""
-    return {"snapshot": (run.snapshot(epoch), *h5io.read(run.snapshot(epoch), "snapshot")),
-            "resume_state": (run.resume_state(epoch),
-                             *h5io.read(run.resume_state(epoch), "resume_state")),
-            "replay_delta": ((path, *h5io.read(path, "replay_delta"))
-                             for path in run.replay_deltas(epoch))}
+    return {
+        "snapshot": (run.snapshot(epoch), *h5io.read(run.snapshot(epoch), "snapshot")),
+        "resume_state": (
+            run.resume_state(epoch),
+            *h5io.read(run.resume_state(epoch), "resume_state"),
+        ),
+        "replay_delta": (
+            (path, *h5io.read(path, "replay_delta")) for path in run.replay_deltas(epoch)
+        ),
+    }
 
 
 def oldest_needed(state: TrainingState, epoch: int) -> int:
@@ -189,11 +237,14 @@ def save_diverged(run: RunDir, attrs: dict, state: TrainingState, meter: dict) -
     _save_since_snapshot(run.diverged, "diverged", attrs, state, meter, state.counters.epoch - 1)
 
 
-def _save_since_snapshot(path: Path, kind: str, attrs: dict, state: TrainingState,
-                        meter: dict, since_epoch: int) -> None:
+def _save_since_snapshot(
+    path: Path, kind: str, attrs: dict, state: TrainingState, meter: dict, since_epoch: int
+) -> None:
     merged = {"meter": json.dumps(meter)}
     arrays = {}
-    for part, (part_attrs, part_arrays) in save(state, attrs, _end_step(state, since_epoch)).items():
+    for part, (part_attrs, part_arrays) in save(
+        state, attrs, _end_step(state, since_epoch)
+    ).items():
         merged.update(part_attrs)
         arrays.update({f"{part}/{name}": value for name, value in part_arrays.items()})
     h5io.write(path, kind, merged, arrays, compress=True)
@@ -202,16 +253,26 @@ def _save_since_snapshot(path: Path, kind: str, attrs: dict, state: TrainingStat
 def _read_interrupted(path: Path) -> tuple[dict, dict]:
     """An interrupt file as `load` takes it, and its meter's record of the epoch so far."""
     attrs, arrays = h5io.read(path, "interrupted")
-    read = {kind: (path, attrs, {name.removeprefix(f"{kind}/"): value
-                                 for name, value in arrays.items() if name.startswith(f"{kind}/")})
-            for kind in CHECKPOINT}
+    read = {
+        kind: (
+            path,
+            attrs,
+            {
+                name.removeprefix(f"{kind}/"): value
+                for name, value in arrays.items()
+                if name.startswith(f"{kind}/")
+            },
+        )
+        for kind in CHECKPOINT
+    }
     read["replay_delta"] = [read["replay_delta"]]
     return read, json.loads(attrs["meter"])
 
 
 # -- resuming --
-def restore(run: RunDir, new_state: Callable[[], TrainingState]
-            ) -> tuple[TrainingState, Path | None, dict | None]:
+def restore(
+    run: RunDir, new_state: Callable[[], TrainingState]
+) -> tuple[TrainingState, Path | None, dict | None]:
     """The state the run left: the newest epoch, then the interrupt file that continues
     it; or, if the newest epoch's files are damaged, the epoch before it (the run then
     repeats the lost epoch, exactly). Returns the state, the file resumed from (None:
@@ -230,8 +291,10 @@ def restore(run: RunDir, new_state: Callable[[], TrainingState]
             previous = epochs[-1] - 1
             if previous and not run.resume_state(previous).exists():
                 raise
-            LOG.warning(f"{damage}; so epoch {epochs[-1]} is lost: continuing from "
-                        f"{'epoch ' + str(previous) if previous else 'the start'} instead")
+            LOG.warning(
+                f"{damage}; so epoch {epochs[-1]} is lost: continuing from "
+                f"{'epoch ' + str(previous) if previous else 'the start'} instead"
+            )
             del state  # its replay memory, before a second one is made
             state = new_state()
             if not previous:
@@ -240,8 +303,9 @@ def restore(run: RunDir, new_state: Callable[[], TrainingState]
             try:
                 load(state, **_read_epoch(run, previous))
             except DataFileError as second:
-                raise DataFileError(f"{damage}; and epoch {previous}, the fallback, is "
-                                    f"damaged too: {second}") from None
+                raise DataFileError(
+                    f"{damage}; and epoch {previous}, the fallback, is damaged too: {second}"
+                ) from None
             epochs = [previous]
         # Only once the epoch is back: a damaged file found while pruning is no reason to
         # give up an epoch (and the fallback must not delete the epoch it falls back from
@@ -270,6 +334,15 @@ def mark_complete(run: RunDir, attrs: dict, epoch: int) -> None:
     """Write the run's completion file, naming its last snapshot: what the workflow
     waits for, so that no rule needs to know how many epochs a preset makes."""
     snapshot = h5io.read_attrs(run.snapshot(epoch), "snapshot")
-    h5io.write(run.completion, "complete", {
-        **attrs, "epoch": epoch, "step": snapshot["step"], "update": snapshot["update"],
-        "snapshot": str(run.snapshot(epoch).relative_to(run.root))}, {})
+    h5io.write(
+        run.completion,
+        "complete",
+        {
+            **attrs,
+            "epoch": epoch,
+            "step": snapshot["step"],
+            "update": snapshot["update"],
+            "snapshot": str(run.snapshot(epoch).relative_to(run.root)),
+        },
+        {},
+    )

@@ -11,7 +11,6 @@ from pathlib import Path
 from dqn import presets
 from dqn.errors import ConfigError, DqnError, Stopped
 
-
 DESCRIPTION = """\
 Train DQN (Mnih et al. 2013, or the Nature 2015 variant) on an Atari game, evaluate
 its snapshots, and draw the paper's figures and table from the results. Each command
@@ -28,102 +27,189 @@ examples:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dqn", description=DESCRIPTION, epilog=EXAMPLES,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="dqn",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train one game from one seed")
-    train.add_argument("--game", required=True, help="BeamRider, Breakout, Enduro, Pong, "
-                       "Qbert, Seaquest, SpaceInvaders (the paper's) or Catch (a test task)")
+    train.add_argument(
+        "--game",
+        required=True,
+        help="BeamRider, Breakout, Enduro, Pong, "
+        "Qbert, Seaquest, SpaceInvaders (the paper's) or Catch (a test task)",
+    )
     train.add_argument("--preset", default="paper2013", help=f"one of {', '.join(presets.PRESETS)}")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", type=Path, required=True, help="the run directory")
-    train.add_argument("--set", dest="overrides", action="append", default=[],
-                       metavar="KEY=VALUE", help="override a preset key (repeatable)")
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a preset key (repeatable)",
+    )
     _device_arguments(train)
-    train.add_argument("--progress-s", type=float, default=10.0,
-                       help="seconds between progress lines")
-    train.add_argument("--no-tensorboard", dest="live_view", action="store_false",
-                       help="write no TensorBoard event files (the live view of the run; "
-                       "`tensorboard --logdir` on the run directories shows them)")
+    train.add_argument(
+        "--progress-s", type=float, default=10.0, help="seconds between progress lines"
+    )
+    train.add_argument(
+        "--no-tensorboard",
+        dest="live_view",
+        action="store_false",
+        help="write no TensorBoard event files (the live view of the run; "
+        "`tensorboard --logdir` on the run directories shows them)",
+    )
 
     evaluate = commands.add_parser("evaluate", help="evaluate every snapshot of a run")
     evaluate.add_argument("--run", type=Path, required=True, help="a run directory")
     evaluate.add_argument("--out", type=Path, required=True, help="the evaluation file (.h5)")
     evaluate.add_argument("--workers", type=int, default=1, help="snapshots evaluated at once")
-    evaluate.add_argument("--set", dest="overrides", action="append", default=[],
-                          metavar="KEY=VALUE", help="override an evaluation key of the run's "
-                          "config (eval_steps, eval_episodes, eval_epsilon, "
-                          "eval_max_episode_frames; repeatable)")
-    evaluate.add_argument("--epochs", type=int, nargs="+", default=[], metavar="N",
-                          help="evaluate these snapshots only (default: every one)")
+    evaluate.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an evaluation key of the run's "
+        "config (eval_steps, eval_episodes, eval_epsilon, "
+        "eval_max_episode_frames; repeatable)",
+    )
+    evaluate.add_argument(
+        "--epochs",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="N",
+        help="evaluate these snapshots only (default: every one)",
+    )
     _device_arguments(evaluate)
 
-    trace = commands.add_parser("trace", help="max-Q along one episode of the final snapshot "
-                                "(Figure 3's data)")
+    trace = commands.add_parser(
+        "trace", help="max-Q along one episode of the final snapshot (Figure 3's data)"
+    )
     trace.add_argument("--run", type=Path, required=True, help="a run directory")
     trace.add_argument("--out", type=Path, required=True, help="the value-trace file (.h5)")
-    trace.add_argument("--steps", type=int, default=1000,
-                       help="agent steps to play at most (the episode may end first)")
+    trace.add_argument(
+        "--steps",
+        type=int,
+        default=1000,
+        help="agent steps to play at most (the episode may end first)",
+    )
     _device_arguments(trace)
 
-    watch = commands.add_parser("watch", help="a video of a snapshot playing, with its "
-                                "predicted values beside the screen")
+    watch = commands.add_parser(
+        "watch", help="a video of a snapshot playing, with its predicted values beside the screen"
+    )
     watch.add_argument("--run", type=Path, required=True, help="a run directory")
     watch.add_argument("--epoch", type=int, help="the snapshot's epoch (default: the newest)")
-    watch.add_argument("--out", type=Path, required=True,
-                       help="the video: .mp4 (H.264), or .gif (for short clips)")
+    watch.add_argument(
+        "--out", type=Path, required=True, help="the video: .mp4 (H.264), or .gif (for short clips)"
+    )
     watch.add_argument("--episodes", type=int, default=1, help="episodes to play at most")
-    watch.add_argument("--max-steps", type=int, default=4500,
-                       help="agent steps to play at most (a frame each; 4500: 5 minutes "
-                       "at frame skip 4)")
+    watch.add_argument(
+        "--max-steps",
+        type=int,
+        default=4500,
+        help="agent steps to play at most (a frame each; 4500: 5 minutes at frame skip 4)",
+    )
     _device_arguments(watch)
 
-    plot = commands.add_parser("plot", help="the paper's figures and table, and the aggregates "
-                               "across games and seeds, from evaluation files")
+    plot = commands.add_parser(
+        "plot",
+        help="the paper's figures and table, and the aggregates "
+        "across games and seeds, from evaluation files",
+    )
     figures = plot.add_subparsers(dest="figure", required=True)
-    curves = figures.add_parser("training-curves", help="Figure 2: reward and average max-Q "
-                                "per epoch, a column per game")
+    curves = figures.add_parser(
+        "training-curves", help="Figure 2: reward and average max-Q per epoch, a column per game"
+    )
     curves.add_argument("--eval", type=Path, nargs="+", required=True, help="evaluation files")
-    curves.add_argument("--games", nargs="+", help="games to show, in this order "
-                        "(default: every game of the files)")
-    curves.add_argument("--out", type=Path, required=True,
-                        help="output prefix: writes PREFIX.png, PREFIX.pdf, PREFIX.json")
+    curves.add_argument(
+        "--games", nargs="+", help="games to show, in this order (default: every game of the files)"
+    )
+    curves.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output prefix: writes PREFIX.png, PREFIX.pdf, PREFIX.json",
+    )
     value = figures.add_parser("value-function", help="Figure 3: max-Q along 30 frames")
     value.add_argument("--trace", type=Path, required=True, help="a value-trace file")
-    value.add_argument("--out", type=Path, required=True,
-                       help="output prefix: writes PREFIX.png, PREFIX.pdf, PREFIX.json")
+    value.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output prefix: writes PREFIX.png, PREFIX.pdf, PREFIX.json",
+    )
     table = figures.add_parser("table1", help="Table 1: our scores beside the paper's")
     table.add_argument("--eval", type=Path, nargs="+", required=True, help="evaluation files")
     table.add_argument("--paper", type=Path, required=True, help="the paper's Table 1 (CSV)")
-    table.add_argument("--table", type=Path, required=True,
-                       help="output prefix: writes PREFIX.csv, PREFIX.md, PREFIX.tex")
-    table.add_argument("--figure", type=Path, required=True,
-                       help="output prefix: writes PREFIX.png, PREFIX.pdf, PREFIX.json")
+    table.add_argument(
+        "--table",
+        type=Path,
+        required=True,
+        help="output prefix: writes PREFIX.csv, PREFIX.md, PREFIX.tex",
+    )
+    table.add_argument(
+        "--figure",
+        type=Path,
+        required=True,
+        help="output prefix: writes PREFIX.png, PREFIX.pdf, PREFIX.json",
+    )
 
     anchored = figures.add_parser(
-        "anchors", help="each run's evaluation beside the published points of a public "
-        "reproduction of its game and preset (docs/breakout-reference.md)")
+        "anchors",
+        help="each run's evaluation beside the published points of a public "
+        "reproduction of its game and preset (docs/breakout-reference.md)",
+    )
     anchored.add_argument("--eval", type=Path, nargs="+", required=True, help="evaluation files")
-    anchored.add_argument("--anchors", type=Path, required=True,
-                          help="the reproductions' points (CSV, e.g. reference-runs/anchors.csv)")
-    anchored.add_argument("--out", type=Path, required=True,
-                          help="output prefix: writes PREFIX.png, PREFIX.pdf, PREFIX.json")
+    anchored.add_argument(
+        "--anchors",
+        type=Path,
+        required=True,
+        help="the reproductions' points (CSV, e.g. reference-runs/anchors.csv)",
+    )
+    anchored.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output prefix: writes PREFIX.png, PREFIX.pdf, PREFIX.json",
+    )
     aggregate = figures.add_parser(
-        "aggregate", help="human-normalised scores across games and seeds (Agarwal et al. "
+        "aggregate",
+        help="human-normalised scores across games and seeds (Agarwal et al. "
         "2021): median, IQM, mean and optimality gap with stratified-bootstrap confidence "
-        "intervals, IQM against agent steps, performance profile, probability of improvement")
-    aggregate.add_argument("--eval", type=Path, nargs="+", required=True,
-                           help="evaluation files: their final snapshots (the curve: every "
-                           "snapshot); files of two presets or configs are compared")
-    aggregate.add_argument("--paper", type=Path, required=True,
-                           help="the paper's Table 1 (CSV): its Random and Human rows normalise")
+        "intervals, IQM against agent steps, performance profile, probability of improvement",
+    )
+    aggregate.add_argument(
+        "--eval",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="evaluation files: their final snapshots (the curve: every "
+        "snapshot); files of two presets or configs are compared",
+    )
+    aggregate.add_argument(
+        "--paper",
+        type=Path,
+        required=True,
+        help="the paper's Table 1 (CSV): its Random and Human rows normalise",
+    )
     aggregate.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
     aggregate.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
-    aggregate.add_argument("--out", type=Path, required=True,
-                           help="output prefix: writes PREFIX_intervals, "
-                           "PREFIX_sample_efficiency, PREFIX_profile and PREFIX_improvement, "
-                           "each .png, .pdf and .json")
+    aggregate.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output prefix: writes PREFIX_intervals, "
+        "PREFIX_sample_efficiency, PREFIX_profile and PREFIX_improvement, "
+        "each .png, .pdf and .json",
+    )
 
     info = commands.add_parser("info", help="what an HDF5 file holds and its provenance")
     info.add_argument("files", type=Path, nargs="+")
@@ -138,8 +224,13 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     # Progress and status lines (dqn.progress, dqn.train) go to stderr with the time.
-    logging.basicConfig(format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S",
-                        level=logging.INFO, stream=sys.stderr, force=True)
+    logging.basicConfig(
+        format="[%(asctime)s] %(message)s",
+        datefmt="%H:%M:%S",
+        level=logging.INFO,
+        stream=sys.stderr,
+        force=True,
+    )
     try:
         return _run(args)
     except DqnError as error:
@@ -158,26 +249,37 @@ def main(argv: list[str] | None = None) -> int:
 
 def _device_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--threads", type=int, default=0,
-                        help="CPU threads for torch (0: torch's default)")
-    parser.add_argument("--jobs-per-gpu", type=int, default=1, metavar="K",
-                        help="dqn processes that may share one GPU (default 1: a GPU of "
-                        "its own; give every job the same K)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)"
+    )
+    parser.add_argument(
+        "--jobs-per-gpu",
+        type=int,
+        default=1,
+        metavar="K",
+        help="dqn processes that may share one GPU (default 1: a GPU of "
+        "its own; give every job the same K)",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "presets":
-        chosen = {args.name: presets.load(args.name)} if args.name else {
-            name: presets.load(name) for name in presets.PRESETS}
+        chosen = (
+            {args.name: presets.load(args.name)}
+            if args.name
+            else {name: presets.load(name) for name in presets.PRESETS}
+        )
         print(json.dumps({name: config.as_dict() for name, config in chosen.items()}, indent=2))
         return 0
     if args.command == "info":
         from dqn import h5io
+
         print("\n\n".join(h5io.describe(path) for path in args.files))
         return 0
     if args.command == "plot":
         # Plots read evaluation and trace files only: no torch, no emulator.
         from dqn import plots
+
         if args.figure == "training-curves":
             written = plots.training_curves(args.eval, args.out, args.games)
         elif args.figure == "value-function":
@@ -194,8 +296,14 @@ def _run(args: argparse.Namespace) -> int:
         print("\n".join(str(path) for path in written))
         return 0
 
-    for name, least in (("seed", 0), ("threads", 0), ("workers", 1), ("seconds", 0.1),
-                        ("progress_s", 0.1), ("jobs_per_gpu", 1)):
+    for name, least in (
+        ("seed", 0),
+        ("threads", 0),
+        ("workers", 1),
+        ("seconds", 0.1),
+        ("progress_s", 0.1),
+        ("jobs_per_gpu", 1),
+    ):
         value = getattr(args, name, least)
         if value < least:
             raise ConfigError(f"--{name.replace('_', '-')} {value}: must be >= {least}")
@@ -203,38 +311,55 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from dqn.devices import resolve_device
+
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device, args.jobs_per_gpu)
     if args.command == "train":
         from dqn.games import check_game
         from dqn.train import train
+
         config = presets.load(args.preset, args.overrides)
-        train(check_game(args.game), args.preset, config, args.seed, args.out, device,
-              args.progress_s, args.live_view)
+        train(
+            check_game(args.game),
+            args.preset,
+            config,
+            args.seed,
+            args.out,
+            device,
+            args.progress_s,
+            args.live_view,
+        )
     elif args.command == "evaluate":
         from dqn.evaluate import evaluate_run
         from dqn.layouts import episode_returns
-        table = evaluate_run(args.run, args.out, device, args.workers, args.overrides,
-                             args.epochs)
+
+        table = evaluate_run(args.run, args.out, device, args.workers, args.overrides, args.epochs)
         print(f"{args.out}: {len(table['epoch'])} snapshots evaluated")
-        for step, average, returns in zip(table["step"], table["average_reward"],
-                                          episode_returns(table)):
-            spread = (f"{returns.std(ddof=1):.2f} sd over {len(returns)} episodes"
-                      if len(returns) > 1 else f"{len(returns)} episode(s) completed")
+        for step, average, returns in zip(
+            table["step"], table["average_reward"], episode_returns(table)
+        ):
+            spread = (
+                f"{returns.std(ddof=1):.2f} sd over {len(returns)} episodes"
+                if len(returns) > 1
+                else f"{len(returns)} episode(s) completed"
+            )
             print(f"step {step:>10,}: average reward {average:.2f} ({spread})")
     elif args.command == "trace":
         from dqn.evaluate import trace_run
+
         if args.steps < 1:
             raise ConfigError(f"--steps {args.steps}: must be >= 1")
         table = trace_run(args.run, args.out, device, args.steps)
         print(f"{args.out}: {len(table['max_q'])} steps traced")
     elif args.command == "watch":
         from dqn.video import watch
+
         frames = watch(args.run, args.out, device, args.epoch, args.episodes, args.max_steps)
         print(f"{args.out}: {frames} frames")
     elif args.command == "bench":
         from dqn.bench import run_benchmarks
+
         print(json.dumps(run_benchmarks(args.game, device, args.seconds), indent=2))
     return 0
 

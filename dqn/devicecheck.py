@@ -98,22 +98,50 @@ class Sizes:
 
 
 GPU = Sizes(
-    timing_s=2.0, replay_entries=100_000, loop_updates=2_000, graph_updates=100,
-    sharing_games=PAPER_GAMES, sharing_replay_start_steps=1_000, sharing_epoch_updates=2_000,
-    correctness_updates=500, resume_overrides=(), resume_kill_after_epoch=2,
-    # 70,000 agent steps: 10,000 random, then 6 epochs of 10,000 updates.
-    glance_overrides=("replay_start_steps=10000", "epoch_updates=10000", "train_steps=70000",
-                      "replay_capacity_transitions=70000", "heldout_collect_steps=10000"))
-CPU = Sizes(
-    timing_s=0.2, replay_entries=1_000, loop_updates=10, graph_updates=3,
-    sharing_games=("Breakout", "Pong"), sharing_replay_start_steps=40, sharing_epoch_updates=10,
-    correctness_updates=10,
-    resume_overrides=("train_steps=160", "replay_start_steps=100", "epoch_updates=15",
-                      "heldout_collect_steps=100"),
+    timing_s=2.0,
+    replay_entries=100_000,
+    loop_updates=2_000,
+    graph_updates=100,
+    sharing_games=PAPER_GAMES,
+    sharing_replay_start_steps=1_000,
+    sharing_epoch_updates=2_000,
+    correctness_updates=500,
+    resume_overrides=(),
     resume_kill_after_epoch=2,
-    glance_overrides=("replay_start_steps=60", "epoch_updates=30", "train_steps=120",
-                      "replay_capacity_transitions=120", "heldout_collect_steps=100",
-                      "heldout_states=32"))
+    # 70,000 agent steps: 10,000 random, then 6 epochs of 10,000 updates.
+    glance_overrides=(
+        "replay_start_steps=10000",
+        "epoch_updates=10000",
+        "train_steps=70000",
+        "replay_capacity_transitions=70000",
+        "heldout_collect_steps=10000",
+    ),
+)
+CPU = Sizes(
+    timing_s=0.2,
+    replay_entries=1_000,
+    loop_updates=10,
+    graph_updates=3,
+    sharing_games=("Breakout", "Pong"),
+    sharing_replay_start_steps=40,
+    sharing_epoch_updates=10,
+    correctness_updates=10,
+    resume_overrides=(
+        "train_steps=160",
+        "replay_start_steps=100",
+        "epoch_updates=15",
+        "heldout_collect_steps=100",
+    ),
+    resume_kill_after_epoch=2,
+    glance_overrides=(
+        "replay_start_steps=60",
+        "epoch_updates=30",
+        "train_steps=120",
+        "replay_capacity_transitions=120",
+        "heldout_collect_steps=100",
+        "heldout_states=32",
+    ),
+)
 
 
 def main(device_name: str, out: Path) -> int:
@@ -121,8 +149,10 @@ def main(device_name: str, out: Path) -> int:
     `out`. 0 if every section ran (whatever it found), 1 if one failed."""
     cuda = device_name == "cuda"
     if cuda and not torch.cuda.is_available():
-        print("scripts/device-check: no CUDA device here; use --device cpu for the CPU form",
-              file=sys.stderr)
+        print(
+            "scripts/device-check: no CUDA device here; use --device cpu for the CPU form",
+            file=sys.stderr,
+        )
         return 2
     device = torch.device("cuda", 0) if cuda else torch.device("cpu")
     sizes = GPU if cuda else CPU
@@ -138,18 +168,22 @@ def main(device_name: str, out: Path) -> int:
         run_section(summary, out, "facts", lambda: facts(device))
         run_section(summary, out, "speed", lambda: speed(device, sizes))
         run_section(summary, out, "sharing", lambda: sharing(device, sizes, root / "sharing"))
-        glance = Job(train_command(GAME, "paper2013", root / "glance", device,
-                                   sizes.glance_overrides), root / "glance.log")
-        run_section(summary, out, "correctness",
-                    lambda: correctness(device, sizes, root / "correctness"))
+        glance = Job(
+            train_command(GAME, "paper2013", root / "glance", device, sizes.glance_overrides),
+            root / "glance.log",
+        )
+        run_section(
+            summary, out, "correctness", lambda: correctness(device, sizes, root / "correctness")
+        )
         run_section(summary, out, "resume", lambda: resume(device, sizes, root / "resume"))
         run_section(summary, out, "learning", lambda: learning(glance, root / "glance", device))
     summary["goals"] = goals(summary)
     summary["wall_s"] = time.perf_counter() - started
     write(summary, out)
     print((out / TABLE).read_text(), flush=True)
-    failed = [name for name, value in summary.items()
-              if isinstance(value, dict) and "error" in value]
+    failed = [
+        name for name, value in summary.items() if isinstance(value, dict) and "error" in value
+    ]
     return 1 if failed else 0
 
 
@@ -176,6 +210,7 @@ def write(summary: dict, out: Path) -> None:
 
 
 # -- facts --
+
 
 def facts(device: torch.device) -> dict:
     cuda = device.type == "cuda"
@@ -207,8 +242,13 @@ def requirement_versions() -> dict:
     """Python and each dependency of pyproject.toml: installed version, bound, admitted."""
     project = tomllib.loads((wheels.ROOT / "pyproject.toml").read_text())["project"]
     python = platform.python_version()
-    rows = {"python": {"installed": python, "bound": project["requires-python"],
-                       "admitted": SpecifierSet(project["requires-python"]).contains(python)}}
+    rows = {
+        "python": {
+            "installed": python,
+            "bound": project["requires-python"],
+            "admitted": SpecifierSet(project["requires-python"]).contains(python),
+        }
+    }
     for text in project["dependencies"]:
         requirement = Requirement(text)
         try:
@@ -216,9 +256,11 @@ def requirement_versions() -> dict:
         except metadata.PackageNotFoundError:
             version = None
         rows[requirement.name] = {
-            "installed": version, "bound": str(requirement.specifier),
-            "admitted": version is not None and requirement.specifier.contains(
-                version, prereleases=True)}
+            "installed": version,
+            "bound": str(requirement.specifier),
+            "admitted": version is not None
+            and requirement.specifier.contains(version, prereleases=True),
+        }
     return rows
 
 
@@ -227,19 +269,25 @@ def nvidia_smi(*query: str) -> list[list[str]] | None:
     if not shutil.which("nvidia-smi"):
         return None
     try:
-        text = subprocess.run(["nvidia-smi", *query, "--format=csv,noheader,nounits"],
-                              capture_output=True, text=True, timeout=10, check=True).stdout
+        text = subprocess.run(
+            ["nvidia-smi", *query, "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    return [[field.strip() for field in line.split(",")] for line in text.splitlines()
-            if line.strip()]
+    return [
+        [field.strip() for field in line.split(",")] for line in text.splitlines() if line.strip()
+    ]
 
 
 class GpuSampler:
     """nvidia-smi's GPU utilisation and memory, and each process's memory, sampled every
     SAMPLE_S in a thread while the block runs (nothing where there is no nvidia-smi)."""
 
-    def __enter__(self) -> "GpuSampler":
+    def __enter__(self) -> GpuSampler:
         self.utilisation, self.memory_mib, self.process_mib = [], [], {}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._sample, daemon=True)
@@ -254,8 +302,9 @@ class GpuSampler:
                 self.memory_mib.append(float(memory))
             for pid, memory in nvidia_smi("--query-compute-apps=pid,used_memory") or []:
                 if pid.isdigit() and memory.replace(".", "").isdigit():
-                    self.process_mib[int(pid)] = max(self.process_mib.get(int(pid), 0.0),
-                                                     float(memory))
+                    self.process_mib[int(pid)] = max(
+                        self.process_mib.get(int(pid), 0.0), float(memory)
+                    )
 
     def __exit__(self, *exc) -> None:
         self.stop.set()
@@ -265,13 +314,16 @@ class GpuSampler:
     def summary(self) -> dict | None:
         if not self.utilisation:
             return None
-        return {"samples": len(self.utilisation),
-                "utilisation_percent_mean": float(np.mean(self.utilisation)),
-                "utilisation_percent_max": max(self.utilisation),
-                "memory_used_mib_max": max(self.memory_mib)}
+        return {
+            "samples": len(self.utilisation),
+            "utilisation_percent_mean": float(np.mean(self.utilisation)),
+            "utilisation_percent_max": max(self.utilisation),
+            "memory_used_mib_max": max(self.memory_mib),
+        }
 
 
 # -- speed --
+
 
 def speed(device: torch.device, sizes: Sizes) -> dict:
     emulator = bench.environment_figures(GAME, sizes.timing_s)["raw_emulator_agent_steps_per_s"]
@@ -279,8 +331,7 @@ def speed(device: torch.device, sizes: Sizes) -> dict:
     batch = memory.sample(presets.PAPER2013.minibatch_transitions, np.random.default_rng(0))
     rates = bench.update_rates(PRESETS, batch, n_actions, device, sizes.timing_s)
     learner = Learner(presets.PAPER2013, n_actions, device, bench.SEED)
-    greedy_ms = bench.greedy_action_ms(learner.network, batch.states[0], device,
-                                       sizes.timing_s / 2)
+    greedy_ms = bench.greedy_action_ms(learner.network, batch.states[0], device, sizes.timing_s / 2)
     sample_ms = bench.sample_to_device_ms(memory, learner, sizes.timing_s / 2)
     figures = {
         "emulator_agent_steps_per_s": emulator,
@@ -292,18 +343,22 @@ def speed(device: torch.device, sizes: Sizes) -> dict:
     for name in PRESETS:
         loop = bench.preset_loop_figures(GAME, name, device, sizes.loop_updates)
         figures[name] = {
-            "updates_per_s": rates[name], "updates_vs_emulator": rates[name] / emulator,
+            "updates_per_s": rates[name],
+            "updates_vs_emulator": rates[name] / emulator,
             "loop_agent_steps_per_s": loop["agent_steps_per_s"],
             "loop_vs_emulator": loop["agent_steps_per_s"] / emulator,
-            "loop_updates_per_s": loop["updates_per_s"]}
+            "loop_updates_per_s": loop["updates_per_s"],
+        }
     # CUDA's variants, each apart: one that fails on the GPU leaves its error, not a gap.
     # On the CPU they run the plain path (the keys act on CUDA only), so that their code
     # runs in the test suite too; their ratios mean nothing there.
     loops = {name: figures[name]["loop_agent_steps_per_s"] for name in PRESETS}
-    figures["cuda_graph"] = attempt(lambda: cuda_graph_figures(
-        memory, batch, n_actions, device, sizes, loops))
-    figures["deterministic"] = attempt(lambda: deterministic_figures(
-        batch, n_actions, device, sizes))
+    figures["cuda_graph"] = attempt(
+        lambda: cuda_graph_figures(memory, batch, n_actions, device, sizes, loops)
+    )
+    figures["deterministic"] = attempt(
+        lambda: deterministic_figures(batch, n_actions, device, sizes)
+    )
     figures["pageable_copies"] = attempt(lambda: pageable_figures(device, sizes, loops))
     return figures
 
@@ -315,8 +370,9 @@ def attempt(work) -> dict:
         return {"error": traceback.format_exc()[-3000:]}
 
 
-def cuda_graph_figures(memory, batch, n_actions: int, device: torch.device, sizes: Sizes,
-                       plain_loops: dict[str, float]) -> dict:
+def cuda_graph_figures(
+    memory, batch, n_actions: int, device: torch.device, sizes: Sizes, plain_loops: dict[str, float]
+) -> dict:
     """cuda_graph_update against the plain update: updates/s alternated in slices, the
     loop's agent steps/s, and the weights after the same minibatches."""
     configs = {}
@@ -326,12 +382,15 @@ def cuda_graph_figures(memory, batch, n_actions: int, device: torch.device, size
     rates = bench.update_rates(configs, batch, n_actions, device, sizes.timing_s)
     figures = {}
     for name in PRESETS:
-        loop = bench.preset_loop_figures(GAME, name, device, sizes.loop_updates,
-                                         ("cuda_graph_update=true",))["agent_steps_per_s"]
-        figures[name] = {"updates_per_s": rates[f"{name}_graph"],
-                         "updates_vs_plain": rates[f"{name}_graph"] / rates[name],
-                         "loop_agent_steps_per_s": loop,
-                         "loop_vs_plain": loop / plain_loops[name]}
+        loop = bench.preset_loop_figures(
+            GAME, name, device, sizes.loop_updates, ("cuda_graph_update=true",)
+        )["agent_steps_per_s"]
+        figures[name] = {
+            "updates_per_s": rates[f"{name}_graph"],
+            "updates_vs_plain": rates[f"{name}_graph"] / rates[name],
+            "loop_agent_steps_per_s": loop,
+            "loop_vs_plain": loop / plain_loops[name],
+        }
     figures.update(graph_agreement(memory, n_actions, device, sizes.graph_updates))
     return figures
 
@@ -344,8 +403,10 @@ def graph_agreement(memory, n_actions: int, device: torch.device, updates: int) 
     batches = [memory.sample(32, rng) for _ in range(updates)]
     agreement = {"compared_updates": updates}
     for name, config in PRESETS.items():
-        learners = [Learner(config.with_values(cuda_graph_update=graphed), n_actions, device,
-                            bench.SEED) for graphed in (False, False, True)]
+        learners = [
+            Learner(config.with_values(cuda_graph_update=graphed), n_actions, device, bench.SEED)
+            for graphed in (False, False, True)
+        ]
         for update, batch in enumerate(batches, start=1):
             for learner in learners:
                 learner.update(batch)
@@ -366,14 +427,25 @@ def deterministic_figures(batch, n_actions: int, device: torch.device, sizes: Si
     for name, config in PRESETS.items():
         configs[name] = config
         configs[f"{name}_deterministic"] = config
-    rates = bench.update_rates(configs, batch, n_actions, device, sizes.timing_s,
-                               deterministic=tuple(f"{name}_deterministic" for name in PRESETS))
-    figures = {name: {"updates_per_s": rates[f"{name}_deterministic"],
-                      "updates_vs_default": rates[f"{name}_deterministic"] / rates[name]}
-               for name in PRESETS}
+    rates = bench.update_rates(
+        configs,
+        batch,
+        n_actions,
+        device,
+        sizes.timing_s,
+        deterministic=tuple(f"{name}_deterministic" for name in PRESETS),
+    )
+    figures = {
+        name: {
+            "updates_per_s": rates[f"{name}_deterministic"],
+            "updates_vs_default": rates[f"{name}_deterministic"] / rates[name],
+        }
+        for name in PRESETS
+    }
     with restored_determinism():
-        loop = bench.preset_loop_figures(GAME, "paper2013", device, sizes.loop_updates,
-                                         ("cuda_deterministic=true",))
+        loop = bench.preset_loop_figures(
+            GAME, "paper2013", device, sizes.loop_updates, ("cuda_deterministic=true",)
+        )
     figures["paper2013"]["loop_agent_steps_per_s"] = loop["agent_steps_per_s"]
     return figures
 
@@ -384,8 +456,10 @@ def pageable_figures(device: torch.device, sizes: Sizes, pinned_loops: dict[str,
     for name in PRESETS:
         with pageable_minibatches():
             pageable = bench.preset_loop_figures(GAME, name, device, sizes.loop_updates)
-        figures[name] = {"loop_agent_steps_per_s": pageable["agent_steps_per_s"],
-                         "pinned_vs_pageable": pinned_loops[name] / pageable["agent_steps_per_s"]}
+        figures[name] = {
+            "loop_agent_steps_per_s": pageable["agent_steps_per_s"],
+            "pinned_vs_pageable": pinned_loops[name] / pageable["agent_steps_per_s"],
+        }
     return figures
 
 
@@ -415,16 +489,22 @@ def pageable_minibatches():
 
 # -- sharing --
 
+
 def sharing(device: torch.device, sizes: Sizes, root: Path) -> dict:
     """Each game trained alone (in this process), then all at once, each in a `dqn
     train` process claiming one of `len(games)` slots of the GPU as the workflow's jobs
     do; the second of two epochs is timed."""
     games = sizes.sharing_games
     start, epoch = sizes.sharing_replay_start_steps, sizes.sharing_epoch_updates
-    overrides = (f"replay_start_steps={start}", f"epoch_updates={epoch}",
-                 f"train_steps={start + 2 * epoch}",
-                 f"replay_capacity_transitions={start + 2 * epoch}", "epsilon_anneal_steps=0",
-                 "heldout_collect_steps=100", "heldout_states=32")
+    overrides = (
+        f"replay_start_steps={start}",
+        f"epoch_updates={epoch}",
+        f"train_steps={start + 2 * epoch}",
+        f"replay_capacity_transitions={start + 2 * epoch}",
+        "epsilon_anneal_steps=0",
+        "heldout_collect_steps=100",
+        "heldout_states=32",
+    )
     config = presets.load("paper2013", list(overrides))
     threads = max(1, len(os.sched_getaffinity(0)) // len(games))
     alone, gpu_alone = {}, None
@@ -433,29 +513,53 @@ def sharing(device: torch.device, sizes: Sizes, root: Path) -> dict:
     try:
         for game in games:
             with GpuSampler() as sampler:
-                training.train(game, "paper2013", config, 0, root / "alone" / game, device,
-                               progress_s=float("inf"))
+                training.train(
+                    game,
+                    "paper2013",
+                    config,
+                    0,
+                    root / "alone" / game,
+                    device,
+                    progress_s=float("inf"),
+                )
             alone[game] = timed_steps_per_s(root / "alone" / game)
             gpu_alone = gpu_alone or sampler.summary()
     finally:
         torch.set_num_threads(default_threads)
     with GpuSampler() as sampler:
-        jobs = {game: Job(train_command(game, "paper2013", root / "shared" / game, device,
-                                        overrides, jobs_per_gpu=len(games), threads=threads),
-                          root / f"shared_{game}.log") for game in games}
+        jobs = {
+            game: Job(
+                train_command(
+                    game,
+                    "paper2013",
+                    root / "shared" / game,
+                    device,
+                    overrides,
+                    jobs_per_gpu=len(games),
+                    threads=threads,
+                ),
+                root / f"shared_{game}.log",
+            )
+            for game in games
+        }
         for job in jobs.values():
             job.wait()
     shared = {game: timed_steps_per_s(root / "shared" / game) for game in games}
     ratios = {game: shared[game] / alone[game] for game in games}
     return {
-        "games": list(games), "threads_per_job": threads,
+        "games": list(games),
+        "threads_per_job": threads,
         "timed_updates_per_job": epoch,
-        "alone_agent_steps_per_s": alone, "shared_agent_steps_per_s": shared,
-        "shared_vs_alone": ratios, "worst_shared_vs_alone": min(ratios.values()),
+        "alone_agent_steps_per_s": alone,
+        "shared_agent_steps_per_s": shared,
+        "shared_vs_alone": ratios,
+        "worst_shared_vs_alone": min(ratios.values()),
         "shared_agent_steps_per_s_total": sum(shared.values()),
-        "gpu_alone_first_game": gpu_alone, "gpu_shared": sampler.summary(),
-        "gpu_memory_mib_per_job": {game: sampler.process_mib.get(job.process.pid)
-                                   for game, job in jobs.items()},
+        "gpu_alone_first_game": gpu_alone,
+        "gpu_shared": sampler.summary(),
+        "gpu_memory_mib_per_job": {
+            game: sampler.process_mib.get(job.process.pid) for game, job in jobs.items()
+        },
         "gpu_memory_mib_per_process_seen": sampler.process_mib,
     }
 
@@ -468,16 +572,42 @@ def timed_steps_per_s(run_root: Path) -> float:
 
 # -- processes: `dqn train` as the workflow runs it --
 
-def train_command(game: str, preset: str, out: Path, device: torch.device,
-                  overrides: tuple[str, ...] = (), jobs_per_gpu: int = 8,
-                  threads: int = 1) -> list[str]:
+
+def train_command(
+    game: str,
+    preset: str,
+    out: Path,
+    device: torch.device,
+    overrides: tuple[str, ...] = (),
+    jobs_per_gpu: int = 8,
+    threads: int = 1,
+) -> list[str]:
     """The `dqn train` command of a job. jobs_per_gpu: the GPU's slots (dqn.devices), 8
     by default so that the resume section's six runs and the glance share it."""
     sets = [arg for override in overrides for arg in ("--set", override)]
-    return [sys.executable, "-m", "dqn.cli", "train", "--game", game, "--preset", preset,
-            "--seed", "0", "--out", str(out), "--device", device.type,
-            "--jobs-per-gpu", str(jobs_per_gpu), "--threads", str(threads),
-            "--progress-s", "600", *sets]
+    return [
+        sys.executable,
+        "-m",
+        "dqn.cli",
+        "train",
+        "--game",
+        game,
+        "--preset",
+        preset,
+        "--seed",
+        "0",
+        "--out",
+        str(out),
+        "--device",
+        device.type,
+        "--jobs-per-gpu",
+        str(jobs_per_gpu),
+        "--threads",
+        str(threads),
+        "--progress-s",
+        "600",
+        *sets,
+    ]
 
 
 class Job:
@@ -487,19 +617,23 @@ class Job:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.command, self.log_path = command, log_path
         with open(log_path, "ab") as output:
-            self.process = subprocess.Popen(command, cwd=wheels.ROOT, stdout=output,
-                                            stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                command, cwd=wheels.ROOT, stdout=output, stderr=subprocess.STDOUT
+            )
 
     def wait(self, check: bool = True) -> int:
         try:
             status = self.process.wait(timeout=JOB_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            raise RuntimeError(f"{' '.join(self.command)}: still running after "
-                               f"{JOB_TIMEOUT_S} s; its output:\n{self.tail()}") from None
+            raise RuntimeError(
+                f"{' '.join(self.command)}: still running after "
+                f"{JOB_TIMEOUT_S} s; its output:\n{self.tail()}"
+            ) from None
         if check and status != 0:
-            raise RuntimeError(f"{' '.join(self.command)} exited with {status}; its output:\n"
-                               f"{self.tail()}")
+            raise RuntimeError(
+                f"{' '.join(self.command)} exited with {status}; its output:\n{self.tail()}"
+            )
         return status
 
     def tail(self) -> str:
@@ -508,17 +642,26 @@ class Job:
 
 # -- correctness --
 
+
 def correctness(device: torch.device, sizes: Sizes, root: Path) -> dict:
     """The same training on the CPU and on `device`, epsilon 1 throughout (the same
     actions, replay memory and minibatches: only the arithmetic differs), against the
     tolerances above: on CUDA, with and without TF32; on the CPU, another thread count
     (the reduction order alone)."""
     start, updates = 200, sizes.correctness_updates
-    config = presets.load("paper2013", [
-        f"replay_start_steps={start}", f"train_steps={start + updates}",
-        f"epoch_updates={updates}", f"replay_capacity_transitions={start + updates}",
-        "epsilon_start=1.0", "epsilon_end=1.0", "heldout_collect_steps=300",
-        "heldout_states=100"])
+    config = presets.load(
+        "paper2013",
+        [
+            f"replay_start_steps={start}",
+            f"train_steps={start + updates}",
+            f"epoch_updates={updates}",
+            f"replay_capacity_transitions={start + updates}",
+            "epsilon_start=1.0",
+            "epsilon_end=1.0",
+            "heldout_collect_steps=300",
+            "heldout_states=100",
+        ],
+    )
     cpu = torch.device("cpu")
     usable = len(os.sched_getaffinity(0))
     runs = {"cpu": (cpu, usable, True), "cpu_other_threads": (cpu, 1 if usable > 1 else 2, True)}
@@ -526,16 +669,28 @@ def correctness(device: torch.device, sizes: Sizes, root: Path) -> dict:
         runs.update({"cuda": (device, usable, True), "cuda_without_tf32": (device, usable, False)})
     for name, (run_device, threads, tf32) in runs.items():
         with torch_settings(threads, tf32):
-            training.train(GAME, "paper2013", config, 0, root / name, run_device,
-                           progress_s=float("inf"), live_view=False)
+            training.train(
+                GAME,
+                "paper2013",
+                config,
+                0,
+                root / name,
+                run_device,
+                progress_s=float("inf"),
+                live_view=False,
+            )
     states = h5io.read(RunDir(root / "cpu").heldout, "heldout")[1]["states"]
     n_actions = make_env(GAME, config, 0).n_actions
     reference = final_network(root / "cpu", config, n_actions)
     reference_q = average_max_q(reference, states, cpu)
     reference_log = h5io.read(RunDir(root / "cpu").log, "train_log")[1]
-    figures = {"updates": updates, "average_max_q": {},
-               "relative_difference": {}, "weights_relative_difference": {},
-               "same_episodes": {}}
+    figures = {
+        "updates": updates,
+        "average_max_q": {},
+        "relative_difference": {},
+        "weights_relative_difference": {},
+        "same_episodes": {},
+    }
     for name in runs:
         network = final_network(root / name, config, n_actions)
         q = average_max_q(network, states, cpu)
@@ -543,13 +698,18 @@ def correctness(device: torch.device, sizes: Sizes, root: Path) -> dict:
         figures["relative_difference"][name] = abs(q - reference_q) / abs(reference_q)
         figures["weights_relative_difference"][name] = weights_distance(network, reference)
         run_log = h5io.read(RunDir(root / name).log, "train_log")[1]
-        figures["same_episodes"][name] = bool(np.array_equal(
-            run_log["episodes/return"], reference_log["episodes/return"]))
-    tolerances = ({"cuda": TF32_TOLERANCE, "cuda_without_tf32": FP32_TOLERANCE}
-                  if device.type == "cuda" else {"cpu_other_threads": FP32_TOLERANCE})
+        figures["same_episodes"][name] = bool(
+            np.array_equal(run_log["episodes/return"], reference_log["episodes/return"])
+        )
+    tolerances = (
+        {"cuda": TF32_TOLERANCE, "cuda_without_tf32": FP32_TOLERANCE}
+        if device.type == "cuda"
+        else {"cpu_other_threads": FP32_TOLERANCE}
+    )
     figures["tolerances"] = tolerances
-    figures["within_tolerance"] = all(figures["relative_difference"][name] <= tolerance
-                                      for name, tolerance in tolerances.items())
+    figures["within_tolerance"] = all(
+        figures["relative_difference"][name] <= tolerance for name, tolerance in tolerances.items()
+    )
     return figures
 
 
@@ -567,8 +727,9 @@ def torch_settings(threads: int, tf32: bool):
 
 def final_network(run_root: Path, config: presets.Config, n_actions: int) -> torch.nn.Module:
     run = RunDir(run_root)
-    return load_network(run.snapshot(run.snapshot_epochs()[-1]), config, n_actions,
-                        torch.device("cpu"))[0]
+    return load_network(
+        run.snapshot(run.snapshot_epochs()[-1]), config, n_actions, torch.device("cpu")
+    )[0]
 
 
 def weights_distance(network: torch.nn.Module, reference: torch.nn.Module) -> float:
@@ -580,6 +741,7 @@ def weights_distance(network: torch.nn.Module, reference: torch.nn.Module) -> fl
 
 # -- resume --
 
+
 def resume(device: torch.device, sizes: Sizes, root: Path) -> dict:
     """Per mode (default; on CUDA also cuda_deterministic): run A uninterrupted, run C
     killed with SIGKILL mid-epoch and run again to the end, and on CUDA run B, A's rerun
@@ -590,14 +752,21 @@ def resume(device: torch.device, sizes: Sizes, root: Path) -> dict:
     if cuda:
         modes["deterministic"] = (*sizes.resume_overrides, "cuda_deterministic=true")
     runs = ("A", "B", "C") if cuda else ("A", "C")
-    jobs = {(mode, run): Job(train_command(GAME, "ci", root / mode / run, device, overrides),
-                             root / f"{mode}_{run}.log")
-            for mode, overrides in modes.items() for run in runs}
-    killed = kill_after_snapshot({mode: jobs[mode, "C"] for mode in modes},
-                                 sizes.resume_kill_after_epoch, root)
+    jobs = {
+        (mode, run): Job(
+            train_command(GAME, "ci", root / mode / run, device, overrides),
+            root / f"{mode}_{run}.log",
+        )
+        for mode, overrides in modes.items()
+        for run in runs
+    }
+    killed = kill_after_snapshot(
+        {mode: jobs[mode, "C"] for mode in modes}, sizes.resume_kill_after_epoch, root
+    )
     for mode, overrides in modes.items():
-        jobs[mode, "C"] = Job(train_command(GAME, "ci", root / mode / "C", device, overrides),
-                              root / f"{mode}_C.log")
+        jobs[mode, "C"] = Job(
+            train_command(GAME, "ci", root / mode / "C", device, overrides), root / f"{mode}_C.log"
+        )
     results = {}
     for mode in modes:
         try:  # a mode that fails (an operation without a deterministic form) says why
@@ -613,16 +782,19 @@ def resume(device: torch.device, sizes: Sizes, root: Path) -> dict:
             "resumed_from_snapshot": "resumed from" in jobs[mode, "C"].tail(),
             "resumed_identical": resumed == 0.0,
             "resumed_max_abs_weight_difference": resumed,
-            "agent_steps_per_s": timed_steps_per_s(reference.root)}
+            "agent_steps_per_s": timed_steps_per_s(reference.root),
+        }
         if cuda:
             rerun = max_snapshot_difference(RunDir(root / mode / "B"), reference)
-            results[mode].update(rerun_identical=rerun == 0.0,
-                                 rerun_max_abs_weight_difference=rerun)
+            results[mode].update(
+                rerun_identical=rerun == 0.0, rerun_max_abs_weight_difference=rerun
+            )
     return results
 
 
-def kill_after_snapshot(jobs: dict[str, Job], epoch: int, root: Path,
-                        delay_s: float = 0.1) -> dict[str, bool]:
+def kill_after_snapshot(
+    jobs: dict[str, Job], epoch: int, root: Path, delay_s: float = 0.1
+) -> dict[str, bool]:
     """SIGKILL each job `delay_s` after its run's snapshot of `epoch` lands; whether it
     was still running then."""
     seen, killed = {}, {}
@@ -660,6 +832,7 @@ def max_snapshot_difference(run: RunDir, reference: RunDir) -> float:
 
 # -- the learning glance --
 
+
 def learning(glance: Job, run_root: Path, device: torch.device) -> dict:
     """The held-out average max-Q of each snapshot of the glance's run."""
     glance.wait()
@@ -675,17 +848,24 @@ def learning(glance: Job, run_root: Path, device: torch.device) -> dict:
     _, log_ = h5io.read(run.log, "train_log")
     # With rewards clipped to [-1, 1], no return exceeds 1 / (1 - discount) in size.
     bound = 1 / (1 - config.discount)
-    return {"game": GAME, "preset": "paper2013", "steps": steps, "average_max_q": values,
-            "bound": bound,
-            "bounded": all(math.isfinite(q) and abs(q) < bound for q in values),
-            "rises": len(values) > 1 and values[-1] > values[0],
-            "agent_steps_per_s": [float(v) for v in log_["epochs/steps_per_s"]],
-            "episodes": int(len(log_["episodes/return"])),
-            "episode_return_mean_last_20": float(np.mean(log_["episodes/return"][-20:]))
-            if len(log_["episodes/return"]) else None}
+    return {
+        "game": GAME,
+        "preset": "paper2013",
+        "steps": steps,
+        "average_max_q": values,
+        "bound": bound,
+        "bounded": all(math.isfinite(q) and abs(q) < bound for q in values),
+        "rises": len(values) > 1 and values[-1] > values[0],
+        "agent_steps_per_s": [float(v) for v in log_["epochs/steps_per_s"]],
+        "episodes": int(len(log_["episodes/return"])),
+        "episode_return_mean_last_20": float(np.mean(log_["episodes/return"][-20:]))
+        if len(log_["episodes/return"])
+        else None,
+    }
 
 
 # -- the goals, and the table --
+
 
 def goals(summary: dict) -> list[dict]:
     """Issue 23's goals and the checks, each with its value and whether it is met (None:
@@ -701,8 +881,12 @@ def goals(summary: dict) -> list[dict]:
         return value
 
     def row(name, value, goal, met, applies=True):
-        return {"check": name, "value": value, "goal": goal,
-                "met": None if value is None or not applies else bool(met)}
+        return {
+            "check": name,
+            "value": value,
+            "goal": goal,
+            "met": None if value is None or not applies else bool(met),
+        }
 
     nature = get("speed", "nature2015", "loop_agent_steps_per_s")
     nature_graph = get("speed", "cuda_graph", "nature2015", "loop_agent_steps_per_s")
@@ -711,82 +895,143 @@ def goals(summary: dict) -> list[dict]:
     shared = get("sharing", "worst_shared_vs_alone")
     rows = [
         # The GPU's goals: on the CPU form, measured but not judged.
-        row("nature2015: loop agent steps/s, one job", nature, f">= {NATURE_STEPS_PER_S_GOAL:,}",
-            nature is not None and nature >= NATURE_STEPS_PER_S_GOAL, cuda),
-        row("nature2015: the same with cuda_graph_update", nature_graph,
+        row(
+            "nature2015: loop agent steps/s, one job",
+            nature,
             f">= {NATURE_STEPS_PER_S_GOAL:,}",
-            nature_graph is not None and nature_graph >= NATURE_STEPS_PER_S_GOAL, cuda),
-        row("paper2013: updates/s", paper, f">= {PAPER_UPDATES_PER_S_GOAL:,}",
-            paper is not None and paper >= PAPER_UPDATES_PER_S_GOAL, cuda),
-        row("paper2013: the same with cuda_graph_update", paper_graph,
+            nature is not None and nature >= NATURE_STEPS_PER_S_GOAL,
+            cuda,
+        ),
+        row(
+            "nature2015: the same with cuda_graph_update",
+            nature_graph,
+            f">= {NATURE_STEPS_PER_S_GOAL:,}",
+            nature_graph is not None and nature_graph >= NATURE_STEPS_PER_S_GOAL,
+            cuda,
+        ),
+        row(
+            "paper2013: updates/s",
+            paper,
             f">= {PAPER_UPDATES_PER_S_GOAL:,}",
-            paper_graph is not None and paper_graph >= PAPER_UPDATES_PER_S_GOAL, cuda),
-        row(f"{len(get('sharing', 'games') or [])} jobs sharing: worst job's rate / alone",
-            shared, f">= {SHARED_VS_ALONE_GOAL}",
-            shared is not None and shared >= SHARED_VS_ALONE_GOAL, cuda),
+            paper is not None and paper >= PAPER_UPDATES_PER_S_GOAL,
+            cuda,
+        ),
+        row(
+            "paper2013: the same with cuda_graph_update",
+            paper_graph,
+            f">= {PAPER_UPDATES_PER_S_GOAL:,}",
+            paper_graph is not None and paper_graph >= PAPER_UPDATES_PER_S_GOAL,
+            cuda,
+        ),
+        row(
+            f"{len(get('sharing', 'games') or [])} jobs sharing: worst job's rate / alone",
+            shared,
+            f">= {SHARED_VS_ALONE_GOAL}",
+            shared is not None and shared >= SHARED_VS_ALONE_GOAL,
+            cuda,
+        ),
     ]
     for name, tolerance in (get("correctness", "tolerances") or {}).items():
-        rows.append(row(f"average max-Q after {get('correctness', 'updates')} updates, "
-                        f"{name} vs CPU (relative)",
-                        get("correctness", "relative_difference", name), f"<= {tolerance:g}",
-                        get("correctness", "relative_difference", name) <= tolerance))
+        rows.append(
+            row(
+                f"average max-Q after {get('correctness', 'updates')} updates, "
+                f"{name} vs CPU (relative)",
+                get("correctness", "relative_difference", name),
+                f"<= {tolerance:g}",
+                get("correctness", "relative_difference", name) <= tolerance,
+            )
+        )
     for mode in ("default", "deterministic"):
         identical = get("resume", mode, "resumed_identical")
-        rows.append(row(f"SIGKILL and resume: same weights ({mode})",
-                        get("resume", mode, "resumed_max_abs_weight_difference"),
-                        "0 (bit-identical)", identical))
+        rows.append(
+            row(
+                f"SIGKILL and resume: same weights ({mode})",
+                get("resume", mode, "resumed_max_abs_weight_difference"),
+                "0 (bit-identical)",
+                identical,
+            )
+        )
     # The CPU form's glance is too short to learn: measured, not judged.
-    rows.append(row("learning glance: average max-Q bounded and rising",
-                    get("learning", "average_max_q"), "bounded, last > first",
-                    get("learning", "bounded") and get("learning", "rises"), cuda))
+    rows.append(
+        row(
+            "learning glance: average max-Q bounded and rising",
+            get("learning", "average_max_q"),
+            "bounded, last > first",
+            get("learning", "bounded") and get("learning", "rises"),
+            cuda,
+        )
+    )
     return rows
 
 
 def markdown(summary: dict) -> str:
     facts_ = summary.get("facts", {})
-    lines = [f"# Device check ({summary['form']} form)", "",
-             f"{facts_.get('device_name')}, torch {facts_.get('torch_version')}, CUDA "
-             f"{facts_.get('cuda_version')}, driver {facts_.get('driver_version')}, "
-             f"{facts_.get('cpu_count')} CPUs, commit {facts_.get('git_commit')} "
-             f"(prepared at {facts_.get('prepared_at_commit')})", "",
-             "| check | value | goal | met |", "|---|---|---|---|"]
+    lines = [
+        f"# Device check ({summary['form']} form)",
+        "",
+        f"{facts_.get('device_name')}, torch {facts_.get('torch_version')}, CUDA "
+        f"{facts_.get('cuda_version')}, driver {facts_.get('driver_version')}, "
+        f"{facts_.get('cpu_count')} CPUs, commit {facts_.get('git_commit')} "
+        f"(prepared at {facts_.get('prepared_at_commit')})",
+        "",
+        "| check | value | goal | met |",
+        "|---|---|---|---|",
+    ]
     for goal in summary.get("goals") or goals(summary):
-        lines.append(f"| {goal['check']} | {number(goal['value'])} | {goal['goal']} | "
-                     f"{'-' if goal['met'] is None else 'yes' if goal['met'] else 'NO'} |")
+        lines.append(
+            f"| {goal['check']} | {number(goal['value'])} | {goal['goal']} | "
+            f"{'-' if goal['met'] is None else 'yes' if goal['met'] else 'NO'} |"
+        )
     speed_ = summary.get("speed", {})
     if "emulator_agent_steps_per_s" in speed_:
         emulator = speed_["emulator_agent_steps_per_s"]
-        lines += ["", "| speed | value | / emulator (one core) |", "|---|---|---|",
-                  f"| bare emulator, agent steps/s | {number(emulator)} | 1 |"]
+        lines += [
+            "",
+            "| speed | value | / emulator (one core) |",
+            "|---|---|---|",
+            f"| bare emulator, agent steps/s | {number(emulator)} | 1 |",
+        ]
         for name in ("paper2013", "nature2015"):
-            lines += [f"| {name}: updates/s | {number(speed_[name]['updates_per_s'])} | "
-                      f"{number(speed_[name]['updates_vs_emulator'])} |",
-                      f"| {name}: loop agent steps/s | "
-                      f"{number(speed_[name]['loop_agent_steps_per_s'])} | "
-                      f"{number(speed_[name]['loop_vs_emulator'])} |"]
+            lines += [
+                f"| {name}: updates/s | {number(speed_[name]['updates_per_s'])} | "
+                f"{number(speed_[name]['updates_vs_emulator'])} |",
+                f"| {name}: loop agent steps/s | "
+                f"{number(speed_[name]['loop_agent_steps_per_s'])} | "
+                f"{number(speed_[name]['loop_vs_emulator'])} |",
+            ]
         for name in PRESETS:
             pageable = (speed_.get("pageable_copies") or {}).get(name)
             graph = (speed_.get("cuda_graph") or {}).get(name)
             deterministic = (speed_.get("deterministic") or {}).get(name)
             if pageable:
-                lines.append(f"| {name}: loop agent steps/s, minibatches from pageable "
-                             f"memory | {number(pageable['loop_agent_steps_per_s'])} | "
-                             f"{number(pageable['loop_agent_steps_per_s'] / emulator)} |")
+                lines.append(
+                    f"| {name}: loop agent steps/s, minibatches from pageable "
+                    f"memory | {number(pageable['loop_agent_steps_per_s'])} | "
+                    f"{number(pageable['loop_agent_steps_per_s'] / emulator)} |"
+                )
             if graph:
-                lines.append(f"| {name}: with cuda_graph_update, updates/s / loop agent "
-                             f"steps/s | {number(graph['updates_per_s'])} / "
-                             f"{number(graph['loop_agent_steps_per_s'])} | "
-                             f"{number(graph['loop_agent_steps_per_s'] / emulator)} |")
+                lines.append(
+                    f"| {name}: with cuda_graph_update, updates/s / loop agent "
+                    f"steps/s | {number(graph['updates_per_s'])} / "
+                    f"{number(graph['loop_agent_steps_per_s'])} | "
+                    f"{number(graph['loop_agent_steps_per_s'] / emulator)} |"
+                )
             if deterministic:
-                lines.append(f"| {name}: updates/s with cuda_deterministic | "
-                             f"{number(deterministic['updates_per_s'])} | "
-                             f"{number(deterministic['updates_per_s'] / emulator)} |")
-        lines += [f"| greedy action, ms | {number(speed_['greedy_action_ms'])} | "
-                  f"{number(speed_['greedy_action_vs_emulator_step'])} of a step |",
-                  f"| minibatch draw and copy to the device, ms | "
-                  f"{number(speed_['sample_to_device_ms'])} | "
-                  f"{number(speed_['sample_to_device_vs_emulator_step'])} of a step |"]
-    errors = [name for name, value in summary.items() if isinstance(value, dict) and "error" in value]
+                lines.append(
+                    f"| {name}: updates/s with cuda_deterministic | "
+                    f"{number(deterministic['updates_per_s'])} | "
+                    f"{number(deterministic['updates_per_s'] / emulator)} |"
+                )
+        lines += [
+            f"| greedy action, ms | {number(speed_['greedy_action_ms'])} | "
+            f"{number(speed_['greedy_action_vs_emulator_step'])} of a step |",
+            f"| minibatch draw and copy to the device, ms | "
+            f"{number(speed_['sample_to_device_ms'])} | "
+            f"{number(speed_['sample_to_device_vs_emulator_step'])} of a step |",
+        ]
+    errors = [
+        name for name, value in summary.items() if isinstance(value, dict) and "error" in value
+    ]
     if errors:
         lines += ["", f"Sections that failed (their errors are in {SUMMARY}): {', '.join(errors)}"]
     return "\n".join(lines) + "\n"

@@ -43,17 +43,19 @@ def resolve_device(name: str, jobs_per_gpu: int = 1) -> torch.device:
             raise ConfigError("--device cuda: no CUDA device is available (try --device auto)")
         print("dqn: no CUDA device found, computing on the CPU", file=sys.stderr)
         return torch.device("cpu")
-    uuids = [str(torch.cuda.get_device_properties(i).uuid)
-             for i in range(torch.cuda.device_count())]
+    uuids = [
+        str(torch.cuda.get_device_properties(i).uuid) for i in range(torch.cuda.device_count())
+    ]
     index = claim_gpu(uuids, LOCK_DIR, jobs_per_gpu)
     torch.cuda.set_device(index)
-    print(f"dqn: using GPU {index} ({torch.cuda.get_device_name(index)}, {uuids[index]})",
-          file=sys.stderr)
+    print(
+        f"dqn: using GPU {index} ({torch.cuda.get_device_name(index)}, {uuids[index]})",
+        file=sys.stderr,
+    )
     return torch.device("cuda", index)
 
 
-def claim_gpu(gpus: list[str], lock_dir: Path, jobs_per_gpu: int = 1,
-              poll_s: float = 1.0) -> int:
+def claim_gpu(gpus: list[str], lock_dir: Path, jobs_per_gpu: int = 1, poll_s: float = 1.0) -> int:
     """Lock the first free slot of the GPUs `gpus` (their UUIDs, in index order), each
     with `jobs_per_gpu` slots, and return the GPU's index; hold the lock until the
     process exits. Wait while all are taken. A process claims one slot: asked again, it
@@ -62,8 +64,10 @@ def claim_gpu(gpus: list[str], lock_dir: Path, jobs_per_gpu: int = 1,
         return _claimed[0][0]
     lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if lock_dir.stat().st_uid != os.getuid():
-        raise ConfigError(f"{lock_dir}: the GPU lock directory belongs to another user "
-                          f"(uid {lock_dir.stat().st_uid}); remove it")
+        raise ConfigError(
+            f"{lock_dir}: the GPU lock directory belongs to another user "
+            f"(uid {lock_dir.stat().st_uid}); remove it"
+        )
     reported_at = None
     # Slot-major: every GPU's first slot before any GPU's second, so jobs spread out.
     slots = [(index, gpu, slot) for slot in range(jobs_per_gpu) for index, gpu in enumerate(gpus)]
@@ -83,9 +87,11 @@ def claim_gpu(gpus: list[str], lock_dir: Path, jobs_per_gpu: int = 1,
             return index
         now = time.monotonic()
         if reported_at is None or now - reported_at >= WAIT_REPORT_S:
-            print(f"dqn: all {len(gpus)} GPUs ({jobs_per_gpu} job(s) each) are taken by "
-                  f"other dqn processes (locks in {lock_dir}); waiting for one. Run Snakemake "
-                  f"with --resources gpu=N, N at most {len(slots)}, to avoid waiting.",
-                  file=sys.stderr)
+            print(
+                f"dqn: all {len(gpus)} GPUs ({jobs_per_gpu} job(s) each) are taken by "
+                f"other dqn processes (locks in {lock_dir}); waiting for one. Run Snakemake "
+                f"with --resources gpu=N, N at most {len(slots)}, to avoid waiting.",
+                file=sys.stderr,
+            )
             reported_at = now
         time.sleep(poll_s)

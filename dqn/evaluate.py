@@ -8,10 +8,10 @@ the held-out states of max_a Q(s, a). Reads snapshots and held-out states only.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -28,8 +28,9 @@ from dqn.presets import Config
 from dqn.rundir import RunDir
 
 
-def load_network(path: Path, config: Config, n_actions: int, device: torch.device
-                 ) -> tuple[torch.nn.Module, dict]:
+def load_network(
+    path: Path, config: Config, n_actions: int, device: torch.device
+) -> tuple[torch.nn.Module, dict]:
     """The network of snapshot `path`, ready to play, and the snapshot's attributes."""
     network = networks.build(config.network, n_actions)
     attrs = load_snapshot(path, network)
@@ -37,8 +38,9 @@ def load_network(path: Path, config: Config, n_actions: int, device: torch.devic
 
 
 @torch.inference_mode()
-def play(network: torch.nn.Module, game: str, config: Config, seed: int, epoch: int,
-         device: torch.device) -> tuple[list[float], int]:
+def play(
+    network: torch.nn.Module, game: str, config: Config, seed: int, epoch: int, device: torch.device
+) -> tuple[list[float], int]:
     """Total rewards of the episodes the epsilon-greedy policy completes within
     eval_steps, and how many completed.
 
@@ -49,17 +51,22 @@ def play(network: torch.nn.Module, game: str, config: Config, seed: int, epoch: 
     env = make_env(game, config, seeding.derive(seed, "eval_env", epoch), evaluation=True)
     rng = seeding.generator(seed, "eval_policy", epoch)
     player = Player(env)
-    steps = player.run(epsilon_greedy(network, config.eval_epsilon, rng, device),
-                       config.eval_steps, config.eval_episodes)
+    steps = player.run(
+        epsilon_greedy(network, config.eval_epsilon, rng, device),
+        config.eval_steps,
+        config.eval_episodes,
+    )
     returns = [step.episode.total_reward for step in steps if step.episode]
     return (returns or [player.episode_return]), len(returns)
 
 
-def epsilon_greedy(network: torch.nn.Module, eps: float, rng: np.random.Generator,
-                   device: torch.device) -> Policy:
+def epsilon_greedy(
+    network: torch.nn.Module, eps: float, rng: np.random.Generator, device: torch.device
+) -> Policy:
     """2013 §5.1: the epsilon-greedy policy of `network`; it runs only when needed."""
-    return lambda env: choose_action(eps, env.n_actions, rng,
-                                     lambda: greedy(q_values(network, env.stack, device)))
+    return lambda env: choose_action(
+        eps, env.n_actions, rng, lambda: greedy(q_values(network, env.stack, device))
+    )
 
 
 @dataclass(frozen=True)
@@ -72,8 +79,15 @@ class ValuedStep:
     step: Step
 
 
-def play_with_values(network: torch.nn.Module, env: Env, eps: float, rng: np.random.Generator,
-              device: torch.device, max_steps: int, max_episodes: int) -> Iterator[ValuedStep]:
+def play_with_values(
+    network: torch.nn.Module,
+    env: Env,
+    eps: float,
+    rng: np.random.Generator,
+    device: torch.device,
+    max_steps: int,
+    max_episodes: int,
+) -> Iterator[ValuedStep]:
     """`epsilon_greedy`'s play from the start of an episode, yielding for each state its
     screen and Q-values (so the network runs every step, not only for greedy actions):
     the data of Figure 3 (2013 §5.2) and of `dqn watch`'s videos."""
@@ -97,8 +111,9 @@ def run_identity(run: RunDir) -> tuple[dict, Config, str, int, list[int]]:
     try:
         config = Config(**json.loads(attrs["config"]))
     except (TypeError, ValueError, ConfigError) as error:
-        raise DataFileError(f"{run.heldout}: its config does not fit this version of dqn "
-                            f"({error})") from None
+        raise DataFileError(
+            f"{run.heldout}: its config does not fit this version of dqn ({error})"
+        ) from None
     return attrs, config, attrs["game"], int(attrs["seed"]), epochs
 
 
@@ -107,13 +122,21 @@ def evaluation_config(config: Config, overrides: list[str]) -> Config:
     a snapshot is evaluated may change, what was trained may not."""
     for assignment in overrides:
         if not assignment.startswith("eval_"):
-            raise ConfigError(f"--set {assignment!r}: only the evaluation's keys (eval_*) "
-                              "may be changed when evaluating a run")
+            raise ConfigError(
+                f"--set {assignment!r}: only the evaluation's keys (eval_*) "
+                "may be changed when evaluating a run"
+            )
     return config.with_overrides(overrides)
 
 
-def evaluate_run(run_dir: Path, out: Path, device: torch.device, workers: int = 1,
-                 overrides: list[str] = (), only_epochs: list[int] = ()) -> dict:
+def evaluate_run(
+    run_dir: Path,
+    out: Path,
+    device: torch.device,
+    workers: int = 1,
+    overrides: list[str] = (),
+    only_epochs: list[int] = (),
+) -> dict:
     """Evaluate every snapshot of the run (or those of `only_epochs`), with the run's
     config or that config with `overrides` of its evaluation keys. A `dqn train` may be
     writing the run at the same time: it only adds files, each renamed into place whole,
@@ -124,8 +147,10 @@ def evaluate_run(run_dir: Path, out: Path, device: torch.device, workers: int = 
     config = evaluation_config(trained, list(overrides))
     if only_epochs:
         if missing := sorted(set(only_epochs) - set(epochs)):
-            raise DataFileError(f"{run.root / 'snapshots'}: no snapshot of epoch "
-                                f"{', '.join(map(str, missing))} (it has {epochs[0]}-{epochs[-1]})")
+            raise DataFileError(
+                f"{run.root / 'snapshots'}: no snapshot of epoch "
+                f"{', '.join(map(str, missing))} (it has {epochs[0]}-{epochs[-1]})"
+            )
         epochs = sorted(set(only_epochs))
     run.check_output(out, "evaluation")
     heldout_states = h5io.read(run.heldout, "heldout")[1]["states"]
@@ -134,12 +159,17 @@ def evaluate_run(run_dir: Path, out: Path, device: torch.device, workers: int = 
     def evaluate_one(epoch: int) -> dict:
         path = run.snapshot(epoch)
         network, attrs = load_network(path, config, n_actions, device)
-        if (json.loads(attrs["config"]) != trained.as_dict() or attrs["game"] != game
-                or attrs["seed"] != seed):
+        if (
+            json.loads(attrs["config"]) != trained.as_dict()
+            or attrs["game"] != game
+            or attrs["seed"] != seed
+        ):
             raise DataFileError(f"{path}: snapshot of another run than {run.heldout}")
         returns, completed = play(network, game, config, seed, epoch, device)
         return {
-            "epoch": epoch, "step": attrs["step"], "update": attrs["update"],
+            "epoch": epoch,
+            "step": attrs["step"],
+            "update": attrs["update"],
             "average_reward": float(np.mean(returns)),
             "best_episode_reward": float(np.max(returns)),
             "episodes": completed,
@@ -149,10 +179,13 @@ def evaluate_run(run_dir: Path, out: Path, device: torch.device, workers: int = 
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         rows = list(pool.map(evaluate_one, epochs))
-    table = {name: np.array([row[name] for row in rows], dtype)
-             for name, dtype in EVALUATION_COLUMNS.items()}
-    table["episode_returns"] = np.array([r for row in rows for r in row["episode_returns"]],
-                                        np.float64)
+    table = {
+        name: np.array([row[name] for row in rows], dtype)
+        for name, dtype in EVALUATION_COLUMNS.items()
+    }
+    table["episode_returns"] = np.array(
+        [r for row in rows for r in row["episode_returns"]], np.float64
+    )
     attrs = provenance.record(game, seed, run_attrs["preset"], config.as_dict())
     attrs["run"] = str(run.root)
     h5io.write(out, "evaluation", attrs, table)
@@ -164,8 +197,9 @@ def evaluate_run(run_dir: Path, out: Path, device: torch.device, workers: int = 
 TRACE_STREAM = 1
 
 
-def snapshot_play(run: RunDir, config: Config, game: str, seed: int, epoch: int, stream: int,
-                  device: torch.device) -> tuple[Env, np.random.Generator, torch.nn.Module, dict]:
+def snapshot_play(
+    run: RunDir, config: Config, game: str, seed: int, epoch: int, stream: int, device: torch.device
+) -> tuple[Env, np.random.Generator, torch.nn.Module, dict]:
     """What a play of snapshot `epoch` of its own needs, seeded by `stream` (a fourth seed
     element beside the evaluation's): the evaluation environment, the policy's
     generator, the network and the snapshot's attributes."""
@@ -188,10 +222,13 @@ def trace_run(run_dir: Path, out: Path, device: torch.device, steps: int) -> dic
     run_attrs, config, game, seed, epochs = run_identity(run)
     run.check_output(out, "value_trace")
     snapshot = run.snapshot(epochs[-1])
-    env, rng, network, attrs = snapshot_play(run, config, game, seed, epochs[-1], TRACE_STREAM,
-                                             device)
+    env, rng, network, attrs = snapshot_play(
+        run, config, game, seed, epochs[-1], TRACE_STREAM, device
+    )
     columns = {"frames": [], "screens": [], "q": [], "max_q": [], "actions": [], "rewards": []}
-    for seen in play_with_values(network, env, config.eval_epsilon, rng, device, steps, max_episodes=1):
+    for seen in play_with_values(
+        network, env, config.eval_epsilon, rng, device, steps, max_episodes=1
+    ):
         step = seen.step
         columns["screens"].append(seen.screen)
         columns["q"].append(seen.q)
@@ -201,9 +238,17 @@ def trace_run(run_dir: Path, out: Path, device: torch.device, steps: int) -> dic
         columns["rewards"].append(step.reward)
     table = {name: np.asarray(values) for name, values in columns.items()}
     trace_attrs = provenance.record(game, seed, run_attrs["preset"], config.as_dict())
-    trace_attrs.update({"run": str(run.root), "snapshot": str(snapshot), "epoch": epochs[-1],
-                        "step": attrs["step"], "update": attrs["update"],
-                        "epsilon": config.eval_epsilon, "episode_ended": bool(step.terminal),
-                        "frame_skip_frames": env.frame_skip})
+    trace_attrs.update(
+        {
+            "run": str(run.root),
+            "snapshot": str(snapshot),
+            "epoch": epochs[-1],
+            "step": attrs["step"],
+            "update": attrs["update"],
+            "epsilon": config.eval_epsilon,
+            "episode_ended": bool(step.terminal),
+            "frame_skip_frames": env.frame_skip,
+        }
+    )
     h5io.write(out, "value_trace", trace_attrs, table, compress=True)
     return table

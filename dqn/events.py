@@ -32,12 +32,19 @@ EPOCH_SCALARS = ("loss_mean", "epsilon", "steps_per_s", "updates_per_s")
 class LiveView:
     """Writes the rows a training log gains, as TensorBoard scalars."""
 
-    def __init__(self, run_root: Path, log: TrainLog, step: int, heldout_states: np.ndarray,
-                 device: torch.device):
+    def __init__(
+        self,
+        run_root: Path,
+        log: TrainLog,
+        step: int,
+        heldout_states: np.ndarray,
+        device: torch.device,
+    ):
         """`log` and `step`: where the run starts (or resumes); what `log` holds up to
         `step` was written and flushed by the process that committed it."""
-        self.writer = SummaryWriter(str(Path(run_root) / EVENTS_DIR), purge_step=step + 1,
-                                    flush_secs=FLUSH_S)
+        self.writer = SummaryWriter(
+            str(Path(run_root) / EVENTS_DIR), purge_step=step + 1, flush_secs=FLUSH_S
+        )
         self.heldout_states, self.device = heldout_states, device
         self.episodes_written = len(log.episodes["return"])
         self.epochs_written = len(log.epochs["epoch"])
@@ -60,9 +67,11 @@ class LiveView:
     def end_epoch(self, log: TrainLog, network: torch.nn.Module) -> None:
         """The epoch just added to `log`, with its average max-Q, on disk before the
         epoch is committed."""
-        self.writer.add_scalar("train/average_max_q",
-                               average_max_q(network, self.heldout_states, self.device),
-                               log.epochs["step"][-1])
+        self.writer.add_scalar(
+            "train/average_max_q",
+            average_max_q(network, self.heldout_states, self.device),
+            log.epochs["step"][-1],
+        )
         self.flush(log)
 
     def flush(self, log: TrainLog) -> None:

@@ -40,8 +40,9 @@ def greedy(q_values: np.ndarray) -> int:
     return int(np.argmax(q_values))
 
 
-def choose_action(eps: float, n_actions: int, rng: np.random.Generator,
-                  greedy_action: Callable[[], int]) -> int:
+def choose_action(
+    eps: float, n_actions: int, rng: np.random.Generator, greedy_action: Callable[[], int]
+) -> int:
     """With probability eps a uniform random action, else `greedy_action()`.
 
     The network is only run when the greedy action is needed.

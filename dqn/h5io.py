@@ -25,8 +25,13 @@ from dqn.migrate import upgrade
 from dqn.provenance import physical_memory
 
 
-def write(path: Path, kind: str, attrs: dict[str, Any], arrays: dict[str, np.ndarray],
-          compress: bool = False) -> None:
+def write(
+    path: Path,
+    kind: str,
+    attrs: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+    compress: bool = False,
+) -> None:
     """Write `arrays` (names may contain '/' for groups) and `attrs` atomically, as a file
     of `kind`, which they must fit (`dqn.layouts`).
 
@@ -35,8 +40,11 @@ def write(path: Path, kind: str, attrs: dict[str, Any], arrays: dict[str, np.nda
     libhdf5 (which crashed the process on ENOSPC)."""
     attrs = {**attrs, "kind": kind, "format_version": FORMAT_VERSION, "complete": True}
     arrays = {name: np.asarray(value) for name, value in arrays.items()}
-    if problem := _misfit(kind, {k: _plain(v) for k, v in attrs.items()},
-                          {name: (a.dtype, a.shape) for name, a in arrays.items()}):
+    if problem := _misfit(
+        kind,
+        {k: _plain(v) for k, v in attrs.items()},
+        {name: (a.dtype, a.shape) for name, a in arrays.items()},
+    ):
         raise ValueError(f"{path}: not as dqn.layouts declares a {kind} file: {problem}")
     image = io.BytesIO()
     with h5py.File(image, "w") as f:
@@ -44,8 +52,9 @@ def write(path: Path, kind: str, attrs: dict[str, Any], arrays: dict[str, np.nda
             if value.ndim == 0:
                 f.create_dataset(name, data=value)
             else:
-                f.create_dataset(name, data=value, fletcher32=True,
-                                 compression="lzf" if compress else None)
+                f.create_dataset(
+                    name, data=value, fletcher32=True, compression="lzf" if compress else None
+                )
         for key, value in attrs.items():
             f.attrs[key] = value
 
@@ -74,12 +83,15 @@ def _open_checked(path, kind, with_arrays):
             attrs = {k: _plain(v) for k, v in f.attrs.items()}
             if not isinstance(attrs.get("kind"), str) or attrs["kind"] != kind:
                 raise DataFileError(
-                    f"{path}: expected a file of kind {kind}, found kind={attrs.get('kind')!r}")
+                    f"{path}: expected a file of kind {kind}, found kind={attrs.get('kind')!r}"
+                )
             if attrs.get("complete") is not True:
                 raise DataFileError(f"{path}: incomplete file (its writer did not finish)")
             stored, groups = _contents(path, f)
             attrs, datasets = upgrade(path, kind, attrs, stored)
-            if problem := _misfit(kind, attrs, {n: (d.dtype, d.shape) for n, d in datasets.items()}):
+            if problem := _misfit(
+                kind, attrs, {n: (d.dtype, d.shape) for n, d in datasets.items()}
+            ):
                 raise DataFileError(f"{path}: {problem}")
             if empty := [g for g in groups if not any(n.startswith(g + "/") for n in stored)]:
                 raise DataFileError(f"{path}: unexpected group {empty[0]} (it holds no dataset)")
@@ -87,15 +99,18 @@ def _open_checked(path, kind, with_arrays):
             if with_arrays:
                 need = sum(d.size * d.dtype.itemsize for d in datasets.values())
                 if need > physical_memory():
-                    raise DataFileError(f"{path}: its datasets hold {need / 2**30:,.1f} GiB, more "
-                                        "than this machine's memory")
+                    raise DataFileError(
+                        f"{path}: its datasets hold {need / 2**30:,.1f} GiB, more "
+                        "than this machine's memory"
+                    )
                 arrays = {name: d[()] for name, d in datasets.items()}
             # Every float the project stores is finite when training is sound (weights,
             # losses, Q-values, rewards): nan or inf means a diverged or damaged run.
             for name, value in arrays.items():
                 if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
-                    raise DataFileError(f"{path}: dataset {name} holds non-finite values "
-                                        "(nan or inf)")
+                    raise DataFileError(
+                        f"{path}: dataset {name} holds non-finite values (nan or inf)"
+                    )
     except DataFileError:
         raise
     except Exception as error:  # h5py raises OSError, KeyError, RuntimeError... on damage
@@ -114,8 +129,9 @@ def _contents(path: Path, f: h5py.File) -> tuple[dict[str, h5py.Dataset], list[s
         node = f[name]
         if isinstance(node, h5py.Dataset):
             if node.external or node.is_virtual:
-                raise DataFileError(f"{path}: dataset {name} keeps its data in other files; "
-                                    "dqn reads no links")
+                raise DataFileError(
+                    f"{path}: dataset {name} keeps its data in other files; dqn reads no links"
+                )
             found[name] = node
         elif isinstance(node, h5py.Group):
             groups.append(name)
@@ -139,7 +155,9 @@ def _link(link: h5py.SoftLink | h5py.ExternalLink) -> str:
     return f"a soft link to {link.path}"
 
 
-def _misfit(kind: str, attrs: dict[str, Any], arrays: dict[str, tuple[np.dtype, tuple]]) -> str | None:
+def _misfit(
+    kind: str, attrs: dict[str, Any], arrays: dict[str, tuple[np.dtype, tuple]]
+) -> str | None:
     """What in a file's attributes and (dtype, shape) of its datasets departs from the
     layout of `kind`, in words; None if nothing."""
     layout = LAYOUTS[kind]
@@ -157,20 +175,27 @@ def _misfit(kind: str, attrs: dict[str, Any], arrays: dict[str, tuple[np.dtype, 
         spec = layout.spec(name)
         if spec is None:
             return f"unexpected dataset {name} in a file of kind {kind}"
-        if dtype != np.dtype(spec.dtype) or (spec.shape is not None and (
+        if dtype != np.dtype(spec.dtype) or (
+            spec.shape is not None
+            and (
                 len(shape) != len(spec.shape)
-                or any(isinstance(d, int) and d != n for d, n in zip(spec.shape, shape)))):
+                or any(isinstance(d, int) and d != n for d, n in zip(spec.shape, shape))
+            )
+        ):
             return f"dataset {name}: expected {spec.describe()}, found {dtype} of shape {shape}"
         for axis, (dim, n) in enumerate(zip(spec.shape or (), shape)):
             if isinstance(dim, str):
                 seen, first = lengths.setdefault(dim, (n, name))
                 if n != seen:
-                    return (f"dataset {name} has {n} {dim} along axis {axis}, but {first} has "
-                            f"{seen}: they must agree")
+                    return (
+                        f"dataset {name} has {n} {dim} along axis {axis}, but {first} has "
+                        f"{seen}: they must agree"
+                    )
     for name, spec in layout.arrays.items():
         part = next((p for p in layout.optional if name.startswith(p)), None)
-        if (not any(fnmatch.fnmatchcase(n, name) for n in arrays)
-                and (part is None or any(n.startswith(part) for n in arrays))):
+        if not any(fnmatch.fnmatchcase(n, name) for n in arrays) and (
+            part is None or any(n.startswith(part) for n in arrays)
+        ):
             return f"dataset {name} is missing (expected {spec.describe()})"
     return None
 
@@ -210,8 +235,10 @@ def check_replaceable(path: Path, kind: str) -> None:
         found = None
     if found != kind:
         what = f"a {found} file" if found else "not a file dqn wrote"
-        raise DataFileError(f"{path}: exists and is {what}; dqn replaces only a file of "
-                            f"kind {kind} there, so give another --out")
+        raise DataFileError(
+            f"{path}: exists and is {what}; dqn replaces only a file of "
+            f"kind {kind} there, so give another --out"
+        )
 
 
 def describe(path: Path) -> str:

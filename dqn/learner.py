@@ -14,8 +14,13 @@ from dqn.presets import Config
 from dqn.replay import Minibatch
 
 
-def td_targets(rewards: torch.Tensor, terminals: torch.Tensor, next_max_q: torch.Tensor,
-               discount: float, reward_clip: bool) -> torch.Tensor:
+def td_targets(
+    rewards: torch.Tensor,
+    terminals: torch.Tensor,
+    next_max_q: torch.Tensor,
+    discount: float,
+    reward_clip: bool,
+) -> torch.Tensor:
     """y = r for terminal transitions, else r + discount * max_a' Q(s', a') (Algorithm 1).
 
     2013 §5: in training, positive rewards become 1 and negative ones -1.
@@ -25,8 +30,9 @@ def td_targets(rewards: torch.Tensor, terminals: torch.Tensor, next_max_q: torch
     return rewards + discount * (~terminals).to(next_max_q.dtype) * next_max_q
 
 
-def td_loss(q_taken: torch.Tensor, targets: torch.Tensor, kind: str,
-            reduction: str) -> torch.Tensor:
+def td_loss(
+    q_taken: torch.Tensor, targets: torch.Tensor, kind: str, reduction: str
+) -> torch.Tensor:
     """The minibatch's loss: half the squared TD error, or "huber", whose gradient is the
     TD error clipped to [-1, 1] (Nature §Methods; DQN 3.0's clip_delta).
 
@@ -108,10 +114,11 @@ class Adam:
         torch._foreach_mul_(self.v, self.BETA2)
         torch._foreach_addcmul_(self.v, grads, grads, value=1 - self.BETA2)
         denominators = torch._foreach_sqrt(self.v)
-        torch._foreach_div_(denominators, (1 - self.BETA2 ** self.steps) ** 0.5)
+        torch._foreach_div_(denominators, (1 - self.BETA2**self.steps) ** 0.5)
         torch._foreach_add_(denominators, self.epsilon)
-        torch._foreach_addcdiv_(self.params, self.m, denominators,
-                                value=-self.lr / (1 - self.BETA1 ** self.steps))
+        torch._foreach_addcdiv_(
+            self.params, self.m, denominators, value=-self.lr / (1 - self.BETA1**self.steps)
+        )
 
     def state(self) -> dict[str, list[torch.Tensor]]:
         return {"m": self.m, "v": self.v}
@@ -121,8 +128,7 @@ class Adam:
         _copy_into(self.state(), state)
 
 
-def _copy_into(buffers: dict[str, list[torch.Tensor]], values: dict[str, list[np.ndarray]]
-               ) -> None:
+def _copy_into(buffers: dict[str, list[torch.Tensor]], values: dict[str, list[np.ndarray]]) -> None:
     for name, tensors in buffers.items():
         for tensor, value in zip(tensors, values[name], strict=True):
             tensor.copy_(torch.as_tensor(value))
@@ -162,13 +168,19 @@ class Learner:
         self.target = copy.deepcopy(self.network) if config.target_update_period_steps else None
         params = self.network.parameters()
         self.optimizer = {
-            "rmsprop": lambda: RMSProp(params, config.learning_rate, config.rmsprop_decay,
-                                       config.rmsprop_epsilon, config.rmsprop_centered),
+            "rmsprop": lambda: RMSProp(
+                params,
+                config.learning_rate,
+                config.rmsprop_decay,
+                config.rmsprop_epsilon,
+                config.rmsprop_centered,
+            ),
             "adam": lambda: Adam(params, config.learning_rate, config.adam_epsilon),
         }[config.optimizer]()
         self.updates = 0
-        self.graph = (GraphedStep(self._step, device) if self.on_gpu and config.cuda_graph_update
-                      else None)
+        self.graph = (
+            GraphedStep(self._step, device) if self.on_gpu and config.cuda_graph_update else None
+        )
 
     def update(self, batch: Minibatch) -> torch.Tensor:
         """One minibatch step of Algorithm 1; returns the loss (on the device, no sync)."""
@@ -183,11 +195,11 @@ class Learner:
         """The minibatch's arrays as tensors on the host, in `_step`'s order. On a GPU they
         are copied to pinned (page-locked) memory: a copy from there to the GPU is queued
         and returns at once, where one from pageable memory waits for the GPU to reach it."""
-        arrays = (batch.states, batch.actions, batch.rewards, batch.next_states,
-                  batch.terminals)
+        arrays = (batch.states, batch.actions, batch.rewards, batch.next_states, batch.terminals)
         tensors = [torch.from_numpy(a) for a in arrays]
-        return ([t.pin_memory() for t in tensors] if self.on_gpu and self.pin_minibatches
-                else tensors)
+        return (
+            [t.pin_memory() for t in tensors] if self.on_gpu and self.pin_minibatches else tensors
+        )
 
     def to_device(self, batch: Minibatch) -> list[torch.Tensor]:
         """The minibatch on the learner's device, copies queued without waiting; the
@@ -195,13 +207,20 @@ class Learner:
         device, in the network's forward pass."""
         return [t.to(self.device, non_blocking=True) for t in self.host_arrays(batch)]
 
-    def _step(self, states: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
-              next_states: torch.Tensor, terminals: torch.Tensor) -> torch.Tensor:
+    def _step(
+        self,
+        states: torch.Tensor,
+        actions: torch.Tensor,
+        rewards: torch.Tensor,
+        next_states: torch.Tensor,
+        terminals: torch.Tensor,
+    ) -> torch.Tensor:
         with torch.no_grad():
             bootstrap = self.network if self.target is None else self.target
             next_max_q = bootstrap(next_states).max(dim=1).values
-            targets = td_targets(rewards, terminals, next_max_q, self.config.discount,
-                                 self.config.reward_clip)
+            targets = td_targets(
+                rewards, terminals, next_max_q, self.config.discount, self.config.reward_clip
+            )
         q_taken = self.network(states).gather(1, actions[:, None]).squeeze(1)
         loss = td_loss(q_taken, targets, self.config.loss, self.config.loss_reduction)
         for p in self.network.parameters():
@@ -224,10 +243,14 @@ class Learner:
 
     def non_finite(self, loss_mean: float) -> str | None:
         """What is not finite (the epoch's mean loss, the weights), or None if all is."""
-        names = [name for name, value in self.network.state_dict().items()
-                 if not torch.isfinite(value).all()]
+        names = [
+            name
+            for name, value in self.network.state_dict().items()
+            if not torch.isfinite(value).all()
+        ]
         problems = ([f"mean loss {loss_mean}"] if not np.isfinite(loss_mean) else []) + (
-            [f"non-finite weights in {', '.join(names)}"] if names else [])
+            [f"non-finite weights in {', '.join(names)}"] if names else []
+        )
         return "; ".join(problems) or None
 
     # -- snapshots and resume --
@@ -245,7 +268,9 @@ class Learner:
             names, values = list(self.target.state_dict()), tensors["target"]
             if len(names) != len(values):
                 raise ValueError(f"expected {len(names)} target network tensors, got {len(values)}")
-            self.target.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in zip(names, values)})
+            self.target.load_state_dict(
+                {k: torch.as_tensor(np.asarray(v)) for k, v in zip(names, values)}
+            )
         self.updates = int(state["updates"])
         self.optimizer.load_state(tensors)
         if isinstance(self.optimizer, Adam):

@@ -23,11 +23,18 @@ from dqn.layouts import FORMAT_VERSION
 
 # Format 1's configs: keys added since some runs were stored, with the value those runs
 # had in effect, and keys renamed, with how the old value reads.
-ADDED_KEYS = {"optimizer": "rmsprop", "adam_epsilon": 1e-8, "fire_on_reset": False,
-              "max_grad_norm": 0.0, "epsilon_anneal_from": "replay_start",
-              "noop_start": "steps", "life_loss_cuts_frame_skip": False,
-              "network_init": "fan_in_uniform", "cuda_graph_update": False,
-              "cuda_deterministic": False}
+ADDED_KEYS = {
+    "optimizer": "rmsprop",
+    "adam_epsilon": 1e-8,
+    "fire_on_reset": False,
+    "max_grad_norm": 0.0,
+    "epsilon_anneal_from": "replay_start",
+    "noop_start": "steps",
+    "life_loss_cuts_frame_skip": False,
+    "network_init": "fan_in_uniform",
+    "cuda_graph_update": False,
+    "cuda_deterministic": False,
+}
 RENAMED_KEYS = {
     # the no-op count was named in steps although frames_at_reset counted frames
     "max_noop_start_steps": ("noop_max", lambda value, config: value),
@@ -35,7 +42,8 @@ RENAMED_KEYS = {
     # refresh lands at most update_period_steps - 1 steps later, before the next update)
     "target_update_period_updates": (
         "target_update_period_steps",
-        lambda value, config: value * config["update_period_steps"]),
+        lambda value, config: value * config["update_period_steps"],
+    ),
 }
 # Format 1's names of the player's bookkeeping in a resume state's counters, and its
 # count of finished episodes, which nothing reads.
@@ -47,22 +55,30 @@ DUPLICATE_PART = "log/"  # state/log/ holds the same arrays
 SINCE_SNAPSHOT = ("interrupted", "diverged")
 
 
-def upgrade(path: Any, kind: str, attrs: dict[str, Any], arrays: dict[str, Any]
-            ) -> tuple[dict[str, Any], dict[str, Any]]:
+def upgrade(
+    path: Any, kind: str, attrs: dict[str, Any], arrays: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """A file's attributes and its arrays (by name; any objects, such as HDF5 datasets
     not read yet) as format FORMAT_VERSION has them."""
     version = attrs.get("format_version")
     if version == FORMAT_VERSION:
         return attrs, arrays
     if version != 1:
-        raise DataFileError(f"{path}: format version {version!r}, which this dqn does not "
-                            f"read (it reads {FORMAT_VERSION} and 1)")
+        raise DataFileError(
+            f"{path}: format version {version!r}, which this dqn does not "
+            f"read (it reads {FORMAT_VERSION} and 1)"
+        )
     attrs = {**attrs, "format_version": FORMAT_VERSION}
     if (config := _json_object(attrs.get("config"))) is not None:
         attrs["config"] = json.dumps(format1_config(config), sort_keys=True)
     if (counters := _json_object(attrs.get("counters"))) is not None:
-        attrs["counters"] = json.dumps({RENAMED_COUNTERS.get(k, k): v for k, v in counters.items()
-                                        if k not in DROPPED_COUNTERS})
+        attrs["counters"] = json.dumps(
+            {
+                RENAMED_COUNTERS.get(k, k): v
+                for k, v in counters.items()
+                if k not in DROPPED_COUNTERS
+            }
+        )
     if kind in SINCE_SNAPSHOT:
         renamed = {}
         for name, value in arrays.items():

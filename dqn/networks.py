@@ -8,7 +8,6 @@ name.
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from torch import nn
@@ -20,9 +19,13 @@ def build(name: str, n_actions: int) -> nn.Module:
     if name == "paper2013":
         # 2013 §4.1: 16 8x8/4, 32 4x4/2, 256 hidden units, all rectifiers.
         layers = [
-            nn.Conv2d(HISTORY_FRAMES, 16, 8, stride=4), nn.ReLU(),
-            nn.Conv2d(16, 32, 4, stride=2), nn.ReLU(),
-            nn.Flatten(), nn.Linear(32 * 9 * 9, 256), nn.ReLU(),
+            nn.Conv2d(HISTORY_FRAMES, 16, 8, stride=4),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 4, stride=2),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(32 * 9 * 9, 256),
+            nn.ReLU(),
             nn.Linear(256, n_actions),
         ]
     elif name in ("nature2015", "dqn3"):
@@ -33,9 +36,13 @@ def build(name: str, n_actions: int) -> nn.Module:
         layers = [
             nn.Conv2d(HISTORY_FRAMES, 32, 8, stride=4, padding=1 if name == "dqn3" else 0),
             nn.ReLU(),
-            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
-            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
-            nn.Flatten(), nn.Linear(64 * 7 * 7, 512), nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(64 * 7 * 7, 512),
+            nn.ReLU(),
             nn.Linear(512, n_actions),
         ]
     else:
@@ -79,8 +86,10 @@ def q_values(network: nn.Module, stack: np.ndarray, device: torch.device) -> np.
 @torch.inference_mode()
 def average_max_q(network: nn.Module, states: np.ndarray, device: torch.device) -> float:
     """2013 §5.1: the mean over held-out states of max_a Q(s, a)."""
-    maxima = [network(torch.from_numpy(chunk).to(device)).max(dim=1).values.double().sum().item()
-              for chunk in np.array_split(states, max(1, len(states) // 256))]
+    maxima = [
+        network(torch.from_numpy(chunk).to(device)).max(dim=1).values.double().sum().item()
+        for chunk in np.array_split(states, max(1, len(states) // 256))
+    ]
     return sum(maxima) / len(states)
 
 

@@ -9,8 +9,9 @@ same `Player.step`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -102,8 +103,11 @@ class Player:
     # -- resume --
     def bookkeeping(self) -> dict:
         """The episodes' bookkeeping, for the resume state."""
-        return {"episode_return": self.episode_return, "episode_steps": self.episode_steps,
-                "starts_episode": self.starts_episode}
+        return {
+            "episode_return": self.episode_return,
+            "episode_steps": self.episode_steps,
+            "starts_episode": self.starts_episode,
+        }
 
     def load_bookkeeping(self, values: dict) -> None:
         """The inverse of `bookkeeping`."""

@@ -58,13 +58,19 @@ def load_evaluations(paths: list[Path]) -> dict[str, dict[int, dict]]:
         if game in runs:
             first = next(iter(runs[game].values()))["attrs"]
             if (attrs["preset"], json.loads(attrs["config"])) != (
-                    first["preset"], json.loads(first["config"])):
-                raise DataFileError(f"{path}: preset {attrs['preset']!r} or its config differs "
-                                    f"from {first['path']} (preset {first['preset']!r}) "
-                                    f"of the same game")
+                first["preset"],
+                json.loads(first["config"]),
+            ):
+                raise DataFileError(
+                    f"{path}: preset {attrs['preset']!r} or its config differs "
+                    f"from {first['path']} (preset {first['preset']!r}) "
+                    f"of the same game"
+                )
         if seed in runs.get(game, {}):
-            raise DataFileError(f"{path}: a second evaluation of {game} seed {seed} "
-                                f"(the first is {runs[game][seed]['attrs']['path']})")
+            raise DataFileError(
+                f"{path}: a second evaluation of {game} seed {seed} "
+                f"(the first is {runs[game][seed]['attrs']['path']})"
+            )
         runs.setdefault(game, {})[seed] = {"attrs": attrs, "arrays": arrays}
     if not runs:
         raise DataFileError("no evaluation files given")
@@ -80,8 +86,9 @@ def seed_statistics(by_seed: dict[int, dict], key: str) -> tuple[np.ndarray, ...
 
 def common_epochs(runs) -> np.ndarray:
     """The epochs whose snapshot every one of `runs` has evaluated."""
-    return np.array(sorted(set.intersection(*(set(run["arrays"]["epoch"].tolist())
-                                              for run in runs))))
+    return np.array(
+        sorted(set.intersection(*(set(run["arrays"]["epoch"].tolist()) for run in runs)))
+    )
 
 
 def at_epochs(arrays: dict, key: str, epochs: np.ndarray) -> np.ndarray:
@@ -100,13 +107,15 @@ def training_curves(paths: list[Path], out: Path, games: list[str] | None = None
     games = games or sorted(runs)
     missing = [game for game in games if game not in runs]
     if missing:
-        raise DataFileError(f"no evaluation file for {', '.join(missing)}; "
-                            f"the files hold {', '.join(sorted(runs))}")
+        raise DataFileError(
+            f"no evaluation file for {', '.join(missing)}; the files hold {', '.join(sorted(runs))}"
+        )
     seeds = sorted({seed for game in games for seed in runs[game]})
     attrs_of = {game: next(iter(runs[game].values()))["attrs"] for game in games}
     preset_of = {game: attrs["preset"] for game, attrs in attrs_of.items()}
-    figure, axes = plt.subplots(len(CURVES), len(games), squeeze=False,
-                                figsize=(3.4 * len(games) + 0.6, 5.8))
+    figure, axes = plt.subplots(
+        len(CURVES), len(games), squeeze=False, figsize=(3.4 * len(games) + 0.6, 5.8)
+    )
     bands = []
     for column, game in enumerate(games):
         for row, (key, label) in enumerate(CURVES):
@@ -114,27 +123,46 @@ def training_curves(paths: list[Path], out: Path, games: list[str] | None = None
             epochs, mean, low, high = seed_statistics(runs[game], key)
             n = len(runs[game])
             which = f"mean of {n} seeds" if n > 1 else f"seed {next(iter(runs[game]))}"
-            ax.plot(epochs, mean, marker="o", markersize=3, color="C0",
-                    label=f"{game} {key}: {which}")
+            ax.plot(
+                epochs, mean, marker="o", markersize=3, color="C0", label=f"{game} {key}: {which}"
+            )
             if n > 1:
                 ax.fill_between(epochs, low, high, color="C0", alpha=0.25, linewidth=0)
-                bands.append({"game": game, "key": key, "epoch": epochs.tolist(),
-                              "min": low.tolist(), "max": high.tolist()})
+                bands.append(
+                    {
+                        "game": game,
+                        "key": key,
+                        "epoch": epochs.tolist(),
+                        "min": low.tolist(),
+                        "max": high.tolist(),
+                    }
+                )
             ax.set_title(f"{game} (preset {preset_of[game]})" if row == 0 else "")
             config = json.loads(attrs_of[game]["config"])
             ax.set_xlabel(f"Training epoch ({config['epoch_updates']:,} updates each)")
             if column == 0:
                 ax.set_ylabel(label)
             ax.grid(alpha=0.3)
-    seed_text = (f"seed {seeds[0]}" if len(seeds) == 1 else
-                 f"seeds {', '.join(map(str, seeds))}: mean, band = min to max")
+    seed_text = (
+        f"seed {seeds[0]}"
+        if len(seeds) == 1
+        else f"seeds {', '.join(map(str, seeds))}: mean, band = min to max"
+    )
     preset_names = sorted(set(preset_of.values()))
-    figure.suptitle(f"Training curves (2013 Figure 2)\n"
-                    f"preset {', '.join(preset_names)}, {seed_text}", fontsize=10)
+    figure.suptitle(
+        f"Training curves (2013 Figure 2)\npreset {', '.join(preset_names)}, {seed_text}",
+        fontsize=10,
+    )
     figure.tight_layout()
-    data = {"figure": "training_curves", "preset": ", ".join(preset_names), "presets": preset_of,
-            "games": games,
-            "seeds": seeds, "lines": _drawn_lines(figure), "bands": bands}
+    data = {
+        "figure": "training_curves",
+        "preset": ", ".join(preset_names),
+        "presets": preset_of,
+        "games": games,
+        "seeds": seeds,
+        "lines": _drawn_lines(figure),
+        "bands": bands,
+    }
     return _save(figure, out, data)
 
 
@@ -160,15 +188,14 @@ def select_segment(max_q: np.ndarray, rewards: np.ndarray) -> dict:
     if not len(events):
         events = np.arange(n)
         anchor = "no positive reward in the trace: largest max-Q rise"
-    rises = [max_q[e] - max_q[max(0, e - STEPS_BEFORE_EVENT):e + 1].min() for e in events]
+    rises = [max_q[e] - max_q[max(0, e - STEPS_BEFORE_EVENT) : e + 1].min() for e in events]
     event = int(events[int(np.argmax(rises))])
     start = int(np.clip(event - STEPS_BEFORE_EVENT, 0, max(0, n - SEGMENT_STEPS)))
     stop = min(n, start + SEGMENT_STEPS)
-    b = start + int(np.argmax(max_q[start:event + 1]))
-    a = start + 1 + int(np.argmax(np.diff(max_q[start:b + 1]))) if b > start else start
-    c = event + 1 + int(np.argmin(max_q[event + 1:stop])) if event + 1 < stop else stop - 1
-    return {"start": start, "stop": stop, "event": event, "anchor": anchor,
-            "A": a, "B": b, "C": c}
+    b = start + int(np.argmax(max_q[start : event + 1]))
+    a = start + 1 + int(np.argmax(np.diff(max_q[start : b + 1]))) if b > start else start
+    c = event + 1 + int(np.argmin(max_q[event + 1 : stop])) if event + 1 < stop else stop - 1
+    return {"start": start, "stop": stop, "event": event, "anchor": anchor, "A": a, "B": b, "C": c}
 
 
 def value_function(trace: Path, out: Path) -> list[Path]:
@@ -182,16 +209,19 @@ def value_function(trace: Path, out: Path) -> list[Path]:
     figure = plt.figure(figsize=(9.0, 6.0))
     grid = figure.add_gridspec(2, 3, height_ratios=(1.0, 1.3))
     ax = figure.add_subplot(grid[0, :])
-    ax.plot(steps - segment["start"] + 1, max_q[steps], color="C0", marker=".",
-            label="max_a Q(s, a)")
+    ax.plot(
+        steps - segment["start"] + 1, max_q[steps], color="C0", marker=".", label="max_a Q(s, a)"
+    )
     for step in steps[rewards[steps] > 0]:
         ax.axvline(step - segment["start"] + 1, color="C3", linestyle=":", linewidth=1)
     for name in "ABC":
         x, y = segment[name] - segment["start"] + 1, max_q[segment[name]]
-        ax.annotate(name, (x, y), textcoords="offset points", xytext=(0, 8), ha="center",
-                    fontweight="bold")
-    ax.set_xlabel(f"Frame of the segment (agent step, {attrs['frame_skip_frames']} "
-                  "emulator frames each)")
+        ax.annotate(
+            name, (x, y), textcoords="offset points", xytext=(0, 8), ha="center", fontweight="bold"
+        )
+    ax.set_xlabel(
+        f"Frame of the segment (agent step, {attrs['frame_skip_frames']} emulator frames each)"
+    )
     ax.set_ylabel("Predicted value max_a Q\n(discounted reward)")
     ax.grid(alpha=0.3)
     for column, name in enumerate("ABC"):
@@ -199,19 +229,36 @@ def value_function(trace: Path, out: Path) -> list[Path]:
         shot.imshow(arrays["screens"][segment[name]])
         shot.set_title(f"{name}: frame {segment[name] - segment['start'] + 1}")
         shot.set_axis_off()
-    figure.suptitle(f"Value function (2013 Figure 3), {attrs['game']}, preset "
-                    f"{attrs['preset']}, seed {attrs['seed']}, epoch {attrs['epoch']}\n"
-                    f"{segment['anchor']}; dotted lines: reward", fontsize=10)
+    figure.suptitle(
+        f"Value function (2013 Figure 3), {attrs['game']}, preset "
+        f"{attrs['preset']}, seed {attrs['seed']}, epoch {attrs['epoch']}\n"
+        f"{segment['anchor']}; dotted lines: reward",
+        fontsize=10,
+    )
     figure.tight_layout()
-    data = {"figure": "value_function", "preset": attrs["preset"], "game": attrs["game"],
-            "seed": int(attrs["seed"]), "epoch": int(attrs["epoch"]),
-            "segment": segment, "rewards": rewards[steps].tolist(),
-            "lines": _drawn_lines(figure)}
+    data = {
+        "figure": "value_function",
+        "preset": attrs["preset"],
+        "game": attrs["game"],
+        "seed": int(attrs["seed"]),
+        "epoch": int(attrs["epoch"]),
+        "segment": segment,
+        "rewards": rewards[steps].tolist(),
+        "lines": _drawn_lines(figure),
+    }
     return _save(figure, out, data)
 
 
-ANCHOR_COLUMNS = ("anchor", "game", "preset", "agent_step", "seed", "average_reward",
-                  "average_max_q", "source")
+ANCHOR_COLUMNS = (
+    "anchor",
+    "game",
+    "preset",
+    "agent_step",
+    "seed",
+    "average_reward",
+    "average_max_q",
+    "source",
+)
 
 
 def read_anchors(path: Path) -> list[dict]:
@@ -220,8 +267,10 @@ def read_anchors(path: Path) -> list[dict]:
     with open(path, newline="") as f:
         reader = csv.DictReader(row for row in f if not row.startswith("#"))
         if tuple(reader.fieldnames or ()) != ANCHOR_COLUMNS:
-            raise DataFileError(f"{path}: expected the columns {', '.join(ANCHOR_COLUMNS)}, "
-                                f"got {', '.join(reader.fieldnames or ())}")
+            raise DataFileError(
+                f"{path}: expected the columns {', '.join(ANCHOR_COLUMNS)}, "
+                f"got {', '.join(reader.fieldnames or ())}"
+            )
         rows = list(reader)
     for line, row in enumerate(rows, start=2):
         try:
@@ -239,34 +288,57 @@ def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Pat
     deviation of the episodes' returns) and average max-Q, against agent steps."""
     anchors = read_anchors(anchors_csv)
     runs = [(Path(path), *h5io.read(Path(path), "evaluation")) for path in paths]
-    figure, axes = plt.subplots(2, len(runs), squeeze=False, sharex="col",
-                                figsize=(4.6 * len(runs), 6.4))
+    figure, axes = plt.subplots(
+        2, len(runs), squeeze=False, sharex="col", figsize=(4.6 * len(runs), 6.4)
+    )
     summary = []
     for column, (path, attrs, table) in enumerate(runs):
         game, preset = attrs["game"], attrs["preset"]
         points = [row for row in anchors if (row["game"], row["preset"]) == (game, preset)]
         if not points:
-            raise DataFileError(f"{anchors_csv}: no anchor for {game} with preset {preset} "
-                                f"(the run of {path})")
+            raise DataFileError(
+                f"{anchors_csv}: no anchor for {game} with preset {preset} (the run of {path})"
+            )
         returns = episode_returns(table)
         sd = np.array([r.std(ddof=1) if len(r) > 1 else np.nan for r in returns])
         steps = table["step"]
         ax = axes[0, column]
-        ax.plot(steps, table["average_reward"], marker="o", markersize=4, color="C0",
-                label=f"ours: {preset}, seed {attrs['seed']}")
+        ax.plot(
+            steps,
+            table["average_reward"],
+            marker="o",
+            markersize=4,
+            color="C0",
+            label=f"ours: {preset}, seed {attrs['seed']}",
+        )
         ax.errorbar(steps, table["average_reward"], yerr=sd, fmt="none", capsize=3, color="C0")
         for key, row_of_axes in (("average_reward", 0), ("average_max_q", 1)):
-            for which, style in (("mean", dict(marker="D", markersize=7, linestyle="--")),
-                                 ("seeds", dict(marker="x", markersize=6, linestyle="none"))):
-                chosen = [r for r in points if (r["seed"] == "mean") == (which == "mean")
-                          and r[key] is not None]
+            for which, style in (
+                ("mean", dict(marker="D", markersize=7, linestyle="--")),
+                ("seeds", dict(marker="x", markersize=6, linestyle="none")),
+            ):
+                chosen = [
+                    r
+                    for r in points
+                    if (r["seed"] == "mean") == (which == "mean") and r[key] is not None
+                ]
                 if chosen:
                     label = f"{chosen[0]['anchor']}: {'mean' if which == 'mean' else 'each run'}"
                     axes[row_of_axes, column].plot(
-                        [r["agent_step"] for r in chosen], [r[key] for r in chosen],
-                        color="C3", label=label, **style)
-        axes[1, column].plot(steps, table["average_max_q"], marker="o", markersize=4,
-                             color="C0", label=f"ours: {preset}, seed {attrs['seed']}")
+                        [r["agent_step"] for r in chosen],
+                        [r[key] for r in chosen],
+                        color="C3",
+                        label=label,
+                        **style,
+                    )
+        axes[1, column].plot(
+            steps,
+            table["average_max_q"],
+            marker="o",
+            markersize=4,
+            color="C0",
+            label=f"ours: {preset}, seed {attrs['seed']}",
+        )
         axes[0, column].set_title(f"{game}, preset {preset}")
         axes[0, column].set_ylabel("Average reward per episode")
         axes[1, column].set_ylabel("Average max-Q, held-out states")
@@ -274,18 +346,29 @@ def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Pat
             ax.set_xlabel("Agent steps")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-        summary.append({"file": str(path), "game": game, "preset": preset,
-                        "seed": int(attrs["seed"]), "step": steps.tolist(),
-                        "average_reward": table["average_reward"].tolist(),
-                        "reward_sd": [None if np.isnan(v) else float(v) for v in sd],
-                        "episodes": table["episodes"].tolist(),
-                        "average_max_q": table["average_max_q"].tolist(),
-                        "anchor": points})
-    figure.suptitle("Our evaluations beside the reproductions that anchor them\n"
-                    "(bars: one standard deviation over episodes)", fontsize=10)
+        summary.append(
+            {
+                "file": str(path),
+                "game": game,
+                "preset": preset,
+                "seed": int(attrs["seed"]),
+                "step": steps.tolist(),
+                "average_reward": table["average_reward"].tolist(),
+                "reward_sd": [None if np.isnan(v) else float(v) for v in sd],
+                "episodes": table["episodes"].tolist(),
+                "average_max_q": table["average_max_q"].tolist(),
+                "anchor": points,
+            }
+        )
+    figure.suptitle(
+        "Our evaluations beside the reproductions that anchor them\n"
+        "(bars: one standard deviation over episodes)",
+        fontsize=10,
+    )
     figure.tight_layout()
-    return _save(figure, out, {"figure": "anchored_curves", "runs": summary,
-                               "lines": _drawn_lines(figure)})
+    return _save(
+        figure, out, {"figure": "anchored_curves", "runs": summary, "lines": _drawn_lines(figure)}
+    )
 
 
 def read_paper_table(path: Path) -> tuple[list[str], dict[str, dict[str, float]]]:
@@ -309,17 +392,25 @@ def our_scores(runs: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict]]:
     """
     scores: dict[str, dict[str, dict]] = {"DQN": {}, "DQN Best": {}}
     for game, by_seed in runs.items():
-        finals = {seed: {k: run["arrays"][k][-1] for k in ("epoch", "average_reward",
-                                                          "best_episode_reward")}
-                  for seed, run in by_seed.items()}
+        finals = {
+            seed: {
+                k: run["arrays"][k][-1] for k in ("epoch", "average_reward", "best_episode_reward")
+            }
+            for seed, run in by_seed.items()
+        }
         mean, low, high = aggregates.mean_interval([f["average_reward"] for f in finals.values()])
-        scores["DQN"][game] = {"value": mean, "low": low, "high": high,
-                               "seeds": sorted(finals),
-                               "epochs": [int(finals[s]["epoch"]) for s in sorted(finals)]}
-        scores["DQN Best"][game] = {"value": float(max(f["best_episode_reward"]
-                                                       for f in finals.values())),
-                                    "seeds": sorted(finals),
-                                    "epochs": [int(finals[s]["epoch"]) for s in sorted(finals)]}
+        scores["DQN"][game] = {
+            "value": mean,
+            "low": low,
+            "high": high,
+            "seeds": sorted(finals),
+            "epochs": [int(finals[s]["epoch"]) for s in sorted(finals)],
+        }
+        scores["DQN Best"][game] = {
+            "value": float(max(f["best_episode_reward"] for f in finals.values())),
+            "seeds": sorted(finals),
+            "epochs": [int(finals[s]["epoch"]) for s in sorted(finals)],
+        }
     return scores
 
 
@@ -333,35 +424,45 @@ def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) ->
         raise DataFileError(f"{paper}: has no column for {', '.join(unknown)}")
     absent = [method for method in FIGURE_METHODS if method not in paper_rows]
     if absent:
-        raise DataFileError(f"{paper}: has no row for {', '.join(absent)} (the figure "
-                            f"shows {', '.join(FIGURE_METHODS)})")
+        raise DataFileError(
+            f"{paper}: has no row for {', '.join(absent)} (the figure "
+            f"shows {', '.join(FIGURE_METHODS)})"
+        )
     ours = our_scores(runs)
     rows = []  # (method, source, {game: value, text or None})
     for method, scores in paper_rows.items():
         rows.append((method, "2013 paper", scores))
         if method in OUR_ROWS:
-            rows.append((OUR_ROWS[method], f"this run, preset {attrs['preset']}",
-                         {g: ours[method][g]["value"] if g in ours[method] else None
-                          for g in games}))
+            rows.append(
+                (
+                    OUR_ROWS[method],
+                    f"this run, preset {attrs['preset']}",
+                    {g: ours[method][g]["value"] if g in ours[method] else None for g in games},
+                )
+            )
         if method == "DQN":
             rows += _interval_rows(ours["DQN"], games)
     written = _write_tables(rows, games, table_out, attrs["preset"])
 
     shown = [g for g in games if g in runs]
-    figure, axes = plt.subplots(1, len(shown), squeeze=False,
-                                figsize=(2.6 * len(shown) + 1.2, 3.6))
+    figure, axes = plt.subplots(1, len(shown), squeeze=False, figsize=(2.6 * len(shown) + 1.2, 3.6))
     labels = [*FIGURE_METHODS, OUR_ROWS["DQN"]]
     intervals = {}
     for ax, game in zip(axes[0], shown):
         values = [paper_rows[m][game] for m in FIGURE_METHODS] + [ours["DQN"][game]["value"]]
-        bars = ax.barh(range(len(labels)), values,
-                       color=["0.6"] * len(FIGURE_METHODS) + ["C0"])
+        bars = ax.barh(range(len(labels)), values, color=["0.6"] * len(FIGURE_METHODS) + ["C0"])
         intervals[game] = None
         if ours["DQN"][game]["low"] is not None:
             mean, low, high = (ours["DQN"][game][k] for k in ("value", "low", "high"))
             # below the bar's middle, clear of its label
-            drawn = ax.errorbar(mean, len(labels) - 1 + 0.25, xerr=[[mean - low], [high - mean]],
-                                fmt="none", ecolor="black", capsize=3)
+            drawn = ax.errorbar(
+                mean,
+                len(labels) - 1 + 0.25,
+                xerr=[[mean - low], [high - mean]],
+                fmt="none",
+                ecolor="black",
+                capsize=3,
+            )
             intervals[game] = drawn.lines[2][0].get_segments()[0][:, 0].tolist()
         ax.bar_label(bars, fmt="%g", padding=2, fontsize=7)
         ax.margins(x=0.25)
@@ -372,14 +473,23 @@ def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) ->
         ax.set_xlabel("Average total reward\n(game score)")
         ax.axvline(0, color="black", linewidth=0.8)
         ax.grid(axis="x", alpha=0.3)
-    figure.suptitle(f"2013 Table 1 (grey) and ours (blue), preset {attrs['preset']}:\n"
-                    "final snapshot, mean over seeds (whisker: its 95% t interval)", fontsize=10)
+    figure.suptitle(
+        f"2013 Table 1 (grey) and ours (blue), preset {attrs['preset']}:\n"
+        "final snapshot, mean over seeds (whisker: its 95% t interval)",
+        fontsize=10,
+    )
     figure.tight_layout()
-    data = {"figure": "table1", "preset": attrs["preset"], "games": shown,
-            "methods": labels,
-            "bars": {game: [float(p.get_width()) for p in ax.patches]
-                     for game, ax in zip(shown, axes[0])},
-            "intervals": intervals, "ours": ours}
+    data = {
+        "figure": "table1",
+        "preset": attrs["preset"],
+        "games": shown,
+        "methods": labels,
+        "bars": {
+            game: [float(p.get_width()) for p in ax.patches] for game, ax in zip(shown, axes[0])
+        },
+        "intervals": intervals,
+        "ours": ours,
+    }
     return written + _save(figure, figure_out, data)
 
 
@@ -392,10 +502,15 @@ def _interval_rows(ours: dict[str, dict], games: list[str]) -> list:
             return None
         return "one run" if ours[game][key] is None else ours[game][key]
 
-    return [(f"{OUR_ROWS['DQN']} 95% CI low", source, {g: bound(g, "low") for g in games}),
-            (f"{OUR_ROWS['DQN']} 95% CI high", source, {g: bound(g, "high") for g in games}),
-            (f"{OUR_ROWS['DQN']} seeds", "runs averaged",
-             {g: len(ours[g]["seeds"]) if g in ours else None for g in games})]
+    return [
+        (f"{OUR_ROWS['DQN']} 95% CI low", source, {g: bound(g, "low") for g in games}),
+        (f"{OUR_ROWS['DQN']} 95% CI high", source, {g: bound(g, "high") for g in games}),
+        (
+            f"{OUR_ROWS['DQN']} seeds",
+            "runs averaged",
+            {g: len(ours[g]["seeds"]) if g in ours else None for g in games},
+        ),
+    ]
 
 
 def _write_tables(rows: list, games: list[str], out: Path, preset: str) -> list[Path]:
@@ -413,15 +528,24 @@ def _write_tables(rows: list, games: list[str], out: Path, preset: str) -> list[
     header = ["method", "source", *games]
     lines_csv = [header] + [[m, s, *(cell(v[g], "", None) for g in games)] for m, s, v in rows]
     md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    md += ["| " + " | ".join([m, s, *(cell(v[g], "–", 1) for g in games)]) + " |"
-           for m, s, v in rows]
-    caption = (f"Average total reward (DQN rows) and best single episode (Best rows), "
-               f"epsilon = 0.05. Paper: Mnih et al. 2013, Table 1. Ours: preset {preset}, "
-               f"final snapshot, mean over seeds with its 95% Student's t interval (none "
-               f"for one run) and best over seeds; a dash marks a game not trained.")
-    tex = ["\\begin{table}[t]", "\\centering", f"\\caption{{{caption}}}",
-           "\\begin{tabular}{l" + "r" * len(games) + "}", "\\hline",
-           " & ".join(["Method", *games]) + " \\\\", "\\hline"]
+    md += [
+        "| " + " | ".join([m, s, *(cell(v[g], "–", 1) for g in games)]) + " |" for m, s, v in rows
+    ]
+    caption = (
+        f"Average total reward (DQN rows) and best single episode (Best rows), "
+        f"epsilon = 0.05. Paper: Mnih et al. 2013, Table 1. Ours: preset {preset}, "
+        f"final snapshot, mean over seeds with its 95% Student's t interval (none "
+        f"for one run) and best over seeds; a dash marks a game not trained."
+    )
+    tex = [
+        "\\begin{table}[t]",
+        "\\centering",
+        f"\\caption{{{caption}}}",
+        "\\begin{tabular}{l" + "r" * len(games) + "}",
+        "\\hline",
+        " & ".join(["Method", *games]) + " \\\\",
+        "\\hline",
+    ]
     tex += [" & ".join([m, *(cell(v[g], "--", 1) for g in games)]) + " \\\\" for m, _, v in rows]
     tex += ["\\hline", "\\end{tabular}", "\\end{table}"]
 
@@ -431,9 +555,11 @@ def _write_tables(rows: list, games: list[str], out: Path, preset: str) -> list[
 
     md_text = "\n".join(md + ["", caption]) + "\n"
     tex_text = "\n".join(tex) + "\n"
-    return [atomic_write(out.with_suffix(".csv"), write_csv),
-            atomic_write(out.with_suffix(".md"), lambda path: path.write_text(md_text)),
-            atomic_write(out.with_suffix(".tex"), lambda path: path.write_text(tex_text))]
+    return [
+        atomic_write(out.with_suffix(".csv"), write_csv),
+        atomic_write(out.with_suffix(".md"), lambda path: path.write_text(md_text)),
+        atomic_write(out.with_suffix(".tex"), lambda path: path.write_text(tex_text)),
+    ]
 
 
 # Aggregates across games and seeds (`dqn.aggregates`). They use the final snapshot of
@@ -445,8 +571,7 @@ AGGREGATE_FIGURES = ("intervals", "sample_efficiency", "profile", "improvement")
 PROFILE_POINTS = 101  # thresholds of the performance profile
 
 
-def aggregate(paths: list[Path], paper: Path, out: Path, reps: int, seed: int = 0
-              ) -> list[Path]:
+def aggregate(paths: list[Path], paper: Path, out: Path, reps: int, seed: int = 0) -> list[Path]:
     """Human-normalised scores across games and seeds, as Agarwal et al. (2021) report
     them: PREFIX_intervals (median, IQM, mean and optimality gap of the final snapshots,
     with 95% stratified-bootstrap intervals of `reps` resamples from `seed`),
@@ -462,36 +587,57 @@ def aggregate(paths: list[Path], paper: Path, out: Path, reps: int, seed: int = 
     finals = {label: final_scores(by_game, paper_rows) for label, by_game in methods.items()}
     notes = {label: aggregates.too_few_runs(scores) for label, scores in finals.items()}
     common = {
-        "evaluation": AGGREGATE_EVALUATION, "left_out": left_out,
-        "normalisation": {game: {"random": paper_rows[aggregates.RANDOM_ROW][game],
-                                 "human": paper_rows[aggregates.HUMAN_ROW][game]}
-                          for game in games},
-        "confidence": aggregates.CONFIDENCE, "reps": reps, "bootstrap_seed": seed,
-        "methods": {label: {"games": list(by_game), "notes": notes[label],
-                            "scores": finals[label].tolist(),
-                            "runs": [_final_run(game, s, run, paper_rows)
-                                     for game, by_seed in by_game.items()
-                                     for s, run in sorted(by_seed.items())]}
-                    for label, by_game in methods.items()}}
+        "evaluation": AGGREGATE_EVALUATION,
+        "left_out": left_out,
+        "normalisation": {
+            game: {
+                "random": paper_rows[aggregates.RANDOM_ROW][game],
+                "human": paper_rows[aggregates.HUMAN_ROW][game],
+            }
+            for game in games
+        },
+        "confidence": aggregates.CONFIDENCE,
+        "reps": reps,
+        "bootstrap_seed": seed,
+        "methods": {
+            label: {
+                "games": list(by_game),
+                "notes": notes[label],
+                "scores": finals[label].tolist(),
+                "runs": [
+                    _final_run(game, s, run, paper_rows)
+                    for game, by_seed in by_game.items()
+                    for s, run in sorted(by_seed.items())
+                ],
+            }
+            for label, by_game in methods.items()
+        },
+    }
     # The figures' titles: what was aggregated, and what the shaded intervals are.
-    what = "; ".join(f"{label}: {_count(len(by_game), 'game')} x "
-                     f"{_count(len(finals[label]), 'seed')}"
-                     + (f"\n{notes[label]}" if notes[label] else "")
-                     for label, by_game in methods.items())
+    what = "; ".join(
+        f"{label}: {_count(len(by_game), 'game')} x "
+        f"{_count(len(finals[label]), 'seed')}" + (f"\n{notes[label]}" if notes[label] else "")
+        for label, by_game in methods.items()
+    )
     if not all(notes.values()):
-        what += (f"\nshaded: 95% stratified-bootstrap confidence interval over seeds "
-                 f"({reps:,} resamples)")
+        what += (
+            f"\nshaded: 95% stratified-bootstrap confidence interval over seeds "
+            f"({reps:,} resamples)"
+        )
     out = Path(out)
-    return [*_interval_figure(finals, what, common, reps, seed, Path(f"{out}_intervals")),
-            *_curve_figure(methods, paper_rows, what, common, reps, seed,
-                           Path(f"{out}_sample_efficiency")),
-            *_profile_figure(finals, what, common, reps, seed, Path(f"{out}_profile")),
-            *_improvement_figure(methods, finals, what, common, reps, seed,
-                                 Path(f"{out}_improvement"))]
+    return [
+        *_interval_figure(finals, what, common, reps, seed, Path(f"{out}_intervals")),
+        *_curve_figure(
+            methods, paper_rows, what, common, reps, seed, Path(f"{out}_sample_efficiency")
+        ),
+        *_profile_figure(finals, what, common, reps, seed, Path(f"{out}_profile")),
+        *_improvement_figure(methods, finals, what, common, reps, seed, Path(f"{out}_improvement")),
+    ]
 
 
-def load_methods(paths: list[Path], games: list[str]
-                 ) -> tuple[dict[str, dict[str, dict[int, dict]]], dict[str, str]]:
+def load_methods(
+    paths: list[Path], games: list[str]
+) -> tuple[dict[str, dict[str, dict[int, dict]]], dict[str, str]]:
     """The evaluation files of `games`, grouped by what was trained (preset and config):
     {label: {game: {seed: run}}}, games in the order of `games`; and the games of the
     other files, with why they are left out. A label is the preset's name, with the keys
@@ -506,14 +652,19 @@ def load_methods(paths: list[Path], games: list[str]
         config = json.dumps(json.loads(attrs["config"]), sort_keys=True)
         groups.setdefault((attrs["preset"], config), []).append(Path(path))
     if not groups:
-        raise DataFileError(f"no evaluation of a game with a human score ({', '.join(games)}) "
-                            f"among the files, which hold {', '.join(sorted(left_out))}")
+        raise DataFileError(
+            f"no evaluation of a game with a human score ({', '.join(games)}) "
+            f"among the files, which hold {', '.join(sorted(left_out))}"
+        )
     methods = {}
     for (preset, config), group in groups.items():
         namesakes = [json.loads(other) for name, other in groups if name == preset]
         config = json.loads(config)
-        differ = [key for key in sorted(config)
-                  if any(other.get(key) != config[key] for other in namesakes)]
+        differ = [
+            key
+            for key in sorted(config)
+            if any(other.get(key) != config[key] for other in namesakes)
+        ]
         label = f"{preset} ({', '.join(f'{k}={config[k]}' for k in differ)})" if differ else preset
         runs = load_evaluations(group)
         methods[label] = {game: runs[game] for game in games if game in runs}
@@ -523,13 +674,22 @@ def load_methods(paths: list[Path], games: list[str]
 def final_scores(by_game: dict[str, dict[int, dict]], paper_rows: dict) -> np.ndarray:
     """The human-normalised final scores as a (runs, games) matrix."""
     _check_run_counts(by_game)
-    return np.stack([aggregates.human_normalised(
-        [run["arrays"]["average_reward"][-1] for _, run in sorted(by_seed.items())],
-        game, paper_rows) for game, by_seed in by_game.items()], axis=1)
+    return np.stack(
+        [
+            aggregates.human_normalised(
+                [run["arrays"]["average_reward"][-1] for _, run in sorted(by_seed.items())],
+                game,
+                paper_rows,
+            )
+            for game, by_seed in by_game.items()
+        ],
+        axis=1,
+    )
 
 
-def score_curves(by_game: dict[str, dict[int, dict]], paper_rows: dict
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def score_curves(
+    by_game: dict[str, dict[int, dict]], paper_rows: dict
+) -> tuple[np.ndarray, np.ndarray]:
     """The agent steps of the epochs every run has evaluated, and the human-normalised
     scores there as a (runs, games, epochs) array."""
     _check_run_counts(by_game)
@@ -537,17 +697,30 @@ def score_curves(by_game: dict[str, dict[int, dict]], paper_rows: dict
     epochs = common_epochs(runs)
     # One config trains every game alike: an epoch ends at the same step in each run.
     steps = at_epochs(runs[0]["arrays"], "step", epochs)
-    return steps, np.stack([np.stack([aggregates.human_normalised(
-        at_epochs(run["arrays"], "average_reward", epochs), game, paper_rows)
-        for _, run in sorted(by_seed.items())]) for game, by_seed in by_game.items()], axis=1)
+    return steps, np.stack(
+        [
+            np.stack(
+                [
+                    aggregates.human_normalised(
+                        at_epochs(run["arrays"], "average_reward", epochs), game, paper_rows
+                    )
+                    for _, run in sorted(by_seed.items())
+                ]
+            )
+            for game, by_seed in by_game.items()
+        ],
+        axis=1,
+    )
 
 
 def _check_run_counts(by_game: dict[str, dict[int, dict]]) -> None:
     # The bootstrap resamples runs within each game: the matrix needs as many of each.
     counts = {game: len(by_seed) for game, by_seed in by_game.items()}
     if len(set(counts.values())) > 1:
-        raise DataFileError("the aggregates need as many seeds of every game; the files hold "
-                            + ", ".join(f"{game}: {n}" for game, n in counts.items()))
+        raise DataFileError(
+            "the aggregates need as many seeds of every game; the files hold "
+            + ", ".join(f"{game}: {n}" for game, n in counts.items())
+        )
 
 
 def _final_run(game: str, seed: int, run: dict, paper_rows: dict) -> dict:
@@ -557,88 +730,142 @@ def _final_run(game: str, seed: int, run: dict, paper_rows: dict) -> dict:
         returns = episode_returns(arrays)[-1]
     except DataFileError as error:
         raise DataFileError(f"{run['attrs']['path']}: {error}") from None
-    return {"game": game, "seed": seed, "epoch": int(arrays["epoch"][-1]),
-            "step": int(arrays["step"][-1]),
-            "average_reward": float(arrays["average_reward"][-1]),
-            "normalised": float(aggregates.human_normalised(arrays["average_reward"][-1],
-                                                            game, paper_rows)),
-            "episodes": len(returns),
-            "episode_return_sd": float(returns.std(ddof=1)) if len(returns) > 1 else None}
+    return {
+        "game": game,
+        "seed": seed,
+        "epoch": int(arrays["epoch"][-1]),
+        "step": int(arrays["step"][-1]),
+        "average_reward": float(arrays["average_reward"][-1]),
+        "normalised": float(
+            aggregates.human_normalised(arrays["average_reward"][-1], game, paper_rows)
+        ),
+        "episodes": len(returns),
+        "episode_return_sd": float(returns.std(ddof=1)) if len(returns) > 1 else None,
+    }
 
 
-def _interval_figure(finals: dict, what: str, common: dict, reps: int, seed: int,
-                     out: Path) -> list[Path]:
-    points, intervals = aggregates.interval_estimates(finals, aggregates.aggregate_metrics,
-                                                      reps, seed)
+def _interval_figure(
+    finals: dict, what: str, common: dict, reps: int, seed: int, out: Path
+) -> list[Path]:
+    points, intervals = aggregates.interval_estimates(
+        finals, aggregates.aggregate_metrics, reps, seed
+    )
     labels = list(finals)
-    figure, axes = plt.subplots(1, len(aggregates.METRICS), squeeze=False,
-                                figsize=(2.8 * len(aggregates.METRICS) + 1.5,
-                                         1.9 + 0.4 * len(labels)))
+    figure, axes = plt.subplots(
+        1,
+        len(aggregates.METRICS),
+        squeeze=False,
+        figsize=(2.8 * len(aggregates.METRICS) + 1.5, 1.9 + 0.4 * len(labels)),
+    )
     for column, (ax, metric) in enumerate(zip(axes[0], aggregates.METRICS)):
-        _draw_estimates(ax, labels, {label: points[label][column] for label in labels},
-                        {label: None if intervals[label] is None else intervals[label][:, column]
-                         for label in labels}, metric)
-        ax.set_title(metric + (" (lower is better)" if metric == "Optimality gap" else ""),
-                     fontsize=9)
+        _draw_estimates(
+            ax,
+            labels,
+            {label: points[label][column] for label in labels},
+            {
+                label: None if intervals[label] is None else intervals[label][:, column]
+                for label in labels
+            },
+            metric,
+        )
+        ax.set_title(
+            metric + (" (lower is better)" if metric == "Optimality gap" else ""), fontsize=9
+        )
         ax.set_xlabel("Human-normalised score")
         if column:
             ax.set_yticklabels([])
-    figure.suptitle(f"Aggregates of human-normalised scores, final snapshot. {what}",
-                    fontsize=9)
+    figure.suptitle(f"Aggregates of human-normalised scores, final snapshot. {what}", fontsize=9)
     figure.tight_layout()
-    data = {"figure": "aggregate_intervals", **common, "metrics": list(aggregates.METRICS),
-            "points": {label: points[label].tolist() for label in labels},
-            "intervals": {label: None if intervals[label] is None else intervals[label].tolist()
-                          for label in labels},
-            "lines": _drawn_lines(figure)}
+    data = {
+        "figure": "aggregate_intervals",
+        **common,
+        "metrics": list(aggregates.METRICS),
+        "points": {label: points[label].tolist() for label in labels},
+        "intervals": {
+            label: None if intervals[label] is None else intervals[label].tolist()
+            for label in labels
+        },
+        "lines": _drawn_lines(figure),
+    }
     return _save(figure, out, data)
 
 
-def _curve_figure(methods: dict, paper_rows: dict, what: str, common: dict, reps: int,
-                  seed: int, out: Path) -> list[Path]:
+def _curve_figure(
+    methods: dict, paper_rows: dict, what: str, common: dict, reps: int, seed: int, out: Path
+) -> list[Path]:
     curves = {label: score_curves(by_game, paper_rows) for label, by_game in methods.items()}
     points, intervals = aggregates.interval_estimates(
-        {label: scores for label, (_, scores) in curves.items()}, aggregates.iqm_per_point,
-        reps, seed)
+        {label: scores for label, (_, scores) in curves.items()},
+        aggregates.iqm_per_point,
+        reps,
+        seed,
+    )
     figure, ax = plt.subplots(figsize=(6.4, 4.2))
     bands = []
     for index, (label, (steps, _)) in enumerate(curves.items()):
-        ax.plot(steps, points[label], marker="o", markersize=3, color=f"C{index}",
-                label=f"{label} IQM")
+        ax.plot(
+            steps, points[label], marker="o", markersize=3, color=f"C{index}", label=f"{label} IQM"
+        )
         if intervals[label] is not None:
-            ax.fill_between(steps, intervals[label][0], intervals[label][1],
-                            color=f"C{index}", alpha=0.25, linewidth=0)
-            bands.append({"method": label, "step": steps.tolist(),
-                          "low": intervals[label][0].tolist(),
-                          "high": intervals[label][1].tolist()})
+            ax.fill_between(
+                steps,
+                intervals[label][0],
+                intervals[label][1],
+                color=f"C{index}",
+                alpha=0.25,
+                linewidth=0,
+            )
+            bands.append(
+                {
+                    "method": label,
+                    "step": steps.tolist(),
+                    "low": intervals[label][0].tolist(),
+                    "high": intervals[label][1].tolist(),
+                }
+            )
     ax.set_xlabel("Agent steps")
     ax.set_ylabel("IQM of human-normalised score")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     figure.suptitle(f"Sample efficiency, every snapshot every run has. {what}", fontsize=9)
     figure.tight_layout()
-    data = {"figure": "aggregate_sample_efficiency", **common,
-            "evaluation": "every snapshot that every run has evaluated",
-            "lines": _drawn_lines(figure), "bands": bands}
+    data = {
+        "figure": "aggregate_sample_efficiency",
+        **common,
+        "evaluation": "every snapshot that every run has evaluated",
+        "lines": _drawn_lines(figure),
+        "bands": bands,
+    }
     return _save(figure, out, data)
 
 
-def _profile_figure(finals: dict, what: str, common: dict, reps: int, seed: int,
-                    out: Path) -> list[Path]:
+def _profile_figure(
+    finals: dict, what: str, common: dict, reps: int, seed: int, out: Path
+) -> list[Path]:
     every = np.concatenate([scores.ravel() for scores in finals.values()])
     taus = np.linspace(min(0.0, every.min()), max(1.0, every.max()), PROFILE_POINTS)
-    points, intervals = aggregates.interval_estimates(finals, aggregates.profile(taus),
-                                                      reps, seed)
+    points, intervals = aggregates.interval_estimates(finals, aggregates.profile(taus), reps, seed)
     figure, ax = plt.subplots(figsize=(6.4, 4.2))
     bands = []
     for index, label in enumerate(finals):
         ax.plot(taus, points[label], color=f"C{index}", label=f"{label} profile")
         if intervals[label] is not None:
-            ax.fill_between(taus, intervals[label][0], intervals[label][1],
-                            color=f"C{index}", alpha=0.25, linewidth=0)
-            bands.append({"method": label, "tau": taus.tolist(),
-                          "low": intervals[label][0].tolist(),
-                          "high": intervals[label][1].tolist()})
+            ax.fill_between(
+                taus,
+                intervals[label][0],
+                intervals[label][1],
+                color=f"C{index}",
+                alpha=0.25,
+                linewidth=0,
+            )
+            bands.append(
+                {
+                    "method": label,
+                    "tau": taus.tolist(),
+                    "low": intervals[label][0].tolist(),
+                    "high": intervals[label][1].tolist(),
+                }
+            )
     ax.set_xlabel("Human-normalised score (tau)")
     ax.set_ylabel("Fraction of runs with score > tau")
     ax.set_ylim(-0.02, 1.02)
@@ -646,58 +873,92 @@ def _profile_figure(finals: dict, what: str, common: dict, reps: int, seed: int,
     ax.legend(fontsize=8)
     figure.suptitle(f"Performance profile, final snapshot. {what}", fontsize=9)
     figure.tight_layout()
-    data = {"figure": "aggregate_profile", **common, "lines": _drawn_lines(figure),
-            "bands": bands}
+    data = {"figure": "aggregate_profile", **common, "lines": _drawn_lines(figure), "bands": bands}
     return _save(figure, out, data)
 
 
-def _improvement_figure(methods: dict, finals: dict, what: str, common: dict, reps: int,
-                        seed: int, out: Path) -> list[Path]:
+def _improvement_figure(
+    methods: dict, finals: dict, what: str, common: dict, reps: int, seed: int, out: Path
+) -> list[Path]:
     pairs, shared_games = {}, {}
     for x, y in itertools.combinations(finals, 2):
         shared = [game for game in methods[x] if game in methods[y]]
         if shared:
             name = f"P({x} > {y})"
             shared_games[name] = shared
-            pairs[name] = [finals[x][:, [list(methods[x]).index(g) for g in shared]],
-                           finals[y][:, [list(methods[y]).index(g) for g in shared]]]
+            pairs[name] = [
+                finals[x][:, [list(methods[x]).index(g) for g in shared]],
+                finals[y][:, [list(methods[y]).index(g) for g in shared]],
+            ]
     figure, ax = plt.subplots(figsize=(6.4, 1.9 + 0.4 * max(1, len(pairs))))
     data = {"figure": "aggregate_improvement", **common, "pairs": {}}
     if not pairs:
-        data["note"] = ("one preset and config trained: no comparison" if len(finals) == 1
-                        else "no game trained by two of them: no comparison")
-        ax.text(0.5, 0.5, f"Probability of improvement: {data['note']}", ha="center",
-                va="center", transform=ax.transAxes)
+        data["note"] = (
+            "one preset and config trained: no comparison"
+            if len(finals) == 1
+            else "no game trained by two of them: no comparison"
+        )
+        ax.text(
+            0.5,
+            0.5,
+            f"Probability of improvement: {data['note']}",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
         ax.set_axis_off()
     else:
-        points, intervals = aggregates.interval_estimates(pairs, aggregates.improvement,
-                                                          reps, seed)
-        _draw_estimates(ax, list(pairs), {name: points[name][0] for name in pairs},
-                        {name: None if intervals[name] is None else intervals[name][:, 0]
-                         for name in pairs}, "probability of improvement")
+        points, intervals = aggregates.interval_estimates(pairs, aggregates.improvement, reps, seed)
+        _draw_estimates(
+            ax,
+            list(pairs),
+            {name: points[name][0] for name in pairs},
+            {name: None if intervals[name] is None else intervals[name][:, 0] for name in pairs},
+            "probability of improvement",
+        )
         ax.axvline(0.5, color="black", linewidth=0.8, linestyle=":")
         ax.set_xlim(0, 1)
         ax.set_xlabel("P(X > Y): a run of X scores above a run of Y on a game")
-        data["pairs"] = {name: {"games": shared_games[name], "point": float(points[name][0]),
-                                "interval": None if intervals[name] is None
-                                else intervals[name][:, 0].tolist(),
-                                "note": aggregates.too_few_runs(pairs[name])}
-                         for name in pairs}
+        data["pairs"] = {
+            name: {
+                "games": shared_games[name],
+                "point": float(points[name][0]),
+                "interval": None if intervals[name] is None else intervals[name][:, 0].tolist(),
+                "note": aggregates.too_few_runs(pairs[name]),
+            }
+            for name in pairs
+        }
         figure.suptitle(f"Probability of improvement, final snapshot. {what}", fontsize=9)
     figure.tight_layout()
     data["lines"] = _drawn_lines(figure)
     return _save(figure, out, data)
 
 
-def _draw_estimates(ax: plt.Axes, names: list[str], points: dict, intervals: dict,
-                    what: str) -> None:
+def _draw_estimates(
+    ax: plt.Axes, names: list[str], points: dict, intervals: dict, what: str
+) -> None:
     """Each name's point estimate as a tick on its row, over its interval as a bar."""
     for row, name in enumerate(names):
         if intervals[name] is not None:
-            ax.plot(intervals[name], [row, row], color=f"C{row}", linewidth=8, alpha=0.4,
-                    solid_capstyle="butt", label=f"{name} {what}: 95% CI")
-        ax.plot([points[name]], [row], color=f"C{row}", marker="|", markersize=16,
-                markeredgewidth=2, linestyle="none", label=f"{name} {what}")
+            ax.plot(
+                intervals[name],
+                [row, row],
+                color=f"C{row}",
+                linewidth=8,
+                alpha=0.4,
+                solid_capstyle="butt",
+                label=f"{name} {what}: 95% CI",
+            )
+        ax.plot(
+            [points[name]],
+            [row],
+            color=f"C{row}",
+            marker="|",
+            markersize=16,
+            markeredgewidth=2,
+            linestyle="none",
+            label=f"{name} {what}",
+        )
     ax.set_yticks(range(len(names)), names)
     ax.set_ylim(len(names) - 0.5, -0.5)
     ax.grid(axis="x", alpha=0.3)
@@ -713,10 +974,16 @@ def _any_attrs(runs: dict[str, dict[int, dict]]) -> dict:
 
 def _drawn_lines(figure: plt.Figure) -> list[dict]:
     """The data of every labelled line as drawn, read back from the figure's artists."""
-    return [{"label": line.get_label(), "x": np.asarray(line.get_xdata(), float).tolist(),
-             "y": np.asarray(line.get_ydata(), float).tolist()}
-            for ax in figure.axes for line in ax.get_lines()
-            if not line.get_label().startswith("_")]
+    return [
+        {
+            "label": line.get_label(),
+            "x": np.asarray(line.get_xdata(), float).tolist(),
+            "y": np.asarray(line.get_ydata(), float).tolist(),
+        }
+        for ax in figure.axes
+        for line in ax.get_lines()
+        if not line.get_label().startswith("_")
+    ]
 
 
 def _save(figure: plt.Figure, out: Path, data: dict) -> list[Path]:
@@ -724,10 +991,13 @@ def _save(figure: plt.Figure, out: Path, data: dict) -> list[Path]:
     json_text = json.dumps(data, indent=1) + "\n"
     # Fixed metadata: the same data gives the same PDF bytes.
     written = [
-        atomic_write(out.with_suffix(".png"),
-                          lambda p: figure.savefig(p, format="png", dpi=150)),
-        atomic_write(out.with_suffix(".pdf"), lambda p: figure.savefig(
-            p, format="pdf", metadata={"CreationDate": None, "ModDate": None})),
+        atomic_write(out.with_suffix(".png"), lambda p: figure.savefig(p, format="png", dpi=150)),
+        atomic_write(
+            out.with_suffix(".pdf"),
+            lambda p: figure.savefig(
+                p, format="pdf", metadata={"CreationDate": None, "ModDate": None}
+            ),
+        ),
         atomic_write(out.with_suffix(".json"), lambda p: p.write_text(json_text)),
     ]
     plt.close(figure)

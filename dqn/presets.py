@@ -35,8 +35,7 @@ NOOPS = "no-ops: emulator frames or agent steps, by noop_start"
 def _key(meaning: str, unit: str, source: str, **bounds):
     """A preset key's declaration: what it means, its unit, the source that defines it,
     and its range as pydantic's bounds (gt, ge, le)."""
-    return Field(description=meaning, json_schema_extra={"unit": unit, "source": source},
-                 **bounds)
+    return Field(description=meaning, json_schema_extra={"unit": unit, "source": source}, **bounds)
 
 
 class Config(BaseModel):
@@ -49,138 +48,215 @@ class Config(BaseModel):
     # -- environment (§4.1 of 2013) --
     preprocessing: Literal["paper2013", "nature2015"] = _key(
         "paper2013: gray, 110x84, crop 84x84; nature2015: max of 2 frames, 84x84",
-        DIMENSIONLESS, "2013 §4.1; Nature Methods")
+        DIMENSIONLESS,
+        "2013 §4.1; Nature Methods",
+    )
     frame_skip_frames: int = _key(
-        "the agent acts every k-th frame, the action repeats between", FRAMES, "2013 §5", gt=0)
+        "the agent acts every k-th frame, the action repeats between", FRAMES, "2013 §5", gt=0
+    )
     space_invaders_frame_skip_frames: int = _key(
-        "the frame skip of Space Invaders, whose lasers blink (unseen at k=4)", FRAMES, "2013 §5", gt=0)
+        "the frame skip of Space Invaders, whose lasers blink (unseen at k=4)",
+        FRAMES,
+        "2013 §5",
+        gt=0,
+    )
     noop_max: int = _key(
         "an episode starts with up to this many no-ops (0: none), counted in noop_start's "
-        "unit: emulator frames (frames, frames_at_reset) or agent steps (steps)", NOOPS,
-        "Nature Extended Data Table 1 (no-op max); DQN 3.0 run_gpu (random_starts=30)", ge=0)
+        "unit: emulator frames (frames, frames_at_reset) or agent steps (steps)",
+        NOOPS,
+        "Nature Extended Data Table 1 (no-op max); DQN 3.0 run_gpu (random_starts=30)",
+        ge=0,
+    )
     noop_start: Literal["frames", "steps", "frames_at_reset"] = _key(
         "frames: DQN 3.0's, k no-op frames (k drawn from 1 to noop_max) at every training "
         "episode's start, one more after a lost life than after a reset, and at every "
         "evaluation game's; steps: k no-op agent steps at every episode's start (the Nature "
         "text read literally); frames_at_reset: k no-op frames only after the game is reset, "
-        "and one no-op step after a lost life (Baselines)", DIMENSIONLESS,
+        "and one no-op step after a lost life (Baselines)",
+        DIMENSIONLESS,
         "frames: DQN 3.0 alewrap GameEnvironment.lua:131-156 (newGame, nextRandomGame), "
         "train_agent.lua:90-91 and :141; frames_at_reset: Baselines' NoopResetEnv (below "
-        "its frame skip) and EpisodicLifeEnv, in Stable-Baselines3's AtariWrapper")
+        "its frame skip) and EpisodicLifeEnv, in Stable-Baselines3's AtariWrapper",
+    )
     life_loss_ends_episode: bool = _key(
-        "a lost life is a terminal transition (training only)", DIMENSIONLESS,
-        "Nature Methods; DQN 3.0 alewrap GameEnvironment.lua:113-117")
+        "a lost life is a terminal transition (training only)",
+        DIMENSIONLESS,
+        "Nature Methods; DQN 3.0 alewrap GameEnvironment.lua:113-117",
+    )
     life_loss_cuts_frame_skip: bool = _key(
         "with life_loss_ends_episode, the step that loses a life ends at that frame "
-        "instead of repeating its action for the whole frame skip", DIMENSIONLESS,
-        "DQN 3.0 alewrap GameEnvironment.lua:113-120 (terminal, then break)")
+        "instead of repeating its action for the whole frame skip",
+        DIMENSIONLESS,
+        "DQN 3.0 alewrap GameEnvironment.lua:113-120 (terminal, then break)",
+    )
     fire_on_reset: bool = _key(
         "each episode starts with FIRE, then the third action of the minimal set, on games "
-        "that have FIRE (a game that waits for FIRE then starts at once)", DIMENSIONLESS,
-        "OpenAI Baselines' FireResetEnv, in Stable-Baselines3's AtariWrapper")
+        "that have FIRE (a game that waits for FIRE then starts at once)",
+        DIMENSIONLESS,
+        "OpenAI Baselines' FireResetEnv, in Stable-Baselines3's AtariWrapper",
+    )
     max_episode_frames: int = _key(
-        "a training episode is cut after this many frames", FRAMES,
-        "ALE v5 (Machado et al. 2018)", gt=0)
+        "a training episode is cut after this many frames",
+        FRAMES,
+        "ALE v5 (Machado et al. 2018)",
+        gt=0,
+    )
     # -- network and learner (Algorithm 1 of 2013) --
     network: Literal["paper2013", "nature2015", "dqn3"] = _key(
         "paper2013: 16-32-256; nature2015: 32-64-64-512; dqn3: nature2015 with the first "
-        "layer's input padded by one pixel", DIMENSIONLESS,
-        "2013 §4.1; Nature Methods; DQN 3.0 convnet.lua:17-19 (convnet_atari3)")
+        "layer's input padded by one pixel",
+        DIMENSIONLESS,
+        "2013 §4.1; Nature Methods; DQN 3.0 convnet.lua:17-19 (convnet_atari3)",
+    )
     network_init: Literal["fan_in_uniform", "normal_0.01", "he_normal"] = _key(
         "the initial weights: fan_in_uniform, weights and biases uniform in "
         "+-1/sqrt(fan_in); normal_0.01, weights normal with sd 0.01 and biases 0.1; "
-        "he_normal, weights normal with sd sqrt(2/fan_in) and biases 0", DIMENSIONLESS,
+        "he_normal, weights normal with sd sqrt(2/fan_in) and biases 0",
+        DIMENSIONLESS,
         "fan_in_uniform: Torch7's default, DQN 3.0; normal_0.01: deep_q_rl "
-        "q_network.py:420-458; he_normal: nnabla-rl models/atari/q_functions.py")
+        "q_network.py:420-458; he_normal: nnabla-rl models/atari/q_functions.py",
+    )
     minibatch_transitions: int = _key(
-        "transitions per minibatch update", TRANSITIONS, "2013 §5", gt=0)
-    discount: float = _key("gamma, the discount of future rewards per step", DIMENSIONLESS,
-                           "2013 §2", ge=0, le=1)
+        "transitions per minibatch update", TRANSITIONS, "2013 §5", gt=0
+    )
+    discount: float = _key(
+        "gamma, the discount of future rewards per step", DIMENSIONLESS, "2013 §2", ge=0, le=1
+    )
     optimizer: Literal["rmsprop", "adam"] = _key(
         "rmsprop: the rmsprop_* keys' form; adam: Adam, as the PyTorch libraries use it",
-        DIMENSIONLESS, "2013 §5 (RMSProp); Kingma and Ba 2015 (Adam)")
-    learning_rate: float = _key("the optimiser's step size", DIMENSIONLESS, "2013 §5 (RMSProp)",
-                                gt=0)
+        DIMENSIONLESS,
+        "2013 §5 (RMSProp); Kingma and Ba 2015 (Adam)",
+    )
+    learning_rate: float = _key(
+        "the optimiser's step size", DIMENSIONLESS, "2013 §5 (RMSProp)", gt=0
+    )
     rmsprop_centered: bool = _key(
-        "True: DQN 3.0's sqrt(g2 - g^2 + eps); False: sqrt(g2 + eps)", DIMENSIONLESS,
-        "DQN 3.0 NeuralQLearner")
+        "True: DQN 3.0's sqrt(g2 - g^2 + eps); False: sqrt(g2 + eps)",
+        DIMENSIONLESS,
+        "DQN 3.0 NeuralQLearner",
+    )
     rmsprop_decay: float = _key(
-        "the decay of RMSProp's moving averages (g2, and g when centered)", DIMENSIONLESS,
-        "Nature Extended Data Table 1 (gradient momentum)", ge=0, le=1)
+        "the decay of RMSProp's moving averages (g2, and g when centered)",
+        DIMENSIONLESS,
+        "Nature Extended Data Table 1 (gradient momentum)",
+        ge=0,
+        le=1,
+    )
     rmsprop_epsilon: float = _key(
-        "added inside RMSProp's square root, as DQN 3.0 and deep_q_rl do", DIMENSIONLESS,
-        "Nature Extended Data Table 1 (min squared gradient)", gt=0)
+        "added inside RMSProp's square root, as DQN 3.0 and deep_q_rl do",
+        DIMENSIONLESS,
+        "Nature Extended Data Table 1 (min squared gradient)",
+        gt=0,
+    )
     adam_epsilon: float = _key(
         "added to Adam's root mean square (its decays are fixed at 0.9 and 0.999)",
-        DIMENSIONLESS, "Kingma and Ba 2015 (the default 1e-8, kept by SB3 and CleanRL)", gt=0)
+        DIMENSIONLESS,
+        "Kingma and Ba 2015 (the default 1e-8, kept by SB3 and CleanRL)",
+        gt=0,
+    )
     max_grad_norm: float = _key(
         "the gradient's global L2 norm is clipped to this before each step (0: no clipping)",
-        DIMENSIONLESS, "Stable-Baselines3's DQN (max_grad_norm=10)", ge=0)
+        DIMENSIONLESS,
+        "Stable-Baselines3's DQN (max_grad_norm=10)",
+        ge=0,
+    )
     reward_clip: bool = _key(
-        "rewards to -1, 0, +1 in training (scores stay unclipped)", DIMENSIONLESS, "2013 §5")
+        "rewards to -1, 0, +1 in training (scores stay unclipped)", DIMENSIONLESS, "2013 §5"
+    )
     loss: Literal["squared", "huber"] = _key(
         "squared: (y - Q)^2; huber: the TD error clipped to [-1, 1] in the gradient",
-        DIMENSIONLESS, "2013 Algorithm 1; Nature Methods")
+        DIMENSIONLESS,
+        "2013 Algorithm 1; Nature Methods",
+    )
     loss_reduction: Literal["sum", "mean"] = _key(
         "how the minibatch's losses combine: sum (DQN 3.0) or mean (deep_q_rl)",
-        DIMENSIONLESS, "DQN 3.0; deep_q_rl")
+        DIMENSIONLESS,
+        "DQN 3.0; deep_q_rl",
+    )
     target_update_period_steps: int = _key(
         "the target network is refreshed every this many agent steps, after the step whose "
-        "count is one past a multiple of it (0: no target network, as 2013)", STEPS,
+        "count is one past a multiple of it (0: no target network, as 2013)",
+        STEPS,
         "DQN 3.0 NeuralQLearner.lua:356 (numSteps % target_q == 1, numSteps counting agent "
-        "steps) and run_gpu (target_q=10000)", ge=0)
+        "steps) and run_gpu (target_q=10000)",
+        ge=0,
+    )
     update_period_steps: int = _key(
-        "one minibatch update every this many agent steps", STEPS,
-        "2013 Algorithm 1; Nature Extended Data Table 1 (update frequency)", gt=0)
+        "one minibatch update every this many agent steps",
+        STEPS,
+        "2013 Algorithm 1; Nature Extended Data Table 1 (update frequency)",
+        gt=0,
+    )
     # -- replay memory and exploration --
     replay_capacity_transitions: int = _key(
-        "the replay memory keeps this many most recent transitions", TRANSITIONS,
-        "2013 §5", gt=0)
+        "the replay memory keeps this many most recent transitions", TRANSITIONS, "2013 §5", gt=0
+    )
     replay_start_steps: int = _key(
-        "steps of a uniform random policy, without updates, before learning", STEPS,
-        "DQN 3.0 (learn_start); Nature Extended Data Table 1 (replay start size)", ge=0)
-    epsilon_start: float = _key("exploration's epsilon when learning starts", DIMENSIONLESS,
-                                "2013 §5", ge=0, le=1)
-    epsilon_end: float = _key("exploration's epsilon after the anneal", DIMENSIONLESS,
-                              "2013 §5", ge=0, le=1)
+        "steps of a uniform random policy, without updates, before learning",
+        STEPS,
+        "DQN 3.0 (learn_start); Nature Extended Data Table 1 (replay start size)",
+        ge=0,
+    )
+    epsilon_start: float = _key(
+        "exploration's epsilon when learning starts", DIMENSIONLESS, "2013 §5", ge=0, le=1
+    )
+    epsilon_end: float = _key(
+        "exploration's epsilon after the anneal", DIMENSIONLESS, "2013 §5", ge=0, le=1
+    )
     epsilon_anneal_steps: int = _key(
-        "length of the linear anneal, counted from epsilon_anneal_from", STEPS,
-        "2013 §5", ge=0)
+        "length of the linear anneal, counted from epsilon_anneal_from", STEPS, "2013 §5", ge=0
+    )
     epsilon_anneal_from: Literal["replay_start", "step_0"] = _key(
         "where the anneal's count starts: the end of replay start (DQN 3.0) or step 0 "
         "(Stable-Baselines3's exploration_fraction); epsilon is 1 during replay start either way",
-        DIMENSIONLESS, "DQN 3.0 NeuralQLearner (ep_endt after learn_start); Stable-Baselines3 DQN")
+        DIMENSIONLESS,
+        "DQN 3.0 NeuralQLearner (ep_endt after learn_start); Stable-Baselines3 DQN",
+    )
     # -- run length and measurement (§5.1 of 2013) --
     train_steps: int = _key("length of training", STEPS, "2013 §5", gt=0)
     epoch_updates: int = _key(
-        "updates per epoch: one snapshot and one evaluation point each", UPDATES,
-        "2013 §5.1", gt=0)
+        "updates per epoch: one snapshot and one evaluation point each", UPDATES, "2013 §5.1", gt=0
+    )
     heldout_collect_steps: int = _key(
-        "random-policy steps played to draw the held-out states", STEPS,
-        "DQN 3.0 (the first 50000 steps)", gt=0)
+        "random-policy steps played to draw the held-out states",
+        STEPS,
+        "DQN 3.0 (the first 50000 steps)",
+        gt=0,
+    )
     heldout_states: int = _key(
-        "held-out states of the average max-Q", STATES, "2013 §5.1; DQN 3.0 (valid_size)",
-        gt=0)
-    eval_epsilon: float = _key("epsilon of the evaluation policy", DIMENSIONLESS, "2013 §5.1",
-                               ge=0, le=1)
+        "held-out states of the average max-Q", STATES, "2013 §5.1; DQN 3.0 (valid_size)", gt=0
+    )
+    eval_epsilon: float = _key(
+        "epsilon of the evaluation policy", DIMENSIONLESS, "2013 §5.1", ge=0, le=1
+    )
     eval_steps: int = _key("length of an evaluation", STEPS, "2013 §5.1", gt=0)
     eval_episodes: int = _key(
-        "an evaluation stops after this many episodes too (0: no limit)", EPISODES,
-        "Nature Methods (30 episodes)", ge=0)
+        "an evaluation stops after this many episodes too (0: no limit)",
+        EPISODES,
+        "Nature Methods (30 episodes)",
+        ge=0,
+    )
     eval_max_episode_frames: int = _key(
-        "an evaluation episode is cut after this many frames", FRAMES,
-        "Nature Methods (5 minutes)", gt=0)
+        "an evaluation episode is cut after this many frames",
+        FRAMES,
+        "Nature Methods (5 minutes)",
+        gt=0,
+    )
     # -- how a GPU computes the update (no effect on the CPU) --
     cuda_graph_update: bool = _key(
         "on a CUDA device, the update is captured once as a CUDA graph and replayed (one "
         "launch instead of dozens of kernels; the same kernels, so the same numbers); "
-        "needs optimizer rmsprop", DIMENSIONLESS,
-        "issue 23; scripts/device-check compares its weights and speed with the plain update")
+        "needs optimizer rmsprop",
+        DIMENSIONLESS,
+        "issue 23; scripts/device-check compares its weights and speed with the plain update",
+    )
     cuda_deterministic: bool = _key(
         "on a CUDA device, deterministic algorithms only (torch.use_deterministic_algorithms, "
         "CUBLAS_WORKSPACE_CONFIG), so that a rerun and a resumed run give the same weights "
-        "bit for bit, as the CPU always does", DIMENSIONLESS,
-        "issue 23; scripts/device-check measures the resume and the cost in speed")
+        "bit for bit, as the CPU always does",
+        DIMENSIONLESS,
+        "issue 23; scripts/device-check measures the resume and the cost in speed",
+    )
 
     def __init__(self, **values):
         try:
@@ -189,7 +265,7 @@ class Config(BaseModel):
             raise ConfigError(_explain(error)) from None
 
     @model_validator(mode="after")
-    def _check_together(self) -> "Config":
+    def _check_together(self) -> Config:
         """The rules that join keys (pydantic reports a ValueError raised here as value_error)."""
         if self.replay_start_steps < self.minibatch_transitions:
             raise ValueError(
@@ -224,11 +300,11 @@ class Config(BaseModel):
             )
         return self
 
-    def with_values(self, **changes) -> "Config":
+    def with_values(self, **changes) -> Config:
         """This config with some keys changed, checked again (presets derive this way)."""
         return Config(**{**self.as_dict(), **changes})
 
-    def with_overrides(self, assignments: list[str]) -> "Config":
+    def with_overrides(self, assignments: list[str]) -> Config:
         """Apply `key=value` strings (the command line's --set), checking key and type."""
         changes = {}
         for assignment in assignments:
@@ -244,8 +320,10 @@ class Config(BaseModel):
 
 # `--set` text read as its key's type (pydantic's lax mode: "2_000" is an int, "no" a bool);
 # the range is checked once the whole config is built.
-_READERS = {key: TypeAdapter(field.annotation, config=ConfigDict(allow_inf_nan=False))
-            for key, field in Config.model_fields.items()}
+_READERS = {
+    key: TypeAdapter(field.annotation, config=ConfigDict(allow_inf_nan=False))
+    for key, field in Config.model_fields.items()
+}
 
 
 def parse(key: str, text: str):
@@ -255,8 +333,9 @@ def parse(key: str, text: str):
     try:
         return _READERS[key].validate_strings(text)
     except ValidationError as error:
-        raise ConfigError(f"--set {key}={text!r}: {_problem(key, error.errors()[0]['type'])}"
-                          ) from None
+        raise ConfigError(
+            f"--set {key}={text!r}: {_problem(key, error.errors()[0]['type'])}"
+        ) from None
 
 
 def _unknown(key: str) -> str:
@@ -281,8 +360,12 @@ def _problem(key: str, error_type: str) -> str:
     if error_type == "finite_number":
         return "must be a finite number"
     if error_type in ("greater_than", "greater_than_equal", "less_than_equal"):
-        bounds = {name: getattr(limit, name) for limit in Config.model_fields[key].metadata
-                  for name in ("gt", "ge", "le") if hasattr(limit, name)}
+        bounds = {
+            name: getattr(limit, name)
+            for limit in Config.model_fields[key].metadata
+            for name in ("gt", "ge", "le")
+            if hasattr(limit, name)
+        }
         if "le" in bounds:
             return f"must be in [{bounds['ge']}, {bounds['le']}]"
         return f"must be > {bounds['gt']}" if "gt" in bounds else f"must be >= {bounds['ge']}"
@@ -297,7 +380,7 @@ PAPER2013 = Config(
     frame_skip_frames=4,  # 2013 §5
     space_invaders_frame_skip_frames=3,  # 2013 §5
     noop_max=0,  # 2013: no random starts described
-    noop_start="steps",  # no no-ops in 2013, so no unit either (runs stored before noop_start had steps)
+    noop_start="steps",  # no no-ops in 2013, so no unit either
     life_loss_ends_episode=False,  # 2013: an episode is a whole game
     life_loss_cuts_frame_skip=False,  # no life-loss episodes in 2013
     fire_on_reset=False,  # 2013 and DQN 3.0: the agent presses FIRE itself
@@ -423,8 +506,13 @@ CATCH = PAPER2013.with_values(
     eval_steps=1_800,  # 200 episodes of the epsilon = 0.05 policy
 )
 
-PRESETS = {"paper2013": PAPER2013, "nature2015": NATURE2015, "quick": QUICK, "ci": CI,
-           "catch": CATCH}
+PRESETS = {
+    "paper2013": PAPER2013,
+    "nature2015": NATURE2015,
+    "quick": QUICK,
+    "ci": CI,
+    "catch": CATCH,
+}
 
 
 def load(name: str, overrides: list[str] = ()) -> Config:

@@ -28,15 +28,20 @@ def git_commit() -> str:
     # and git would refuse to read it.
     git = ["git", "-c", "safe.directory=*", "-C", str(here)]
     try:
-        commit = subprocess.run([*git, "rev-parse", "HEAD"],
-                                capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run([*git, "status", "--porcelain", "--", "."],
-                               capture_output=True, text=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [*git, "status", "--porcelain", "--", "."], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         # The project's image holds no .git but records the commit it was built from
         # (container/Dockerfile). Only a hint: this code need not be that image's.
         if image_commit := os.environ.get("DQN_IMAGE_GIT_COMMIT"):
-            return f"unknown (not run from a git checkout; the container image was built from {image_commit})"
+            return (
+                "unknown (not run from a git checkout; the container image was built from "
+                f"{image_commit})"
+            )
         return "unknown (not run from a git checkout)"
     return commit + ("-dirty" if dirty else "")
 
@@ -65,5 +70,5 @@ def record(game: str, seed: int, preset: str, config: dict) -> dict[str, Any]:
         "preset": preset,
         "config": json.dumps(config, sort_keys=True),
         "library_versions": json.dumps(library_versions(), sort_keys=True),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }

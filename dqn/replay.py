@@ -31,7 +31,9 @@ class Minibatch:
     terminals: np.ndarray  # (B,) bool
 
 
-ENTRY_BYTES = sum(np.dtype(dtype).itemsize * int(np.prod(shape)) for dtype, shape in COLUMNS.values())
+ENTRY_BYTES = sum(
+    np.dtype(dtype).itemsize * int(np.prod(shape)) for dtype, shape in COLUMNS.values()
+)
 
 
 def check_fits_in_memory(capacity: int) -> None:
@@ -39,16 +41,19 @@ def check_fits_in_memory(capacity: int) -> None:
     need = capacity * ENTRY_BYTES
     have = physical_memory()
     if need > have:
-        raise ConfigError(f"replay_capacity_transitions={capacity}: the replay memory needs "
-                          f"{need / 2**30:,.1f} GiB, more than this machine's "
-                          f"{have / 2**30:,.1f} GiB")
+        raise ConfigError(
+            f"replay_capacity_transitions={capacity}: the replay memory needs "
+            f"{need / 2**30:,.1f} GiB, more than this machine's "
+            f"{have / 2**30:,.1f} GiB"
+        )
 
 
 class ReplayMemory:
     def __init__(self, capacity: int):
         self.capacity = capacity
         self.frames, self.actions, self.rewards, self.terminals, self.episode_starts = (
-            np.zeros((capacity, *shape), dtype) for dtype, shape in COLUMNS.values())
+            np.zeros((capacity, *shape), dtype) for dtype, shape in COLUMNS.values()
+        )
         self.added = 0  # entries ever added; the next one goes to slot added % capacity
 
     @property

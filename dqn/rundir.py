@@ -21,9 +21,10 @@ An epoch's training state is saved as its replay delta, resume state and snapsho
 kinds of `dqn.layouts.CHECKPOINT`); it is committed by its snapshot, written last:
 replay delta, resume state and log come first. Resuming takes the newest snapshot and
 the resume state and deltas of that epoch, and deletes what a killed process left of
-the next one. The newest two resume states (each with the log) and the deltas still inside the ring of the older of the two are
-kept: a resume costs the frames of one epoch per epoch on disk, not the whole memory,
-and if the newest epoch's files are damaged the run continues from the epoch before
+the next one. The newest two resume states (each with the log) and the deltas still
+inside the ring of the older of the two are kept: a resume costs the frames of one
+epoch per epoch on disk, not the whole memory, and if the newest epoch's files are
+damaged the run continues from the epoch before
 (`dqn.checkpoint.restore`), losing that one epoch only. An interrupt file continues the
 newest epoch until the next one is committed; one that continues an older epoch is stale
 and deleted.
@@ -63,8 +64,10 @@ class RunDir:
         refuse a directory that is not a run's, and refuse while another process writes
         it. The kernel drops the lock when the process dies, however it dies."""
         if self.root.exists() and not self.marker.exists() and any(self.root.iterdir()):
-            raise ConfigError(f"{self.root}: not empty and not a dqn run directory (no "
-                              f"{self.marker.name} marker); give a new or empty --out")
+            raise ConfigError(
+                f"{self.root}: not empty and not a dqn run directory (no "
+                f"{self.marker.name} marker); give a new or empty --out"
+            )
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.marker, "a+") as marker:
             try:
@@ -72,12 +75,16 @@ class RunDir:
             except BlockingIOError:
                 marker.seek(0)
                 holder = marker.read().strip() or "a process that has just started"
-                raise RunLockedError(f"{self.root}: another dqn train is writing this run "
-                                     f"({holder}); wait for it to end or give another --out") from None
+                raise RunLockedError(
+                    f"{self.root}: another dqn train is writing this run "
+                    f"({holder}); wait for it to end or give another --out"
+                ) from None
             marker.seek(0)
             marker.truncate()
-            marker.write(f"dqn train, PID {os.getpid()} on host {socket.gethostname()}, since "
-                         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S} UTC\n")
+            marker.write(
+                f"dqn train, PID {os.getpid()} on host {socket.gethostname()}, since "
+                f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M:%S} UTC\n"
+            )
             marker.flush()
             yield self
 
@@ -92,8 +99,10 @@ class RunDir:
         """Refuse an output of a command that reads this run if it lies inside the run:
         a reader never writes there."""
         if Path(out).resolve().is_relative_to(self.root.resolve()):
-            raise ConfigError(f"--out {out}: inside the run directory {self.root}, which "
-                              "this command reads; write it elsewhere")
+            raise ConfigError(
+                f"--out {out}: inside the run directory {self.root}, which "
+                "this command reads; write it elsewhere"
+            )
 
     def snapshot(self, epoch: int) -> Path:
         return self.root / "snapshots" / f"epoch_{epoch:04d}.h5"
@@ -118,15 +127,18 @@ class RunDir:
         for key in IDENTITY_KEYS:
             if key == "config":
                 ours, theirs = json.loads(attrs[key]), json.loads(held[key])
-                differences += [f"{k}={theirs.get(k)!r} (asked {ours.get(k)!r})"
-                                for k in sorted(ours.keys() | theirs.keys())
-                                if ours.get(k) != theirs.get(k)]
+                differences += [
+                    f"{k}={theirs.get(k)!r} (asked {ours.get(k)!r})"
+                    for k in sorted(ours.keys() | theirs.keys())
+                    if ours.get(k) != theirs.get(k)
+                ]
             elif attrs[key] != held[key]:
                 differences.append(f"{key}={held[key]!r} (asked {attrs[key]!r})")
         if differences:
             raise RunMismatchError(
                 f"{self.root} holds another run ({'; '.join(differences)}); "
-                "use another --out directory")
+                "use another --out directory"
+            )
 
     def write_epoch(self, epoch: int, saved: dict[str, tuple], log: tuple) -> None:
         """Write the files of `epoch`: `saved`, the training state as {kind: (attrs,
@@ -147,16 +159,25 @@ class RunDir:
         for old in _epochs(self.root / "resume", "replay"):
             if old > epoch:
                 self.replay_delta(old).unlink()
-            elif h5io.read_attrs(self.replay_delta(old), "replay_delta")["stop"] <= oldest_replay_entry:
+            elif (
+                h5io.read_attrs(self.replay_delta(old), "replay_delta")["stop"]
+                <= oldest_replay_entry
+            ):
                 self.replay_delta(old).unlink()
         for later in self.snapshot_epochs():
             if later > epoch:
                 self.snapshot(later).unlink()
-        if self.interrupt.exists() and h5io.read_attrs(self.interrupt, "interrupted")["epoch"] != epoch:
+        if (
+            self.interrupt.exists()
+            and h5io.read_attrs(self.interrupt, "interrupted")["epoch"] != epoch
+        ):
             self.interrupt.unlink()
         # Temporary files of the run's own names only (h5io writes NAME.h5.tmp).
-        for directory, pattern in ((self.root, "*.h5.tmp"), (self.root / "snapshots", "epoch_*.h5.tmp"),
-                                   (self.root / "resume", "*.h5.tmp")):
+        for directory, pattern in (
+            (self.root, "*.h5.tmp"),
+            (self.root / "snapshots", "epoch_*.h5.tmp"),
+            (self.root / "resume", "*.h5.tmp"),
+        ):
             for tmp in directory.glob(pattern):
                 tmp.unlink()
 
@@ -169,4 +190,3 @@ def _epochs(directory: Path, prefix: str) -> list[int]:
     if not directory.is_dir():
         return []
     return sorted(int(m.group(1)) for p in directory.iterdir() if (m := pattern.match(p.name)))
-

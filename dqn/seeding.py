@@ -6,8 +6,15 @@ import numpy as np
 
 # Each purpose's number in the derivation, fixed once given: a new purpose takes a new
 # number, so that adding one changes no other purpose's seeds (no run's numbers).
-PURPOSES = {"train_env": 0, "agent": 1, "network": 2, "heldout_env": 3, "heldout_policy": 4,
-            "eval_env": 5, "eval_policy": 6}
+PURPOSES = {
+    "train_env": 0,
+    "agent": 1,
+    "network": 2,
+    "heldout_env": 3,
+    "heldout_policy": 4,
+    "eval_env": 5,
+    "eval_policy": 6,
+}
 
 
 def derive(seed: int, purpose: str, *more: int) -> int:

@@ -86,8 +86,16 @@ def random_play(env: Env, rng: np.random.Generator, steps: int) -> ReplayMemory:
     return memory
 
 
-def train(game: str, preset: str, config: Config, seed: int, out: Path,
-          device: torch.device, progress_s: float = 10.0, live_view: bool = True) -> None:
+def train(
+    game: str,
+    preset: str,
+    config: Config,
+    seed: int,
+    out: Path,
+    device: torch.device,
+    progress_s: float = 10.0,
+    live_view: bool = True,
+) -> None:
     """Train, or continue a run of `out`; raise Stopped after saving if signalled.
     `live_view`: write TensorBoard event files into `out` as it goes (`dqn.events`)."""
     check_fits_in_memory(config.replay_capacity_transitions)  # before anything is made
@@ -95,16 +103,27 @@ def train(game: str, preset: str, config: Config, seed: int, out: Path,
         _train(game, preset, config, seed, run, device, progress_s, live_view, signals)
 
 
-def _train(game: str, preset: str, config: Config, seed: int, run: RunDir,
-           device: torch.device, progress_s: float, live_view: bool,
-           signals: list[int]) -> None:
+def _train(
+    game: str,
+    preset: str,
+    config: Config,
+    seed: int,
+    run: RunDir,
+    device: torch.device,
+    progress_s: float,
+    live_view: bool,
+    signals: list[int],
+) -> None:
     attrs = provenance.record(game, seed, preset, config.as_dict())
     run.claim(attrs)
     if not run.heldout.exists():
-        LOG.info(f"collecting {config.heldout_states} held-out states "
-                 f"({config.heldout_collect_steps} random steps)")
-        h5io.write(run.heldout, "heldout", attrs,
-                   {"states": collect_heldout_states(game, config, seed)})
+        LOG.info(
+            f"collecting {config.heldout_states} held-out states "
+            f"({config.heldout_collect_steps} random steps)"
+        )
+        h5io.write(
+            run.heldout, "heldout", attrs, {"states": collect_heldout_states(game, config, seed)}
+        )
     last_epoch = checkpoint.completed_epoch(run, config.train_steps)
     if last_epoch is not None:
         LOG.info(f"{run.root}: complete ({run.snapshot(last_epoch)} is the last snapshot)")
@@ -115,10 +134,13 @@ def _train(game: str, preset: str, config: Config, seed: int, run: RunDir,
     def new_state() -> TrainingState:
         env = make_env(game, config, seeding.derive(seed, "train_env"))
         return TrainingState(
-            Counters(), Player(env, start=False),
+            Counters(),
+            Player(env, start=False),
             Learner(config, env.n_actions, device, seeding.derive(seed, "network")),
-            ReplayMemory(config.replay_capacity_transitions), seeding.generator(seed, "agent"),
-            TrainLog())
+            ReplayMemory(config.replay_capacity_transitions),
+            seeding.generator(seed, "agent"),
+            TrainLog(),
+        )
 
     state, resumed_from, epoch_in_progress = checkpoint.restore(run, new_state)
     if resumed_from:
@@ -140,8 +162,16 @@ def _train(game: str, preset: str, config: Config, seed: int, run: RunDir,
     checkpoint.mark_complete(run, attrs, state.counters.epoch)
 
 
-def loop(run: RunDir, attrs: dict, config: Config, state: TrainingState, meter: Meter,
-         view: LiveView | None, progress_s: float, signals: list[int]) -> None:
+def loop(
+    run: RunDir,
+    attrs: dict,
+    config: Config,
+    state: TrainingState,
+    meter: Meter,
+    view: LiveView | None,
+    progress_s: float,
+    signals: list[int],
+) -> None:
     """Algorithm 1 from where `state` stands to `config.train_steps`, saving each epoch;
     `view`, if any, shows the training log as it grows. `signals`: the stop signals
     received so far (`stop_signals`), checked between two steps."""
@@ -151,13 +181,20 @@ def loop(run: RunDir, attrs: dict, config: Config, state: TrainingState, meter: 
             if view:
                 view.flush(state.log)
             checkpoint.save_interrupted(run, attrs, state, meter.epoch_in_progress())
-            raise Stopped(signals[0], f"{signal.Signals(signals[0]).name} at step "
-                          f"{counters.step:,}: saved {run.interrupt}; run the same "
-                          "command again to continue from there")
+            raise Stopped(
+                signals[0],
+                f"{signal.Signals(signals[0]).name} at step "
+                f"{counters.step:,}: saved {run.interrupt}; run the same "
+                "command again to continue from there",
+            )
         # With probability epsilon a random action, else argmax_a Q(phi_t, a).
         eps = epsilon(config, counters.step)
-        action = choose_action(eps, player.env.n_actions, state.rng, lambda: greedy(
-            q_values(learner.network, player.env.stack, learner.device)))
+        action = choose_action(
+            eps,
+            player.env.n_actions,
+            state.rng,
+            lambda: greedy(q_values(learner.network, player.env.stack, learner.device)),
+        )
         # Execute it, observe the reward and the next frame; store the transition.
         step = player.step(action)
         memory.store(step)
@@ -168,20 +205,25 @@ def loop(run: RunDir, attrs: dict, config: Config, state: TrainingState, meter: 
         # update_period_steps steps once replay start is over. On a GPU the update is
         # only queued here: the emulator plays the next steps while it runs, until an
         # action needs the network.
-        updated = (counters.step > config.replay_start_steps
-                   and counters.step % config.update_period_steps == 0)
+        updated = (
+            counters.step > config.replay_start_steps
+            and counters.step % config.update_period_steps == 0
+        )
         if updated:
             meter.add_loss(learner.update(memory.sample(config.minibatch_transitions, state.rng)))
         learner.after_step(counters.step)
         if counters.step == config.train_steps or (
-                updated and learner.updates % config.epoch_updates == 0):
+            updated and learner.updates % config.epoch_updates == 0
+        ):
             counters.epoch += 1
             meter.end_epoch(state.log, counters, learner.updates, eps)
             if problem := learner.non_finite(state.log.epochs["loss_mean"][-1]):
                 checkpoint.save_diverged(run, attrs, state, meter.epoch_in_progress())
-                raise Diverged(f"training diverged in epoch {counters.epoch} (step "
-                               f"{counters.step:,}): {problem}; saved what it needs for "
-                               f"inspection to {run.diverged}, and no snapshot of the epoch")
+                raise Diverged(
+                    f"training diverged in epoch {counters.epoch} (step "
+                    f"{counters.step:,}): {problem}; saved what it needs for "
+                    f"inspection to {run.diverged}, and no snapshot of the epoch"
+                )
             if view:
                 view.end_epoch(state.log, learner.network)
             checkpoint.save_epoch(run, attrs, state)

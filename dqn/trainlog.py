@@ -29,8 +29,13 @@ class TrainLog:
         """A training episode that ended at agent step `end_step`, during epoch `epoch`
         (counted from 1). `game_over` tells a whole game's end from a lost life's (Nature),
         so that a game's return is the sum of its episodes up to one that ends it."""
-        row = {"return": episode.total_reward, "length_steps": episode.steps,
-               "end_step": end_step, "epoch": epoch, "game_over": episode.game_over}
+        row = {
+            "return": episode.total_reward,
+            "length_steps": episode.steps,
+            "end_step": end_step,
+            "epoch": epoch,
+            "game_over": episode.game_over,
+        }
         for name, value in row.items():
             self.episodes[name].append(value)
 
@@ -39,12 +44,14 @@ class TrainLog:
             self.epochs[name].append(value)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {f"{group}/{name}": np.asarray(values, columns[name])
-                for group, columns in (("episodes", EPISODE_COLUMNS), ("epochs", EPOCH_COLUMNS))
-                for name, values in getattr(self, group).items()}
+        return {
+            f"{group}/{name}": np.asarray(values, columns[name])
+            for group, columns in (("episodes", EPISODE_COLUMNS), ("epochs", EPOCH_COLUMNS))
+            for name, values in getattr(self, group).items()
+        }
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "TrainLog":
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> TrainLog:
         """The inverse of `arrays`."""
         log = cls()
         for group in ("episodes", "epochs"):

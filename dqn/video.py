@@ -15,9 +15,9 @@ panel is drawn with Pillow.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 import imageio.v3 as iio
 import numpy as np
@@ -46,8 +46,14 @@ BACKGROUND, TEXT, FAINT = (18, 18, 24), (235, 235, 235), (140, 140, 150)
 CURVE, BAR, CHOSEN = (90, 170, 255), (95, 95, 115), (255, 190, 40)
 
 
-def watch(run_dir: Path, out: Path, device: torch.device, epoch: int | None = None,
-          episodes: int = 1, max_steps: int = 4500) -> int:
+def watch(
+    run_dir: Path,
+    out: Path,
+    device: torch.device,
+    epoch: int | None = None,
+    episodes: int = 1,
+    max_steps: int = 4500,
+) -> int:
     """Write the video of snapshot `epoch` (default: the newest) playing `episodes`
     episodes, or `max_steps` agent steps if they end first; return its frame count."""
     out = Path(out)
@@ -60,27 +66,44 @@ def watch(run_dir: Path, out: Path, device: torch.device, epoch: int | None = No
     _, config, game, seed, epochs = run_identity(run)
     epoch = epochs[-1] if epoch is None else epoch
     if epoch not in epochs:
-        raise ConfigError(f"--epoch {epoch}: {run.root} has no snapshot of it (epochs "
-                          f"{', '.join(map(str, epochs))})")
+        raise ConfigError(
+            f"--epoch {epoch}: {run.root} has no snapshot of it (epochs "
+            f"{', '.join(map(str, epochs))})"
+        )
     run.check_outside(out)
     if out.exists():  # a video carries no kind to tell ours from a user's: none is replaced
-        raise ConfigError(f"--out {out}: exists; dqn watch replaces no file, so remove it "
-                          "or give another --out")
+        raise ConfigError(
+            f"--out {out}: exists; dqn watch replaces no file, so remove it or give another --out"
+        )
     check_writable(out)  # a read-only place fails now, not after the work
     env, rng, network, _ = snapshot_play(run, config, game, seed, epoch, VIDEO_STREAM, device)
-    panel = Panel(f"{game}  epoch {epoch}  seed {seed}",
-                  f"epsilon-greedy, epsilon {config.eval_epsilon:g}", env.action_names)
+    panel = Panel(
+        f"{game}  epoch {epoch}  seed {seed}",
+        f"epsilon-greedy, epsilon {config.eval_epsilon:g}",
+        env.action_names,
+    )
     frames = 0
 
     def write(path: Path) -> None:
         nonlocal frames
         with video_writer(path, out.suffix, EMULATOR_FRAMES_PER_S / env.frame_skip) as append:
             score, history, episode = 0.0, [], 1
-            for seen in play_with_values(network, env, config.eval_epsilon, rng, device, max_steps,
-                                  episodes):
+            for seen in play_with_values(
+                network, env, config.eval_epsilon, rng, device, max_steps, episodes
+            ):
                 history.append(seen.q.max())
-                append(panel.draw(seen.screen, seen.q, seen.step.action, history, score,
-                                  (len(history) - 1) * env.frame_skip, episode, episodes))
+                append(
+                    panel.draw(
+                        seen.screen,
+                        seen.q,
+                        seen.step.action,
+                        history,
+                        score,
+                        (len(history) - 1) * env.frame_skip,
+                        episode,
+                        episodes,
+                    )
+                )
                 frames += 1
                 score += seen.step.reward
                 if seen.step.episode:  # the next frame is the next episode's first
@@ -94,14 +117,19 @@ def watch(run_dir: Path, out: Path, device: torch.device, epoch: int | None = No
 def video_writer(path: Path, suffix: str, fps: float) -> Iterator[Callable[[np.ndarray], None]]:
     """A function that appends an RGB frame to the video at `path` (any name: the
     format is `suffix`'s), which is complete when the block ends."""
-    with iio.imopen(path, "w", extension=suffix,
-                    plugin="FFMPEG" if suffix == ".mp4" else "pillow") as file:
+    with iio.imopen(
+        path, "w", extension=suffix, plugin="FFMPEG" if suffix == ".mp4" else "pillow"
+    ) as file:
         if suffix == ".mp4":
             # H.264 in yuv420p, which every player plays; ffmpeg is told the container
             # because the name (atomic_write's temporary one) does not end in .mp4.
-            writer = file.legacy_get_writer(fps=fps, codec="libx264", macro_block_size=16,
-                                            ffmpeg_log_level="error",
-                                            output_params=["-f", "mp4"])
+            writer = file.legacy_get_writer(
+                fps=fps,
+                codec="libx264",
+                macro_block_size=16,
+                ffmpeg_log_level="error",
+                output_params=["-f", "mp4"],
+            )
             yield writer.append_data
             writer.close()
         else:
@@ -122,29 +150,41 @@ class Panel:
         self.width = PANEL_WIDTH_PIXELS - 2 * MARGIN_PIXELS
         self.screen_top = (HEIGHT_PIXELS - 210 * SCALE) // 2
 
-    def draw(self, screen: np.ndarray, q: np.ndarray, action: int, history: list[float],
-             score: float, frame_number: int, episode: int, episodes: int) -> np.ndarray:
+    def draw(
+        self,
+        screen: np.ndarray,
+        q: np.ndarray,
+        action: int,
+        history: list[float],
+        score: float,
+        frame_number: int,
+        episode: int,
+        episodes: int,
+    ) -> np.ndarray:
         """The frame of a state: `screen` and Q-values `q`, the `action` taken from it,
         max-Q over the episode so far (`history`, this state's last) and the score and
         emulator frame number of the episode at this state."""
         image = Image.new("RGB", (WIDTH_PIXELS, HEIGHT_PIXELS), BACKGROUND)
         # Nearest-neighbour: each emulator pixel a sharp SCALE x SCALE block.
-        image.paste(Image.fromarray(screen).resize((160 * SCALE, 210 * SCALE),
-                                                   Image.Resampling.NEAREST),
-                    (0, self.screen_top))
+        image.paste(
+            Image.fromarray(screen).resize((160 * SCALE, 210 * SCALE), Image.Resampling.NEAREST),
+            (0, self.screen_top),
+        )
         draw = ImageDraw.Draw(image)
         x, y = self.left, MARGIN_PIXELS
         draw.text((x, y), self.title, TEXT, self.font)
         draw.text((x, y + 20), self.policy, FAINT, self.small)
         draw.text((x, y + 46), f"score {score:g}", TEXT, self.font)
-        draw.text((x, y + 66), f"frame {frame_number:,}   episode {episode}/{episodes}",
-                  TEXT, self.font)
+        draw.text(
+            (x, y + 66), f"frame {frame_number:,}   episode {episode}/{episodes}", TEXT, self.font
+        )
         self._curve(draw, history, y + 100, 170)
         self._q_bars(draw, q, action, y + 300, HEIGHT_PIXELS - MARGIN_PIXELS)
         return np.asarray(image)
 
-    def _curve(self, draw: ImageDraw.ImageDraw, history: list[float], top: int,
-               height: int) -> None:
+    def _curve(
+        self, draw: ImageDraw.ImageDraw, history: list[float], top: int, height: int
+    ) -> None:
         """2013 Figure 3's curve: max_a Q(s, a) at each step of the episode so far."""
         draw.text((self.left, top), "predicted value max_a Q(s, a)", FAINT, self.small)
         box = (self.left, top + 18, self.left + self.width, top + height)
@@ -152,9 +192,13 @@ class Panel:
         low, high = min(history), max(history)
         span = (high - low) or 1.0
         steps = max(len(history), CURVE_STEPS_SHOWN_AT_LEAST) - 1
-        points = [(box[0] + 2 + (box[2] - box[0] - 4) * i / steps,
-                   box[3] - 2 - (box[3] - box[1] - 4) * (value - low) / span)
-                  for i, value in enumerate(history)]
+        points = [
+            (
+                box[0] + 2 + (box[2] - box[0] - 4) * i / steps,
+                box[3] - 2 - (box[3] - box[1] - 4) * (value - low) / span,
+            )
+            for i, value in enumerate(history)
+        ]
         if len(points) > 1:
             draw.line(points, CURVE, width=2)
         px, py = points[-1]
@@ -163,8 +207,9 @@ class Panel:
         draw.text((box[0] + 4, box[3] - 16), f"{low:.3g}", FAINT, self.small)
         draw.text((box[2] - 90, box[1] + 2), f"now {history[-1]:.3g}", CURVE, self.small)
 
-    def _q_bars(self, draw: ImageDraw.ImageDraw, q: np.ndarray, action: int, top: int,
-                bottom: int) -> None:
+    def _q_bars(
+        self, draw: ImageDraw.ImageDraw, q: np.ndarray, action: int, top: int, bottom: int
+    ) -> None:
         """Q(s, a) of each action, as bars from zero; the chosen action in colour."""
         draw.text((self.left, top), "Q(s, a) now; chosen action marked", FAINT, self.small)
         top += 18
@@ -180,6 +225,7 @@ class Panel:
             colour = CHOSEN if chosen else TEXT
             draw.text((self.left, y), ("> " if chosen else "  ") + name, colour, self.small)
             end = bar_left + bar_width * (value - low) / ((high - low) or 1.0)
-            draw.rectangle((min(zero, end), y + 2, max(zero, end), y + row - 4),
-                           fill=CHOSEN if chosen else BAR)
+            draw.rectangle(
+                (min(zero, end), y + 2, max(zero, end), y + row - 4), fill=CHOSEN if chosen else BAR
+            )
             draw.text((bar_left + bar_width + 4, y), f"{value:.3f}", colour, self.small)

@@ -34,12 +34,25 @@ GPU_MACHINE = {"python": "3.12.3", "torch": "2.11.0", "numpy": "2.5.2"}
 # and what those need beyond its packages. It has typing-extensions, at a version nobody
 # has read there; pydantic needs a recent one, so it travels too (newer releases only add
 # names).
-CARRIED = ("ale-py", "pydantic", "pydantic-core", "annotated-types", "typing-inspection",
-           "gymnasium", "farama-notifications", "typing-extensions")
+CARRIED = (
+    "ale-py",
+    "pydantic",
+    "pydantic-core",
+    "annotated-types",
+    "typing-inspection",
+    "gymnasium",
+    "farama-notifications",
+    "typing-extensions",
+)
 CARRIED_MODULES = ("ale_py", "pydantic")
 # pip matches manylinux tags exactly: the ones these wheels are published under.
-PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64",
-             "manylinux2014_x86_64", "manylinux1_x86_64")
+PLATFORMS = (
+    "manylinux_2_28_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux1_x86_64",
+)
 PYTHON_VERSION = "3.12"
 TREE_LIMIT_BYTES = 64 * 2**20  # what travels to the device machine: tree and carried paths
 
@@ -67,10 +80,26 @@ def prepare() -> int:
     for old in WHEEL_DIR.glob("*.whl"):
         old.unlink()
     platforms = [arg for platform in PLATFORMS for arg in ("--platform", platform)]
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                    "--only-binary=:all:", "--python-version", PYTHON_VERSION,
-                    "--implementation", "cp", *platforms, "--dest", str(WHEEL_DIR),
-                    *(f"{name}=={pins[name]}" for name in CARRIED)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            PYTHON_VERSION,
+            "--implementation",
+            "cp",
+            *platforms,
+            "--dest",
+            str(WHEEL_DIR),
+            *(f"{name}=={pins[name]}" for name in CARRIED),
+        ],
+        check=True,
+    )
     COMMIT_FILE.write_text(git_commit() + "\n")
     wheels = sorted(WHEEL_DIR.glob("*.whl"))
     for wheel in wheels:
@@ -78,12 +107,15 @@ def prepare() -> int:
     wheel_bytes = sum(wheel.stat().st_size for wheel in wheels)
     tree = tree_bytes()
     total = tree + wheel_bytes
-    print(f"{wheel_bytes:>12,}  the {len(wheels)} wheels\n{tree:>12,}  the working tree that "
-          f"travels\n{total:>12,}  in all ({total / 2**20:.1f} MiB of "
-          f"{TREE_LIMIT_BYTES / 2**20:.0f} MiB)")
+    print(
+        f"{wheel_bytes:>12,}  the {len(wheels)} wheels\n{tree:>12,}  the working tree that "
+        f"travels\n{total:>12,}  in all ({total / 2**20:.1f} MiB of "
+        f"{TREE_LIMIT_BYTES / 2**20:.0f} MiB)"
+    )
     if total > TREE_LIMIT_BYTES:
-        print("scripts/device-check --prepare: over the limit: ignore or carry less",
-              file=sys.stderr)
+        print(
+            "scripts/device-check --prepare: over the limit: ignore or carry less", file=sys.stderr
+        )
         return 1
     print(f"Carry {WHEEL_DIR.relative_to(ROOT)} to the GPU machine with the tree.")
     return 0
@@ -92,18 +124,23 @@ def prepare() -> int:
 def tree_bytes() -> int:
     """The bytes of what travels besides carried paths: tracked files, and untracked
     ones git does not ignore."""
-    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others",
-                             "--exclude-standard"], capture_output=True, check=True).stdout
+    listed = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        capture_output=True,
+        check=True,
+    ).stdout
     paths = {ROOT / os.fsdecode(name) for name in listed.split(b"\0") if name}
     return sum(path.stat().st_size for path in paths if path.is_file())
 
 
 def git_commit() -> str:
     git = ["git", "-C", str(ROOT)]
-    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
-                            check=True).stdout.strip()
-    dirty = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True,
-                           check=True).stdout.strip()
+    commit = subprocess.run(
+        [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     return commit + ("-dirty" if dirty else "")
 
 
@@ -115,16 +152,34 @@ def install() -> Path | None:
         return None
     wheels = sorted(WHEEL_DIR.glob("*.whl"))
     if not wheels:
-        raise SystemExit(f"scripts/device-check: {', '.join(missing)} cannot be imported and "
-                         f"{WHEEL_DIR} holds no wheels: run `scripts/device-check --prepare` "
-                         "where pip reaches PyPI, and carry .whl")
+        raise SystemExit(
+            f"scripts/device-check: {', '.join(missing)} cannot be imported and "
+            f"{WHEEL_DIR} holds no wheels: run `scripts/device-check --prepare` "
+            "where pip reaches PyPI, and carry .whl"
+        )
     site = Path(tempfile.gettempdir()) / "dqn-device-check-site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index",
-                    "--no-deps", "--no-compile", "--no-cache-dir", "--upgrade", "--target",
-                    str(site), *map(str, wheels)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-index",
+            "--no-deps",
+            "--no-compile",
+            "--no-cache-dir",
+            "--upgrade",
+            "--target",
+            str(site),
+            *map(str, wheels),
+        ],
+        check=True,
+    )
     sys.path.insert(0, str(site))
     os.environ["PYTHONPATH"] = os.pathsep.join(
-        [str(site), *filter(None, [os.environ.get("PYTHONPATH")])])
+        [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
     importlib.invalidate_caches()
     return site
 

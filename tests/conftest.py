@@ -48,16 +48,25 @@ def venv_env() -> dict[str, str]:
 
 
 def snakemake(directory: Path, *args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=directory,
-                          env=venv_env(), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=directory,
+        env=venv_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def planned_jobs(result) -> dict[str, int]:
     """The 'Job stats' table of a dry run as {rule: count}."""
     table = result.stdout + result.stderr
-    stats = table[table.index("Job stats:"):].splitlines()[3:]
-    return {m.group(1): int(m.group(2))
-            for line in stats if (m := re.match(r"(\w+)\s+(\d+)$", line)) and m.group(1) != "total"}
+    stats = table[table.index("Job stats:") :].splitlines()[3:]
+    return {
+        m.group(1): int(m.group(2))
+        for line in stats
+        if (m := re.match(r"(\w+)\s+(\d+)$", line)) and m.group(1) != "total"
+    }
 
 
 # -- training runs --
@@ -88,11 +97,19 @@ PAPER_TABLE = "workflow/data/table1_paper2013.csv"
 def write_evaluation(path, game, seed, average_reward, average_max_q, preset="ci"):
     n = len(average_reward)
     attrs = {**provenance.record(game, seed, preset, presets.load(preset).as_dict()), "run": "r"}
-    h5io.write(path, "evaluation", attrs, {
-        "epoch": np.arange(1, n + 1), "step": np.arange(1, n + 1) * 100,
-        "update": np.arange(1, n + 1) * 50,
-        "average_reward": np.asarray(average_reward, float),
-        "best_episode_reward": np.asarray(average_reward, float) + 10,
-        "episodes": np.full(n, 3), "average_max_q": np.asarray(average_max_q, float),
-        "episode_returns": np.repeat(np.asarray(average_reward, float), 3)})
+    h5io.write(
+        path,
+        "evaluation",
+        attrs,
+        {
+            "epoch": np.arange(1, n + 1),
+            "step": np.arange(1, n + 1) * 100,
+            "update": np.arange(1, n + 1) * 50,
+            "average_reward": np.asarray(average_reward, float),
+            "best_episode_reward": np.asarray(average_reward, float) + 10,
+            "episodes": np.full(n, 3),
+            "average_max_q": np.asarray(average_max_q, float),
+            "episode_returns": np.repeat(np.asarray(average_reward, float), 3),
+        },
+    )
     return path

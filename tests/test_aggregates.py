@@ -12,6 +12,7 @@ import scipy.stats
 
 from dqn import aggregates, plots
 from dqn.errors import DataFileError
+
 from conftest import PAPER_TABLE, write_evaluation
 
 PAPER_ROWS = plots.read_paper_table(PAPER_TABLE)[1]
@@ -31,8 +32,16 @@ def write_runs(directory, curves, games, preset="ci"):
     for seed, by_game in enumerate(np.asarray(curves, dtype=float)):
         for game, normalised in zip(games, by_game):
             scores = np.atleast_1d(game_score(game, normalised))
-            files.append(write_evaluation(directory / f"{preset}_{game}_{seed}.h5", game, seed,
-                                          scores, np.zeros(len(scores)), preset=preset))
+            files.append(
+                write_evaluation(
+                    directory / f"{preset}_{game}_{seed}.h5",
+                    game,
+                    seed,
+                    scores,
+                    np.zeros(len(scores)),
+                    preset=preset,
+                )
+            )
     return files
 
 
@@ -40,8 +49,10 @@ def aggregate(directory, files, reps=200, seed=0):
     """`dqn plot aggregate`'s four JSON files, by figure name."""
     written = plots.aggregate(files, PAPER_TABLE, directory / "aggregate", reps, seed)
     assert len(written) == 3 * len(plots.AGGREGATE_FIGURES)
-    return {name: json.loads((directory / f"aggregate_{name}.json").read_text())
-            for name in plots.AGGREGATE_FIGURES}
+    return {
+        name: json.loads((directory / f"aggregate_{name}.json").read_text())
+        for name in plots.AGGREGATE_FIGURES
+    }
 
 
 def lines(data):
@@ -58,9 +69,11 @@ def test_scores_are_normalised_with_the_papers_random_and_human_rows(tmp_path):
     # Seaquest, Random 110 and Human 28010: (7085 - 110) / 27900 = 0.25.
     assert aggregates.human_normalised(16.1, "Breakout", PAPER_ROWS) == pytest.approx(0.5)
     assert aggregates.human_normalised(7085, "Seaquest", PAPER_ROWS) == pytest.approx(0.25)
-    files = [write_evaluation(tmp_path / "b.h5", "Breakout", 0, [1.2, 16.1], [0, 0]),
-             write_evaluation(tmp_path / "s.h5", "Seaquest", 0, [110, 7085], [0, 0]),
-             write_evaluation(tmp_path / "c.h5", "Catch", 0, [0.5, 0.9], [0, 0], preset="catch")]
+    files = [
+        write_evaluation(tmp_path / "b.h5", "Breakout", 0, [1.2, 16.1], [0, 0]),
+        write_evaluation(tmp_path / "s.h5", "Seaquest", 0, [110, 7085], [0, 0]),
+        write_evaluation(tmp_path / "c.h5", "Catch", 0, [0.5, 0.9], [0, 0], preset="catch"),
+    ]
     data = aggregate(tmp_path, files)["intervals"]
     runs = {run["game"]: run for run in data["methods"]["ci"]["runs"]}
     assert runs["Breakout"]["normalised"] == pytest.approx(0.5)
@@ -85,8 +98,9 @@ def test_the_iqm_is_the_trimmed_mean_of_all_runs_of_all_games(tmp_path):
 
 def test_runs_that_agree_give_intervals_of_no_width_and_runs_that_differ_wider_ones(tmp_path):
     same = np.array([[0.2, 0.5, 1.5]] * 3)  # every resample of its seeds is the same
-    points, intervals = aggregates.interval_estimates({"same": same, "spread": SPREAD},
-                                                      aggregates.aggregate_metrics, 500, 0)
+    points, intervals = aggregates.interval_estimates(
+        {"same": same, "spread": SPREAD}, aggregates.aggregate_metrics, 500, 0
+    )
     assert intervals["same"] == pytest.approx(np.array([points["same"]] * 2))
     low, high = intervals["spread"]
     assert np.all(low <= points["spread"]) and np.all(points["spread"] <= high)
@@ -116,7 +130,8 @@ def test_one_game_and_one_seed_gives_a_clear_message_and_no_interval(tmp_path):
     assert data["intervals"]["intervals"] == {"ci": None}
     assert data["intervals"]["points"]["ci"][IQM] == pytest.approx(0.5)
     assert [line["label"] for line in data["intervals"]["lines"]] == [
-        f"ci {metric}" for metric in aggregates.METRICS]  # points only, no interval drawn
+        f"ci {metric}" for metric in aggregates.METRICS
+    ]  # points only, no interval drawn
     assert data["sample_efficiency"]["bands"] == [] and data["profile"]["bands"] == []
     assert data["improvement"]["note"] == "one preset and config trained: no comparison"
     # Several games of one seed: no interval either.
@@ -125,9 +140,13 @@ def test_one_game_and_one_seed_gives_a_clear_message_and_no_interval(tmp_path):
 
 def test_the_aggregate_figures_json_holds_the_numbers_drawn(tmp_path):
     # 3 seeds x 2 games, 3 snapshots each (steps 100, 200, 300).
-    curves = np.array([[[0.0, 0.2, 0.4], [0.1, 0.1, 0.9]],
-                       [[0.2, 0.3, 0.5], [-0.1, 0.4, 1.2]],
-                       [[0.1, 0.6, 0.3], [0.0, 0.0, 0.8]]])
+    curves = np.array(
+        [
+            [[0.0, 0.2, 0.4], [0.1, 0.1, 0.9]],
+            [[0.2, 0.3, 0.5], [-0.1, 0.4, 1.2]],
+            [[0.1, 0.6, 0.3], [0.0, 0.0, 0.8]],
+        ]
+    )
     finals = curves[..., -1]
     data = aggregate(tmp_path, write_runs(tmp_path, curves, ["Breakout", "Pong"]))
 
@@ -140,8 +159,9 @@ def test_the_aggregate_figures_json_holds_the_numbers_drawn(tmp_path):
 
     curve = lines(data["sample_efficiency"])["ci IQM"]
     assert curve["x"] == [100, 200, 300]
-    assert curve["y"] == pytest.approx([scipy.stats.trim_mean(curves[..., e].ravel(), 0.25)
-                                        for e in range(3)])
+    assert curve["y"] == pytest.approx(
+        [scipy.stats.trim_mean(curves[..., e].ravel(), 0.25) for e in range(3)]
+    )
     (band,) = data["sample_efficiency"]["bands"]
     assert band["step"] == curve["x"]
     assert np.all(np.asarray(band["low"]) <= curve["y"])
@@ -167,11 +187,14 @@ def test_two_presets_are_compared_by_the_probability_of_improvement(tmp_path):
 
 
 def test_games_with_different_numbers_of_seeds_are_refused_by_name(tmp_path):
-    files = [write_evaluation(tmp_path / "b0.h5", "Breakout", 0, [1], [0]),
-             write_evaluation(tmp_path / "b1.h5", "Breakout", 1, [2], [0]),
-             write_evaluation(tmp_path / "s0.h5", "Seaquest", 0, [300], [0])]
-    with pytest.raises(DataFileError, match="as many seeds of every game; the files hold "
-                                            "Breakout: 2, Seaquest: 1"):
+    files = [
+        write_evaluation(tmp_path / "b0.h5", "Breakout", 0, [1], [0]),
+        write_evaluation(tmp_path / "b1.h5", "Breakout", 1, [2], [0]),
+        write_evaluation(tmp_path / "s0.h5", "Seaquest", 0, [300], [0]),
+    ]
+    with pytest.raises(
+        DataFileError, match="as many seeds of every game; the files hold Breakout: 2, Seaquest: 1"
+    ):
         plots.aggregate(files, PAPER_TABLE, tmp_path / "a", 100)
 
 
@@ -182,8 +205,24 @@ def test_files_of_no_game_with_a_human_score_are_refused(tmp_path):
 
 
 def test_the_command_refuses_a_bootstrap_of_no_resamples(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "dqn.cli", "plot", "aggregate", "--eval",
-                             str(tmp_path / "e.h5"), "--paper", PAPER_TABLE, "--out",
-                             str(tmp_path / "a"), "--reps", "0"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dqn.cli",
+            "plot",
+            "aggregate",
+            "--eval",
+            str(tmp_path / "e.h5"),
+            "--paper",
+            PAPER_TABLE,
+            "--out",
+            str(tmp_path / "a"),
+            "--reps",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "--reps 0: must be >= 1" in result.stderr

@@ -27,7 +27,9 @@ def test_2013_frame_is_the_110x84_downsample_cropped_at_the_playing_area():
     for _ in range(10):
         env.step(1)
     screen = env.ale.getScreenGrayscale()
-    expected = cv2.resize(screen, (84, 110), interpolation=RESIZE_INTERPOLATION)[CROP_TOP_ROW:CROP_TOP_ROW + 84]
+    expected = cv2.resize(screen, (84, 110), interpolation=RESIZE_INTERPOLATION)[
+        CROP_TOP_ROW : CROP_TOP_ROW + 84
+    ]
     np.testing.assert_array_equal(env.frame, expected)
     # The crop drops the score line: Breakout's score digits lie in screen rows 5..15.
     assert CROP_TOP_ROW * 210 / 110 > 16
@@ -47,7 +49,9 @@ def test_nature_frame_is_max_of_last_two_screens_resized_to_84x84():
     for _ in range(env.frame_skip):
         env.ale.act(env.actions[1])
         screens.append(env.ale.getScreenGrayscale())
-    expected = cv2.resize(np.maximum(screens[-1], screens[-2]), (84, 84), interpolation=RESIZE_INTERPOLATION)
+    expected = cv2.resize(
+        np.maximum(screens[-1], screens[-2]), (84, 84), interpolation=RESIZE_INTERPOLATION
+    )
     np.testing.assert_array_equal(got, expected)
 
 
@@ -84,9 +88,18 @@ def test_frame_skip_is_3_on_space_invaders_in_2013_and_4_elsewhere():
     assert env.ale.getEpisodeFrameNumber() - frames_before == 3
 
 
-@pytest.mark.parametrize("game,n_actions", [("BeamRider", 9), ("Breakout", 4), ("Enduro", 9),
-                                            ("Pong", 6), ("Qbert", 6), ("Seaquest", 18),
-                                            ("SpaceInvaders", 6)])
+@pytest.mark.parametrize(
+    "game,n_actions",
+    [
+        ("BeamRider", 9),
+        ("Breakout", 4),
+        ("Enduro", 9),
+        ("Pong", 6),
+        ("Qbert", 6),
+        ("Seaquest", 18),
+        ("SpaceInvaders", 6),
+    ],
+)
 def test_minimal_action_set(game, n_actions):
     assert Atari(game, PAPER, seed=0).n_actions == n_actions
 
@@ -105,8 +118,13 @@ def test_same_seed_same_frames_and_the_emulator_matches_gymnasium():
     assert not np.array_equal(frames(7), frames(8))  # the no-op start length is seeded
 
     # Our emulator settings are gymnasium's ALE/<Game>-v5 without sticky actions.
-    gym_env = gym.make("ALE/Breakout-v5", obs_type="grayscale", frameskip=1,
-                       repeat_action_probability=0.0, full_action_space=False)
+    gym_env = gym.make(
+        "ALE/Breakout-v5",
+        obs_type="grayscale",
+        frameskip=1,
+        repeat_action_probability=0.0,
+        full_action_space=False,
+    )
     gym_obs, _ = gym_env.reset(seed=5)
     env = Atari("Breakout", PAPER, seed=5)  # our emulator as Atari sets it up
     env.ale.reset_game()
@@ -207,7 +225,9 @@ def test_an_episodes_first_frame_is_the_max_of_its_last_two_no_op_frames_as_dqn3
         return cv2.resize(screen, (84, 84), interpolation=RESIZE_INTERPOLATION)
 
     first, screens = first_frame_and_screens(NATURE)  # DQN 3.0's frames: pooled
-    assert len(screens) >= 2 and not np.array_equal(resized(screens[-1]), resized(np.maximum(*screens[-2:])))
+    assert len(screens) >= 2 and not np.array_equal(
+        resized(screens[-1]), resized(np.maximum(*screens[-2:]))
+    )
     np.testing.assert_array_equal(first, resized(np.maximum(*screens[-2:])))
     first, screens = first_frame_and_screens(NATURE.with_values(noop_start="steps"))
     np.testing.assert_array_equal(first, resized(screens[-1]))  # as before: the last alone
@@ -222,7 +242,11 @@ def test_a_training_step_ends_at_the_frame_that_loses_a_life_as_dqn3_does():
         found = []
         for _ in range(lives_lost):
             while True:
-                state, lives, before = env.ale.cloneState(), env.ale.lives(), env.ale.getFrameNumber()
+                state, lives, before = (
+                    env.ale.cloneState(),
+                    env.ale.lives(),
+                    env.ale.getFrameNumber(),
+                )
                 if env.step(1)[1]:
                     break
             ran = env.ale.getFrameNumber() - before
@@ -244,7 +268,9 @@ def test_a_training_step_ends_at_the_frame_that_loses_a_life_as_dqn3_does():
 
 
 def test_unknown_game_lists_the_valid_ones():
-    with pytest.raises(ConfigError, match="unknown game 'Tetris'; valid games: BeamRider, .*Invaders$"):
+    with pytest.raises(
+        ConfigError, match="unknown game 'Tetris'; valid games: BeamRider, .*Invaders$"
+    ):
         check_game("Tetris", PAPER_GAMES)
 
 

@@ -17,10 +17,18 @@ from conftest import copy_workflow, planned_jobs, snakemake
 # A whole benchmark and a Snakemake plan: not in make test-fast.
 pytestmark = pytest.mark.slow
 
-RATES = ["raw_emulator_agent_steps_per_s", "env_agent_steps_per_s", "learner_updates_per_s",
-         "learner_updates_per_s_nature", "replay_sample_batch32_ms",
-         *(f"{name}_threads{n}" for name in ("train_bare_updates_per_s", "train_agent_steps_per_s")
-           for n in (1, 2))]
+RATES = [
+    "raw_emulator_agent_steps_per_s",
+    "env_agent_steps_per_s",
+    "learner_updates_per_s",
+    "learner_updates_per_s_nature",
+    "replay_sample_batch32_ms",
+    *(
+        f"{name}_threads{n}"
+        for name in ("train_bare_updates_per_s", "train_agent_steps_per_s")
+        for n in (1, 2)
+    ),
+]
 
 
 def test_bench_reports_every_figure_with_its_machine_within_sane_bounds(capsys):
@@ -40,8 +48,9 @@ def test_bench_reports_every_figure_with_its_machine_within_sane_bounds(capsys):
     for name, value in figures.items():
         if isinstance(value, float):
             assert math.isfinite(value), name
-        if name.endswith(("_per_s", "_ms", "_bytes", "_s", "_per_frame", "_per_step",
-                          "_per_epoch", "_estimate")):
+        if name.endswith(
+            ("_per_s", "_ms", "_bytes", "_s", "_per_frame", "_per_step", "_per_epoch", "_estimate")
+        ):
             assert value > 0, (name, value)
     # Bounds, not targets (docs/benchmark.md has those): under the test suite's parallel
     # load a timing can move several times over, so only what holds on any machine is held.
@@ -58,10 +67,12 @@ def test_bench_reports_every_figure_with_its_machine_within_sane_bounds(capsys):
         bare = figures[f"train_bare_updates_per_s_threads{n}"]
         assert loop < bare, (n, loop, bare)
         assert figures[f"train_overhead_vs_bare_update_threads{n}"] == pytest.approx(
-            bare / loop - 1)
+            bare / loop - 1
+        )
     for name in ("train_bare_updates_per_s", "train_agent_steps_per_s"):
         assert figures[f"{name}_2_vs_1_threads"] == pytest.approx(
-            figures[f"{name}_threads2"] / figures[f"{name}_threads1"])
+            figures[f"{name}_threads2"] / figures[f"{name}_threads1"]
+        )
         assert figures[name] == figures[f"{name}_threads1"]  # --threads 1
     assert figures["train_updates_per_run"] >= 10
     # The environment replays the emulator's frames and preprocesses them: at most as
@@ -74,7 +85,8 @@ def test_bench_reports_every_figure_with_its_machine_within_sane_bounds(capsys):
     # The live view costs a part of an epoch, not more than the epoch.
     assert 0 < figures["events_share_of_paper_epoch"] < 1
     assert figures["train_events_overhead_vs_no_events"] == pytest.approx(
-        figures["train_agent_steps_per_s_no_events"] / figures["train_agent_steps_per_s"] - 1)
+        figures["train_agent_steps_per_s_no_events"] / figures["train_agent_steps_per_s"] - 1
+    )
     # dqn watch's H.264 video takes less than its raw frames (800x640 RGB).
     assert figures["watch_mp4_bytes_per_frame"] < 800 * 640 * 3
     assert figures["watch_vs_game_speed"] == pytest.approx(figures["watch_frames_per_s"] / 15)
@@ -87,6 +99,7 @@ def test_bench_rule_writes_one_file_per_device_and_is_no_default_target(tmp_path
     result = snakemake(workflow, "-n", "-p", "--cores", "2", "bench", "--config", "device=cpu")
     assert result.returncode == 0, result.stderr
     assert planned_jobs(result) == {"bench": 1, "bench_device": 1}
-    assert ("python -m dqn.cli bench --device cpu --threads 2 --seconds 3 > "
-            "results/bench/cpu.json") in result.stdout
+    assert (
+        "python -m dqn.cli bench --device cpu --threads 2 --seconds 3 > results/bench/cpu.json"
+    ) in result.stdout
     assert "bench" not in planned_jobs(snakemake(workflow, "-n"))

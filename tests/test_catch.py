@@ -84,5 +84,7 @@ def test_state_round_trip_continues_identically():
 
 
 def test_unknown_game_lists_every_game():
-    with pytest.raises(ConfigError, match="unknown game 'Tetris'; valid games: .*SpaceInvaders, Catch"):
+    with pytest.raises(
+        ConfigError, match="unknown game 'Tetris'; valid games: .*SpaceInvaders, Catch"
+    ):
         check_game("Tetris")

@@ -13,8 +13,12 @@ from dqn.train import train
 
 
 def dqn(*args):
-    return subprocess.run([sys.executable, "-m", "dqn.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "dqn.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def assert_refused(result, *fragments):
@@ -29,6 +33,7 @@ def assert_refused(result, *fragments):
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     import torch
+
     out = tmp_path_factory.mktemp("cli") / "run"
     config = presets.load("ci", ["train_steps=400", "epoch_updates=100", "eval_steps=100"])
     train("Pong", "ci", config, 0, out, torch.device("cpu"), progress_s=60)
@@ -42,30 +47,52 @@ def test_help_says_what_dqn_is_for_and_shows_commands_it_knows(capsys):
     text = capsys.readouterr().out
     description = text.split("\n\n")[1]
     assert description.startswith("Train DQN") and "parse, validate" not in text
-    examples = [line.split()[1] for line in text[text.index("examples:"):].splitlines()
-                if line.strip().startswith("dqn ")]
+    examples = [
+        line.split()[1]
+        for line in text[text.index("examples:") :].splitlines()
+        if line.strip().startswith("dqn ")
+    ]
     commands = text.splitlines()[0].split("{")[1].split("}")[0].split(",")
     assert len(examples) >= 2 and set(examples) <= set(commands), (examples, commands)
 
 
-@pytest.mark.parametrize("args,fragments", [
-    (["--game", "Tetris"], ["unknown game 'Tetris'", "valid games: BeamRider, Breakout, Enduro, "
-                            "Pong, Qbert, Seaquest, SpaceInvaders"]),
-    (["--game", "Pong", "--set", "gamma=0.9"], ["--set gamma: unknown key", "valid keys:"]),
-    (["--game", "Pong", "--set", "train_steps=lots"], ["train_steps='lots': expected int"]),
-    (["--game", "Pong", "--set", "eval_epsilon=2"], ["eval_epsilon=2.0: must be in [0, 1]"]),
-    (["--game", "Pong", "--set", "minibatch_transitions=0"], ["minibatch_transitions=0: must be > 0"]),
-    (["--game", "Pong", "--preset", "fast"], ["unknown preset 'fast'"]),
-    (["--game", "Pong", "--seed", "-1"], ["--seed -1: must be >= 0"]),
-    # Values a type allows but no machine or episode does: refused before any work.
-    (["--game", "Pong", "--set", "replay_capacity_transitions=1000000000000"],
-     ["replay_capacity_transitions=1000000000000: the replay memory needs "
-      "6,577,931.3 GiB, more than this machine's"]),
-    (["--game", "Pong", "--set", "noop_max=1000000000000"],
-     ["noop_max=1000000000000: its no-op frames must leave room in an episode "
-      "of max_episode_frames=2000"]),
-    (["--game", "Pong", "--set", "learning_rate=nan"], ["learning_rate"]),
-])
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        (
+            ["--game", "Tetris"],
+            [
+                "unknown game 'Tetris'",
+                "valid games: BeamRider, Breakout, Enduro, Pong, Qbert, Seaquest, SpaceInvaders",
+            ],
+        ),
+        (["--game", "Pong", "--set", "gamma=0.9"], ["--set gamma: unknown key", "valid keys:"]),
+        (["--game", "Pong", "--set", "train_steps=lots"], ["train_steps='lots': expected int"]),
+        (["--game", "Pong", "--set", "eval_epsilon=2"], ["eval_epsilon=2.0: must be in [0, 1]"]),
+        (
+            ["--game", "Pong", "--set", "minibatch_transitions=0"],
+            ["minibatch_transitions=0: must be > 0"],
+        ),
+        (["--game", "Pong", "--preset", "fast"], ["unknown preset 'fast'"]),
+        (["--game", "Pong", "--seed", "-1"], ["--seed -1: must be >= 0"]),
+        # Values a type allows but no machine or episode does: refused before any work.
+        (
+            ["--game", "Pong", "--set", "replay_capacity_transitions=1000000000000"],
+            [
+                "replay_capacity_transitions=1000000000000: the replay memory needs "
+                "6,577,931.3 GiB, more than this machine's"
+            ],
+        ),
+        (
+            ["--game", "Pong", "--set", "noop_max=1000000000000"],
+            [
+                "noop_max=1000000000000: its no-op frames must leave room in an episode "
+                "of max_episode_frames=2000"
+            ],
+        ),
+        (["--game", "Pong", "--set", "learning_rate=nan"], ["learning_rate"]),
+    ],
+)
 def test_train_refuses_bad_arguments(tmp_path, capsys, args, fragments):
     # In this process: each is refused before any work, so a new interpreter (seconds to
     # import torch) would only slow the test down.
@@ -76,8 +103,19 @@ def test_train_refuses_bad_arguments(tmp_path, capsys, args, fragments):
 
 @pytest.mark.slow  # trains a small run
 def test_train_refuses_a_directory_of_another_config(small_run):
-    result = dqn("train", "--game", "Pong", "--preset", "ci", "--out", small_run,
-                 "--set", "train_steps=400", "--set", "epoch_updates=100")
+    result = dqn(
+        "train",
+        "--game",
+        "Pong",
+        "--preset",
+        "ci",
+        "--out",
+        small_run,
+        "--set",
+        "train_steps=400",
+        "--set",
+        "epoch_updates=100",
+    )
     assert_refused(result, f"{small_run} holds another run", "eval_steps=100 (asked 300)")
 
 
@@ -85,8 +123,15 @@ def test_train_refuses_a_directory_of_another_config(small_run):
 def test_info_shows_provenance_and_arrays(small_run):
     result = dqn("info", RunDir(small_run).snapshot(1))
     assert result.returncode == 0, result.stderr
-    for fragment in ("kind: snapshot", "game: Pong", "preset: ci", "git_commit:", "torch",
-                     "\"train_steps\": 400", "weights/body.0.weight: (16, 4, 8, 8) float32"):
+    for fragment in (
+        "kind: snapshot",
+        "game: Pong",
+        "preset: ci",
+        "git_commit:",
+        "torch",
+        '"train_steps": 400',
+        "weights/body.0.weight: (16, 4, 8, 8) float32",
+    ):
         assert fragment in result.stdout
 
 
@@ -106,14 +151,15 @@ def test_info_and_evaluate_refuse_a_truncated_file_by_name(small_run, tmp_path):
 def test_an_unwritable_output_is_one_line_not_a_traceback(small_run, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    assert_refused(dqn("evaluate", "--run", small_run, "--out", blocker / "eval.h5"),
-                   str(blocker))
+    assert_refused(dqn("evaluate", "--run", small_run, "--out", blocker / "eval.h5"), str(blocker))
     assert_refused(dqn("bench", "--seconds", "0"), "--seconds 0.0: must be >= 0.1")
 
 
 def test_evaluate_refuses_a_directory_without_a_run(tmp_path):
-    assert_refused(dqn("evaluate", "--run", tmp_path, "--out", tmp_path / "e.h5"),
-                   f"{tmp_path / 'heldout.h5'}: no such file")
+    assert_refused(
+        dqn("evaluate", "--run", tmp_path, "--out", tmp_path / "e.h5"),
+        f"{tmp_path / 'heldout.h5'}: no such file",
+    )
 
 
 @pytest.mark.slow  # trains a small run
@@ -144,19 +190,35 @@ def test_evaluate_writes_one_row_per_snapshot(small_run, tmp_path):
 @pytest.mark.slow  # trains a small run
 def test_evaluate_changes_evaluation_keys_only(small_run, tmp_path):
     out = tmp_path / "eval.h5"
-    result = dqn("evaluate", "--run", small_run, "--out", out, "--device", "cpu",
-                 "--set", "eval_steps=60", "--set", "eval_epsilon=1", "--epochs", "1")
+    result = dqn(
+        "evaluate",
+        "--run",
+        small_run,
+        "--out",
+        out,
+        "--device",
+        "cpu",
+        "--set",
+        "eval_steps=60",
+        "--set",
+        "eval_epsilon=1",
+        "--epochs",
+        "1",
+    )
     assert result.returncode == 0, result.stderr
     attrs, table = h5io.read(out, "evaluation")
     config = json.loads(attrs["config"])
     assert (config["eval_steps"], config["eval_epsilon"], config["train_steps"]) == (60, 1.0, 400)
     assert "step        300: average reward" in result.stdout
     assert table["epoch"].tolist() == [1]  # the snapshot asked for, not the run's two
-    assert_refused(dqn("evaluate", "--run", small_run, "--out", tmp_path / "e.h5",
-                       "--epochs", "1", "5"), "no snapshot of epoch 5 (it has 1-2)")
-    assert_refused(dqn("evaluate", "--run", small_run, "--out", tmp_path / "e.h5",
-                       "--set", "train_steps=5"),
-                   "--set 'train_steps=5': only the evaluation's keys (eval_*) may be changed")
+    assert_refused(
+        dqn("evaluate", "--run", small_run, "--out", tmp_path / "e.h5", "--epochs", "1", "5"),
+        "no snapshot of epoch 5 (it has 1-2)",
+    )
+    assert_refused(
+        dqn("evaluate", "--run", small_run, "--out", tmp_path / "e.h5", "--set", "train_steps=5"),
+        "--set 'train_steps=5': only the evaluation's keys (eval_*) may be changed",
+    )
 
 
 def test_presets_prints_json():

@@ -32,8 +32,9 @@ pytestmark = pytest.mark.skipif(
 
 def podman_env() -> dict[str, str]:
     """The environment that points podman at build-container's store."""
-    exports = subprocess.run([str(BUILD), "--podman-env"], check=True, capture_output=True,
-                             text=True).stdout
+    exports = subprocess.run(
+        [str(BUILD), "--podman-env"], check=True, capture_output=True, text=True
+    ).stdout
     env = dict(os.environ)
     for name, value in re.findall(r"^export (\w+)=(.*)$", exports, re.MULTILINE):
         env[name] = value
@@ -43,17 +44,23 @@ def podman_env() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def image():
     start = time.monotonic()
-    result = subprocess.run([str(BUILD), "--tag", TAG], check=False, capture_output=True,
-                            text=True, timeout=3600)
+    result = subprocess.run(
+        [str(BUILD), "--tag", TAG], check=False, capture_output=True, text=True, timeout=3600
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-8000:]
     print(f"\nbuild-container: {time.monotonic() - start:.0f} s")
     return TAG
 
 
 def podman_run(image, *command, timeout):
-    return subprocess.run(["podman", "run", "--rm", "--network", "none", image, *command],
-                          check=False, env=podman_env(), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        ["podman", "run", "--rm", "--network", "none", image, *command],
+        check=False,
+        env=podman_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def normalize(name: str) -> str:
@@ -73,8 +80,7 @@ def pins(text: str) -> dict[str, str]:
 
 
 def test_installed_versions_are_those_of_the_lock(image):
-    result = podman_run(image, "python", "-m", "pip", "list", "--format", "freeze",
-                        timeout=300)
+    result = podman_run(image, "python", "-m", "pip", "list", "--format", "freeze", timeout=300)
     assert result.returncode == 0, result.stderr
     installed = pins(result.stdout)
     # A local torch wheel (2.13.0+cpu) stands in for PyPI's 2.13.0 on a machine that
@@ -85,16 +91,30 @@ def test_installed_versions_are_those_of_the_lock(image):
     # versions container/cuda-constraints.txt pins; a CPU torch brings none.
     cuda = pins((ROOT / "container" / "cuda-constraints.txt").read_text())
     assert {name: installed.get(name) for name in locked} == locked
-    extra = {name: version for name, version in installed.items()
-             if name not in locked and name not in NOT_IN_LOCK and cuda.get(name) != version}
+    extra = {
+        name: version
+        for name, version in installed.items()
+        if name not in locked and name not in NOT_IN_LOCK and cuda.get(name) != version
+    }
     assert not extra, f"installed but in neither requirements.lock nor the CUDA pins: {extra}"
 
 
 def test_the_test_suite_passes_in_the_image(image):
     start = time.monotonic()
     ignores = [f"--ignore={path}" for path in NOT_IN_IMAGE]
-    result = podman_run(image, "python", "-m", "pytest", "-q", "-n", "2", "-p",
-                        "no:cacheprovider", *ignores, timeout=3600)
+    result = podman_run(
+        image,
+        "python",
+        "-m",
+        "pytest",
+        "-q",
+        "-n",
+        "2",
+        "-p",
+        "no:cacheprovider",
+        *ignores,
+        timeout=3600,
+    )
     print(f"\ntests in the image: {time.monotonic() - start:.0f} s")
     assert result.returncode == 0, (result.stdout + result.stderr)[-8000:]
     summary = result.stdout.strip().splitlines()[-1]

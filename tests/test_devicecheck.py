@@ -19,8 +19,12 @@ SECTIONS = ("facts", "speed", "sharing", "correctness", "resume", "learning")
 @pytest.fixture(scope="module")
 def cpu_form(tmp_path_factory):
     out = tmp_path_factory.mktemp("device-check")
-    done = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--out", str(out)],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--device", "cpu", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     return done, out
 
 
@@ -28,8 +32,7 @@ def cpu_form(tmp_path_factory):
 def test_the_cpu_form_runs_every_section_and_writes_its_summary_and_table(cpu_form):
     done, out = cpu_form
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert sorted(path.name for path in out.iterdir()) == [devicecheck.SUMMARY,
-                                                           devicecheck.TABLE]
+    assert sorted(path.name for path in out.iterdir()) == [devicecheck.SUMMARY, devicecheck.TABLE]
     summary = json.loads((out / devicecheck.SUMMARY).read_text())
     assert summary["form"] == "cpu"
     for name in SECTIONS:
@@ -72,14 +75,21 @@ def test_the_cpu_form_runs_every_section_and_writes_its_summary_and_table(cpu_fo
     assert goals["SIGKILL and resume: same weights (default)"]["met"] is True
     assert goals["paper2013: updates/s"]["met"] is None  # the GPU's goals are not judged
     table = (out / devicecheck.TABLE).read_text()
-    assert table.startswith("# Device check (cpu form)") and "| check | value | goal | met |" in table
+    assert (
+        table.startswith("# Device check (cpu form)") and "| check | value | goal | met |" in table
+    )
     assert table in done.stdout
 
 
 def test_without_out_or_dollar_out_the_check_says_what_it_needs():
     env = {key: value for key, value in os.environ.items() if key != "OUT"}
-    done = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--device", "cpu"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and "--out DIR is needed where $OUT is not set" in done.stderr
 
 
@@ -90,9 +100,18 @@ def test_the_carried_wheels_are_pinned_by_the_lock():
     assert wheels.install() is None  # here the packages import: nothing to install
 
 
-@pytest.mark.skipif(not (ROOT / ".git").exists(),
-                    reason="not a git checkout (the container image holds none)")
+@pytest.mark.skipif(
+    not (ROOT / ".git").exists(), reason="not a git checkout (the container image holds none)"
+)
 def test_the_carried_wheels_are_kept_out_of_git():
-    ignored = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q",
-                              ".whl/ale_py-0.12.1-cp312-cp312-manylinux_2_28_x86_64.whl"])
+    ignored = subprocess.run(
+        [
+            "git",
+            "-C",
+            str(ROOT),
+            "check-ignore",
+            "-q",
+            ".whl/ale_py-0.12.1-cp312-cp312-manylinux_2_28_x86_64.whl",
+        ]
+    )
     assert ignored.returncode == 0

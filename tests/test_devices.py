@@ -16,16 +16,21 @@ from dqn.errors import ConfigError
 FAKE_GPUS = "GPU-1d5c-aaaa,GPU-77e0-bbbb"  # UUIDs as torch reports them, in index order
 
 # A job: claim a GPU of the faked list, print its index, hold it until stdin closes.
-JOB = ("import sys; from pathlib import Path; from dqn.devices import claim_gpu; "
-       "print(claim_gpu(sys.argv[2].split(','), Path(sys.argv[1]), int(sys.argv[3]), "
-       "poll_s=0.05), flush=True); sys.stdin.read()")
+JOB = (
+    "import sys; from pathlib import Path; from dqn.devices import claim_gpu; "
+    "print(claim_gpu(sys.argv[2].split(','), Path(sys.argv[1]), int(sys.argv[3]), "
+    "poll_s=0.05), flush=True); sys.stdin.read()"
+)
 
 
 def start_job(lock_dir, jobs_per_gpu=1):
-    return subprocess.Popen([sys.executable, "-c", JOB, str(lock_dir), FAKE_GPUS,
-                             str(jobs_per_gpu)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", JOB, str(lock_dir), FAKE_GPUS, str(jobs_per_gpu)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def claimed(job, timeout_s):
@@ -95,7 +100,8 @@ def test_jobs_per_gpu_shares_each_gpu_by_that_many_jobs_spread_across_gpus(tmp_p
         for job in jobs:
             job.kill()
     assert sorted(p.name for p in tmp_path.glob("*.lock")) == sorted(
-        f"{gpu}.slot{slot}.lock" for gpu in FAKE_GPUS.split(",") for slot in (0, 1))
+        f"{gpu}.slot{slot}.lock" for gpu in FAKE_GPUS.split(",") for slot in (0, 1)
+    )
 
 
 def test_the_cpu_is_used_when_asked_for():
@@ -110,22 +116,29 @@ def test_without_a_gpu_auto_warns_and_uses_the_cpu_and_cuda_is_refused(capsys):
         resolve_device("cuda")
 
 
-
 def test_a_process_asked_twice_keeps_its_one_gpu(tmp_path):
     # flock refuses a second lock of the same file even within one process: a second
     # claim must not wait for the GPU the process holds itself.
-    twice = ("import sys; from pathlib import Path; from dqn.devices import claim_gpu; "
-             "gpus, where = sys.argv[2].split(','), Path(sys.argv[1]); "
-             "print(claim_gpu(gpus, where), claim_gpu(gpus, where))")
-    result = subprocess.run([sys.executable, "-c", twice, str(tmp_path), FAKE_GPUS],
-                            capture_output=True, text=True, timeout=30)
+    twice = (
+        "import sys; from pathlib import Path; from dqn.devices import claim_gpu; "
+        "gpus, where = sys.argv[2].split(','), Path(sys.argv[1]); "
+        "print(claim_gpu(gpus, where), claim_gpu(gpus, where))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", twice, str(tmp_path), FAKE_GPUS],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.stdout.split() == ["0", "0"], result.stderr
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a directory to another user needs root")
 def test_a_lock_directory_of_another_user_is_refused_by_name(tmp_path):
     from dqn.devices import claim_gpu
+
     os.chown(tmp_path, 12345, 12345)
-    with pytest.raises(ConfigError, match=f"{tmp_path}: the GPU lock directory belongs to "
-                                          "another user"):
+    with pytest.raises(
+        ConfigError, match=f"{tmp_path}: the GPU lock directory belongs to another user"
+    ):
         claim_gpu(FAKE_GPUS.split(","), tmp_path)

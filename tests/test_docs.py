@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _generator():
-    loader = importlib.machinery.SourceFileLoader("generate_docs", str(ROOT / "scripts/generate-docs"))
+    loader = importlib.machinery.SourceFileLoader(
+        "generate_docs", str(ROOT / "scripts/generate-docs")
+    )
     spec = importlib.util.spec_from_loader(loader.name, loader)
     module = importlib.util.module_from_spec(spec)
     loader.exec_module(module)
@@ -31,7 +33,8 @@ def test_generated_blocks_are_current(page):
     text = page.read_text()
     assert GENERATE.render(text, page.name) == text, (
         f"{page.relative_to(ROOT)}: a generated block is stale; run "
-        f".venv/bin/python scripts/generate-docs")
+        f".venv/bin/python scripts/generate-docs"
+    )
 
 
 def test_every_generated_block_appears_somewhere():
@@ -56,8 +59,10 @@ LINK = re.compile(r"\]\(([^)\s#]*)(?:#([^)\s]*))?\)")
 
 def _anchors(page: Path) -> set[str]:
     # GitHub's: a heading lower-cased, its punctuation dropped, its spaces hyphens.
-    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
-            for heading in re.findall(r"^#+ (.+)$", page.read_text(), re.M)}
+    return {
+        re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        for heading in re.findall(r"^#+ (.+)$", page.read_text(), re.M)
+    }
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))

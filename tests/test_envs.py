@@ -23,8 +23,19 @@ ENVS = sorted((ROOT / "envs").glob("*.yaml"))
 # What each family's commands import (besides the standard library and dqn itself).
 NEEDS = {
     # Every `dqn` command imports dqn.presets, hence pydantic.
-    "training": {"torch", "numpy", "gymnasium", "ale-py", "h5py", "opencv-python-headless",
-                 "pydantic", "imageio", "imageio-ffmpeg", "pillow", "tensorboard"},
+    "training": {
+        "torch",
+        "numpy",
+        "gymnasium",
+        "ale-py",
+        "h5py",
+        "opencv-python-headless",
+        "pydantic",
+        "imageio",
+        "imageio-ffmpeg",
+        "pillow",
+        "tensorboard",
+    },
     "plotting": {"numpy", "h5py", "matplotlib", "pydantic", "rliable", "scipy"},
 }
 
@@ -50,8 +61,9 @@ def env_pins(path: Path) -> tuple[dict[str, str], dict[str, str]]:
                 pip[canonicalize_name(name)] = version
         else:
             name, _, version = dependency.partition("=")
-            assert re.fullmatch(r"\d+(\.\d+)+", version), \
+            assert re.fullmatch(r"\d+(\.\d+)+", version), (
                 f"{path}: conda dependency {dependency!r} is not pinned to one release"
+            )
             conda[name] = version
     return conda, pip
 
@@ -67,11 +79,16 @@ def test_env_pins_every_version_from_conda_forge_and_the_lock(path):
     conda, pip = env_pins(path)
     assert set(conda) == {"python", "pip"}, f"{path}: conda installs only python and pip"
     python = tuple(int(part) for part in conda["python"].split(".")[:2])
-    assert python == sys.version_info[:2], f"{path}: python={conda['python']}, the lock's is " \
+    assert python == sys.version_info[:2], (
+        f"{path}: python={conda['python']}, the lock's is "
         f"{sys.version_info.major}.{sys.version_info.minor}"
+    )
     pins = lock()
-    differ = {name: (version, pins.get(name)) for name, version in pip.items()
-              if pins.get(name) != version}
+    differ = {
+        name: (version, pins.get(name))
+        for name, version in pip.items()
+        if pins.get(name) != version
+    }
     assert not differ, f"{path}: pins that differ from requirements.lock (env, lock): {differ}"
     assert NEEDS[path.stem] <= set(pip), f"{path}: lacks {NEEDS[path.stem] - set(pip)}"
 
@@ -110,8 +127,9 @@ def test_every_rule_that_runs_a_command_names_a_conda_env_that_exists():
             if (m := re.match(r"rule (\w+):", block)) and "\n    shell:" in block:
                 env = re.search(r"\n    conda:\n        \"([^\"]+)\"", block)
                 rules[m.group(1)] = env and (smk.parent / env.group(1)).resolve()
-    assert rules and all(rules.values()), f"rules without a conda env: " \
-        f"{[name for name, env in rules.items() if not env]}"
+    assert rules and all(rules.values()), (
+        f"rules without a conda env: {[name for name, env in rules.items() if not env]}"
+    )
     assert set(rules.values()) == {path.resolve() for path in ENVS}
 
 
@@ -126,9 +144,11 @@ def test_the_plotting_env_needs_neither_torch_nor_the_emulator():
         "            raise ImportError(f'{name} is not in the plotting env')\n"
         "sys.meta_path.insert(0, Absent())\n"
         "from dqn import cli, plots\n"
-        "cli.main(['plot', 'table1', '--help'])\n")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=120)
+        "cli.main(['plot', 'table1', '--help'])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0 and "Table 1" in result.stdout, result.stderr
 
 
@@ -136,13 +156,14 @@ def test_pyproject_admits_the_python_and_torch_of_both_machines_the_project_runs
     # Here: Python 3.11 and requirements.lock's torch 2.13. The lent GPU machine, which
     # runs scripts/device-check with its own packages: Python 3.12 and torch 2.11.
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    bounds = {Requirement(text).name: Requirement(text).specifier
-              for text in project["dependencies"]}
+    bounds = {
+        Requirement(text).name: Requirement(text).specifier for text in project["dependencies"]
+    }
     bounds["python"] = SpecifierSet(project["requires-python"])
-    here = {"python": platform.python_version(), "torch": lock()["torch"],
-            "numpy": lock()["numpy"]}
+    here = {"python": platform.python_version(), "torch": lock()["torch"], "numpy": lock()["numpy"]}
     for machine, versions in (("here", here), ("the GPU machine", wheels.GPU_MACHINE)):
         for name, version in versions.items():
-            assert bounds[name].contains(version), f"{machine}: {name} {version} is outside " \
-                f"pyproject.toml's {bounds[name]}"
+            assert bounds[name].contains(version), (
+                f"{machine}: {name} {version} is outside pyproject.toml's {bounds[name]}"
+            )
     assert sys.version_info[:2] == (3, 11) and wheels.GPU_MACHINE["python"].startswith("3.12")

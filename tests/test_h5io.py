@@ -22,8 +22,10 @@ def _attrs():
 
 def _snapshot(values=None):
     """A snapshot's attributes and arrays (a network of two tensors)."""
-    weights = {"weights/w": np.arange(12, dtype=np.float32).reshape(3, 4),
-               "weights/b": np.array([1.5, -2.0], np.float32) if values is None else values}
+    weights = {
+        "weights/w": np.arange(12, dtype=np.float32).reshape(3, 4),
+        "weights/b": np.array([1.5, -2.0], np.float32) if values is None else values,
+    }
     return {**_attrs(), "epoch": 2, "step": 800, "update": 200}, weights
 
 
@@ -37,7 +39,9 @@ def test_round_trip_keeps_arrays_groups_and_provenance(tmp_path):
         assert got[name].dtype == value.dtype
     assert attrs["epoch"] == 2 and attrs["game"] == "Pong" and attrs["seed"] == 3
     assert json.loads(attrs["config"]) == presets.load("ci").as_dict()
-    assert {"torch", "numpy", "ale-py", "h5py", "python"} <= json.loads(attrs["library_versions"]).keys()
+    assert {"torch", "numpy", "ale-py", "h5py", "python"} <= json.loads(
+        attrs["library_versions"]
+    ).keys()
     assert attrs["dqn_version"] and attrs["git_commit"] and attrs["created"]
     assert not (tmp_path / "x.h5.tmp").exists()
 
@@ -61,10 +65,14 @@ def test_failed_write_leaves_neither_the_file_nor_its_temporary(tmp_path, monkey
 def test_a_writer_cannot_write_a_file_that_does_not_fit_its_layout(tmp_path):
     attrs, arrays = _snapshot()
     for bad_attrs, bad_arrays, message in [
-            ({**attrs, "colour": "red"}, arrays, "unexpected attribute colour"),
-            (attrs, {**arrays, "extra": np.zeros(2)}, "unexpected dataset extra"),
-            (attrs, {"weights/w": np.zeros(3)}, "dataset weights/w: expected float32 of any "
-                                                "shape, found float64")]:
+        ({**attrs, "colour": "red"}, arrays, "unexpected attribute colour"),
+        (attrs, {**arrays, "extra": np.zeros(2)}, "unexpected dataset extra"),
+        (
+            attrs,
+            {"weights/w": np.zeros(3)},
+            "dataset weights/w: expected float32 of any shape, found float64",
+        ),
+    ]:
         with pytest.raises(ValueError, match=message):
             h5io.write(tmp_path / "x.h5", "snapshot", bad_attrs, bad_arrays)
     assert list(tmp_path.iterdir()) == []
@@ -96,7 +104,9 @@ def test_flipped_bytes_in_an_array_are_detected_by_the_checksum(tmp_path):
 def test_wrong_kind_incomplete_and_missing_files_are_refused(tmp_path):
     path = tmp_path / "a.h5"
     h5io.write(path, "heldout", _attrs(), {"states": np.zeros((2, 4, 84, 84), np.uint8)})
-    with pytest.raises(DataFileError, match="expected a file of kind snapshot, found kind='heldout'"):
+    with pytest.raises(
+        DataFileError, match="expected a file of kind snapshot, found kind='heldout'"
+    ):
         h5io.read(path, "snapshot")
     with h5py.File(path, "a") as f:
         f.attrs["complete"] = False
@@ -115,11 +125,22 @@ def _example(kind):
     2 long, any other free one 3; a pattern's '*' becomes 'x'."""
     layout = layouts.LAYOUTS[kind]
     values = {str: "text", int: 1, float: 0.5, bool: True}
-    attrs = {name: json.dumps(dict.fromkeys(kind_of.keys, 0)) if isinstance(kind_of, layouts.Json)
-             else values[kind_of] for name, kind_of in layout.attrs.items()}
-    arrays = {name.replace("*", "x"): np.zeros(
-        [d if isinstance(d, int) else 2 if isinstance(d, str) else 3 for d in spec.shape or (3,)],
-        spec.dtype) for name, spec in layout.arrays.items()}
+    attrs = {
+        name: json.dumps(dict.fromkeys(kind_of.keys, 0))
+        if isinstance(kind_of, layouts.Json)
+        else values[kind_of]
+        for name, kind_of in layout.attrs.items()
+    }
+    arrays = {
+        name.replace("*", "x"): np.zeros(
+            [
+                d if isinstance(d, int) else 2 if isinstance(d, str) else 3
+                for d in spec.shape or (3,)
+            ],
+            spec.dtype,
+        )
+        for name, spec in layout.arrays.items()
+    }
     return attrs, arrays
 
 
@@ -131,33 +152,63 @@ def _link_to_elsewhere(f, name, other):
 # Each: what is done to a fitting file (open for writing), and what the error then says.
 MALFORMED = {
     "missing dataset": (lambda f, name, other: f.__delitem__(name), "dataset {listed} is missing"),
-    "extra dataset": (lambda f, name, other: f.create_dataset("zzz", data=np.zeros(1 << 12),
-                                                              compression="gzip"),
-                      "unexpected dataset zzz"),
-    "mis-shaped dataset": (lambda f, name, other: (f.__delitem__(name), f.create_dataset(
-        name, data=np.zeros((5, 5, 5, 5, 5), f"<{'u1'}"))), "dataset {name}: expected"),
-    "mis-typed dataset": (lambda f, name, other: (
-        shape := f[name].shape, f.__delitem__(name), f.create_dataset(name, shape, "S3")),
-        "dataset {name}: expected"),
-    "missing attribute": (lambda f, name, other: f.attrs.__delitem__("seed"),
-                          "attribute seed is missing"),
-    "extra attribute": (lambda f, name, other: f.attrs.__setitem__("colour", "red"),
-                        "unexpected attribute colour"),
-    "mis-typed attribute": (lambda f, name, other: f.attrs.__setitem__("seed", "three"),
-                            "attribute seed: expected int, found str 'three'"),
-    "attribute not JSON": (lambda f, name, other: f.attrs.__setitem__("config", "[1, 2"),
-                           "attribute config: expected a JSON object"),
-    "soft link": (lambda f, name, other: (f.__delitem__(name), f.__setitem__(name, h5py.SoftLink("/x"))),
-                  "{name} is a soft link to /x; dqn reads no links"),
-    "external link": (lambda f, name, other: _link_to_elsewhere(f, name, other),
-                      "{name} is an external link to {other}:/data; dqn reads no links"),
-    "external storage": (lambda f, name, other: (f.__delitem__(name), f.create_dataset(
-        name, (3,), "uint8", external=[(str(other), 0, 3)])), "dataset {name} keeps its data in other files"),
+    "extra dataset": (
+        lambda f, name, other: f.create_dataset("zzz", data=np.zeros(1 << 12), compression="gzip"),
+        "unexpected dataset zzz",
+    ),
+    "mis-shaped dataset": (
+        lambda f, name, other: (
+            f.__delitem__(name),
+            f.create_dataset(name, data=np.zeros((5, 5, 5, 5, 5), f"<{'u1'}")),
+        ),
+        "dataset {name}: expected",
+    ),
+    "mis-typed dataset": (
+        lambda f, name, other: (
+            shape := f[name].shape,
+            f.__delitem__(name),
+            f.create_dataset(name, shape, "S3"),
+        ),
+        "dataset {name}: expected",
+    ),
+    "missing attribute": (
+        lambda f, name, other: f.attrs.__delitem__("seed"),
+        "attribute seed is missing",
+    ),
+    "extra attribute": (
+        lambda f, name, other: f.attrs.__setitem__("colour", "red"),
+        "unexpected attribute colour",
+    ),
+    "mis-typed attribute": (
+        lambda f, name, other: f.attrs.__setitem__("seed", "three"),
+        "attribute seed: expected int, found str 'three'",
+    ),
+    "attribute not JSON": (
+        lambda f, name, other: f.attrs.__setitem__("config", "[1, 2"),
+        "attribute config: expected a JSON object",
+    ),
+    "soft link": (
+        lambda f, name, other: (f.__delitem__(name), f.__setitem__(name, h5py.SoftLink("/x"))),
+        "{name} is a soft link to /x; dqn reads no links",
+    ),
+    "external link": (
+        lambda f, name, other: _link_to_elsewhere(f, name, other),
+        "{name} is an external link to {other}:/data; dqn reads no links",
+    ),
+    "external storage": (
+        lambda f, name, other: (
+            f.__delitem__(name),
+            f.create_dataset(name, (3,), "uint8", external=[(str(other), 0, 3)]),
+        ),
+        "dataset {name} keeps its data in other files",
+    ),
 }
 
 
 @pytest.mark.parametrize("kind", sorted(layouts.LAYOUTS))
-def test_a_file_that_does_not_fit_its_layout_is_refused_naming_the_file_and_the_item(tmp_path, kind):
+def test_a_file_that_does_not_fit_its_layout_is_refused_naming_the_file_and_the_item(
+    tmp_path, kind
+):
     attrs, arrays = _example(kind)
     other = tmp_path / "other.h5"
     with h5py.File(other, "w") as f:
@@ -177,15 +228,21 @@ def test_a_file_that_does_not_fit_its_layout_is_refused_naming_the_file_and_the_
             with pytest.raises(DataFileError) as refused:
                 read(path, kind)
             assert str(refused.value).startswith(f"{path}: "), case
-            assert message.format(name=name, listed=listed, other=other) in str(refused.value), (case, str(refused.value))
+            assert message.format(name=name, listed=listed, other=other) in str(refused.value), (
+                case,
+                str(refused.value),
+            )
 
 
 def test_a_named_length_must_agree_across_a_files_datasets(tmp_path):
     path = tmp_path / "e.h5"
     attrs, arrays = _example("evaluation")
     arrays["average_max_q"] = np.zeros(5)
-    with pytest.raises(ValueError, match="dataset average_reward has 2 snapshots along axis 0, "
-                                         "but average_max_q has 5: they must agree"):
+    with pytest.raises(
+        ValueError,
+        match="dataset average_reward has 2 snapshots along axis 0, "
+        "but average_max_q has 5: they must agree",
+    ):
         h5io.write(path, "evaluation", attrs, arrays)
 
 
@@ -225,8 +282,13 @@ def test_a_format_1_file_reads_as_format_2(tmp_path, kind):
     attrs, arrays = _example(kind)
     config = presets.NATURE2015.with_values(update_period_steps=4).as_dict()
     attrs["config"] = json.dumps(config, sort_keys=True)
-    counters = {"epoch": 1, "step": 2, "episode_return": 1.5, "episode_steps": 4,
-                "starts_episode": True}
+    counters = {
+        "epoch": 1,
+        "step": 2,
+        "episode_return": 1.5,
+        "episode_steps": 4,
+        "starts_episode": True,
+    }
     if "counters" in attrs:
         attrs["counters"] = json.dumps(counters)
     path = tmp_path / "f.h5"
@@ -252,8 +314,11 @@ def test_a_file_of_another_format_is_refused_in_one_line_naming_its_version(tmp_
     h5io.write(path, "snapshot", *_snapshot())
     with h5py.File(path, "a") as f:
         f.attrs["format_version"] = version
-    with pytest.raises(DataFileError, match=rf"^{path}: format version {version!r}, which this dqn "
-                                            r"does not read \(it reads 2 and 1\)$"):
+    with pytest.raises(
+        DataFileError,
+        match=rf"^{path}: format version {version!r}, which this dqn "
+        r"does not read \(it reads 2 and 1\)$",
+    ):
         h5io.read(path, "snapshot")
 
 
@@ -268,16 +333,27 @@ def test_a_file_declaring_more_data_than_memory_is_refused_before_reading(tmp_pa
 
 def test_outside_a_git_checkout_the_commit_comes_from_the_image_or_is_unknown(tmp_path):
     # As in the container image, which holds the package but no .git.
-    shutil.copytree(Path(dqn.__file__).parent, tmp_path / "dqn",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        Path(dqn.__file__).parent, tmp_path / "dqn", ignore=shutil.ignore_patterns("__pycache__")
+    )
     script = "from dqn.provenance import git_commit; print(git_commit())"
     env = {k: v for k, v in os.environ.items() if k != "DQN_IMAGE_GIT_COMMIT"}
-    commits = [subprocess.run([sys.executable, "-c", script], cwd=tmp_path, text=True,
-                              capture_output=True, check=True, timeout=60,
-                              env={**env, "PYTHONPATH": str(tmp_path), **extra}).stdout.strip()
-               for extra in ({"DQN_IMAGE_GIT_COMMIT": "0123abc"}, {})]
-    assert commits == ["unknown (not run from a git checkout; the container image was built "
-                       "from 0123abc)", "unknown (not run from a git checkout)"]
+    commits = [
+        subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=tmp_path,
+            text=True,
+            capture_output=True,
+            check=True,
+            timeout=60,
+            env={**env, "PYTHONPATH": str(tmp_path), **extra},
+        ).stdout.strip()
+        for extra in ({"DQN_IMAGE_GIT_COMMIT": "0123abc"}, {})
+    ]
+    assert commits == [
+        "unknown (not run from a git checkout; the container image was built from 0123abc)",
+        "unknown (not run from a git checkout)",
+    ]
 
 
 def test_describe_lists_links_without_following_them(tmp_path):
@@ -302,10 +378,18 @@ def test_a_json_attribute_must_hold_the_keys_its_reader_needs(tmp_path):
 
 def test_an_empty_group_or_an_attribute_on_a_dataset_is_refused(tmp_path):
     for case, change, message in [
-            ("group", lambda f: f.create_group("notes"), "unexpected group notes (it holds no dataset)"),
-            ("attribute", lambda f: f["weights/w"].attrs.__setitem__("unit", "m"),
-             "unexpected attribute unit on weights/w"),
-            ("kind", lambda f: f.attrs.__setitem__("kind", [1, 2]), "expected a file of kind snapshot")]:
+        (
+            "group",
+            lambda f: f.create_group("notes"),
+            "unexpected group notes (it holds no dataset)",
+        ),
+        (
+            "attribute",
+            lambda f: f["weights/w"].attrs.__setitem__("unit", "m"),
+            "unexpected attribute unit on weights/w",
+        ),
+        ("kind", lambda f: f.attrs.__setitem__("kind", [1, 2]), "expected a file of kind snapshot"),
+    ]:
         path = tmp_path / f"{case}.h5"
         h5io.write(path, "snapshot", *_snapshot())
         with h5py.File(path, "a") as f:

@@ -64,8 +64,9 @@ def test_every_module_is_declared_once_in_the_layers():
 @pytest.mark.parametrize("module", sorted(GRAPH))
 def test_a_module_imports_only_modules_declared_before_it(module):
     later = sorted(name for name in GRAPH[module] if PLACE[name] > PLACE[module])
-    assert later == [], (f"dqn.{module} imports {later}, declared after it in "
-                         f"{DECLARATION.relative_to(ROOT)}")
+    assert later == [], (
+        f"dqn.{module} imports {later}, declared after it in {DECLARATION.relative_to(ROOT)}"
+    )
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -74,7 +75,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
     def visit(module):
         if module in path:
-            return path[path.index(module):] + [module]
+            return path[path.index(module) :] + [module]
         if module in done:
             return None
         path.append(module)
@@ -125,9 +126,16 @@ def test_what_reads_a_runs_files_needs_no_emulator_replay_or_network(module):
 
 def test_the_checks_see_a_cycle_a_late_import_and_imports_inside_functions(tmp_path):
     assert find_cycle({"cli": {"bench"}, "bench": {"train"}, "train": {"cli"}}) == [
-        "bench", "train", "cli", "bench"]
+        "bench",
+        "train",
+        "cli",
+        "bench",
+    ]
     assert find_cycle({"cli": {"bench"}, "bench": {"train"}, "train": set()}) is None
-    table = f"{MARKER}\n| layer | modules | holds |\n|---|---|---|\n| 1 a | `x`, `y` | . |\n| 2 b | `z` | . |\n\nmore"
+    table = (
+        f"{MARKER}\n| layer | modules | holds |\n|---|---|---|\n"
+        "| 1 a | `x`, `y` | . |\n| 2 b | `z` | . |\n\nmore"
+    )
     assert declared_order(table) == [["x", "y"], ["z"]]
     # Function-level imports and the `from dqn import x` form are imports too.
     source = tmp_path / "example.py"

@@ -72,7 +72,7 @@ def test_three_adam_steps_by_hand_and_as_torch_takes_them():
         for t, grad in enumerate(grads, start=1):
             m = 0.9 * m + 0.1 * grad[i]
             v = 0.999 * v + 0.001 * grad[i] ** 2
-            value -= 0.1 * m / (1 - 0.9 ** t) / (math.sqrt(v / (1 - 0.999 ** t)) + 1e-3)
+            value -= 0.1 * m / (1 - 0.9**t) / (math.sqrt(v / (1 - 0.999**t)) + 1e-3)
         expected.append(value)
     assert w.detach().tolist() == pytest.approx(expected, rel=1e-6)
     assert torch.allclose(w, reference, rtol=1e-6, atol=0)
@@ -98,9 +98,9 @@ def test_dqn3_network_is_natures_with_its_first_input_padded_by_one_pixel():
     # the padding's zeros are the border of the input: the same as padding it by hand
     padded = torch.nn.functional.pad(frames.float() / 255.0, (1, 1, 1, 1))
     expected = torch.nn.functional.conv2d(padded, first.weight, first.bias, stride=4)
-    assert torch.allclose(dqn3.body[1](dqn3.body[0](frames.float() / 255.0)), expected.relu(),
-                          atol=1e-6)
-
+    assert torch.allclose(
+        dqn3.body[1](dqn3.body[0](frames.float() / 255.0)), expected.relu(), atol=1e-6
+    )
 
 
 def _batch(rng, n_actions, size=32):
@@ -142,7 +142,10 @@ def test_each_initialisation_draws_its_distribution():
         assert torch.all(layer.bias == 0)
     for layer in layers("fan_in_uniform"):  # Torch7's default, DQN 3.0's
         bound = 1 / layer.weight[0].numel() ** 0.5
-        assert float(layer.weight.abs().max()) <= bound and float(layer.weight.abs().max()) > 0.9 * bound
+        assert (
+            float(layer.weight.abs().max()) <= bound
+            and float(layer.weight.abs().max()) > 0.9 * bound
+        )
         assert float(layer.bias.abs().max()) <= bound
 
 
@@ -157,6 +160,7 @@ def test_max_grad_norm_clips_the_gradient_the_optimiser_steps_with(max_norm):
         grads = [p.grad for p in learner.network.parameters()]
         norms.append(float(torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads]))))
         take_step()
+
     learner.optimizer.step = step
     learner.update(_batch(np.random.default_rng(2), 4))
     if max_norm:
@@ -191,9 +195,15 @@ def test_a_target_period_of_one_step_refreshes_every_step():
     assert torch.equal(next(learner.network.parameters()), next(learner.target.parameters()))
 
 
-@pytest.mark.parametrize("overrides", [[], ["target_update_period_steps=3", "loss=huber"],
-                                       ["rmsprop_centered=false", "loss_reduction=mean"],
-                                       ["optimizer=adam", "learning_rate=0.001"]])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["target_update_period_steps=3", "loss=huber"],
+        ["rmsprop_centered=false", "loss_reduction=mean"],
+        ["optimizer=adam", "learning_rate=0.001"],
+    ],
+)
 def test_same_seed_same_initial_weights_and_state_round_trip(overrides):
     config = presets.load("ci", overrides)
     a = Learner(config, 4, torch.device("cpu"), seed=5)
@@ -204,9 +214,12 @@ def test_same_seed_same_initial_weights_and_state_round_trip(overrides):
     batch = _batch(np.random.default_rng(2), 4)
     a.update(batch)
     b.network.load_state_dict(a.network.state_dict())  # the snapshot's part of a resume
-    b.load_state({"tensors": {k: [t.numpy().copy() for t in v]
-                              for k, v in a.state()["tensors"].items()},
-                   "updates": a.updates})
+    b.load_state(
+        {
+            "tensors": {k: [t.numpy().copy() for t in v] for k, v in a.state()["tensors"].items()},
+            "updates": a.updates,
+        }
+    )
     for step in range(2, 6):  # across a target network copy too
         a.update(batch)
         b.update(batch)

@@ -30,8 +30,9 @@ RULES = {
 # epoch of 1,400 updates.
 RUNS = {f"catch-{rule}": ("Catch", "catch", overrides) for rule, overrides in RULES.items()}
 RUNS["seaquest"] = ("Seaquest", "quick", ["train_steps=2_400"])
-RUN_OF_TEST = {f"test_catch_is_learned_to_near_its_optimum[{rule}]": f"catch-{rule}"
-               for rule in RULES}
+RUN_OF_TEST = {
+    f"test_catch_is_learned_to_near_its_optimum[{rule}]": f"catch-{rule}" for rule in RULES
+}
 RUN_OF_TEST["test_the_2013_values_stay_bounded_on_seaquest"] = "seaquest"
 
 
@@ -40,8 +41,13 @@ def runs(request, tmp_path_factory):
     """Start the runs of this file's selected tests, all at once, one CPU thread each, when
     the first of them begins: they train beside one another (and beside the tests that
     `make test`'s second process runs), and each test waits for its own."""
-    names = sorted({RUN_OF_TEST[item.name] for item in request.session.items
-                    if item.module is request.module and item.name in RUN_OF_TEST})
+    names = sorted(
+        {
+            RUN_OF_TEST[item.name]
+            for item in request.session.items
+            if item.module is request.module and item.name in RUN_OF_TEST
+        }
+    )
     root = tmp_path_factory.mktemp("learning")
     started = {}
     for name in names:
@@ -49,13 +55,30 @@ def runs(request, tmp_path_factory):
         run, evaluation = root / name / "run", root / name / "evaluation.h5"
         dqn = [sys.executable, "-m", "dqn.cli"]
         common = ["--device", "cpu", "--threads", "1"]
-        train = [*dqn, "train", "--game", game, "--preset", preset, "--seed", "0",
-                 "--out", str(run), "--progress-s", "60",
-                 *[f"--set={item}" for item in overrides], *common]
+        train = [
+            *dqn,
+            "train",
+            "--game",
+            game,
+            "--preset",
+            preset,
+            "--seed",
+            "0",
+            "--out",
+            str(run),
+            "--progress-s",
+            "60",
+            *[f"--set={item}" for item in overrides],
+            *common,
+        ]
         evaluate = [*dqn, "evaluate", "--run", str(run), "--out", str(evaluation), *common]
         script = f"{shlex.join(train)} && {shlex.join(evaluate)}"
-        started[name] = (subprocess.Popen(["bash", "-c", script], stdout=subprocess.PIPE,
-                                          stderr=subprocess.STDOUT, text=True), evaluation)
+        started[name] = (
+            subprocess.Popen(
+                ["bash", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            ),
+            evaluation,
+        )
     yield started
     for process, _ in started.values():
         if process.poll() is None:
@@ -88,7 +111,7 @@ def test_catch_is_learned_to_near_its_optimum(runs, rule):
     # away bootstrap would climb towards 1 / (1 - discount)), and end near the optimum's
     # discounted return: the catch comes 9 steps after the first state.
     assert np.all(np.abs(max_q) <= 1.5), max_q
-    assert max_q[-1] > 0.5 * config.discount ** 8, max_q
+    assert max_q[-1] > 0.5 * config.discount**8, max_q
 
 
 def test_the_2013_values_stay_bounded_on_seaquest(runs):

@@ -19,20 +19,40 @@ from conftest import PAPER_TABLE, write_evaluation
 def write_trace(path, max_q, rewards):
     n = len(max_q)
     attrs = provenance.record("Seaquest", 0, "ci", presets.load("ci").as_dict())
-    attrs.update({"epoch": 4, "step": 1000, "update": 800, "frame_skip_frames": 4, "run": "r",
-                  "snapshot": "r/snapshots/epoch_0004.h5", "epsilon": 0.05, "episode_ended": True})
-    h5io.write(path, "value_trace", attrs, {
-        "max_q": np.asarray(max_q, float), "rewards": np.asarray(rewards, float),
-        "q": np.repeat(np.asarray(max_q, float)[:, None], 3, axis=1),
-        "actions": np.zeros(n, np.int64), "screens": np.full((n, 210, 160, 3), 90, np.uint8),
-        "frames": np.zeros((n, 84, 84), np.uint8)})
+    attrs.update(
+        {
+            "epoch": 4,
+            "step": 1000,
+            "update": 800,
+            "frame_skip_frames": 4,
+            "run": "r",
+            "snapshot": "r/snapshots/epoch_0004.h5",
+            "epsilon": 0.05,
+            "episode_ended": True,
+        }
+    )
+    h5io.write(
+        path,
+        "value_trace",
+        attrs,
+        {
+            "max_q": np.asarray(max_q, float),
+            "rewards": np.asarray(rewards, float),
+            "q": np.repeat(np.asarray(max_q, float)[:, None], 3, axis=1),
+            "actions": np.zeros(n, np.int64),
+            "screens": np.full((n, 210, 160, 3), 90, np.uint8),
+            "frames": np.zeros((n, 84, 84), np.uint8),
+        },
+    )
     return path
 
 
 def test_several_seeds_draw_their_mean_and_a_min_max_band(tmp_path):
-    files = [write_evaluation(tmp_path / "a.h5", "Breakout", 0, [1, 2, 3], [0.1, 0.2, 0.3]),
-             write_evaluation(tmp_path / "b.h5", "Breakout", 1, [3, 6, 9], [0.3, 0.4, 0.5]),
-             write_evaluation(tmp_path / "c.h5", "Pong", 0, [-21, -20], [0.0, 0.1])]
+    files = [
+        write_evaluation(tmp_path / "a.h5", "Breakout", 0, [1, 2, 3], [0.1, 0.2, 0.3]),
+        write_evaluation(tmp_path / "b.h5", "Breakout", 1, [3, 6, 9], [0.3, 0.4, 0.5]),
+        write_evaluation(tmp_path / "c.h5", "Pong", 0, [-21, -20], [0.0, 0.1]),
+    ]
     written = plots.training_curves(files, tmp_path / "curves", ["Breakout", "Pong"])
     assert [p.suffix for p in written] == [".png", ".pdf", ".json"]
     data = json.loads((tmp_path / "curves.json").read_text())
@@ -47,10 +67,13 @@ def test_several_seeds_draw_their_mean_and_a_min_max_band(tmp_path):
 
 
 def test_seeds_are_averaged_only_over_epochs_they_all_reached(tmp_path):
-    files = [write_evaluation(tmp_path / "a.h5", "Pong", 0, [1, 2, 3], [0, 0, 0]),
-             write_evaluation(tmp_path / "b.h5", "Pong", 1, [3, 4], [0, 0])]
-    epochs, mean, low, high = plots.seed_statistics(plots.load_evaluations(files)["Pong"],
-                                                    "average_reward")
+    files = [
+        write_evaluation(tmp_path / "a.h5", "Pong", 0, [1, 2, 3], [0, 0, 0]),
+        write_evaluation(tmp_path / "b.h5", "Pong", 1, [3, 4], [0, 0]),
+    ]
+    epochs, mean, low, high = plots.seed_statistics(
+        plots.load_evaluations(files)["Pong"], "average_reward"
+    )
     assert epochs.tolist() == [1, 2] and mean.tolist() == [2, 3]
 
 
@@ -111,9 +134,11 @@ def test_value_function_draws_the_trace_of_its_segment(tmp_path):
 
 
 def test_table1_puts_our_final_scores_beside_the_papers(tmp_path):
-    files = [write_evaluation(tmp_path / "a.h5", "Pong", 0, [-21, -15], [0, 0]),
-             write_evaluation(tmp_path / "b.h5", "Pong", 1, [-20, -11], [0, 0]),
-             write_evaluation(tmp_path / "c.h5", "Qbert", 0, [1, 1234.5678], [0, 0])]
+    files = [
+        write_evaluation(tmp_path / "a.h5", "Pong", 0, [-21, -15], [0, 0]),
+        write_evaluation(tmp_path / "b.h5", "Pong", 1, [-20, -11], [0, 0]),
+        write_evaluation(tmp_path / "c.h5", "Qbert", 0, [1, 1234.5678], [0, 0]),
+    ]
     plots.table1(files, PAPER_TABLE, tmp_path / "table1", tmp_path / "fig")
     rows = {row["method"]: row for row in csv.DictReader(open(tmp_path / "table1.csv"))}
     assert float(rows["DQN (ours)"]["Pong"]) == -13  # mean of the final snapshots
@@ -130,9 +155,11 @@ def test_table1_puts_our_final_scores_beside_the_papers(tmp_path):
 
 
 def test_table1_gives_each_games_mean_over_seeds_with_its_interval_and_marks_one_run(tmp_path):
-    files = [write_evaluation(tmp_path / "a.h5", "Pong", 0, [-21, -15], [0, 0]),
-             write_evaluation(tmp_path / "b.h5", "Pong", 1, [-20, -11], [0, 0]),
-             write_evaluation(tmp_path / "c.h5", "Qbert", 0, [1, 1234.5678], [0, 0])]
+    files = [
+        write_evaluation(tmp_path / "a.h5", "Pong", 0, [-21, -15], [0, 0]),
+        write_evaluation(tmp_path / "b.h5", "Pong", 1, [-20, -11], [0, 0]),
+        write_evaluation(tmp_path / "c.h5", "Qbert", 0, [1, 1234.5678], [0, 0]),
+    ]
     plots.table1(files, PAPER_TABLE, tmp_path / "table1", tmp_path / "fig")
     rows = {row["method"]: row for row in csv.DictReader(open(tmp_path / "table1.csv"))}
     # By hand: Pong's final scores -15 and -11 have mean -13 and standard error
@@ -144,10 +171,14 @@ def test_table1_gives_each_games_mean_over_seeds_with_its_interval_and_marks_one
     assert rows["DQN (ours) 95% CI low"]["Qbert"] == "one run"  # one seed: the mean alone
     assert rows["DQN (ours) 95% CI low"]["Breakout"] == ""  # not trained
     methods = list(rows)
-    assert methods[methods.index("DQN (ours)") + 1:][:3] == [
-        "DQN (ours) 95% CI low", "DQN (ours) 95% CI high", "DQN (ours) seeds"]
-    assert ("| DQN (ours) 95% CI high | Student's t over seeds | – | – | – | 12.4 | one run "
-            "| – | – |") in (tmp_path / "table1.md").read_text()
+    assert methods[methods.index("DQN (ours)") + 1 :][:3] == [
+        "DQN (ours) 95% CI low",
+        "DQN (ours) 95% CI high",
+        "DQN (ours) seeds",
+    ]
+    assert (
+        "| DQN (ours) 95% CI high | Student's t over seeds | – | – | – | 12.4 | one run | – | – |"
+    ) in (tmp_path / "table1.md").read_text()
     tex = (tmp_path / "table1.tex").read_text()
     assert "DQN (ours) seeds & -- & -- & -- & 2 & 1 & -- & -- \\\\" in tex
     intervals = json.loads((tmp_path / "fig.json").read_text())["intervals"]
@@ -155,16 +186,32 @@ def test_table1_gives_each_games_mean_over_seeds_with_its_interval_and_marks_one
 
 
 def test_trace_refuses_a_step_count_below_one(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "dqn.cli", "trace", "--run", str(tmp_path),
-                             "--out", str(tmp_path / "t.h5"), "--steps", "0"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dqn.cli",
+            "trace",
+            "--run",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "t.h5"),
+            "--steps",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert "--steps 0: must be >= 1" in result.stderr
 
 
 def test_a_paper_table_without_a_row_the_figure_shows_is_refused_by_name(tmp_path):
     lines = open(PAPER_TABLE).read().splitlines()
-    (tmp_path / "paper.csv").write_text("\n".join(line for line in lines if not line.startswith("Sarsa")))
+    (tmp_path / "paper.csv").write_text(
+        "\n".join(line for line in lines if not line.startswith("Sarsa"))
+    )
     (tmp_path / "short.csv").write_text("\n".join(lines + ["Extra,1"]))
     files = [write_evaluation(tmp_path / "a.h5", "Pong", 0, [-21, -15], [0, 0])]
     with pytest.raises(DataFileError, match=r"paper.csv: has no row for Sarsa \(the figure"):
@@ -184,8 +231,10 @@ def test_an_evaluation_whose_columns_differ_in_length_is_refused_by_name(tmp_pat
     with h5py.File(path, "a") as f:  # as no writer of dqn's could
         del f["average_max_q"]
         f["average_max_q"] = [0.1, 0.2]
-    expected = (f"{path}: dataset average_reward has 3 snapshots along axis 0, but "
-                "average_max_q has 2: they must agree")
+    expected = (
+        f"{path}: dataset average_reward has 3 snapshots along axis 0, but "
+        "average_max_q has 2: they must agree"
+    )
     with pytest.raises(DataFileError, match=re.escape(expected)):
         plots.training_curves([path], tmp_path / "curves")
     with pytest.raises(DataFileError, match=re.escape(expected)):
@@ -205,17 +254,27 @@ other,Pong,ci,100,mean,-20.0,,made up
 def test_anchored_curves_draw_our_spread_and_the_anchors_points(tmp_path):
     attrs = {**provenance.record("Breakout", 0, "ci", presets.load("ci").as_dict()), "run": "r"}
     evaluation = tmp_path / "eval.h5"
-    h5io.write(evaluation, "evaluation", attrs, {
-        "epoch": np.array([1, 2]), "step": np.array([100, 200]), "update": np.array([50, 100]),
-        "average_reward": np.array([2.0, 5.0]), "best_episode_reward": np.array([3.0, 6.0]),
-        "episodes": np.array([3, 2]), "average_max_q": np.array([0.1, 0.2]),
-        "episode_returns": np.array([1.0, 2.0, 3.0, 4.0, 6.0])})
+    h5io.write(
+        evaluation,
+        "evaluation",
+        attrs,
+        {
+            "epoch": np.array([1, 2]),
+            "step": np.array([100, 200]),
+            "update": np.array([50, 100]),
+            "average_reward": np.array([2.0, 5.0]),
+            "best_episode_reward": np.array([3.0, 6.0]),
+            "episodes": np.array([3, 2]),
+            "average_max_q": np.array([0.1, 0.2]),
+            "episode_returns": np.array([1.0, 2.0, 3.0, 4.0, 6.0]),
+        },
+    )
     anchors = tmp_path / "anchors.csv"
     anchors.write_text(ANCHORS)
     plots.anchored_curves([evaluation], anchors, tmp_path / "fig")
     data = json.loads((tmp_path / "fig.json").read_text())
     (run,) = data["runs"]
-    assert run["reward_sd"] == pytest.approx([1.0, 2 ** 0.5])
+    assert run["reward_sd"] == pytest.approx([1.0, 2**0.5])
     assert [row["anchor"] for row in run["anchor"]] == ["peer"] * 4  # not Pong's
     drawn = {}
     for line in data["lines"]:

@@ -8,7 +8,11 @@ from dqn.errors import ConfigError
 
 def test_presets_are_valid_and_follow_the_papers():
     paper, nature = presets.load("paper2013"), presets.load("nature2015")
-    assert (paper.network, paper.target_update_period_steps, paper.update_period_steps) == ("paper2013", 0, 1)
+    assert (paper.network, paper.target_update_period_steps, paper.update_period_steps) == (
+        "paper2013",
+        0,
+        1,
+    )
     assert paper.train_steps == 10_000_000 and paper.epoch_updates == 50_000
     assert paper.replay_capacity_transitions == 1_000_000 and paper.minibatch_transitions == 32
     assert nature.target_update_period_steps == 10_000 and nature.loss == "huber"
@@ -23,35 +27,65 @@ def test_presets_are_valid_and_follow_the_papers():
 
 def test_every_key_names_its_unit_or_is_dimensionless():
     units = ("_steps", "_frames", "_updates", "_transitions", "_states")
-    dimensionless = {"preprocessing", "network", "discount", "learning_rate", "rmsprop_decay",
-                     "rmsprop_epsilon", "rmsprop_centered", "optimizer", "adam_epsilon",
-                     "reward_clip", "loss", "loss_reduction",
-                     "epsilon_start", "epsilon_end",
-                     "eval_epsilon", "life_loss_ends_episode", "eval_episodes",
-                     "fire_on_reset", "max_grad_norm", "epsilon_anneal_from",
-                     "noop_start", "life_loss_cuts_frame_skip", "network_init",
-                     "cuda_graph_update", "cuda_deterministic"}
+    dimensionless = {
+        "preprocessing",
+        "network",
+        "discount",
+        "learning_rate",
+        "rmsprop_decay",
+        "rmsprop_epsilon",
+        "rmsprop_centered",
+        "optimizer",
+        "adam_epsilon",
+        "reward_clip",
+        "loss",
+        "loss_reduction",
+        "epsilon_start",
+        "epsilon_end",
+        "eval_epsilon",
+        "life_loss_ends_episode",
+        "eval_episodes",
+        "fire_on_reset",
+        "max_grad_norm",
+        "epsilon_anneal_from",
+        "noop_start",
+        "life_loss_cuts_frame_skip",
+        "network_init",
+        "cuda_graph_update",
+        "cuda_deterministic",
+    }
     counted_in_another_keys_unit = {"noop_max": "noop_start"}
     for key in presets.PAPER2013.as_dict():
-        assert key.endswith(units) or key in dimensionless | counted_in_another_keys_unit.keys(), key
+        assert key.endswith(units) or key in dimensionless | counted_in_another_keys_unit.keys(), (
+            key
+        )
 
 
 def test_overrides_are_parsed_by_type():
-    config = presets.load("ci", ["train_steps=2_000", "discount=0.9", "reward_clip=false",
-                                 "loss=huber"])
-    assert (config.train_steps, config.discount, config.reward_clip, config.loss) == (2000, 0.9, False, "huber")
+    config = presets.load(
+        "ci", ["train_steps=2_000", "discount=0.9", "reward_clip=false", "loss=huber"]
+    )
+    assert (config.train_steps, config.discount, config.reward_clip, config.loss) == (
+        2000,
+        0.9,
+        False,
+        "huber",
+    )
 
 
-@pytest.mark.parametrize("override,message", [
-    ("bogus=1", "--set bogus: unknown key; valid keys: "),
-    ("train_steps=ten", "--set train_steps='ten': expected int"),
-    ("discount=1.5", "discount=1.5: must be in [0, 1]"),
-    ("train_steps=-5", "train_steps=-5: must be > 0"),
-    ("loss=cubic", "loss='cubic': expected one of squared, huber"),
-    ("reward_clip=maybe", "--set reward_clip='maybe': expected bool"),
-    ("train_steps", "expected key=value"),
-    ("train_steps=100", "train_steps=100: must exceed replay_start_steps=200"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("bogus=1", "--set bogus: unknown key; valid keys: "),
+        ("train_steps=ten", "--set train_steps='ten': expected int"),
+        ("discount=1.5", "discount=1.5: must be in [0, 1]"),
+        ("train_steps=-5", "train_steps=-5: must be > 0"),
+        ("loss=cubic", "loss='cubic': expected one of squared, huber"),
+        ("reward_clip=maybe", "--set reward_clip='maybe': expected bool"),
+        ("train_steps", "expected key=value"),
+        ("train_steps=100", "train_steps=100: must exceed replay_start_steps=200"),
+    ],
+)
 def test_bad_overrides_name_the_key_and_value(override, message):
     with pytest.raises(ConfigError) as error:
         presets.load("ci", [override])
@@ -65,7 +99,10 @@ def test_the_cuda_graph_needs_rmsprop_whose_step_holds_no_changing_number():
 
 
 def test_unknown_preset_lists_the_valid_ones():
-    with pytest.raises(ConfigError, match="unknown preset 'paper2014'; valid presets: paper2013, nature2015, quick, ci"):
+    with pytest.raises(
+        ConfigError,
+        match="unknown preset 'paper2014'; valid presets: paper2013, nature2015, quick, ci",
+    ):
         presets.load("paper2014")
 
 
@@ -79,14 +116,17 @@ def test_non_finite_floats_are_refused(key, text):
         presets.Config(**stored)
 
 
-@pytest.mark.parametrize("key,value,message", [
-    ("train_steps", True, "train_steps=True: expected int"),
-    ("train_steps", 2000.0, "train_steps=2000.0: expected int"),
-    ("discount", False, "discount=False: expected float"),
-    ("reward_clip", 1, "reward_clip=1: expected bool"),
-    ("loss", "cubic", "loss='cubic': expected one of squared, huber"),
-    ("bogus", 1, "bogus: unknown key; valid keys: "),
-])
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("train_steps", True, "train_steps=True: expected int"),
+        ("train_steps", 2000.0, "train_steps=2000.0: expected int"),
+        ("discount", False, "discount=False: expected float"),
+        ("reward_clip", 1, "reward_clip=1: expected bool"),
+        ("loss", "cubic", "loss='cubic': expected one of squared, huber"),
+        ("bogus", 1, "bogus: unknown key; valid keys: "),
+    ],
+)
 def test_a_config_built_from_values_checks_their_types(key, value, message):
     with pytest.raises(ConfigError) as error:
         presets.Config(**{**presets.CI.as_dict(), key: value})
@@ -106,14 +146,21 @@ def test_a_stored_config_builds_the_same_frozen_config():
 
 def test_derived_configs_are_checked_across_keys():
     assert presets.CI.with_values(train_steps=2_000).train_steps == 2_000
-    with pytest.raises(ConfigError, match="^heldout_collect_steps=300: must exceed heldout_states=400"):
+    with pytest.raises(
+        ConfigError, match="^heldout_collect_steps=300: must exceed heldout_states=400"
+    ):
         presets.CI.with_values(heldout_states=400)
 
 
 def test_every_key_declares_its_meaning_unit_and_source():
-    suffixes = {presets.STEPS: "_steps", presets.FRAMES: "_frames", presets.UPDATES: "_updates",
-                presets.TRANSITIONS: "_transitions", presets.STATES: "_states",
-                presets.EPISODES: "_episodes"}
+    suffixes = {
+        presets.STEPS: "_steps",
+        presets.FRAMES: "_frames",
+        presets.UPDATES: "_updates",
+        presets.TRANSITIONS: "_transitions",
+        presets.STATES: "_states",
+        presets.EPISODES: "_episodes",
+    }
     schema = presets.Config.model_json_schema()["properties"]
     assert list(schema) == list(presets.PAPER2013.as_dict())
     for key, declared in schema.items():
@@ -129,8 +176,11 @@ def test_every_key_declares_its_meaning_unit_and_source():
 def test_format_1_configs_read_as_this_versions_keys():
     # a nature2015 config as stored before the target period was counted in steps and the
     # no-op count was renamed: same period in steps, the same count, no-ops in steps
-    old = {k: v for k, v in presets.NATURE2015.as_dict().items()
-           if k not in migrate.ADDED_KEYS and k not in ("target_update_period_steps", "noop_max")}
+    old = {
+        k: v
+        for k, v in presets.NATURE2015.as_dict().items()
+        if k not in migrate.ADDED_KEYS and k not in ("target_update_period_steps", "noop_max")
+    }
     old.update(target_update_period_updates=10_000, max_noop_start_steps=30)
     config = presets.Config(**migrate.format1_config(old))
     assert (config.target_update_period_steps, config.noop_max) == (40_000, 30)

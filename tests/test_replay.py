@@ -14,9 +14,16 @@ def fill(memory, episodes):
     values = []
     for episode in episodes:
         for i, value in enumerate(episode):
-            memory.store(Step(frame(value), episode_start=i == 0, action=value % 4,
-                              reward=float(value), terminal=i == len(episode) - 1,
-                              episode=None))
+            memory.store(
+                Step(
+                    frame(value),
+                    episode_start=i == 0,
+                    action=value % 4,
+                    reward=float(value),
+                    terminal=i == len(episode) - 1,
+                    episode=None,
+                )
+            )
             values.append(value)
     return values
 
@@ -44,8 +51,9 @@ def test_sampled_states_and_next_states_respect_episode_starts_and_terminals():
     memory = ReplayMemory(64)
     fill(memory, [[1, 2, 3], [11, 12, 13, 14, 15], [21, 22]])
     batch = memory.sample(2000, np.random.default_rng(0))
-    for state, next_state, reward, terminal in zip(batch.states, batch.next_states,
-                                                   batch.rewards, batch.terminals):
+    for state, next_state, reward, terminal in zip(
+        batch.states, batch.next_states, batch.rewards, batch.terminals
+    ):
         s, n = stack_values(state), stack_values(next_state)
         assert s[-1] == reward  # the entry's own frame is the state's newest frame
         episode = s[-1] // 10

@@ -22,14 +22,40 @@ from dqn.rundir import RunDir
 # Runs trained, stopped and read back: not in make test-fast.
 pytestmark = pytest.mark.slow
 
-TRAIN = [sys.executable, "-m", "dqn.cli", "train", "--game", "Pong", "--preset", "ci",
-         "--seed", "0", "--device", "cpu", "--threads", "1", "--progress-s", "60",
-         "--set", "train_steps=400", "--set", "epoch_updates=100", "--set", "eval_steps=100"]
+TRAIN = [
+    sys.executable,
+    "-m",
+    "dqn.cli",
+    "train",
+    "--game",
+    "Pong",
+    "--preset",
+    "ci",
+    "--seed",
+    "0",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+    "--progress-s",
+    "60",
+    "--set",
+    "train_steps=400",
+    "--set",
+    "epoch_updates=100",
+    "--set",
+    "eval_steps=100",
+]
 
 
 def dqn(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "dqn.cli", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "dqn.cli", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def last_line(result):
@@ -38,8 +64,9 @@ def last_line(result):
 
 def start_and_wait_for(out, landmark):
     """A training run of `out`, started and run until `landmark` exists."""
-    process = subprocess.Popen(TRAIN + ["--out", str(out)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        TRAIN + ["--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 240
     while not landmark.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -51,11 +78,13 @@ def test_a_second_writer_is_refused_and_a_reader_may_read_beside_the_first(tmp_p
     first = start_and_wait_for(out, RunDir(out).snapshot(1))
     try:
         first.send_signal(signal.SIGSTOP)  # holds the run, as a long epoch would
-        second = subprocess.run(TRAIN + ["--out", str(out)], capture_output=True, text=True,
-                                timeout=300)
+        second = subprocess.run(
+            TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300
+        )
         assert second.returncode == 2
-        assert (f"{out}: another dqn train is writing this run (dqn train, PID {first.pid} "
-                "on host ") in last_line(second)
+        assert (
+            f"{out}: another dqn train is writing this run (dqn train, PID {first.pid} on host "
+        ) in last_line(second)
         # A reader needs no lock: a committed snapshot is never changed or deleted.
         evaluation = dqn("evaluate", "--run", out, "--out", tmp_path / "e.h5", "--device", "cpu")
         assert evaluation.returncode == 0, evaluation.stderr
@@ -63,16 +92,18 @@ def test_a_second_writer_is_refused_and_a_reader_may_read_beside_the_first(tmp_p
         first.kill()  # SIGKILL: the kernel drops the lock with the process
         first.wait()
     assert first.returncode == -signal.SIGKILL
-    resumed = subprocess.run(TRAIN + ["--out", str(out)], capture_output=True, text=True,
-                             timeout=300)
+    resumed = subprocess.run(
+        TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr
 
 
 def test_a_directory_that_is_not_a_run_is_refused_and_left_as_it_was(tmp_path):
     # `--out ""` (an empty shell variable) is the current directory.
     (tmp_path / "notes.tmp").write_text("mine")
-    result = subprocess.run(TRAIN + ["--out", ""], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        TRAIN + ["--out", ""], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 2
     assert "not empty and not a dqn run directory (no dqn-run marker)" in last_line(result)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.tmp"]
@@ -93,14 +124,19 @@ def test_clean_up_on_resume_touches_only_the_names_a_run_writes(tmp_path):
     killed.kill()
     killed.wait()
     assert (out / "dqn-run").exists()
-    leftovers = [out / "snapshots" / "epoch_0009.h5.tmp", out / "resume" / "interrupted.h5.tmp",
-                 out / "train_log.h5.tmp"]
+    leftovers = [
+        out / "snapshots" / "epoch_0009.h5.tmp",
+        out / "resume" / "interrupted.h5.tmp",
+        out / "train_log.h5.tmp",
+    ]
     for path in leftovers:  # what a killed writer can leave
         path.write_text("half written")
     mine = [out / "notes.tmp", out / "snapshots" / "mine.tmp"]
     for path in mine:
         path.write_text("mine")
-    resumed = subprocess.run(TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from" in resumed.stderr
     assert [path for path in leftovers if path.exists()] == []
@@ -115,7 +151,9 @@ def finished(tmp_path_factory):
 
 
 @pytest.mark.parametrize("command", ["evaluate", "trace"])
-def test_no_reader_writes_inside_the_run_or_over_a_file_of_another_kind(finished, tmp_path, command):
+def test_no_reader_writes_inside_the_run_or_over_a_file_of_another_kind(
+    finished, tmp_path, command
+):
     run = RunDir(finished)
     snapshot = run.snapshot(run.snapshot_epochs()[-1])
     before = snapshot.read_bytes()
@@ -130,22 +168,30 @@ def test_no_reader_writes_inside_the_run_or_over_a_file_of_another_kind(finished
     unrelated = tmp_path / "notes.txt"
     unrelated.write_text("mine")
     assert "exists and is not a file dqn wrote" in last_line(
-        dqn(command, "--run", finished, "--out", unrelated, "--device", "cpu"))
+        dqn(command, "--run", finished, "--out", unrelated, "--device", "cpu")
+    )
     assert snapshot.read_bytes() == before and unrelated.read_text() == "mine"
 
 
 def test_a_diverged_run_stops_with_its_own_exit_status_and_keeps_what_it_needs(tmp_path):
     out = tmp_path / "run"
     # A step size no network survives: its values overflow within the first epoch.
-    result = subprocess.run(TRAIN + ["--out", str(out), "--set", "learning_rate=1e30"],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        TRAIN + ["--out", str(out), "--set", "learning_rate=1e30"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 3, result.stderr
     assert "training diverged in epoch 1 (step " in last_line(result)
     assert "non-finite weights in body." in last_line(result)
     run = RunDir(out)
     assert run.snapshot_epochs() == [] and run.diverged.exists()
     with h5py.File(run.diverged) as f:
-        assert f.attrs["kind"] == "diverged" and not np.isfinite(f["snapshot/weights/body.0.weight"][()]).all()
+        assert (
+            f.attrs["kind"] == "diverged"
+            and not np.isfinite(f["snapshot/weights/body.0.weight"][()]).all()
+        )
 
 
 def test_a_file_holding_nan_is_refused_by_every_reader_naming_the_dataset(finished, tmp_path):
@@ -157,8 +203,10 @@ def test_a_file_holding_nan_is_refused_by_every_reader_naming_the_dataset(finish
     arrays["weights/body.0.bias"][3] = np.nan
     h5io.write(snapshot, "snapshot", attrs, arrays)
     expected = f"{snapshot}: dataset weights/body.0.bias holds non-finite values (nan or inf)"
-    for command in (["evaluate", "--run", copy, "--out", tmp_path / "e.h5"],
-                    ["trace", "--run", copy, "--out", tmp_path / "t.h5"]):
+    for command in (
+        ["evaluate", "--run", copy, "--out", tmp_path / "e.h5"],
+        ["trace", "--run", copy, "--out", tmp_path / "t.h5"],
+    ):
         result = dqn(*command, "--device", "cpu")
         assert result.returncode == 2 and expected in last_line(result), result.stderr
 
@@ -168,9 +216,13 @@ def small_disk(tmp_path):
     """A 1.5 MB file system (tmpfs): room for the held-out states, not for an epoch."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    if os.geteuid() != 0 or not shutil.which("mount") or subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=1500k", "tmpfs", str(mount)],
-            capture_output=True).returncode:
+    if (
+        os.geteuid() != 0
+        or not shutil.which("mount")
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1500k", "tmpfs", str(mount)], capture_output=True
+        ).returncode
+    ):
         pytest.skip("needs root and tmpfs to make a small file system")
     yield mount
     subprocess.run(["umount", str(mount)], check=True)
@@ -178,9 +230,13 @@ def small_disk(tmp_path):
 
 def test_a_full_disk_ends_with_one_line_naming_the_file_and_leaves_no_temporary(small_disk):
     out = small_disk / "run"
-    result = subprocess.run(TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 2, result.stderr
-    assert re.fullmatch(rf"dqn train: error: {out}/\S+\.h5: No space left on device", last_line(result))
+    assert re.fullmatch(
+        rf"dqn train: error: {out}/\S+\.h5: No space left on device", last_line(result)
+    )
     assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
     assert list(out.rglob("*.tmp")) == []
     for path in out.rglob("*.h5"):  # what was written is whole
@@ -207,15 +263,19 @@ def test_an_output_that_cannot_be_written_is_found_before_any_work(finished, tmp
 
 def test_weights_of_another_network_are_refused_in_one_line_that_names_every_misfit(tmp_path):
     from dqn import networks
-    from dqn.errors import DataFileError
     from dqn.checkpoint import load_weights
+    from dqn.errors import DataFileError
 
-    nature = {f"weights/{name}": value.numpy()
-              for name, value in networks.build("nature2015", 4).state_dict().items()}
+    nature = {
+        f"weights/{name}": value.numpy()
+        for name, value in networks.build("nature2015", 4).state_dict().items()
+    }
     with pytest.raises(DataFileError) as error:
         load_weights(tmp_path / "s.h5", nature, networks.build("paper2013", 4))
     message = str(error.value)
-    assert "\n" not in message and message.startswith(f"{tmp_path / 's.h5'}: its weights do not fit")
+    assert "\n" not in message and message.startswith(
+        f"{tmp_path / 's.h5'}: its weights do not fit"
+    )
     assert "Unexpected key(s)" in message and "size mismatch for body.0.weight" in message
 
 
@@ -234,26 +294,38 @@ def _replace(f, name, value):
 # copy, tmp = a scratch directory), and what its one line of error says.
 MISFITS = {
     "held-out file with a huge declared extra dataset (evaluate)": (
-        "heldout.h5", lambda f: f.create_dataset("extra", (10**9,), "f8", chunks=(10**6,),
-                                                 compression="gzip"),
+        "heldout.h5",
+        lambda f: f.create_dataset("extra", (10**9,), "f8", chunks=(10**6,), compression="gzip"),
         ["evaluate", "--run", "{run}", "--out", "{tmp}/e.h5"],
-        "heldout.h5: unexpected dataset extra in a file of kind heldout"),
+        "heldout.h5: unexpected dataset extra in a file of kind heldout",
+    ),
     "snapshot weight replaced by a soft link (trace)": (
-        "snapshots/epoch_0002.h5", lambda f: _replace(f, "weights/body.0.bias", h5py.SoftLink("/weights/body.2.bias")),
+        "snapshots/epoch_0002.h5",
+        lambda f: _replace(f, "weights/body.0.bias", h5py.SoftLink("/weights/body.2.bias")),
         ["trace", "--run", "{run}", "--out", "{tmp}/t.h5"],
-        "epoch_0002.h5: weights/body.0.bias is a soft link to /weights/body.2.bias; dqn reads no links"),
+        "epoch_0002.h5: weights/body.0.bias is a soft link to /weights/body.2.bias; "
+        "dqn reads no links",
+    ),
     "held-out states of another shape (resumed train)": (
-        "heldout.h5", lambda f: _replace(f, "states", np.zeros((5, 84, 84), np.uint8)),
+        "heldout.h5",
+        lambda f: _replace(f, "states", np.zeros((5, 84, 84), np.uint8)),
         TRAIN[3:] + ["--out", "{run}"],
-        "heldout.h5: dataset states: expected uint8 of shape (states, 4, 84, 84), found uint8 of shape (5, 84, 84)"),
+        "heldout.h5: dataset states: expected uint8 of shape (states, 4, 84, 84), "
+        "found uint8 of shape (5, 84, 84)",
+    ),
     "interrupt file that is another file (resumed train)": (
-        "resume/interrupted.h5", None, TRAIN[3:] + ["--out", "{run}"],
-        "interrupted.h5: expected a file of kind interrupted, found kind='resume_state'"),
+        "resume/interrupted.h5",
+        None,
+        TRAIN[3:] + ["--out", "{run}"],
+        "interrupted.h5: expected a file of kind interrupted, found kind='resume_state'",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", MISFITS)
-def test_a_file_that_does_not_fit_its_layout_is_one_line_naming_file_and_item(finished, tmp_path, case):
+def test_a_file_that_does_not_fit_its_layout_is_one_line_naming_file_and_item(
+    finished, tmp_path, case
+):
     name, change, command, message = MISFITS[case]
     run = tmp_path / "run"
     shutil.copytree(finished, run)

@@ -5,9 +5,15 @@ import pytest
 from dqn import seeding
 
 # Seeds that runs of dqn 0.1.0 drew (format 1): a run's numbers must not move.
-PINNED = {("train_env", 1): 1835504127, ("agent", 1): 1189033389, ("network", 1): 1596810411,
-          ("heldout_env", 1): 4010755824, ("heldout_policy", 1): 3549136632,
-          ("eval_env", 1): 3025039489, ("eval_policy", 1): 1563021450}
+PINNED = {
+    ("train_env", 1): 1835504127,
+    ("agent", 1): 1189033389,
+    ("network", 1): 1596810411,
+    ("heldout_env", 1): 4010755824,
+    ("heldout_policy", 1): 3549136632,
+    ("eval_env", 1): 3025039489,
+    ("eval_policy", 1): 1563021450,
+}
 
 
 @pytest.mark.parametrize("purpose,seed", PINNED)

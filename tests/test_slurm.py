@@ -27,27 +27,43 @@ CLUSTER_DIR = Path(os.environ.get("SLURM_LOCAL_DIR", "/tmp/slurm-local"))
 # two flags only make the test faster; everything else is the profile unchanged (this
 # cluster needs no site setting: its partition is the default one, and it has no
 # accounts).
-FAST_STATUS_CHECKS = ("--slurm-init-seconds-before-status-checks", "5",
-                      "--seconds-between-status-checks", "5")
+FAST_STATUS_CHECKS = (
+    "--slurm-init-seconds-before-status-checks",
+    "5",
+    "--seconds-between-status-checks",
+    "5",
+)
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
-CI_RULES = {"train", "evaluate", "trace_value_function", "video", "figure_training_curves",
-            "figure_value_function", "table1", "figure_aggregate"}
+CI_RULES = {
+    "train",
+    "evaluate",
+    "trace_value_function",
+    "video",
+    "figure_training_curves",
+    "figure_value_function",
+    "table1",
+    "figure_aggregate",
+}
 
 
 def skip_reason():
-    installed = all(shutil.which(name, path=os.environ["PATH"] + ":/usr/sbin:/sbin")
-                    for name in ("slurmctld", "slurmd", "munged", "sbatch", "squeue"))
+    installed = all(
+        shutil.which(name, path=os.environ["PATH"] + ":/usr/sbin:/sbin")
+        for name in ("slurmctld", "slurmd", "munged", "sbatch", "squeue")
+    )
     if os.geteuid() != 0:
-        return ("scripts/slurm-local must run as root (slurmd starts jobs as their user)"
-                + ("" if installed else "; SLURM is not installed either"))
+        return "scripts/slurm-local must run as root (slurmd starts jobs as their user)" + (
+            "" if installed else "; SLURM is not installed either"
+        )
     if not installed and shutil.which("apt-get") is None:
         return "SLURM is not installed and there is no apt-get to install it"
     return None
 
 
 def slurm_local(command, **kwargs):
-    return subprocess.run([SLURM_LOCAL, command], capture_output=True, text=True, check=False,
-                          **kwargs)
+    return subprocess.run(
+        [SLURM_LOCAL, command], capture_output=True, text=True, check=False, **kwargs
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,25 +86,45 @@ def ci_on_slurm(cluster, tmp_path_factory):
     """The ci config run once with `--profile profiles/slurm`; its directory and output."""
     directory = copy_workflow(tmp_path_factory.mktemp("slurm_ci"))
     # Keep the SLURM log of every job, not only of failed ones, to check them below.
-    result = snakemake(directory, "--profile", PROFILE, "--configfile", "config/ci.yaml",
-                       *FAST_STATUS_CHECKS, "--slurm-keep-successful-logs", timeout=900)
+    result = snakemake(
+        directory,
+        "--profile",
+        PROFILE,
+        "--configfile",
+        "config/ci.yaml",
+        *FAST_STATUS_CHECKS,
+        "--slurm-keep-successful-logs",
+        timeout=900,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-8000:]
     return directory, output
 
 
 def scontrol_job(job_id):
-    result = subprocess.run(["scontrol", "show", "job", "--oneliner", job_id],
-                            capture_output=True, text=True, check=False, timeout=30)
+    result = subprocess.run(
+        ["scontrol", "show", "job", "--oneliner", job_id],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
     assert result.returncode == 0, f"slurmctld does not know job {job_id}: {result.stderr}"
     return dict(re.findall(r"(\w+)=(\S*)", result.stdout))
 
 
 def test_ci_workflow_on_slurm_writes_every_figure_and_table(ci_on_slurm):
     directory, _ = ci_on_slurm
-    for name in ("training_curves_figure2", "training_curves_all_games", "value_function",
-                 "table1", "aggregate_intervals", "aggregate_sample_efficiency",
-                 "aggregate_profile", "aggregate_improvement"):
+    for name in (
+        "training_curves_figure2",
+        "training_curves_all_games",
+        "value_function",
+        "table1",
+        "aggregate_intervals",
+        "aggregate_sample_efficiency",
+        "aggregate_profile",
+        "aggregate_improvement",
+    ):
         for suffix in ("png", "pdf", "json"):
             assert (directory / f"results/figures/{name}.{suffix}").stat().st_size > 0
     for suffix in ("csv", "md", "tex"):
@@ -132,9 +168,20 @@ def test_a_gpu_job_asks_sbatch_for_a_gpu(cluster, tmp_path):
     # into an sbatch GPU request. This cluster has no GPUs, so slurmctld refuses it
     # at submission, which is what shows that the request reached SLURM.
     directory = copy_workflow(tmp_path)
-    result = snakemake(directory, "--profile", PROFILE, "--configfile", "config/ci.yaml",
-                       "--config", "device=auto", "--retries", "0", *FAST_STATUS_CHECKS,
-                       "results/runs/Breakout/seed0/complete.h5", timeout=300)
+    result = snakemake(
+        directory,
+        "--profile",
+        PROFILE,
+        "--configfile",
+        "config/ci.yaml",
+        "--config",
+        "device=auto",
+        "--retries",
+        "0",
+        *FAST_STATUS_CHECKS,
+        "results/runs/Breakout/seed0/complete.h5",
+        timeout=300,
+    )
     output = result.stdout + result.stderr
     assert result.returncode != 0
     # The plugin names the refused sbatch call (in its error and again in the summary).
@@ -156,15 +203,32 @@ def test_a_training_job_sent_sigterm_by_slurm_is_retried_and_continues(ci_on_slu
     output = tmp_path / "snakemake.out"
     with open(output, "w") as sink:
         workflow = subprocess.Popen(
-            [sys.executable, "-m", "snakemake", "--profile", PROFILE, "--configfile",
-             "config/ci.yaml", "seed0.yaml", "--config", "games=[Breakout]", "--until", "train",
-             *FAST_STATUS_CHECKS], cwd=directory, env=venv_env(), stdout=sink,
-            stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "snakemake",
+                "--profile",
+                PROFILE,
+                "--configfile",
+                "config/ci.yaml",
+                "seed0.yaml",
+                "--config",
+                "games=[Breakout]",
+                "--until",
+                "train",
+                *FAST_STATUS_CHECKS,
+            ],
+            cwd=directory,
+            env=venv_env(),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_for(run / "snapshots/epoch_0001.h5", workflow, timeout_s=300)
         (first,) = SUBMITTED.findall(output.read_text())
-        signalled = subprocess.run(["scancel", "--signal=TERM", first[1]], capture_output=True,
-                                   text=True, timeout=30)
+        signalled = subprocess.run(
+            ["scancel", "--signal=TERM", first[1]], capture_output=True, text=True, timeout=30
+        )
         assert signalled.returncode == 0, signalled.stderr
         workflow.wait(timeout=600)
     finally:

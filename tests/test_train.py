@@ -27,19 +27,36 @@ from dqn.explore import choose_action, epsilon, greedy
 from dqn.games import make_env
 from dqn.learner import Learner
 from dqn.play import Player, Step, random_policy
+from dqn.progress import Meter
 from dqn.replay import ReplayMemory
 from dqn.rundir import RunDir
-from dqn.progress import Meter
 from dqn.train import stop_signals, train
 from dqn.trainlog import Counters, TrainLog
+
 from conftest import assert_same_weights, wait_for, weights
 
 # Runs trained, killed and resumed: not in make test-fast.
 pytestmark = pytest.mark.slow
 
 CPU = torch.device("cpu")
-TRAIN = [sys.executable, "-m", "dqn.cli", "train", "--game", "Breakout", "--preset", "ci",
-         "--seed", "1", "--device", "cpu", "--threads", "1", "--progress-s", "1"]
+TRAIN = [
+    sys.executable,
+    "-m",
+    "dqn.cli",
+    "train",
+    "--game",
+    "Breakout",
+    "--preset",
+    "ci",
+    "--seed",
+    "1",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+    "--progress-s",
+    "1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +71,11 @@ def kill_when(out, landmark, delay_s=0.0, sig=signal.SIGKILL, overrides=()):
     """Start `dqn train --out out`, send it `sig` `delay_s` after `landmark` exists;
     return its exit status."""
     assert not landmark.exists()  # else the signal could come before Python is up
-    process = subprocess.Popen(TRAIN + ["--out", str(out), *overrides],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        TRAIN + ["--out", str(out), *overrides],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for(landmark, process)
     time.sleep(delay_s)
     process.send_signal(sig)
@@ -65,10 +85,16 @@ def kill_when(out, landmark, delay_s=0.0, sig=signal.SIGKILL, overrides=()):
 def stop_at_step(out, step, sig, overrides=()):
     """Start `dqn train --out out`, send it `sig` once a progress line shows agent step
     `step` or later (tied to progress, not the clock); return its exit status."""
-    process = subprocess.Popen(TRAIN + ["--out", str(out), *overrides, "--progress-s", "0.1"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        TRAIN + ["--out", str(out), *overrides, "--progress-s", "0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in process.stderr:
-        if (seen := re.search(r"\] step ([\d,]+)/", line)) and int(seen[1].replace(",", "")) >= step:
+        if (seen := re.search(r"\] step ([\d,]+)/", line)) and int(
+            seen[1].replace(",", "")
+        ) >= step:
             process.send_signal(sig)
             break
     process.stderr.read()
@@ -86,16 +112,23 @@ def test_a_run_writes_heldout_snapshots_and_log(finished_run):
     expected = (config.train_steps - config.replay_start_steps) // config.epoch_updates
     assert epochs == list(range(1, expected + 1))
     complete = h5io.read_attrs(run.completion, "complete")  # written last, names the final one
-    assert (complete["epoch"], complete["snapshot"]) == (expected, f"snapshots/epoch_{expected:04d}.h5")
+    assert (complete["epoch"], complete["snapshot"]) == (
+        expected,
+        f"snapshots/epoch_{expected:04d}.h5",
+    )
     last = h5io.read_attrs(run.snapshot(epochs[-1]), "snapshot")
-    assert (last["step"], last["update"]) == (config.train_steps, config.train_steps - config.replay_start_steps)
+    assert (last["step"], last["update"]) == (
+        config.train_steps,
+        config.train_steps - config.replay_start_steps,
+    )
     _, log = h5io.read(run.log, "train_log")
     assert log["epochs/epoch"].tolist() == epochs
     assert log["episodes/return"].size > 0 and np.all(np.diff(log["episodes/end_step"]) > 0)
     assert np.all(log["epochs/steps_per_s"] > 0) and np.all(np.isfinite(log["epochs/loss_mean"]))
     # the newest resume state and the one before it (the fallback) are kept, no temporary file
     assert sorted(p.name for p in (finished_run / "resume").glob("state_*")) == [
-        f"state_{epoch:04d}.h5" for epoch in epochs[-2:]]
+        f"state_{epoch:04d}.h5" for epoch in epochs[-2:]
+    ]
     assert not list(finished_run.rglob("*.tmp"))
 
 
@@ -104,8 +137,10 @@ def scalars(run_dir) -> dict[str, list[tuple[int, float]]]:
     value), ...]}, after the purges that the writers of resumed runs asked for."""
     events = EventAccumulator(str(run_dir / EVENTS_DIR), size_guidance={"scalars": 0})  # all
     events.Reload()
-    return {tag: [(event.step, event.value) for event in events.Scalars(tag)]
-            for tag in events.Tags()["scalars"]}
+    return {
+        tag: [(event.step, event.value) for event in events.Scalars(tag)]
+        for tag in events.Tags()["scalars"]
+    }
 
 
 def float32(values) -> list[float]:
@@ -116,12 +151,20 @@ def test_the_event_files_show_the_training_log_at_its_steps(finished_run):
     run = RunDir(finished_run)
     _, log = h5io.read(run.log, "train_log")
     seen = scalars(finished_run)
-    assert set(seen) == {"episode/return", "episode/length_steps", "train/loss_mean",
-                         "train/epsilon", "train/steps_per_s", "train/updates_per_s",
-                         "train/average_max_q"}
+    assert set(seen) == {
+        "episode/return",
+        "episode/length_steps",
+        "train/loss_mean",
+        "train/epsilon",
+        "train/steps_per_s",
+        "train/updates_per_s",
+        "train/average_max_q",
+    }
     episode_steps = log["episodes/end_step"].tolist()
-    for tag, column in (("episode/return", "episodes/return"),
-                        ("episode/length_steps", "episodes/length_steps")):
+    for tag, column in (
+        ("episode/return", "episodes/return"),
+        ("episode/length_steps", "episodes/length_steps"),
+    ):
         assert seen[tag] == list(zip(episode_steps, float32(log[column]))), tag
     epoch_steps = log["epochs/step"].tolist()
     for name in ("loss_mean", "epsilon", "steps_per_s", "updates_per_s"):
@@ -129,17 +172,40 @@ def test_the_event_files_show_the_training_log_at_its_steps(finished_run):
     # 2013 §5.1's average max-Q of each epoch's snapshot, as dqn evaluate measures it.
     config = presets.load("ci")
     states = h5io.read(run.heldout, "heldout")[1]["states"]
-    expected = [networks.average_max_q(load_network(run.snapshot(epoch), config, 4, CPU)[0],
-                                       states, CPU) for epoch in run.snapshot_epochs()]
+    expected = [
+        networks.average_max_q(load_network(run.snapshot(epoch), config, 4, CPU)[0], states, CPU)
+        for epoch in run.snapshot_epochs()
+    ]
     assert seen["train/average_max_q"] == list(zip(epoch_steps, float32(expected)))
 
 
 def test_no_tensorboard_writes_no_event_files(tmp_path):
     out = tmp_path / "run"
-    assert cli.main(["train", "--game", "Catch", "--preset", "ci", "--out", str(out),
-                     "--device", "cpu", "--threads", "1", "--no-tensorboard",
-                     "--set", "train_steps=220", "--set", "epoch_updates=10",
-                     "--set", "heldout_collect_steps=40"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--game",
+                "Catch",
+                "--preset",
+                "ci",
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--threads",
+                "1",
+                "--no-tensorboard",
+                "--set",
+                "train_steps=220",
+                "--set",
+                "epoch_updates=10",
+                "--set",
+                "heldout_collect_steps=40",
+            ]
+        )
+        == 0
+    )
     assert RunDir(out).completion.exists() and not (out / EVENTS_DIR).exists()
 
 
@@ -161,8 +227,12 @@ def test_killed_at_any_moment_resumes_to_bit_identical_weights(finished_run, tmp
     # SIGKILL (no chance to clean up) at moments tied to progress, not to the clock, so
     # a slow machine kills at the same places: while collecting the held-out states,
     # mid-epoch 2, as snapshot 2 lands, and mid-epoch 4. Then let it finish.
-    for landmark, delay_s in ((run.heldout, 0.0), (run.snapshot(1), 0.3),
-                              (run.snapshot(2), 0.0), (run.snapshot(3), 0.3)):
+    for landmark, delay_s in (
+        (run.heldout, 0.0),
+        (run.snapshot(1), 0.3),
+        (run.snapshot(2), 0.0),
+        (run.snapshot(3), 0.3),
+    ):
         kill_when(out, landmark, delay_s)
         for path in out.rglob("*.h5"):  # never a half-written file under a final name
             h5io.read_attrs(path, _kind(path))
@@ -182,8 +252,13 @@ def _kind(path):
     if path.parent.name == "snapshots":
         return "snapshot"
     if path.parent.name == "resume":
-        return ("interrupted" if path.name == "interrupted.h5" else
-                "resume_state" if path.name.startswith("state_") else "replay_delta")
+        return (
+            "interrupted"
+            if path.name == "interrupted.h5"
+            else "resume_state"
+            if path.name.startswith("state_")
+            else "replay_delta"
+        )
     return {"heldout.h5": "heldout", "train_log.h5": "train_log"}[path.name]
 
 
@@ -191,8 +266,15 @@ def assert_same_log(run, reference):
     """The same episodes and per-epoch losses (throughput columns are timings)."""
     _, log = h5io.read(run.log, "train_log")
     _, reference_log = h5io.read(reference.log, "train_log")
-    for name in ("episodes/return", "episodes/end_step", "episodes/epoch", "epochs/step",
-                 "epochs/episodes", "epochs/loss_mean", "epochs/epsilon"):
+    for name in (
+        "episodes/return",
+        "episodes/end_step",
+        "episodes/epoch",
+        "epochs/step",
+        "epochs/episodes",
+        "epochs/loss_mean",
+        "epochs/epsilon",
+    ):
         np.testing.assert_array_equal(log[name], reference_log[name], err_msg=name)
 
 
@@ -214,8 +296,9 @@ def stop_and_check(out, landmark, sig, overrides=(), delay_s=0.2, at_step=None):
 
 def finish_and_compare(out, reference, interrupt_step, overrides=()):
     run = RunDir(out)
-    done = subprocess.run(TRAIN + ["--out", str(out), *overrides], capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        TRAIN + ["--out", str(out), *overrides], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     assert f"resumed from {run.interrupt} at step {interrupt_step}" in done.stderr
     assert not run.interrupt.exists()  # the next epoch made it obsolete
@@ -245,15 +328,25 @@ def test_a_stop_after_the_ring_wrapped_within_the_epoch_resumes_identical(tmp_pa
     # snapshot 2 (step 500) and before snapshot 3 (step 700): the interrupt file alone
     # refills the ring. With Adam, whose moments and step count must come back too (the
     # other resume tests cover RMSProp's).
-    overrides = ["--set", "replay_capacity_transitions=40", "--set", "replay_start_steps=100",
-                 "--set", "optimizer=adam"]
+    overrides = [
+        "--set",
+        "replay_capacity_transitions=40",
+        "--set",
+        "replay_start_steps=100",
+        "--set",
+        "optimizer=adam",
+    ]
     reference = tmp_path / "reference"
-    subprocess.run(TRAIN + ["--out", str(reference), *overrides], check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        TRAIN + ["--out", str(reference), *overrides], check=True, capture_output=True, timeout=300
+    )
     out = tmp_path / "stopped"
     attrs = stop_and_check(out, None, signal.SIGTERM, overrides, at_step=560)
-    assert attrs["start"] == attrs["stop"] - 40 > h5io.read_attrs(
-        RunDir(out).snapshot(2), "snapshot")["step"]
+    assert (
+        attrs["start"]
+        == attrs["stop"] - 40
+        > h5io.read_attrs(RunDir(out).snapshot(2), "snapshot")["step"]
+    )
     finish_and_compare(out, reference, attrs["step"], overrides)
 
 
@@ -290,8 +383,11 @@ def test_a_missing_replay_delta_stops_the_resume_naming_the_gap(finished_run, tm
     run = RunDir(out)
     kill_when(out, run.snapshot(3))
     run.replay_delta(2).unlink()
-    with pytest.raises(DataFileError, match=f"{run.replay_delta(3)}: starts at replay entry 600, "
-                       "but entries 400..599 are in no delta file"):
+    with pytest.raises(
+        DataFileError,
+        match=f"{run.replay_delta(3)}: starts at replay entry 600, "
+        "but entries 400..599 are in no delta file",
+    ):
         train("Breakout", "ci", presets.load("ci"), 1, out, CPU, progress_s=60)
 
 
@@ -324,8 +420,10 @@ def test_a_damaged_newest_epoch_costs_one_epoch_and_the_run_ends_identical(finis
     run.snapshot(last).write_bytes(data[: len(data) // 3])
     done = subprocess.run(TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert (f"{run.snapshot(last)}: corrupt or truncated HDF5 file" in done.stderr and
-            f"so epoch {last} is lost: continuing from epoch {last - 1} instead" in done.stderr)
+    assert (
+        f"{run.snapshot(last)}: corrupt or truncated HDF5 file" in done.stderr
+        and f"so epoch {last} is lost: continuing from epoch {last - 1} instead" in done.stderr
+    )
     assert_same_weights(run, RunDir(finished_run))
     assert_same_log(run, RunDir(finished_run))
     # The lost epoch's scalars, written and flushed before its snapshot was, are read
@@ -344,7 +442,10 @@ def test_a_damaged_newest_epoch_costs_one_epoch_and_the_run_ends_identical(finis
     assert_same_log(run, RunDir(finished_run))
     assert_same_events(run, RunDir(finished_run))
     # Only the newest state and the one before it are kept.
-    assert sorted(p.name for p in (out / "resume").glob("state_*")) == ["state_0003.h5", "state_0004.h5"]
+    assert sorted(p.name for p in (out / "resume").glob("state_*")) == [
+        "state_0003.h5",
+        "state_0004.h5",
+    ]
 
 
 def test_the_first_signal_is_noted_and_a_second_one_acts_as_usual():
@@ -380,9 +481,17 @@ def test_an_epoch_continued_after_a_stop_is_timed_over_both_parts():
 
 # -- the loop's order: updates overlap the emulator, and nothing else changes --
 
-SMALL = ["replay_capacity_transitions=60", "replay_start_steps=100", "update_period_steps=2",
-         "train_steps=700", "epoch_updates=120", "heldout_collect_steps=40",
-         "max_episode_frames=600", "target_update_period_steps=50", "loss=huber"]
+SMALL = [
+    "replay_capacity_transitions=60",
+    "replay_start_steps=100",
+    "update_period_steps=2",
+    "train_steps=700",
+    "epoch_updates=120",
+    "heldout_collect_steps=40",
+    "max_episode_frames=600",
+    "target_update_period_steps=50",
+    "loss=huber",
+]
 
 
 def algorithm_1(game, config, seed, steps):
@@ -396,8 +505,12 @@ def algorithm_1(game, config, seed, steps):
     env.new_episode()
     returns, episode_return, episode_start = [], 0.0, True
     for step in range(1, steps + 1):
-        action = choose_action(epsilon(config, step - 1), env.n_actions, rng,
-                               lambda: greedy(networks.q_values(learner.network, env.stack, CPU)))
+        action = choose_action(
+            epsilon(config, step - 1),
+            env.n_actions,
+            rng,
+            lambda: greedy(networks.q_values(learner.network, env.stack, CPU)),
+        )
         frame = env.frame.copy()
         reward, terminal = env.step(action)
         memory.store(Step(frame, episode_start, action, reward, terminal, None))
@@ -422,7 +535,8 @@ def test_the_loop_ends_as_algorithm_1_written_out(tmp_path):
     train("Breakout", "ci", config, 3, tmp_path, CPU, progress_s=float("inf"))
     run = RunDir(tmp_path)
     network, returns, (agent_rng, replay_added) = algorithm_1(
-        "Breakout", config, 3, config.train_steps)
+        "Breakout", config, 3, config.train_steps
+    )
     ours = weights(run.snapshot(3))
     for name, value in network.state_dict().items():
         assert np.array_equal(ours[name], value.numpy()), name
@@ -433,8 +547,7 @@ def test_the_loop_ends_as_algorithm_1_written_out(tmp_path):
     assert state["replay_added"] == replay_added == config.train_steps
 
 
-def test_a_signal_during_an_update_stops_the_loop_before_the_next_step(
-        tmp_path, monkeypatch):
+def test_a_signal_during_an_update_stops_the_loop_before_the_next_step(tmp_path, monkeypatch):
     # The signal comes during update 200, the one after step 500: the loop saves before
     # it acts again; continued, the run ends as if never stopped.
     config = presets.load("ci", SMALL)
@@ -470,8 +583,11 @@ def format_1_code(tmp_path) -> Path:
     run directory holds over 10 MB (each snapshot and resume state some MB of weights),
     too much to keep in the repository, and that code writes one exactly."""
     try:
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", FORMAT_1_COMMIT, "dqn"],
-                                 capture_output=True, check=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", FORMAT_1_COMMIT, "dqn"],
+            capture_output=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         pytest.skip(f"needs the git history holding {FORMAT_1_COMMIT} (format 1's code)")
     code = tmp_path / "format1"
@@ -486,9 +602,14 @@ def test_a_run_begun_by_format_1_code_ends_identical_when_continued(finished_run
     # version alone; its old files are read as format 2, its new ones written so; the
     # old and new snapshots evaluate together.
     code, out = format_1_code(tmp_path), tmp_path / "old"
-    process = subprocess.Popen(TRAIN + ["--out", str(out), "--progress-s", "0.1"], cwd=code,
-                               env={**os.environ, "PYTHONPATH": str(code)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        TRAIN + ["--out", str(out), "--progress-s", "0.1"],
+        cwd=code,
+        env={**os.environ, "PYTHONPATH": str(code)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in process.stderr:
         if (seen := re.search(r"\] step ([\d,]+)/", line)) and int(seen[1].replace(",", "")) >= 650:
             process.send_signal(signal.SIGINT)
@@ -510,18 +631,37 @@ def test_a_run_begun_by_format_1_code_ends_identical_when_continued(finished_run
         with h5py.File(run.snapshot(epoch), "r") as f:
             versions.append(f.attrs["format_version"])
     assert versions == [1, 1, 2, 2]
-    evaluated = subprocess.run([sys.executable, "-m", "dqn.cli", "evaluate", "--run", str(out),
-                                "--out", str(tmp_path / "eval.h5"), "--device", "cpu"],
-                               capture_output=True, text=True, timeout=300)
+    evaluated = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dqn.cli",
+            "evaluate",
+            "--run",
+            str(out),
+            "--out",
+            str(tmp_path / "eval.h5"),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert evaluated.returncode == 0, evaluated.stderr
     assert len(h5io.read(tmp_path / "eval.h5", "evaluation")[1]["epoch"]) == 4
 
 
 def _training_state(config, seed):
     env = make_env("Catch", config, seeding.derive(seed, "train_env"))
-    return TrainingState(Counters(), Player(env), Learner(config, env.n_actions, CPU, seed),
-                         ReplayMemory(config.replay_capacity_transitions),
-                         seeding.generator(seed, "agent"), TrainLog())
+    return TrainingState(
+        Counters(),
+        Player(env),
+        Learner(config, env.n_actions, CPU, seed),
+        ReplayMemory(config.replay_capacity_transitions),
+        seeding.generator(seed, "agent"),
+        TrainLog(),
+    )
 
 
 def test_load_puts_back_exactly_what_save_took():
@@ -544,9 +684,12 @@ def test_load_puts_back_exactly_what_save_took():
     fresh = _training_state(config, 2)  # other weights, generators and emulator
     fresh.memory.put_entries(20, state.memory.entries(20, 30))  # what older deltas hold
     here = Path("memory")
-    checkpoint.load(fresh, snapshot=(here, *saved["snapshot"]),
-                    resume_state=(here, *saved["resume_state"]),
-                    replay_delta=[(here, *saved["replay_delta"])])
+    checkpoint.load(
+        fresh,
+        snapshot=(here, *saved["snapshot"]),
+        resume_state=(here, *saved["resume_state"]),
+        replay_delta=[(here, *saved["replay_delta"])],
+    )
     again = checkpoint.save(fresh, {"seed": 1}, since_step=30)
     for kind, (attrs, arrays) in saved.items():
         assert again[kind][0] == attrs, kind
@@ -567,7 +710,12 @@ def test_load_refuses_replay_entries_that_leave_a_gap():
     here = Path("resume.h5")
     empty = {name: value[:0] for name, value in saved["replay_delta"][1].items()}
     late = ({"start": 5, "stop": 5}, empty)
-    with pytest.raises(DataFileError, match="^delta.h5: starts at replay entry 5, but entries 0..4"):
-        checkpoint.load(state, snapshot=(here, *saved["snapshot"]),
-                        resume_state=(here, {**attrs, "replay_added": 5}, arrays),
-                        replay_delta=[(Path("delta.h5"), *late)])
+    with pytest.raises(
+        DataFileError, match="^delta.h5: starts at replay entry 5, but entries 0..4"
+    ):
+        checkpoint.load(
+            state,
+            snapshot=(here, *saved["snapshot"]),
+            resume_state=(here, {**attrs, "replay_added": 5}, arrays),
+            replay_delta=[(Path("delta.h5"), *late)],
+        )

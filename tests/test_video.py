@@ -22,8 +22,15 @@ STEPS = 40
 def run(tmp_path_factory):
     """Breakout, three epochs of 20 updates: snapshots to play, in seconds."""
     out = tmp_path_factory.mktemp("video") / "run"
-    config = presets.load("ci", ["train_steps=260", "epoch_updates=20", "replay_start_steps=200",
-                                 "heldout_collect_steps=100"])
+    config = presets.load(
+        "ci",
+        [
+            "train_steps=260",
+            "epoch_updates=20",
+            "replay_start_steps=200",
+            "heldout_collect_steps=100",
+        ],
+    )
     train("Breakout", "ci", config, 0, out, CPU, progress_s=float("inf"), live_view=False)
     return out
 
@@ -34,7 +41,7 @@ def test_an_mp4_has_a_frame_per_agent_step_at_the_games_speed_and_decodes(run, t
     frames = iio.imread(out)
     assert frames.shape == (STEPS, HEIGHT_PIXELS, WIDTH_PIXELS, 3)
     assert iio.immeta(out)["fps"] == 60 / 4  # 2013 §5: frame skip 4
-    assert frames[:, :, :160 * SCALE].std() > 10  # the game's screen, not a blank
+    assert frames[:, :, : 160 * SCALE].std() > 10  # the game's screen, not a blank
 
 
 def test_the_same_snapshot_and_seed_give_the_same_video(run, tmp_path):
@@ -47,8 +54,24 @@ def test_the_same_snapshot_and_seed_give_the_same_video(run, tmp_path):
 
 def test_a_gif_holds_the_same_frames_at_the_games_speed(run, tmp_path):
     out = tmp_path / "breakout.gif"
-    assert cli.main(["watch", "--run", str(run), "--out", str(out), "--max-steps", "12",
-                     "--device", "cpu", "--threads", "1"]) == 0
+    assert (
+        cli.main(
+            [
+                "watch",
+                "--run",
+                str(run),
+                "--out",
+                str(out),
+                "--max-steps",
+                "12",
+                "--device",
+                "cpu",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     frames = iio.imread(out)
     assert frames.shape[:3] == (12, HEIGHT_PIXELS, WIDTH_PIXELS)
     assert iio.immeta(out)["duration"] == 70  # 1/15 s in GIF's hundredths of a second
@@ -60,18 +83,21 @@ def test_the_frame_shows_the_full_colour_screen_scaled_and_the_chosen_action():
     q = np.array([0.1, 0.4, -0.2, 0.3])
     frame = panel.draw(screen, q, 2, [0.2, 0.4], 3.0, 4, 1, 1)
     top = (HEIGHT_PIXELS - 210 * SCALE) // 2
-    shown = frame[top:top + 210 * SCALE, :160 * SCALE]
+    shown = frame[top : top + 210 * SCALE, : 160 * SCALE]
     np.testing.assert_array_equal(shown, screen.repeat(SCALE, axis=0).repeat(SCALE, axis=1))
     again = panel.draw(screen, q, 1, [0.2, 0.4], 3.0, 4, 1, 1)
     assert not np.array_equal(frame, again)  # the mark moves with the chosen action
     np.testing.assert_array_equal(again, panel.draw(screen, q, 1, [0.2, 0.4], 3.0, 4, 1, 1))
 
 
-@pytest.mark.parametrize("out,kwargs,message", [
-    ("video.avi", {}, "--out {tmp}/video.avi: must end in .mp4 or .gif"),
-    ("video.mp4", {"epoch": 9}, "--epoch 9: {run} has no snapshot of it (epochs 1, 2, 3)"),
-    ("video.mp4", {"max_steps": 0}, "--max-steps 0: must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "out,kwargs,message",
+    [
+        ("video.avi", {}, "--out {tmp}/video.avi: must end in .mp4 or .gif"),
+        ("video.mp4", {"epoch": 9}, "--epoch 9: {run} has no snapshot of it (epochs 1, 2, 3)"),
+        ("video.mp4", {"max_steps": 0}, "--max-steps 0: must be >= 1"),
+    ],
+)
 def test_a_bad_request_is_refused_naming_the_option(run, tmp_path, out, kwargs, message):
     with pytest.raises(ConfigError) as error:
         watch(run, tmp_path / out, CPU, **kwargs)

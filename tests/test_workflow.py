@@ -33,8 +33,13 @@ from conftest import (
 # Each test runs Snakemake, most of them a whole workflow: not in make test-fast.
 pytestmark = pytest.mark.slow
 
-FIGURES = ("training_curves_figure2", "training_curves_all_games", "value_function", "table1",
-           *(f"aggregate_{name}" for name in plots.AGGREGATE_FIGURES))
+FIGURES = (
+    "training_curves_figure2",
+    "training_curves_all_games",
+    "value_function",
+    "table1",
+    *(f"aggregate_{name}" for name in plots.AGGREGATE_FIGURES),
+)
 CI_SEEDS = (0, 1)
 
 
@@ -61,8 +66,15 @@ def test_default_config_plans_one_training_job_per_game_of_the_paper(workflow_co
 
 
 def test_config_overrides_reach_dqn_train_as_set_arguments(workflow_copy):
-    result = snakemake(workflow_copy, "-n", "-p", "--configfile", "config/quick.yaml",
-                       "--config", "preset_overrides={train_steps: 6000, reward_clip: false}")
+    result = snakemake(
+        workflow_copy,
+        "-n",
+        "-p",
+        "--configfile",
+        "config/quick.yaml",
+        "--config",
+        "preset_overrides={train_steps: 6000, reward_clip: false}",
+    )
     assert result.returncode == 0, result.stderr
     assert "--preset quick" in result.stdout
     assert "--set reward_clip=false --set train_steps=6000" in result.stdout
@@ -70,15 +82,24 @@ def test_config_overrides_reach_dqn_train_as_set_arguments(workflow_copy):
 
 
 def test_quick_config_trains_catch_with_its_own_preset_and_leaves_it_out_of_table1(workflow_copy):
-    result = snakemake(workflow_copy, "-n", "-p", "--configfile", "config/quick.yaml",
-                       "--config", "preset_overrides={train_steps: 6000}")
+    result = snakemake(
+        workflow_copy,
+        "-n",
+        "-p",
+        "--configfile",
+        "config/quick.yaml",
+        "--config",
+        "preset_overrides={train_steps: 6000}",
+    )
     assert result.returncode == 0, result.stderr
     assert planned_jobs(result)["train"] == 3
     (catch,) = [line for line in result.stdout.splitlines() if "train --game Catch" in line]
     assert "--preset catch --seed 0" in catch and "--set" not in catch  # overrides are quick's
     (table,) = [line for line in result.stdout.splitlines() if "plot table1" in line]
     assert "eval/Breakout/seed0.h5 results/eval/Seaquest/seed0.h5 --paper" in table
-    (curves,) = [line for line in result.stdout.splitlines() if "--games Breakout Seaquest Catch" in line]
+    (curves,) = [
+        line for line in result.stdout.splitlines() if "--games Breakout Seaquest Catch" in line
+    ]
     assert "eval/Catch/seed0.h5" in curves
     (aggregate,) = [line for line in result.stdout.splitlines() if "plot aggregate" in line]
     assert "eval/Seaquest/seed0.h5 --paper" in aggregate and "Catch" not in aggregate
@@ -87,15 +108,20 @@ def test_quick_config_trains_catch_with_its_own_preset_and_leaves_it_out_of_tabl
 
 # A config file runs alone; those in config/cpu_breakout/ are layers over the files
 # before them (Snakemake applies --configfile files in order, a mapping key by key).
-CPU_BREAKOUT_LAYERS = ("config/cpu_breakout.yaml", "config/cpu_breakout/sb3.yaml",
-                       "config/cpu_breakout/sb3_setup.yaml")
+CPU_BREAKOUT_LAYERS = (
+    "config/cpu_breakout.yaml",
+    "config/cpu_breakout/sb3.yaml",
+    "config/cpu_breakout/sb3_setup.yaml",
+)
 SHIPPED_CONFIGS = [[f"config/{path.name}"] for path in sorted((ROOT / "config").glob("*.yaml"))] + [
-    list(CPU_BREAKOUT_LAYERS[:n]) for n in (2, 3)]
+    list(CPU_BREAKOUT_LAYERS[:n]) for n in (2, 3)
+]
 
 
 def layered_config(*files: str) -> dict:
     """The config of `files` given together to --configfile, merged as Snakemake does."""
     from snakemake.utils import update_config
+
     config = {}
     for name in files:
         update_config(config, yaml.safe_load((ROOT / name).read_text()))
@@ -124,23 +150,39 @@ def test_the_cpu_breakout_config_is_nature2015_lengthened_and_its_layers_sb3_com
     # with the episode rules those runs had before the fidelity audit, on the same game,
     # length and snapshots.
     sb3 = layered_config(*CPU_BREAKOUT_LAYERS[:2])
-    learner = {"optimizer": "adam", "learning_rate": 1e-4, "adam_epsilon": 1e-8,
-               "loss_reduction": "mean", "target_update_period_steps": 10_000}
-    older_rules = {"noop_start": "steps", "life_loss_cuts_frame_skip": False,
-                   "eval_episodes": 30, "eval_max_episode_frames": 18_000}
-    assert sb3["preset_overrides"].items() >= {**learner, **older_rules,
-                                               **nature["preset_overrides"]}.items()
+    learner = {
+        "optimizer": "adam",
+        "learning_rate": 1e-4,
+        "adam_epsilon": 1e-8,
+        "loss_reduction": "mean",
+        "target_update_period_steps": 10_000,
+    }
+    older_rules = {
+        "noop_start": "steps",
+        "life_loss_cuts_frame_skip": False,
+        "eval_episodes": 30,
+        "eval_max_episode_frames": 18_000,
+    }
+    assert (
+        sb3["preset_overrides"].items()
+        >= {**learner, **older_rules, **nature["preset_overrides"]}.items()
+    )
     assert {**sb3, "preset_overrides": nature["preset_overrides"]} == nature
     # and the set-up layer adds SB3's Atari set-up to that learner, nothing else
     setup = layered_config(*CPU_BREAKOUT_LAYERS)
-    keys = {"fire_on_reset": True, "noop_start": "frames_at_reset", "max_grad_norm": 10,
-            "epsilon_anneal_from": "step_0"}
+    keys = {
+        "fire_on_reset": True,
+        "noop_start": "frames_at_reset",
+        "max_grad_norm": 10,
+        "epsilon_anneal_from": "step_0",
+    }
     assert setup == {**sb3, "preset_overrides": {**sb3["preset_overrides"], **keys}}
 
 
 @pytest.mark.parametrize("device,gpus", [("auto", 1), ("cuda", 1), ("cpu", 0)])
 def test_jobs_that_may_use_a_gpu_ask_for_one_unless_the_device_is_the_cpu(
-        workflow_copy, device, gpus):
+    workflow_copy, device, gpus
+):
     # `--resources gpu=N` then caps the GPU jobs at N; each claims its own (dqn/devices.py).
     result = snakemake(workflow_copy, "-n", "-p", "--config", f"device={device}", "jobs_per_gpu=3")
     assert result.returncode == 0, result.stderr
@@ -157,30 +199,60 @@ def test_jobs_that_may_use_a_gpu_ask_for_one_unless_the_device_is_the_cpu(
     assert asked["table1"] == {0}
 
 
-@pytest.mark.parametrize("config,fragments", [
-    # The choices of the game and preset keys are dqn's (common.smk adds them).
-    (["games=[Tetris]"], [f"'Tetris' is not one of {list(games.GAMES)}", "instance['games'][0]"]),
-    (["game_presets={Catch: fast}"], [f"'fast' is not one of {list(presets.PRESETS)}"]),
-    (["value_function_game=Catch"], [f"'Catch' is not one of {list(games.PAPER_GAMES)}"]),
-    # Preset keys go under preset_overrides (their schema is dqn.presets.Config's);
-    # --config gives their values as text, read as `dqn train --set` reads it.
-    (["preset_overrides={train_steps: -5}"],
-     ["-5 is less than or equal to the minimum of 0", "instance['preset_overrides']['train_steps']"]),
-    (["preset_overrides={train_steps: 1.5}"],
-     ["'1.5' is not of type 'integer'", "instance['preset_overrides']['train_steps']"]),
-    (["seeds=[]"], ["[] should be non-empty", "instance['seeds']"]),
-    (["preset_overrides={gamma: 0.9}"],
-     ["Additional properties are not allowed ('gamma' was unexpected)", "instance['preset_overrides']"]),
-    (["preset_overrides={discount: 2}"],
-     ["2.0 is greater than the maximum of 1", "instance['preset_overrides']['discount']"]),
-    (["preset_overrides={train_steps: 100}"], ["config: preset_overrides: train_steps=100: must "
-                                               "exceed replay_start_steps=100", "(preset 'paper2013')"]),
-    (["preset=fast"], [f"'fast' is not one of {list(presets.PRESETS)}", "instance['preset']"]),
-    # The form before preset_overrides: a preset key at the top level.
-    (["train_steps=5000"], ["config: train_steps is not a workflow key; put preset overrides "
-                            "under preset_overrides: (preset_overrides: {train_steps: 5000})"]),
-    (["gamma=0.9"], ["config: gamma: unknown key; workflow keys: preset, games,"]),
-])
+@pytest.mark.parametrize(
+    "config,fragments",
+    [
+        # The choices of the game and preset keys are dqn's (common.smk adds them).
+        (
+            ["games=[Tetris]"],
+            [f"'Tetris' is not one of {list(games.GAMES)}", "instance['games'][0]"],
+        ),
+        (["game_presets={Catch: fast}"], [f"'fast' is not one of {list(presets.PRESETS)}"]),
+        (["value_function_game=Catch"], [f"'Catch' is not one of {list(games.PAPER_GAMES)}"]),
+        # Preset keys go under preset_overrides (their schema is dqn.presets.Config's);
+        # --config gives their values as text, read as `dqn train --set` reads it.
+        (
+            ["preset_overrides={train_steps: -5}"],
+            [
+                "-5 is less than or equal to the minimum of 0",
+                "instance['preset_overrides']['train_steps']",
+            ],
+        ),
+        (
+            ["preset_overrides={train_steps: 1.5}"],
+            ["'1.5' is not of type 'integer'", "instance['preset_overrides']['train_steps']"],
+        ),
+        (["seeds=[]"], ["[] should be non-empty", "instance['seeds']"]),
+        (
+            ["preset_overrides={gamma: 0.9}"],
+            [
+                "Additional properties are not allowed ('gamma' was unexpected)",
+                "instance['preset_overrides']",
+            ],
+        ),
+        (
+            ["preset_overrides={discount: 2}"],
+            ["2.0 is greater than the maximum of 1", "instance['preset_overrides']['discount']"],
+        ),
+        (
+            ["preset_overrides={train_steps: 100}"],
+            [
+                "config: preset_overrides: train_steps=100: must exceed replay_start_steps=100",
+                "(preset 'paper2013')",
+            ],
+        ),
+        (["preset=fast"], [f"'fast' is not one of {list(presets.PRESETS)}", "instance['preset']"]),
+        # The form before preset_overrides: a preset key at the top level.
+        (
+            ["train_steps=5000"],
+            [
+                "config: train_steps is not a workflow key; put preset overrides "
+                "under preset_overrides: (preset_overrides: {train_steps: 5000})"
+            ],
+        ),
+        (["gamma=0.9"], ["config: gamma: unknown key; workflow keys: preset, games,"]),
+    ],
+)
 def test_bad_config_stops_the_run_before_any_job(workflow_copy, config, fragments):
     result = snakemake(workflow_copy, "--cores", "1", "--config", *config)
     assert result.returncode != 0
@@ -189,23 +261,45 @@ def test_bad_config_stops_the_run_before_any_job(workflow_copy, config, fragment
     assert not (workflow_copy / "results").exists()
 
 
-@pytest.mark.parametrize("text,fragments", [
-    ("train_steps: 5000", ["config: train_steps is not a workflow key; put preset overrides under "
-                           "preset_overrides: (preset_overrides: {train_steps: 5000})"]),
-    ("preset_overrides: {discount: .nan}",
-     ["config: preset_overrides.discount=nan: expected a finite number"]),
-    ("preset_overrides: {train_steps: 1.5}",
-     ["1.5 is not of type 'integer'", "instance['preset_overrides']['train_steps']"]),
-    ("preset_overrides: {train_steps: 300000.0}",
-     ["config: preset_overrides.train_steps=300000.0: expected an integer"]),
-    # JSON Schema counts 300.0 as an integer and nan as a number; the jobs do not.
-    ("trace_steps: 300.0", ["config: trace_steps=300.0: expected an integer"]),
-    ("jobs_per_gpu: 2.0", ["config: jobs_per_gpu=2.0: expected an integer"]),
-    ("seeds: [1.0]", ["config: seeds[0]=1.0: expected an integer"]),
-    ("seeds: [12345678901234567890]",
-     ["12345678901234567890 is greater than the maximum of 4294967295", "instance['seeds'][0]"]),
-    ("runtime_steps_per_s: .nan", ["config: runtime_steps_per_s=nan: expected a finite number"]),
-])
+@pytest.mark.parametrize(
+    "text,fragments",
+    [
+        (
+            "train_steps: 5000",
+            [
+                "config: train_steps is not a workflow key; put preset overrides under "
+                "preset_overrides: (preset_overrides: {train_steps: 5000})"
+            ],
+        ),
+        (
+            "preset_overrides: {discount: .nan}",
+            ["config: preset_overrides.discount=nan: expected a finite number"],
+        ),
+        (
+            "preset_overrides: {train_steps: 1.5}",
+            ["1.5 is not of type 'integer'", "instance['preset_overrides']['train_steps']"],
+        ),
+        (
+            "preset_overrides: {train_steps: 300000.0}",
+            ["config: preset_overrides.train_steps=300000.0: expected an integer"],
+        ),
+        # JSON Schema counts 300.0 as an integer and nan as a number; the jobs do not.
+        ("trace_steps: 300.0", ["config: trace_steps=300.0: expected an integer"]),
+        ("jobs_per_gpu: 2.0", ["config: jobs_per_gpu=2.0: expected an integer"]),
+        ("seeds: [1.0]", ["config: seeds[0]=1.0: expected an integer"]),
+        (
+            "seeds: [12345678901234567890]",
+            [
+                "12345678901234567890 is greater than the maximum of 4294967295",
+                "instance['seeds'][0]",
+            ],
+        ),
+        (
+            "runtime_steps_per_s: .nan",
+            ["config: runtime_steps_per_s=nan: expected a finite number"],
+        ),
+    ],
+)
 def test_a_bad_config_file_stops_the_run_before_any_job(workflow_copy, text, fragments):
     (workflow_copy / "bad.yaml").write_text(text + "\n")
     result = snakemake(workflow_copy, "--cores", "1", "--configfile", "bad.yaml")
@@ -252,8 +346,9 @@ def test_ci_training_curves_plot_the_evaluation_numbers(ci_run):
         for key in ("average_reward", "average_max_q"):
             line = lines[f"{game} {key}: mean of 2 seeds"]
             np.testing.assert_array_equal(line["x"], evaluations[0]["epoch"])
-            np.testing.assert_allclose(line["y"], np.mean([e[key] for e in evaluations], axis=0),
-                                       rtol=1e-14)
+            np.testing.assert_allclose(
+                line["y"], np.mean([e[key] for e in evaluations], axis=0), rtol=1e-14
+            )
 
 
 def test_ci_table1_holds_the_final_evaluation(ci_run):
@@ -264,7 +359,8 @@ def test_ci_table1_holds_the_final_evaluation(ci_run):
         finals = [e["average_reward"][-1] for e in evaluations]
         assert float(rows["DQN (ours)"][game]) == pytest.approx(np.mean(finals), rel=1e-14)
         assert float(rows["DQN Best (ours)"][game]) == pytest.approx(
-            max(e["best_episode_reward"][-1] for e in evaluations), rel=1e-14)
+            max(e["best_episode_reward"][-1] for e in evaluations), rel=1e-14
+        )
         assert rows["DQN (ours) seeds"][game] == "2"
         low, high = (float(rows[f"DQN (ours) 95% CI {end}"][game]) for end in ("low", "high"))
         assert low <= np.mean(finals) <= high
@@ -272,14 +368,25 @@ def test_ci_table1_holds_the_final_evaluation(ci_run):
 
 
 def test_ci_aggregates_hold_the_final_evaluations_of_two_games_and_two_seeds(ci_run):
-    data = {name: json.loads((ci_run / f"results/figures/aggregate_{name}.json").read_text())
-            for name in plots.AGGREGATE_FIGURES}
+    data = {
+        name: json.loads((ci_run / f"results/figures/aggregate_{name}.json").read_text())
+        for name in plots.AGGREGATE_FIGURES
+    }
     _, paper_rows = plots.read_paper_table(ci_run / "workflow/data/table1_paper2013.csv")
     # runs x games, each the final snapshot's average reward, normalised by hand
-    finals = np.array([[(read_evaluation(ci_run, game, seed)["average_reward"][-1]
-                         - paper_rows["Random"][game])
-                        / (paper_rows["Human"][game] - paper_rows["Random"][game])
-                        for game in ("Breakout", "Seaquest")] for seed in CI_SEEDS])
+    finals = np.array(
+        [
+            [
+                (
+                    read_evaluation(ci_run, game, seed)["average_reward"][-1]
+                    - paper_rows["Random"][game]
+                )
+                / (paper_rows["Human"][game] - paper_rows["Random"][game])
+                for game in ("Breakout", "Seaquest")
+            ]
+            for seed in CI_SEEDS
+        ]
+    )
     intervals = data["intervals"]
     assert intervals["methods"]["ci"]["games"] == ["Breakout", "Seaquest"]
     np.testing.assert_allclose(intervals["methods"]["ci"]["scores"], finals, rtol=1e-12)
@@ -299,7 +406,7 @@ def test_ci_value_function_plots_the_trace(ci_run):
     _, trace = h5io.read(ci_run / "results/traces/Seaquest/seed0.h5", "value_trace")
     segment = data["segment"]
     (line,) = data["lines"]
-    np.testing.assert_array_equal(line["y"], trace["max_q"][segment["start"]:segment["stop"]])
+    np.testing.assert_array_equal(line["y"], trace["max_q"][segment["start"] : segment["stop"]])
     assert segment["start"] <= segment["A"] <= segment["B"] <= segment["C"] < segment["stop"]
 
 
@@ -310,10 +417,27 @@ def test_ci_trace_is_consistent_and_seeded(ci_run, tmp_path):
     np.testing.assert_array_equal(trace["max_q"], trace["q"].max(axis=1))
     assert trace["screens"].shape == (n, 210, 160, 3) and trace["frames"].shape == (n, 84, 84)
     again = tmp_path / "again.h5"
-    result = subprocess.run([sys.executable, "-m", "dqn.cli", "trace", "--run",
-                             ci_run / "results/runs/Seaquest/seed0", "--out", again,
-                             "--steps", "300", "--threads", "1", "--device", "cpu"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dqn.cli",
+            "trace",
+            "--run",
+            ci_run / "results/runs/Seaquest/seed0",
+            "--out",
+            again,
+            "--steps",
+            "300",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     _, repeated = h5io.read(again, "value_trace")
     for name in ("max_q", "actions", "rewards", "screens"):
@@ -321,8 +445,11 @@ def test_ci_trace_is_consistent_and_seeded(ci_run, tmp_path):
 
 
 def test_ci_workflow_makes_a_video_of_each_run_and_puts_it_in_the_report(ci_run, tmp_path):
-    videos = [ci_run / f"results/videos/{game}/seed{seed}.mp4"
-              for game in ("Breakout", "Seaquest") for seed in CI_SEEDS]
+    videos = [
+        ci_run / f"results/videos/{game}/seed{seed}.mp4"
+        for game in ("Breakout", "Seaquest")
+        for seed in CI_SEEDS
+    ]
     for video in videos:
         frames = iio.imread(video)
         assert frames.shape[1:] == (640, 800, 3) and 1 <= len(frames) <= 60  # video_steps
@@ -358,20 +485,46 @@ def test_the_completion_file_the_workflow_waits_for_names_the_last_snapshot(work
     # 200 updates, 4 epochs of 50, the last at step 1000; steps 1001-1002 update nothing
     # but still end in a fifth epoch: the case a plain ceil(updates / epoch) misses.
     overrides = ["update_period_steps=4", "train_steps=1002", "epoch_updates=50"]
-    plan = snakemake(workflow_copy, "-n", "--configfile", "config/ci.yaml", "--config",
-                     "games=[Pong]", f"preset_overrides={{{', '.join(overrides).replace('=', ': ')}}}")
+    plan = snakemake(
+        workflow_copy,
+        "-n",
+        "--configfile",
+        "config/ci.yaml",
+        "--config",
+        "games=[Pong]",
+        f"preset_overrides={{{', '.join(overrides).replace('=', ': ')}}}",
+    )
     assert plan.returncode == 0, plan.stderr
     assert "results/runs/Pong/seed0/complete.h5" in plan.stdout
     out = workflow_copy / "run"
-    train = [sys.executable, "-m", "dqn.cli", "train", "--game", "Pong", "--preset", "ci",
-             "--seed", "0", "--out", out, "--threads", "1", "--device", "cpu",
-             *(f"--set={o}" for o in overrides)]
+    train = [
+        sys.executable,
+        "-m",
+        "dqn.cli",
+        "train",
+        "--game",
+        "Pong",
+        "--preset",
+        "ci",
+        "--seed",
+        "0",
+        "--out",
+        out,
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        *(f"--set={o}" for o in overrides),
+    ]
     result = subprocess.run(train, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     complete = h5io.read_attrs(out / "complete.h5", "complete")
     assert sorted(p.name for p in (out / "snapshots").iterdir())[-1] == "epoch_0005.h5"
     assert (complete["epoch"], complete["step"], complete["snapshot"]) == (
-        5, 1002, "snapshots/epoch_0005.h5")
+        5,
+        1002,
+        "snapshots/epoch_0005.h5",
+    )
     # A complete run asked again writes the file again (a workflow that lost it).
     (out / "complete.h5").unlink()
     again = subprocess.run(train, capture_output=True, text=True, timeout=300)
@@ -380,26 +533,47 @@ def test_the_completion_file_the_workflow_waits_for_names_the_last_snapshot(work
 
 
 def test_a_training_job_stopped_by_sigterm_is_retried_and_continues_where_it_stopped(
-        ci_run, tmp_path):
+    ci_run, tmp_path
+):
     """What SLURM does at a time limit, locally: SIGTERM to the job mid-epoch; Snakemake
     retries it and the retry continues from the saved step to the same weights."""
     directory = copy_workflow(tmp_path)
     run = directory / "results/runs/Breakout/seed0"
     (directory / "seed0.yaml").write_text("seeds: [0]\n")  # one run is enough here
     workflow = subprocess.Popen(
-        [sys.executable, "-m", "snakemake", "--cores", "1", "--retries", "1", "--configfile",
-         "config/ci.yaml", "seed0.yaml", "--config", "games=[Breakout]", "--until", "train"],
-        cwd=directory, env=venv_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True)
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--cores",
+            "1",
+            "--retries",
+            "1",
+            "--configfile",
+            "config/ci.yaml",
+            "seed0.yaml",
+            "--config",
+            "games=[Breakout]",
+            "--until",
+            "train",
+        ],
+        cwd=directory,
+        env=venv_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         wait_for(run / "snapshots/epoch_0001.h5", workflow)
         time.sleep(0.2)
         # The job's process: with `exec`, the job's shell has become `dqn train`. Only
         # this workflow's own processes: another test file may train the same --out path
         # in its own directory at the same time (make test runs two files at once).
-        (job,) = [process for process in psutil.Process(workflow.pid).children(recursive=True)
-                  if {"dqn.cli", "train", str(run.relative_to(directory))}
-                  <= set(process.cmdline())]
+        (job,) = [
+            process
+            for process in psutil.Process(workflow.pid).children(recursive=True)
+            if {"dqn.cli", "train", str(run.relative_to(directory))} <= set(process.cmdline())
+        ]
         job.send_signal(signal.SIGTERM)
         output, _ = workflow.communicate(timeout=300)
     finally:
@@ -415,11 +589,13 @@ def test_a_training_job_asks_for_the_memory_its_replay_and_held_out_states_take(
     # common.smk computes mem_mb from dqn.replay's layout without allocating a memory;
     # this holds it to a real one.
     from dqn.replay import ReplayMemory
+
     result = snakemake(workflow_copy, "-n", "--config", "games=[Pong]")
     assert result.returncode == 0, result.stderr
     (mem_mb,) = {int(m) for m in re.findall(r"rule train:(?:.|\n)*?mem_mb=(\d+)", result.stdout)}
     config = presets.load("paper2013")
     per_transition = ReplayMemory(10).nbytes() / 10
-    needed = (config.replay_capacity_transitions * per_transition
-              + config.heldout_states * 4 * 84 * 84) / 2**20 + 2048
+    needed = (
+        config.replay_capacity_transitions * per_transition + config.heldout_states * 4 * 84 * 84
+    ) / 2**20 + 2048
     assert needed <= mem_mb <= needed * 1.01
