@@ -1,4 +1,4 @@
-"""The device check (issue 23): everything the CUDA path must show, measured in one call
+"""The device check: everything the CUDA path must show, measured in one call
 on a lent GPU machine, written to one JSON summary and a short markdown table.
 
     scripts/device-check --out DIR               # CUDA; DIR defaults to $OUT
@@ -61,7 +61,7 @@ from dqn.rundir import RunDir
 SUMMARY, TABLE = "device_check.json", "device_check.md"
 GAME = "Breakout"  # of the speed, correctness, resume and learning sections
 PRESETS = {"paper2013": presets.PAPER2013, "nature2015": presets.NATURE2015}
-# Issue 23's goals for one job on one H200.
+# The project's goals for one job on one H200 (docs/benchmark.md, with their anchors).
 NATURE_STEPS_PER_S_GOAL = 1_200
 PAPER_UPDATES_PER_S_GOAL = 700
 SHARED_VS_ALONE_GOAL = 0.70
@@ -868,7 +868,7 @@ def learning(glance: Job, run_root: Path, device: torch.device) -> dict:
 
 
 def goals(summary: dict) -> list[dict]:
-    """Issue 23's goals and the checks, each with its value and whether it is met (None:
+    """The goals and the checks, each with its value and whether it is met (None:
     not measured, as in the CPU form, where the GPU's goals do not apply)."""
     cuda = summary["form"] == "cuda"
 

@@ -25,7 +25,7 @@ from dqn.networks import average_max_q
 from dqn.trainlog import TrainLog
 
 EVENTS_DIR = "events"  # inside the run directory
-FLUSH_S = 30  # issue 13: the view is at most this far behind the run
+FLUSH_S = 30  # the view is at most this far behind the run
 EPOCH_SCALARS = ("loss_mean", "epsilon", "steps_per_s", "updates_per_s")
 
 

@@ -248,14 +248,14 @@ class Config(BaseModel):
         "launch instead of dozens of kernels; the same kernels, so the same numbers); "
         "needs optimizer rmsprop",
         DIMENSIONLESS,
-        "issue 23; scripts/device-check compares its weights and speed with the plain update",
+        "this project's; scripts/device-check compares its weights and speed with the plain update",
     )
     cuda_deterministic: bool = _key(
         "on a CUDA device, deterministic algorithms only (torch.use_deterministic_algorithms, "
         "CUBLAS_WORKSPACE_CONFIG), so that a rerun and a resumed run give the same weights "
         "bit for bit, as the CPU always does",
         DIMENSIONLESS,
-        "issue 23; scripts/device-check measures the resume and the cost in speed",
+        "this project's; scripts/device-check measures the resume and the cost in speed",
     )
 
     def __init__(self, **values):

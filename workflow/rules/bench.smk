@@ -1,4 +1,4 @@
-# `snakemake bench`: dqn bench's throughput and memory figures (issue 5) as JSON, one
+# `snakemake bench`: dqn bench's throughput and memory figures as JSON, one
 # file per --device: results/bench/<device>.json. Not a default target: it measures the
 # machine, not the experiment, and wants the machine to itself while it runs.
 #
