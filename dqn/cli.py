@@ -167,7 +167,13 @@ def main(argv: list[str] | None = None) -> int:
         help="each run's evaluation beside the published points of a public "
         "reproduction of its game and preset (docs/breakout-reference.md)",
     )
-    anchored.add_argument("--eval", type=Path, nargs="+", required=True, help="evaluation files")
+    anchored.add_argument(
+        "--eval",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="evaluation files (a run's several files, each of other snapshots, make one curve)",
+    )
     anchored.add_argument(
         "--anchors",
         type=Path,

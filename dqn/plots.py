@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 from dqn import aggregates, h5io  # noqa: E402
 from dqn.atomic import atomic_write  # noqa: E402
 from dqn.errors import DataFileError  # noqa: E402
-from dqn.layouts import episode_returns  # noqa: E402
+from dqn.layouts import EVALUATION_COLUMNS, episode_returns  # noqa: E402
 
 # 2013 Figure 2: average reward per episode (left pair) and average action value Q on
 # the held-out states (right pair), after each training epoch.
@@ -287,7 +287,7 @@ def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Pat
     anchors its game and preset: average reward per episode (the bars: one standard
     deviation of the episodes' returns) and average max-Q, against agent steps."""
     anchors = read_anchors(anchors_csv)
-    runs = [(Path(path), *h5io.read(Path(path), "evaluation")) for path in paths]
+    runs = merged_evaluations(paths)
     figure, axes = plt.subplots(
         2, len(runs), squeeze=False, sharex="col", figsize=(4.6 * len(runs), 6.4)
     )
@@ -369,6 +369,38 @@ def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Pat
     return _save(
         figure, out, {"figure": "anchored_curves", "runs": summary, "lines": _drawn_lines(figure)}
     )
+
+
+def merged_evaluations(paths: list[Path]) -> list[tuple[str, dict, dict]]:
+    """The evaluation files of `paths` as one table per run, its snapshots in step order:
+    a long run is evaluated in pieces as it reaches each point. Returns (the run's files,
+    the first file's attributes, the table) per run, in the order their files came."""
+    pieces: dict[tuple, list] = {}
+    for path in map(Path, paths):
+        attrs, table = h5io.read(path, "evaluation")
+        run = (attrs["run"], attrs["game"], attrs["preset"], int(attrs["seed"]))
+        pieces.setdefault(run, []).append((path, attrs, table))
+    merged = []
+    for files in pieces.values():
+        rows = sorted(
+            (int(table["step"][i]), str(path), i, table, returns)
+            for path, _, table in files
+            for i, returns in enumerate(episode_returns(table))
+        )
+        for (step, first, *_), (again, second, *_) in itertools.pairwise(rows):
+            if step == again:
+                raise DataFileError(
+                    f"{second}: evaluates the snapshot at step {step} that {first} evaluates "
+                    "too; give each snapshot of a run once"
+                )
+        table = {
+            name: np.array([table[name][i] for _, _, i, table, _ in rows], dtype)
+            for name, dtype in EVALUATION_COLUMNS.items()
+        }
+        table["episode_returns"] = np.concatenate([returns for *_, returns in rows])
+        names = ", ".join(str(path) for path, _, _ in files)
+        merged.append((names, files[0][1], table))
+    return merged
 
 
 def read_paper_table(path: Path) -> tuple[list[str], dict[str, dict[str, float]]]:

@@ -284,6 +284,31 @@ def test_anchored_curves_draw_our_spread_and_the_anchors_points(tmp_path):
     assert drawn["peer: each run"] == [([200, 200], [3.0, 5.0])]
 
 
+def test_a_run_evaluated_in_pieces_is_drawn_as_one_curve(tmp_path):
+    # A long run is evaluated as it reaches each point: its files make one curve, in step
+    # order whatever the order of the files; another run's file makes its own.
+    anchors = tmp_path / "anchors.csv"
+    anchors.write_text(ANCHORS)
+    whole = write_evaluation(tmp_path / "whole.h5", "Breakout", 0, [1.0, 2.0, 4.0], [0.1, 0.2, 0.3])
+    attrs, table = h5io.read(whole, "evaluation")
+    later, earlier = tmp_path / "later.h5", tmp_path / "earlier.h5"
+    for path, rows in ((later, slice(2, 3)), (earlier, slice(0, 2))):
+        part = {name: table[name][rows] for name in table if name != "episode_returns"}
+        part["episode_returns"] = table["episode_returns"][rows.start * 3 : rows.stop * 3]
+        h5io.write(path, "evaluation", attrs, part)
+    other = write_evaluation(tmp_path / "other.h5", "Breakout", 1, [3.0], [0.5])
+    plots.anchored_curves([whole], anchors, tmp_path / "one")
+    plots.anchored_curves([later, other, earlier], anchors, tmp_path / "pieces")
+    one = json.loads((tmp_path / "one.json").read_text())["runs"]
+    pieces = json.loads((tmp_path / "pieces.json").read_text())["runs"]
+    assert [run["seed"] for run in pieces] == [0, 1]
+    assert pieces[0]["file"] == f"{later}, {earlier}"
+    for key in ("step", "average_reward", "reward_sd", "episodes", "average_max_q"):
+        assert pieces[0][key] == one[0][key], key
+    with pytest.raises(DataFileError, match=f"{whole}: evaluates the snapshot at step 300"):
+        plots.anchored_curves([later, whole], anchors, tmp_path / "twice")
+
+
 def test_anchors_of_another_game_or_a_malformed_file_are_refused_by_name(tmp_path):
     evaluation = write_evaluation(tmp_path / "e.h5", "Seaquest", 0, [1.0], [0.1])
     anchors = tmp_path / "anchors.csv"
