@@ -86,6 +86,7 @@ def ci_on_slurm(cluster, tmp_path_factory):
     """The ci config, one seed (every rule; the workflow test runs both seeds), run once
     with `--profile profiles/slurm`; its directory and output."""
     directory = copy_workflow(tmp_path_factory.mktemp("slurm_ci"))
+    (directory / "seed0.yaml").write_text("seeds: [0]\n")  # --config would give '0', text
     # Keep the SLURM log of every job, not only of failed ones, to check them below.
     result = snakemake(
         directory,
@@ -93,8 +94,7 @@ def ci_on_slurm(cluster, tmp_path_factory):
         PROFILE,
         "--configfile",
         "config/ci.yaml",
-        "--config",
-        "seeds=[0]",
+        "seed0.yaml",
         *FAST_STATUS_CHECKS,
         "--slurm-keep-successful-logs",
         timeout=900,

@@ -719,3 +719,26 @@ def test_load_refuses_replay_entries_that_leave_a_gap():
             resume_state=(here, {**attrs, "replay_added": 5}, arrays),
             replay_delta=[(Path("delta.h5"), *late)],
         )
+
+
+def test_greedy_actions_reports_each_snapshots_choice_on_the_heldout_states(finished_run):
+    result = subprocess.run(
+        [sys.executable, "scripts/greedy-actions", "--run", str(finished_run)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(RunDir(finished_run).snapshot_epochs()) == 4
+    for epoch, line in enumerate(lines, start=1):
+        shares = re.findall(r"(NOOP|FIRE|RIGHT|LEFT) ([\d.]+)", line)
+        assert line.startswith(f"epoch {epoch} (step ") and [a for a, _ in shares] == [
+            "NOOP",
+            "FIRE",
+            "RIGHT",
+            "LEFT",
+        ]
+        assert sum(float(s) for _, s in shares) == pytest.approx(1.0, abs=2e-3)
+        assert float(re.search(r"mean gap ([\d.]+)", line)[1]) >= 0
