@@ -839,22 +839,7 @@ def _curve_figure(
             steps, points[label], marker="o", markersize=3, color=f"C{index}", label=f"{label} IQM"
         )
         if intervals[label] is not None:
-            ax.fill_between(
-                steps,
-                intervals[label][0],
-                intervals[label][1],
-                color=f"C{index}",
-                alpha=0.25,
-                linewidth=0,
-            )
-            bands.append(
-                {
-                    "method": label,
-                    "step": steps.tolist(),
-                    "low": intervals[label][0].tolist(),
-                    "high": intervals[label][1].tolist(),
-                }
-            )
+            bands.append(_band(ax, "step", steps, intervals[label], label, index))
     ax.set_xlabel("Agent steps")
     ax.set_ylabel("IQM of human-normalised score")
     ax.grid(alpha=0.3)
@@ -871,6 +856,14 @@ def _curve_figure(
     return _save(figure, out, data)
 
 
+def _band(ax, x_name: str, x: np.ndarray, interval, label: str, index: int) -> dict:
+    """Draw a method's interval as a band in its colour; return the band's record for
+    the figure's JSON (its x values under `x_name`)."""
+    low, high = interval
+    ax.fill_between(x, low, high, color=f"C{index}", alpha=0.25, linewidth=0)
+    return {"method": label, x_name: x.tolist(), "low": low.tolist(), "high": high.tolist()}
+
+
 def _profile_figure(
     finals: dict, what: str, common: dict, reps: int, seed: int, out: Path
 ) -> list[Path]:
@@ -882,22 +875,7 @@ def _profile_figure(
     for index, label in enumerate(finals):
         ax.plot(taus, points[label], color=f"C{index}", label=f"{label} profile")
         if intervals[label] is not None:
-            ax.fill_between(
-                taus,
-                intervals[label][0],
-                intervals[label][1],
-                color=f"C{index}",
-                alpha=0.25,
-                linewidth=0,
-            )
-            bands.append(
-                {
-                    "method": label,
-                    "tau": taus.tolist(),
-                    "low": intervals[label][0].tolist(),
-                    "high": intervals[label][1].tolist(),
-                }
-            )
+            bands.append(_band(ax, "tau", taus, intervals[label], label, index))
     ax.set_xlabel("Human-normalised score (tau)")
     ax.set_ylabel("Fraction of runs with score > tau")
     ax.set_ylim(-0.02, 1.02)
