@@ -27,14 +27,6 @@ def epsilon(config: Config, step: int) -> float:
     return config.epsilon_start + progress * (config.epsilon_end - config.epsilon_start)
 
 
-def random_action(eps: float, n_actions: int, rng: np.random.Generator) -> int | None:
-    """Epsilon-greedy's draw: with probability eps a uniform random action, else None
-    (the agent acts greedily). It needs no network, so it can be drawn ahead of time."""
-    if rng.random() < eps:
-        return int(rng.integers(n_actions))
-    return None
-
-
 def greedy(q_values: np.ndarray) -> int:
     """argmax_a Q(phi, a); ties go to the lowest index."""
     return int(np.argmax(q_values))
@@ -47,5 +39,6 @@ def choose_action(
 
     The network is only run when the greedy action is needed.
     """
-    action = random_action(eps, n_actions, rng)
-    return greedy_action() if action is None else action
+    if rng.random() < eps:
+        return int(rng.integers(n_actions))
+    return greedy_action()
