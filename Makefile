@@ -24,10 +24,12 @@ test-fast: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -n 0 -m "not slow"
 
 # ruff's lint and format checks (rules in pyproject.toml); CI runs it before the tests.
-# `ruff format` and `ruff check --fix` make the changes they ask for.
+# `ruff format` and `ruff check --fix` make the changes they ask for. The scripts in
+# Python have no .py suffix, so ruff is given them by name.
+PY_SCRIPTS := $(shell grep -l '^\#!/usr/bin/env python3' scripts/*)
 lint: $(STAMP)
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . $(PY_SCRIPTS)
+	$(VENV)/bin/ruff format --check . $(PY_SCRIPTS)
 
 # Build the container image with podman (scripts/build-container, as root) and run the
 # test suite inside it; CI runs this after `make test`.

@@ -121,8 +121,13 @@ def _train(
             f"collecting {config.heldout_states} held-out states "
             f"({config.heldout_collect_steps} random steps)"
         )
+        # compressed: a game's screens repeat much, and reference runs commit this file
         h5io.write(
-            run.heldout, "heldout", attrs, {"states": collect_heldout_states(game, config, seed)}
+            run.heldout,
+            "heldout",
+            attrs,
+            {"states": collect_heldout_states(game, config, seed)},
+            compress=True,
         )
     last_epoch = checkpoint.completed_epoch(run, config.train_steps)
     if last_epoch is not None:

@@ -21,7 +21,7 @@ from dqn import checkpoint, cli, h5io, networks, presets, seeding
 from dqn.atari import Atari
 from dqn.checkpoint import TrainingState
 from dqn.errors import DataFileError, RunMismatchError, Stopped
-from dqn.evaluate import load_network
+from dqn.evaluate import evaluate_run, load_network
 from dqn.events import EVENTS_DIR
 from dqn.explore import choose_action, epsilon, greedy
 from dqn.games import make_env
@@ -107,6 +107,8 @@ def test_a_run_writes_heldout_snapshots_and_log(finished_run):
     attrs, held = h5io.read(run.heldout, "heldout")
     assert held["states"].shape == (config.heldout_states, 4, 84, 84)
     assert held["states"].dtype == np.uint8 and held["states"].any()
+    with h5py.File(run.heldout) as f:
+        assert f["states"].compression == "lzf"
     assert attrs["game"] == "Breakout" and attrs["seed"] == 1 and attrs["preset"] == "ci"
     epochs = run.snapshot_epochs()
     expected = (config.train_steps - config.replay_start_steps) // config.epoch_updates
@@ -742,3 +744,44 @@ def test_greedy_actions_reports_each_snapshots_choice_on_the_heldout_states(fini
         ]
         assert sum(float(s) for _, s in shares) == pytest.approx(1.0, abs=2e-3)
         assert float(re.search(r"mean gap ([\d.]+)", line)[1]) >= 0
+
+
+def test_a_packed_reference_run_evaluates_as_the_run_did(finished_run, tmp_path):
+    run = RunDir(finished_run)
+    last = run.snapshot_epochs()[-1]
+    evaluation = tmp_path / "eval.h5"
+    expected = evaluate_run(finished_run, evaluation, torch.device("cpu"), only_epochs=[last])
+
+    def pack(*evaluations, out=tmp_path / "packed"):
+        return subprocess.run(
+            [sys.executable, "scripts/pack-reference-run", "--run", str(finished_run)]
+            + ["--epoch", str(last), "--out", str(out), "--evaluations", *map(str, evaluations)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+
+    result = pack(evaluation)
+    assert result.returncode == 0, result.stderr
+    packed = RunDir(tmp_path / "packed")
+    assert packed.snapshot_epochs() == [last] and packed.marker.exists()
+    assert (packed.root / "evaluations" / f"epoch_{last:04d}.h5").read_bytes() == (
+        evaluation.read_bytes()
+    )
+    with h5py.File(packed.heldout) as f:
+        assert f["states"].compression == "lzf"
+    np.testing.assert_array_equal(
+        h5io.read(packed.heldout, "heldout")[1]["states"],
+        h5io.read(run.heldout, "heldout")[1]["states"],
+    )
+    again = evaluate_run(packed.root, tmp_path / "again.h5", torch.device("cpu"))
+    for name, column in expected.items():
+        np.testing.assert_array_equal(again[name], column, err_msg=name)
+
+    # an evaluation of another run is refused by name, and nothing is written
+    elsewhere = tmp_path / "elsewhere.h5"
+    evaluate_run(packed.root, elsewhere, torch.device("cpu"))
+    refused = pack(elsewhere, out=tmp_path / "refused")
+    assert refused.returncode == 1 and f"{elsewhere}: an evaluation of" in refused.stderr
+    assert not (tmp_path / "refused").exists()

@@ -1,0 +1,61 @@
+"""The committed reference runs (reference-runs/, docs/breakout-reference.md): each is
+one finished run, whole, and its final snapshot plays the games its committed
+evaluation records."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dqn import h5io
+from dqn.evaluate import evaluate_run
+from dqn.rundir import RunDir
+
+RUNS = sorted(p.parent for p in (Path(__file__).parent.parent / "reference-runs").glob("*/dqn-run"))
+
+
+def _final_evaluation(run: RunDir, epoch: int) -> dict[str, np.ndarray]:
+    for path in sorted((run.root / "evaluations").glob("*.h5")):
+        _, table = h5io.read(path, "evaluation")  # each file whole: checksums verified
+        if epoch in table["epoch"]:
+            return table
+    raise AssertionError(f"{run.root}: no evaluation of its snapshot {epoch}")
+
+
+@pytest.mark.parametrize("root", RUNS, ids=lambda p: p.name)
+def test_a_reference_run_is_one_finished_run(root):
+    run = RunDir(root)
+    held, states = h5io.read(run.heldout, "heldout")
+    config = json.loads(held["config"])
+    (epoch,) = run.snapshot_epochs()
+    snapshot = h5io.read_attrs(run.snapshot(epoch), "snapshot")
+    assert json.loads(snapshot["config"]) == config
+    assert (snapshot["game"], snapshot["seed"]) == (held["game"], held["seed"])
+    assert snapshot["step"] == config["train_steps"]  # the run's end, not a point on the way
+    log_attrs, log = h5io.read(run.log, "train_log")
+    assert log_attrs["step"] == config["train_steps"] and log["epochs/epoch"][-1] == epoch
+    assert states["states"].shape[0] == config["heldout_states"]
+    evaluation = _final_evaluation(run, epoch)
+    row = list(evaluation["epoch"]).index(epoch)
+    assert evaluation["step"][row] == snapshot["step"]
+
+
+@pytest.mark.parametrize("root", RUNS, ids=lambda p: p.name)
+def test_the_final_snapshot_plays_the_games_its_evaluation_records(root, tmp_path):
+    """A shorter evaluation plays the same first games: each snapshot's evaluation has
+    its own seeds, and eval_steps only ends it sooner."""
+    run = RunDir(root)
+    (epoch,) = run.snapshot_epochs()
+    committed = _final_evaluation(run, epoch)
+    # the final snapshot's games come after those of the files' earlier snapshots
+    row = list(committed["epoch"]).index(epoch)
+    first = int(committed["episodes"][:row].sum())
+    short = evaluate_run(root, tmp_path / "check.h5", torch.device("cpu"), ["eval_steps=3000"])
+    games = int(short["episodes"][0])
+    assert games >= 1
+    np.testing.assert_array_equal(
+        short["episode_returns"], committed["episode_returns"][first : first + games]
+    )
+    assert short["average_max_q"][0] == pytest.approx(committed["average_max_q"][row], rel=1e-5)
