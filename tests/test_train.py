@@ -725,7 +725,8 @@ def test_load_refuses_replay_entries_that_leave_a_gap():
 
 def test_greedy_actions_reports_each_snapshots_choice_on_the_heldout_states(finished_run):
     result = subprocess.run(
-        [sys.executable, "scripts/greedy-actions", "--run", str(finished_run)],
+        [sys.executable, "scripts/greedy-actions", "--run", str(finished_run)]
+        + ["--inits", "fan_in_uniform", "he_normal"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -733,10 +734,13 @@ def test_greedy_actions_reports_each_snapshots_choice_on_the_heldout_states(fini
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert len(lines) == len(RunDir(finished_run).snapshot_epochs()) == 4
-    for epoch, line in enumerate(lines, start=1):
+    assert len(lines) == 2 + len(RunDir(finished_run).snapshot_epochs()) == 6
+    labels = ["initial (fan_in_uniform)", "initial (he_normal)"]
+    labels += [f"epoch {epoch} (step " for epoch in range(1, 5)]
+    features = []
+    for label, line in zip(labels, lines):
         shares = re.findall(r"(NOOP|FIRE|RIGHT|LEFT) ([\d.]+)", line)
-        assert line.startswith(f"epoch {epoch} (step ") and [a for a, _ in shares] == [
+        assert line.startswith(label) and [a for a, _ in shares] == [
             "NOOP",
             "FIRE",
             "RIGHT",
@@ -744,6 +748,19 @@ def test_greedy_actions_reports_each_snapshots_choice_on_the_heldout_states(fini
         ]
         assert sum(float(s) for _, s in shares) == pytest.approx(1.0, abs=2e-3)
         assert float(re.search(r"mean gap ([\d.]+)", line)[1]) >= 0
+        # the parts of Q over states and actions: their variances add up to Q's
+        total, *parts = map(
+            float,
+            re.search(
+                r"Q sd ([\d.]+): action part ([\d.]+), state part ([\d.]+), "
+                r"state x action ([\d.]+)",
+                line,
+            ).groups(),
+        )
+        assert total**2 == pytest.approx(sum(p**2 for p in parts), rel=1e-3, abs=1e-9)
+        features.append(float(re.search(r"features RMS ([\d.]+)", line)[1]))
+    # He's initialisation keeps the features' scale through the ReLUs; Torch7's shrinks it
+    assert features[1] > 5 * features[0] > 0
 
 
 def test_a_packed_reference_run_evaluates_as_the_run_did(finished_run, tmp_path):
