@@ -52,7 +52,9 @@ def test_the_final_snapshot_plays_the_games_its_evaluation_records(root, tmp_pat
     # the final snapshot's games come after those of the files' earlier snapshots
     row = list(committed["epoch"]).index(epoch)
     first = int(committed["episodes"][:row].sum())
-    short = evaluate_run(root, tmp_path / "check.h5", torch.device("cpu"), ["eval_steps=3000"])
+    short = evaluate_run(
+        root, tmp_path / "check.h5", torch.device("cpu"), overrides=["eval_steps=3000"]
+    )
     games = int(short["episodes"][0])
     assert games >= 1
     np.testing.assert_array_equal(
