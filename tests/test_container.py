@@ -1,8 +1,10 @@
-"""The project's container: scripts/build-container builds container/Dockerfile with
-podman, the test suite passes inside the image, and the image holds exactly the versions
-of requirements.lock.
+"""The project's container: container/Dockerfile copies every part of the checkout that
+the code, tests and docs use; scripts/build-container builds it with podman, the test
+suite passes inside the image, and the image holds exactly the versions of
+requirements.lock.
 
-Opt-in (it needs root, podman and network access to apt and PyPI, and takes minutes):
+The image's tests are opt-in (they need root, podman and network access to apt and PyPI,
+and take minutes):
     DQN_CONTAINER_TEST=1 .venv/bin/python -m pytest -q tests/test_container.py
 """
 
@@ -23,11 +25,24 @@ NOT_IN_IMAGE = ("tests/test_container.py", "tests/test_slurm.py")
 # Besides the lock's packages: the installers (pinned in container/Dockerfile, left out
 # by pip freeze) and this project, installed from the image's own checkout.
 NOT_IN_LOCK = {"pip", "setuptools", "dqn-atari"}
+# Tracked top-level paths the image leaves out: CI's entry point and the files that only
+# git and the image build read.
+NOT_COPIED = {".ci", ".dockerignore", ".gitignore"}
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("DQN_CONTAINER_TEST") != "1",
-    reason="builds the podman image (root, minutes, network): set DQN_CONTAINER_TEST=1",
-)
+
+def test_the_dockerfile_copies_every_tracked_top_level_path():
+    if not (ROOT / ".git").exists():
+        pytest.skip("no git checkout to list the tracked paths of")
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout.split()
+    top = {path.split("/", 1)[0] for path in tracked}
+    dockerfile = (ROOT / "container" / "Dockerfile").read_text()
+    copied = set()
+    for sources in re.findall(r"^COPY (.+) \S+$", dockerfile, re.MULTILINE):
+        copied |= {source.rstrip("/") for source in sources.split()}
+    missing = top - copied - NOT_COPIED
+    assert not missing, f"container/Dockerfile: no COPY for the tracked {sorted(missing)}"
 
 
 def podman_env() -> dict[str, str]:
@@ -43,6 +58,8 @@ def podman_env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def image():
+    if os.environ.get("DQN_CONTAINER_TEST") != "1":
+        pytest.skip("builds the podman image (root, minutes, network): set DQN_CONTAINER_TEST=1")
     start = time.monotonic()
     result = subprocess.run(
         [str(BUILD), "--tag", TAG], check=False, capture_output=True, text=True, timeout=3600

@@ -16,6 +16,11 @@ from dqn.rundir import RunDir
 RUNS = sorted(p.parent for p in (Path(__file__).parent.parent / "reference-runs").glob("*/dqn-run"))
 
 
+def test_there_are_reference_runs():
+    # Without it a checkout or image lacking reference-runs/ would skip the tests below.
+    assert RUNS, "reference-runs/ holds no run directory (no */dqn-run marker)"
+
+
 def _final_evaluation(run: RunDir, epoch: int) -> dict[str, np.ndarray]:
     for path in sorted((run.root / "evaluations").glob("*.h5")):
         _, table = h5io.read(path, "evaluation")  # each file whole: checksums verified
