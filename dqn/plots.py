@@ -282,36 +282,62 @@ def read_anchors(path: Path) -> list[dict]:
     return rows
 
 
+# Our runs' colours in the anchored figure: any but C3, the anchors'.
+OUR_COLORS = ("C0", "C2", "C1", "C4", "C5", "C6")
+
+
 def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Path]:
     """Each run's evaluation against the published points of the reproduction that
     anchors its game and preset: average reward per episode (the bars: one standard
-    deviation of the episodes' returns) and average max-Q, against agent steps."""
+    deviation of the episodes' returns) and average max-Q, against agent steps. One column
+    per game and preset; runs of that preset that differ in config (a branch) share it,
+    named by the keys they differ in."""
     anchors = read_anchors(anchors_csv)
     runs = merged_evaluations(paths)
+    labels = config_labels([(attrs["preset"], json.loads(attrs["config"])) for _, attrs, _ in runs])
+    columns: dict[tuple[str, str], list] = {}
+    for run, label in zip(runs, labels, strict=True):
+        columns.setdefault((run[1]["game"], run[1]["preset"]), []).append((*run, label))
     figure, axes = plt.subplots(
-        2, len(runs), squeeze=False, sharex="col", figsize=(4.6 * len(runs), 6.4)
+        2, len(columns), squeeze=False, sharex="col", figsize=(4.6 * len(columns), 6.4)
     )
     summary = []
-    for column, (path, attrs, table) in enumerate(runs):
-        game, preset = attrs["game"], attrs["preset"]
+    for column, ((game, preset), column_runs) in enumerate(columns.items()):
         points = [row for row in anchors if (row["game"], row["preset"]) == (game, preset)]
         if not points:
             raise DataFileError(
-                f"{anchors_csv}: no anchor for {game} with preset {preset} (the run of {path})"
+                f"{anchors_csv}: no anchor for {game} with preset {preset} "
+                f"(the run of {column_runs[0][0]})"
             )
-        returns = episode_returns(table)
-        sd = np.array([r.std(ddof=1) if len(r) > 1 else np.nan for r in returns])
-        steps = table["step"]
-        ax = axes[0, column]
-        ax.plot(
-            steps,
-            table["average_reward"],
-            marker="o",
-            markersize=4,
-            color="C0",
-            label=f"ours: {preset}, seed {attrs['seed']}",
-        )
-        ax.errorbar(steps, table["average_reward"], yerr=sd, fmt="none", capsize=3, color="C0")
+        for index, (path, attrs, table, label) in enumerate(column_runs):
+            returns = episode_returns(table)
+            sd = np.array([r.std(ddof=1) if len(r) > 1 else np.nan for r in returns])
+            steps = table["step"]
+            style = dict(marker="o", markersize=4, color=OUR_COLORS[index % len(OUR_COLORS)])
+            label = f"ours: {label}, seed {attrs['seed']}"
+            for key, ax in (
+                ("average_reward", axes[0, column]),
+                ("average_max_q", axes[1, column]),
+            ):
+                ax.plot(steps, table[key], label=label, **style)
+            axes[0, column].errorbar(
+                steps, table["average_reward"], yerr=sd, fmt="none", capsize=3, color=style["color"]
+            )
+            summary.append(
+                {
+                    "file": str(path),
+                    "label": label,
+                    "game": game,
+                    "preset": preset,
+                    "seed": int(attrs["seed"]),
+                    "step": steps.tolist(),
+                    "average_reward": table["average_reward"].tolist(),
+                    "reward_sd": [None if np.isnan(v) else float(v) for v in sd],
+                    "episodes": table["episodes"].tolist(),
+                    "average_max_q": table["average_max_q"].tolist(),
+                    "anchor": points,
+                }
+            )
         for key, row_of_axes in (("average_reward", 0), ("average_max_q", 1)):
             for which, style in (
                 ("mean", dict(marker="D", markersize=7, linestyle="--")),
@@ -331,14 +357,6 @@ def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Pat
                         label=label,
                         **style,
                     )
-        axes[1, column].plot(
-            steps,
-            table["average_max_q"],
-            marker="o",
-            markersize=4,
-            color="C0",
-            label=f"ours: {preset}, seed {attrs['seed']}",
-        )
         axes[0, column].set_title(f"{game}, preset {preset}")
         axes[0, column].set_ylabel("Average reward per episode")
         axes[1, column].set_ylabel("Average max-Q, held-out states")
@@ -346,20 +364,6 @@ def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Pat
             ax.set_xlabel("Agent steps")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-        summary.append(
-            {
-                "file": str(path),
-                "game": game,
-                "preset": preset,
-                "seed": int(attrs["seed"]),
-                "step": steps.tolist(),
-                "average_reward": table["average_reward"].tolist(),
-                "reward_sd": [None if np.isnan(v) else float(v) for v in sd],
-                "episodes": table["episodes"].tolist(),
-                "average_max_q": table["average_max_q"].tolist(),
-                "anchor": points,
-            }
-        )
     figure.suptitle(
         "Our evaluations beside the reproductions that anchor them\n"
         "(bars: one standard deviation over episodes)",
@@ -688,19 +692,29 @@ def load_methods(
             f"no evaluation of a game with a human score ({', '.join(games)}) "
             f"among the files, which hold {', '.join(sorted(left_out))}"
         )
+    labels = config_labels([(preset, json.loads(config)) for preset, config in groups])
     methods = {}
-    for (preset, config), group in groups.items():
-        namesakes = [json.loads(other) for name, other in groups if name == preset]
-        config = json.loads(config)
+    for label, group in zip(labels, groups.values(), strict=True):
+        runs = load_evaluations(group)
+        methods[label] = {game: runs[game] for game in games if game in runs}
+    return methods, left_out
+
+
+def config_labels(trained: list[tuple[str, dict]]) -> list[str]:
+    """A name for each (preset, config): the preset's, with the keys where its config
+    differs from another config of the same preset, e.g. `nature2015 (network_init=he_normal)`."""
+    labels = []
+    for preset, config in trained:
+        namesakes = [other for name, other in trained if name == preset]
         differ = [
             key
             for key in sorted(config)
             if any(other.get(key) != config[key] for other in namesakes)
         ]
-        label = f"{preset} ({', '.join(f'{k}={config[k]}' for k in differ)})" if differ else preset
-        runs = load_evaluations(group)
-        methods[label] = {game: runs[game] for game in games if game in runs}
-    return methods, left_out
+        labels.append(
+            f"{preset} ({', '.join(f'{k}={config[k]}' for k in differ)})" if differ else preset
+        )
+    return labels
 
 
 def final_scores(by_game: dict[str, dict[int, dict]], paper_rows: dict) -> np.ndarray:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import h5py
+import matplotlib.image
 import numpy as np
 import pytest
 
@@ -307,6 +308,29 @@ def test_a_run_evaluated_in_pieces_is_drawn_as_one_curve(tmp_path):
         assert pieces[0][key] == one[0][key], key
     with pytest.raises(DataFileError, match=f"{whole}: evaluates the snapshot at step 300"):
         plots.anchored_curves([later, whole], anchors, tmp_path / "twice")
+
+
+def test_a_branch_shares_its_presets_column_named_by_the_key_it_changes(tmp_path):
+    anchors = tmp_path / "anchors.csv"
+    anchors.write_text(ANCHORS)
+    reference = write_evaluation(tmp_path / "ref.h5", "Breakout", 0, [1.0, 2.0], [0.1, 0.2])
+    attrs, table = h5io.read(reference, "evaluation")
+    config = {**json.loads(attrs["config"]), "network_init": "he_normal"}
+    branch = tmp_path / "branch.h5"
+    h5io.write(branch, "evaluation", {**attrs, "run": "b", "config": json.dumps(config)}, table)
+    seed1 = write_evaluation(tmp_path / "seed1.h5", "Breakout", 1, [3.0, 4.0], [0.3, 0.4])
+    plots.anchored_curves([reference, branch, seed1], anchors, tmp_path / "fig")
+    data = json.loads((tmp_path / "fig.json").read_text())
+    # Each config is named by what tells it apart, the preset's own value included.
+    assert [run["label"] for run in data["runs"]] == [
+        "ours: ci (network_init=normal_0.01), seed 0",
+        "ours: ci (network_init=he_normal), seed 0",
+        "ours: ci (network_init=normal_0.01), seed 1",
+    ]
+    rewards = {line["label"]: line["y"] for line in data["lines"] if line["y"][0] >= 1}
+    assert rewards["ours: ci (network_init=he_normal), seed 0"] == [1.0, 2.0]
+    image = matplotlib.image.imread(tmp_path / "fig.png")
+    assert image.shape[1] < image.shape[0] * 1.2  # one column of plots, not three
 
 
 def test_anchors_of_another_game_or_a_malformed_file_are_refused_by_name(tmp_path):
