@@ -25,7 +25,7 @@ from dqn.layouts import EVALUATION_COLUMNS
 from dqn.networks import average_max_q, q_values
 from dqn.play import Player, Policy, Step
 from dqn.presets import Config
-from dqn.rundir import RunDir
+from dqn.rundir import RunDir, check_same_run
 
 
 def load_network(
@@ -35,6 +35,17 @@ def load_network(
     network = networks.build(config.network, n_actions)
     attrs = load_snapshot(path, network)
     return network.to(device).eval(), attrs
+
+
+def load_run_network(
+    run: RunDir, epoch: int, config: Config, n_actions: int, device: torch.device
+) -> tuple[torch.nn.Module, dict]:
+    """load_network of the run's snapshot `epoch`, refused where another run wrote it (a
+    file copied in by hand)."""
+    path = run.snapshot(epoch)
+    network, attrs = load_network(path, config, n_actions, device)
+    check_same_run(path, attrs, run.heldout, h5io.read_attrs(run.heldout, "heldout"))
+    return network, attrs
 
 
 @torch.inference_mode()
@@ -157,14 +168,7 @@ def evaluate_run(
     n_actions = make_env(game, config, 0).n_actions
 
     def evaluate_one(epoch: int) -> dict:
-        path = run.snapshot(epoch)
-        network, attrs = load_network(path, config, n_actions, device)
-        if (
-            json.loads(attrs["config"]) != trained.as_dict()
-            or attrs["game"] != game
-            or attrs["seed"] != seed
-        ):
-            raise DataFileError(f"{path}: snapshot of another run than {run.heldout}")
+        network, attrs = load_run_network(run, epoch, config, n_actions, device)
         returns, completed = play(network, game, config, seed, epoch, device)
         return {
             "epoch": epoch,
@@ -205,7 +209,7 @@ def snapshot_play(
     generator, the network and the snapshot's attributes."""
     env = make_env(game, config, seeding.derive(seed, "eval_env", epoch, stream), evaluation=True)
     rng = seeding.generator(seed, "eval_policy", epoch, stream)
-    network, attrs = load_network(run.snapshot(epoch), config, env.n_actions, device)
+    network, attrs = load_run_network(run, epoch, config, env.n_actions, device)
     return env, rng, network, attrs
 
 

@@ -122,18 +122,10 @@ class RunDir:
             if self.snapshot_epochs():
                 raise DataFileError(f"{self.heldout}: missing, but {self.root} has snapshots")
             return
-        held = h5io.read_attrs(self.heldout, "heldout")
-        differences = []
-        for key in IDENTITY_KEYS:
-            if key == "config":
-                ours, theirs = json.loads(attrs[key]), json.loads(held[key])
-                differences += [
-                    f"{k}={theirs.get(k)!r} (asked {ours.get(k)!r})"
-                    for k in sorted(ours.keys() | theirs.keys())
-                    if ours.get(k) != theirs.get(k)
-                ]
-            elif attrs[key] != held[key]:
-                differences.append(f"{key}={held[key]!r} (asked {attrs[key]!r})")
+        differences = [
+            f"{key}={held!r} (asked {asked!r})"
+            for key, held, asked in run_differences(attrs, h5io.read_attrs(self.heldout, "heldout"))
+        ]
         if differences:
             raise RunMismatchError(
                 f"{self.root} holds another run ({'; '.join(differences)}); "
@@ -183,6 +175,33 @@ class RunDir:
 
     def replay_deltas(self, epoch: int) -> list[Path]:
         return [self.replay_delta(e) for e in _epochs(self.root / "resume", "replay") if e <= epoch]
+
+
+def run_differences(attrs: dict, held: dict) -> list[tuple[str, object, object]]:
+    """Where the file of `attrs` belongs to another run than the held-out file of `held`:
+    (key, held's value, attrs' value) for the IDENTITY_KEYS, each config key apart."""
+    differences = []
+    for key in IDENTITY_KEYS:
+        if key == "config":
+            ours, theirs = json.loads(attrs[key]), json.loads(held[key])
+            differences += [
+                (k, theirs.get(k), ours.get(k))
+                for k in sorted(ours.keys() | theirs.keys())
+                if ours.get(k) != theirs.get(k)
+            ]
+        elif attrs[key] != held[key]:
+            differences.append((key, held[key], attrs[key]))
+    return differences
+
+
+def check_same_run(path: Path, attrs: dict, heldout: Path, held: dict) -> None:
+    """Refuse the file `path` (`attrs`, its attributes) where another run than that of
+    the held-out file `heldout` (`held`) wrote it."""
+    if differences := run_differences(attrs, held):
+        found = "; ".join(
+            f"{key}={mine!r} where the run has {run!r}" for key, run, mine in differences
+        )
+        raise DataFileError(f"{path}: a file of another run than {heldout} ({found})")
 
 
 def _epochs(directory: Path, prefix: str) -> list[int]:

@@ -11,7 +11,7 @@ import torch
 
 from dqn import h5io
 from dqn.evaluate import evaluate_run
-from dqn.rundir import RunDir
+from dqn.rundir import RunDir, run_differences
 
 RUNS = sorted(p.parent for p in (Path(__file__).parent.parent / "reference-runs").glob("*/dqn-run"))
 
@@ -36,10 +36,9 @@ def test_a_reference_run_is_one_finished_run(root):
     config = json.loads(held["config"])
     (epoch,) = run.snapshot_epochs()
     snapshot = h5io.read_attrs(run.snapshot(epoch), "snapshot")
-    assert json.loads(snapshot["config"]) == config
-    assert (snapshot["game"], snapshot["seed"]) == (held["game"], held["seed"])
-    assert snapshot["step"] == config["train_steps"]  # the run's end, not a point on the way
     log_attrs, log = h5io.read(run.log, "train_log")
+    assert run_differences(snapshot, held) == [] and run_differences(log_attrs, held) == []
+    assert snapshot["step"] == config["train_steps"]  # the run's end, not a point on the way
     assert log_attrs["step"] == config["train_steps"] and log["epochs/epoch"][-1] == epoch
     assert states["states"].shape[0] == config["heldout_states"]
     evaluation = _final_evaluation(run, epoch)

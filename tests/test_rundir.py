@@ -211,6 +211,26 @@ def test_a_file_holding_nan_is_refused_by_every_reader_naming_the_dataset(finish
         assert result.returncode == 2 and expected in last_line(result), result.stderr
 
 
+def test_a_snapshot_of_another_run_copied_in_is_refused_by_every_reader(finished, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(finished, copy)
+    run = RunDir(copy)
+    snapshot = run.snapshot(run.snapshot_epochs()[-1])
+    attrs, arrays = h5io.read(snapshot, "snapshot")
+    h5io.write(snapshot, "snapshot", {**attrs, "seed": attrs["seed"] + 1}, arrays)
+    expected = (
+        f"{snapshot}: a file of another run than {run.heldout} "
+        f"(seed={attrs['seed'] + 1} where the run has {attrs['seed']})"
+    )
+    for command in (
+        ["evaluate", "--run", copy, "--out", tmp_path / "e.h5"],
+        ["trace", "--run", copy, "--out", tmp_path / "t.h5"],
+    ):
+        result = dqn(*command, "--device", "cpu")
+        assert result.returncode == 2 and expected in last_line(result), result.stderr
+    assert not (tmp_path / "e.h5").exists() and not (tmp_path / "t.h5").exists()
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 1.5 MB file system (tmpfs): room for the held-out states, not for an epoch."""
