@@ -194,41 +194,43 @@ def test_a_diverged_run_stops_with_its_own_exit_status_and_keeps_what_it_needs(t
         )
 
 
-def test_a_file_holding_nan_is_refused_by_every_reader_naming_the_dataset(finished, tmp_path):
+def _readers_refuse_an_edited_snapshot(finished, tmp_path, edit, expected):
+    """Copy the finished run, rewrite its last snapshot's (attrs, arrays) through `edit`,
+    and check that evaluate and trace refuse it with `expected` (formatted with the
+    snapshot's and held-out file's paths and the snapshot's attributes), writing nothing."""
     copy = tmp_path / "run"
     shutil.copytree(finished, copy)
     run = RunDir(copy)
     snapshot = run.snapshot(run.snapshot_epochs()[-1])
     attrs, arrays = h5io.read(snapshot, "snapshot")
-    arrays["weights/body.0.bias"][3] = np.nan
-    h5io.write(snapshot, "snapshot", attrs, arrays)
-    expected = f"{snapshot}: dataset weights/body.0.bias holds non-finite values (nan or inf)"
-    for command in (
-        ["evaluate", "--run", copy, "--out", tmp_path / "e.h5"],
-        ["trace", "--run", copy, "--out", tmp_path / "t.h5"],
-    ):
-        result = dqn(*command, "--device", "cpu")
+    h5io.write(snapshot, "snapshot", *edit(attrs, arrays))
+    expected = expected.format(snapshot=snapshot, heldout=run.heldout, **attrs)
+    for command, out in (("evaluate", tmp_path / "e.h5"), ("trace", tmp_path / "t.h5")):
+        result = dqn(command, "--run", copy, "--out", out, "--device", "cpu")
         assert result.returncode == 2 and expected in last_line(result), result.stderr
+        assert not out.exists()
+
+
+def test_a_file_holding_nan_is_refused_by_every_reader_naming_the_dataset(finished, tmp_path):
+    def nan_bias(attrs, arrays):
+        arrays["weights/body.0.bias"][3] = np.nan
+        return attrs, arrays
+
+    _readers_refuse_an_edited_snapshot(
+        finished,
+        tmp_path,
+        nan_bias,
+        "{snapshot}: dataset weights/body.0.bias holds non-finite values (nan or inf)",
+    )
 
 
 def test_a_snapshot_of_another_run_copied_in_is_refused_by_every_reader(finished, tmp_path):
-    copy = tmp_path / "run"
-    shutil.copytree(finished, copy)
-    run = RunDir(copy)
-    snapshot = run.snapshot(run.snapshot_epochs()[-1])
-    attrs, arrays = h5io.read(snapshot, "snapshot")
-    h5io.write(snapshot, "snapshot", {**attrs, "seed": attrs["seed"] + 1}, arrays)
-    expected = (
-        f"{snapshot}: a file of another run than {run.heldout} "
-        f"(seed={attrs['seed'] + 1} where the run has {attrs['seed']})"
+    _readers_refuse_an_edited_snapshot(
+        finished,
+        tmp_path,
+        lambda attrs, arrays: ({**attrs, "seed": 8}, arrays),
+        "{snapshot}: a file of another run than {heldout} (seed=8 where the run has {seed})",
     )
-    for command in (
-        ["evaluate", "--run", copy, "--out", tmp_path / "e.h5"],
-        ["trace", "--run", copy, "--out", tmp_path / "t.h5"],
-    ):
-        result = dqn(*command, "--device", "cpu")
-        assert result.returncode == 2 and expected in last_line(result), result.stderr
-    assert not (tmp_path / "e.h5").exists() and not (tmp_path / "t.h5").exists()
 
 
 @pytest.fixture
