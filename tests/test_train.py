@@ -724,14 +724,20 @@ def test_load_refuses_replay_entries_that_leave_a_gap():
 
 
 def test_greedy_actions_reports_each_snapshots_choice_on_the_heldout_states(finished_run):
-    result = subprocess.run(
-        [sys.executable, "scripts/greedy-actions", "--run", str(finished_run)]
-        + ["--inits", "fan_in_uniform", "he_normal"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=Path(__file__).resolve().parent.parent,
+    def greedy_actions(*options):
+        return subprocess.run(
+            [sys.executable, "scripts/greedy-actions", "--run", str(finished_run), *options],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+
+    missing = greedy_actions("--epochs", "1", "99")
+    assert missing.returncode == 1 and missing.stderr == (
+        f"greedy-actions: {finished_run / 'snapshots'}: no snapshot of epoch 99\n"
     )
+    result = greedy_actions("--inits", "fan_in_uniform", "he_normal")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 2 + len(RunDir(finished_run).snapshot_epochs()) == 6
