@@ -52,7 +52,7 @@ from packaging.specifiers import SpecifierSet
 
 from dqn import bench, h5io, presets, provenance, wheels
 from dqn import train as training
-from dqn.evaluate import load_network
+from dqn.evaluate import TrainedRun
 from dqn.games import PAPER_GAMES, make_env
 from dqn.learner import CUBLAS_WORKSPACE, Learner
 from dqn.networks import average_max_q
@@ -681,7 +681,7 @@ def correctness(device: torch.device, sizes: Sizes, root: Path) -> dict:
             )
     states = h5io.read(RunDir(root / "cpu").heldout, "heldout")[1]["states"]
     n_actions = make_env(GAME, config, 0).n_actions
-    reference = final_network(root / "cpu", config, n_actions)
+    reference = final_network(root / "cpu", n_actions)
     reference_q = average_max_q(reference, states, cpu)
     reference_log = h5io.read(RunDir(root / "cpu").log, "train_log")[1]
     figures = {
@@ -692,7 +692,7 @@ def correctness(device: torch.device, sizes: Sizes, root: Path) -> dict:
         "same_episodes": {},
     }
     for name in runs:
-        network = final_network(root / name, config, n_actions)
+        network = final_network(root / name, n_actions)
         q = average_max_q(network, states, cpu)
         figures["average_max_q"][name] = q
         figures["relative_difference"][name] = abs(q - reference_q) / abs(reference_q)
@@ -725,11 +725,9 @@ def torch_settings(threads: int, tf32: bool):
         torch.backends.cudnn.allow_tf32 = saved[1]
 
 
-def final_network(run_root: Path, config: presets.Config, n_actions: int) -> torch.nn.Module:
-    run = RunDir(run_root)
-    return load_network(
-        run.snapshot(run.snapshot_epochs()[-1]), config, n_actions, torch.device("cpu")
-    )[0]
+def final_network(run_root: Path, n_actions: int) -> torch.nn.Module:
+    run = TrainedRun.open(run_root)
+    return run.network(run.epochs[-1], n_actions, torch.device("cpu"))[0]
 
 
 def weights_distance(network: torch.nn.Module, reference: torch.nn.Module) -> float:
@@ -836,16 +834,16 @@ def max_snapshot_difference(run: RunDir, reference: RunDir) -> float:
 def learning(glance: Job, run_root: Path, device: torch.device) -> dict:
     """The held-out average max-Q of each snapshot of the glance's run."""
     glance.wait()
-    run = RunDir(run_root)
-    attrs, held = h5io.read(run.heldout, "heldout")
-    config = presets.Config(**json.loads(attrs["config"]))
+    run = TrainedRun.open(run_root)
+    config = run.config
+    states = h5io.read(run.dir.heldout, "heldout")[1]["states"]
     n_actions = make_env(GAME, config, 0).n_actions
     steps, values = [], []
-    for epoch in run.snapshot_epochs():
-        network, snapshot = load_network(run.snapshot(epoch), config, n_actions, device)
+    for epoch in run.epochs:
+        network, snapshot = run.network(epoch, n_actions, device)
         steps.append(int(snapshot["step"]))
-        values.append(average_max_q(network, held["states"], device))
-    _, log_ = h5io.read(run.log, "train_log")
+        values.append(average_max_q(network, states, device))
+    _, log_ = h5io.read(run.dir.log, "train_log")
     # With rewards clipped to [-1, 1], no return exceeds 1 / (1 - discount) in size.
     bound = 1 / (1 - config.discount)
     return {

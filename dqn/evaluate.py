@@ -37,17 +37,6 @@ def load_network(
     return network.to(device).eval(), attrs
 
 
-def load_run_network(
-    run: RunDir, epoch: int, config: Config, n_actions: int, device: torch.device
-) -> tuple[torch.nn.Module, dict]:
-    """load_network of the run's snapshot `epoch`, refused where another run wrote it (a
-    file copied in by hand)."""
-    path = run.snapshot(epoch)
-    network, attrs = load_network(path, config, n_actions, device)
-    check_same_run(path, attrs, run.heldout, h5io.read_attrs(run.heldout, "heldout"))
-    return network, attrs
-
-
 @torch.inference_mode()
 def play(
     network: torch.nn.Module, game: str, config: Config, seed: int, epoch: int, device: torch.device
@@ -113,19 +102,58 @@ def play_with_values(
         yield ValuedStep(seen["screen"], seen["q"], step)
 
 
-def run_identity(run: RunDir) -> tuple[dict, Config, str, int, list[int]]:
-    """A run's held-out file attributes, config, game, seed and snapshot epochs."""
-    attrs = h5io.read_attrs(run.heldout, "heldout")
-    epochs = run.snapshot_epochs()
-    if not epochs:
-        raise DataFileError(f"{run.root / 'snapshots'}: no snapshots")
-    try:
-        config = Config(**json.loads(attrs["config"]))
-    except (TypeError, ValueError, ConfigError) as error:
-        raise DataFileError(
-            f"{run.heldout}: its config does not fit this version of dqn ({error})"
-        ) from None
-    return attrs, config, attrs["game"], int(attrs["seed"]), epochs
+@dataclass(frozen=True)
+class TrainedRun:
+    """A run as its readers see it: the directory, the held-out file's attributes (the
+    run's identity), its config, game and seed, and the epochs of its snapshots."""
+
+    dir: RunDir
+    held: dict
+    config: Config
+    game: str
+    seed: int
+    epochs: list[int]
+
+    @classmethod
+    def open(cls, run_dir: Path) -> TrainedRun:
+        run = RunDir(run_dir)
+        held = h5io.read_attrs(run.heldout, "heldout")
+        epochs = run.snapshot_epochs()
+        if not epochs:
+            raise DataFileError(f"{run.root / 'snapshots'}: no snapshots")
+        try:
+            config = Config(**json.loads(held["config"]))
+        except (TypeError, ValueError, ConfigError) as error:
+            raise DataFileError(
+                f"{run.heldout}: its config does not fit this version of dqn ({error})"
+            ) from None
+        return cls(run, held, config, held["game"], int(held["seed"]), epochs)
+
+    def chosen(self, epochs: list[int] | None) -> list[int]:
+        """`epochs` in order, or every snapshot's where none are chosen; refused where the
+        run has no snapshot of one."""
+        if missing := sorted(set(epochs or []) - set(self.epochs)):
+            first, last = self.epochs[0], self.epochs[-1]
+            has = (
+                f"{first}-{last}"
+                if len(self.epochs) == last - first + 1
+                else ", ".join(map(str, self.epochs))
+            )
+            raise DataFileError(
+                f"{self.dir.root / 'snapshots'}: no snapshot of epoch "
+                f"{', '.join(map(str, missing))} (it has {has})"
+            )
+        return sorted(set(epochs)) if epochs else self.epochs
+
+    def network(
+        self, epoch: int, n_actions: int, device: torch.device
+    ) -> tuple[torch.nn.Module, dict]:
+        """load_network of snapshot `epoch`, refused where another run wrote it (a file
+        copied in by hand)."""
+        path = self.dir.snapshot(epoch)
+        network, attrs = load_network(path, self.config, n_actions, device)
+        check_same_run(path, attrs, self.dir.heldout, self.held)
+        return network, attrs
 
 
 def evaluation_config(config: Config, overrides: list[str]) -> Config:
@@ -146,30 +174,23 @@ def evaluate_run(
     device: torch.device,
     workers: int = 1,
     overrides: list[str] = (),
-    only_epochs: list[int] = (),
+    only_epochs: list[int] | None = None,
 ) -> dict:
     """Evaluate every snapshot of the run (or those of `only_epochs`), with the run's
     config or that config with `overrides` of its evaluation keys. A `dqn train` may be
     writing the run at the same time: it only adds files, each renamed into place whole,
     and never changes or deletes a committed snapshot, so the evaluation covers the
     snapshots listed at its start."""
-    run = RunDir(run_dir)
-    run_attrs, trained, game, seed, epochs = run_identity(run)
-    config = evaluation_config(trained, list(overrides))
-    if only_epochs:
-        if missing := sorted(set(only_epochs) - set(epochs)):
-            raise DataFileError(
-                f"{run.root / 'snapshots'}: no snapshot of epoch "
-                f"{', '.join(map(str, missing))} (it has {epochs[0]}-{epochs[-1]})"
-            )
-        epochs = sorted(set(only_epochs))
-    run.check_output(out, "evaluation")
-    heldout_states = h5io.read(run.heldout, "heldout")[1]["states"]
-    n_actions = make_env(game, config, 0).n_actions
+    run = TrainedRun.open(run_dir)
+    config = evaluation_config(run.config, list(overrides))
+    epochs = run.chosen(only_epochs)
+    run.dir.check_output(out, "evaluation")
+    heldout_states = h5io.read(run.dir.heldout, "heldout")[1]["states"]
+    n_actions = make_env(run.game, config, 0).n_actions
 
     def evaluate_one(epoch: int) -> dict:
-        network, attrs = load_run_network(run, epoch, config, n_actions, device)
-        returns, completed = play(network, game, config, seed, epoch, device)
+        network, attrs = run.network(epoch, n_actions, device)
+        returns, completed = play(network, run.game, config, run.seed, epoch, device)
         return {
             "epoch": epoch,
             "step": attrs["step"],
@@ -190,8 +211,8 @@ def evaluate_run(
     table["episode_returns"] = np.array(
         [r for row in rows for r in row["episode_returns"]], np.float64
     )
-    attrs = provenance.record(game, seed, run_attrs["preset"], config.as_dict())
-    attrs["run"] = str(run.root)
+    attrs = provenance.record(run.game, run.seed, run.held["preset"], config.as_dict())
+    attrs["run"] = str(run.dir.root)
     h5io.write(out, "evaluation", attrs, table)
     return table
 
@@ -202,14 +223,16 @@ TRACE_STREAM = 1
 
 
 def snapshot_play(
-    run: RunDir, config: Config, game: str, seed: int, epoch: int, stream: int, device: torch.device
+    run: TrainedRun, config: Config, epoch: int, stream: int, device: torch.device
 ) -> tuple[Env, np.random.Generator, torch.nn.Module, dict]:
     """What a play of snapshot `epoch` of its own needs, seeded by `stream` (a fourth seed
     element beside the evaluation's): the evaluation environment, the policy's
     generator, the network and the snapshot's attributes."""
-    env = make_env(game, config, seeding.derive(seed, "eval_env", epoch, stream), evaluation=True)
-    rng = seeding.generator(seed, "eval_policy", epoch, stream)
-    network, attrs = load_run_network(run, epoch, config, env.n_actions, device)
+    env = make_env(
+        run.game, config, seeding.derive(run.seed, "eval_env", epoch, stream), evaluation=True
+    )
+    rng = seeding.generator(run.seed, "eval_policy", epoch, stream)
+    network, attrs = run.network(epoch, env.n_actions, device)
     return env, rng, network, attrs
 
 
@@ -222,13 +245,10 @@ def trace_run(run_dir: Path, out: Path, device: torch.device, steps: int) -> dic
     the newest 84x84 frame the network sees, the emulator's RGB screen, max_a Q(s_t, a)
     and the unclipped reward of the step taken from s_t.
     """
-    run = RunDir(run_dir)
-    run_attrs, config, game, seed, epochs = run_identity(run)
-    run.check_output(out, "value_trace")
-    snapshot = run.snapshot(epochs[-1])
-    env, rng, network, attrs = snapshot_play(
-        run, config, game, seed, epochs[-1], TRACE_STREAM, device
-    )
+    run = TrainedRun.open(run_dir)
+    config, epoch = run.config, run.epochs[-1]
+    run.dir.check_output(out, "value_trace")
+    env, rng, network, attrs = snapshot_play(run, config, epoch, TRACE_STREAM, device)
     columns = {"frames": [], "screens": [], "q": [], "max_q": [], "actions": [], "rewards": []}
     for seen in play_with_values(
         network, env, config.eval_epsilon, rng, device, steps, max_episodes=1
@@ -241,12 +261,12 @@ def trace_run(run_dir: Path, out: Path, device: torch.device, steps: int) -> dic
         columns["actions"].append(step.action)
         columns["rewards"].append(step.reward)
     table = {name: np.asarray(values) for name, values in columns.items()}
-    trace_attrs = provenance.record(game, seed, run_attrs["preset"], config.as_dict())
+    trace_attrs = provenance.record(run.game, run.seed, run.held["preset"], config.as_dict())
     trace_attrs.update(
         {
-            "run": str(run.root),
-            "snapshot": str(snapshot),
-            "epoch": epochs[-1],
+            "run": str(run.dir.root),
+            "snapshot": str(run.dir.snapshot(epoch)),
+            "epoch": epoch,
             "step": attrs["step"],
             "update": attrs["update"],
             "epsilon": config.eval_epsilon,

@@ -363,7 +363,17 @@ def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Pat
         for ax in axes[:, column]:
             ax.set_xlabel("Agent steps")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
+        # One legend a column, below it: inside, it would cover the points it names.
+        named = {}
+        for ax in axes[:, column]:
+            named.update(zip(*reversed(ax.get_legend_handles_labels())))
+        axes[1, column].legend(
+            named.values(),
+            named.keys(),
+            fontsize=7,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.2),
+        )
     figure.suptitle(
         "Our evaluations beside the reproductions that anchor them\n"
         "(bars: one standard deviation over episodes)",

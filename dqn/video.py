@@ -26,8 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from dqn.atomic import atomic_write, check_writable
 from dqn.errors import ConfigError
-from dqn.evaluate import play_with_values, run_identity, snapshot_play
-from dqn.rundir import RunDir
+from dqn.evaluate import TrainedRun, play_with_values, snapshot_play
 
 # A fourth seed element of its own: the video's play is neither the evaluation's nor
 # the trace's (dqn.evaluate.TRACE_STREAM = 1) of the same epoch.
@@ -62,24 +61,18 @@ def watch(
     for name, value in (("episodes", episodes), ("max-steps", max_steps)):
         if value < 1:
             raise ConfigError(f"--{name} {value}: must be >= 1")
-    run = RunDir(run_dir)
-    _, config, game, seed, epochs = run_identity(run)
-    epoch = epochs[-1] if epoch is None else epoch
-    if epoch not in epochs:
-        raise ConfigError(
-            f"--epoch {epoch}: {run.root} has no snapshot of it (epochs "
-            f"{', '.join(map(str, epochs))})"
-        )
-    run.check_outside(out)
+    run = TrainedRun.open(run_dir)
+    epoch = run.chosen(None if epoch is None else [epoch])[-1]
+    run.dir.check_outside(out)
     if out.exists():  # a video carries no kind to tell ours from a user's: none is replaced
         raise ConfigError(
             f"--out {out}: exists; dqn watch replaces no file, so remove it or give another --out"
         )
     check_writable(out)  # a read-only place fails now, not after the work
-    env, rng, network, _ = snapshot_play(run, config, game, seed, epoch, VIDEO_STREAM, device)
+    env, rng, network, _ = snapshot_play(run, run.config, epoch, VIDEO_STREAM, device)
     panel = Panel(
-        f"{game}  epoch {epoch}  seed {seed}",
-        f"epsilon-greedy, epsilon {config.eval_epsilon:g}",
+        f"{run.game}  epoch {epoch}  seed {run.seed}",
+        f"epsilon-greedy, epsilon {run.config.eval_epsilon:g}",
         env.action_names,
     )
     frames = 0
@@ -89,7 +82,7 @@ def watch(
         with video_writer(path, out.suffix, EMULATOR_FRAMES_PER_S / env.frame_skip) as append:
             score, history, episode = 0.0, [], 1
             for seen in play_with_values(
-                network, env, config.eval_epsilon, rng, device, max_steps, episodes
+                network, env, run.config.eval_epsilon, rng, device, max_steps, episodes
             ):
                 history.append(seen.q.max())
                 append(

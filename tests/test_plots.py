@@ -333,6 +333,27 @@ def test_a_branch_shares_its_presets_column_named_by_the_key_it_changes(tmp_path
     assert image.shape[1] < image.shape[0] * 1.2  # one column of plots, not three
 
 
+def test_the_anchored_legend_names_every_line_once_and_covers_no_plot(tmp_path, monkeypatch):
+    anchors = tmp_path / "anchors.csv"
+    anchors.write_text(ANCHORS)
+    evaluation = write_evaluation(tmp_path / "ours.h5", "Breakout", 0, [1.0, 2.0], [0.1, 0.2])
+    figures = []
+    save = plots._save
+    monkeypatch.setattr(
+        plots, "_save", lambda figure, *rest: figures.append(figure) or save(figure, *rest)
+    )
+    plots.anchored_curves([evaluation], anchors, tmp_path / "fig")
+    (figure,) = figures
+    figure.canvas.draw()
+    legends = [ax.get_legend() for ax in figure.axes if ax.get_legend()]
+    assert len(legends) == 1  # one a column
+    names = [text.get_text() for text in legends[0].get_texts()]
+    drawn = {line["label"] for line in json.loads((tmp_path / "fig.json").read_text())["lines"]}
+    assert sorted(names) == sorted(drawn)
+    box = legends[0].get_window_extent()
+    assert not any(box.overlaps(ax.get_window_extent()) for ax in figure.axes)
+
+
 def test_anchors_of_another_game_or_a_malformed_file_are_refused_by_name(tmp_path):
     evaluation = write_evaluation(tmp_path / "e.h5", "Seaquest", 0, [1.0], [0.1])
     anchors = tmp_path / "anchors.csv"

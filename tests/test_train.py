@@ -735,7 +735,7 @@ def test_greedy_actions_reports_each_snapshots_choice_on_the_heldout_states(fini
 
     missing = greedy_actions("--epochs", "1", "99")
     assert missing.returncode == 1 and missing.stderr == (
-        f"greedy-actions: {finished_run / 'snapshots'}: no snapshot of epoch 99\n"
+        f"greedy-actions: {finished_run / 'snapshots'}: no snapshot of epoch 99 (it has 1-4)\n"
     )
     result = greedy_actions("--inits", "fan_in_uniform", "he_normal")
     assert result.returncode == 0, result.stderr

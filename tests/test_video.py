@@ -1,13 +1,16 @@
 """dqn watch: a video of a snapshot of a real Atari run, a frame per agent step at the
 game's speed, that decodes, is the same each time, and shows the screen unchanged."""
 
+import shutil
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
 
 from dqn import cli, presets
-from dqn.errors import ConfigError
+from dqn.errors import ConfigError, DataFileError
+from dqn.rundir import RunDir
 from dqn.train import train
 from dqn.video import HEIGHT_PIXELS, SCALE, WIDTH_PIXELS, Panel, watch
 
@@ -94,7 +97,6 @@ def test_the_frame_shows_the_full_colour_screen_scaled_and_the_chosen_action():
     "out,kwargs,message",
     [
         ("video.avi", {}, "--out {tmp}/video.avi: must end in .mp4 or .gif"),
-        ("video.mp4", {"epoch": 9}, "--epoch 9: {run} has no snapshot of it (epochs 1, 2, 3)"),
         ("video.mp4", {"max_steps": 0}, "--max-steps 0: must be >= 1"),
     ],
 )
@@ -102,6 +104,18 @@ def test_a_bad_request_is_refused_naming_the_option(run, tmp_path, out, kwargs, 
     with pytest.raises(ConfigError) as error:
         watch(run, tmp_path / out, CPU, **kwargs)
     assert str(error.value) == message.format(tmp=tmp_path, run=run)
+
+
+def test_a_missing_epoch_is_refused_naming_those_the_run_has(run, tmp_path):
+    with pytest.raises(DataFileError) as error:
+        watch(run, tmp_path / "video.mp4", CPU, epoch=9)
+    assert str(error.value) == f"{run / 'snapshots'}: no snapshot of epoch 9 (it has 1-3)"
+    assert not (tmp_path / "video.mp4").exists()
+    gap = shutil.copytree(run, tmp_path / "gap")
+    RunDir(gap).snapshot(2).unlink()
+    with pytest.raises(DataFileError) as error:
+        watch(gap, tmp_path / "video.mp4", CPU, epoch=2)
+    assert str(error.value) == f"{gap / 'snapshots'}: no snapshot of epoch 2 (it has 1, 3)"
 
 
 def test_a_video_is_never_written_into_the_run_it_shows(run):
