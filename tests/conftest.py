@@ -1,5 +1,6 @@
-"""Settings and helpers that several test files share: the workflow copied and run
-with Snakemake, runs compared snapshot by snapshot, evaluation files written by hand."""
+"""Settings and helpers that several test files share: dqn's command line, the workflow
+copied and run with Snakemake, runs compared snapshot by snapshot, evaluation files
+written by hand."""
 
 import os
 import re
@@ -27,6 +28,32 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.path.name != "test_learning.py")
 
 
+# -- dqn's command line, in a subprocess as a user runs it --
+DQN = [sys.executable, "-m", "dqn.cli"]
+
+
+def dqn(*args, cwd=None, timeout=300, check=False):
+    return subprocess.run(
+        [*DQN, *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+    )
+
+
+def train_args(game, seed=0, *, preset="ci", progress_s=None, overrides=()):
+    """`dqn train`'s arguments, less `--out`, for a run on the CPU on one torch thread: the
+    same numbers run after run, and one core each beside the other tests' runs.
+    progress_s None: the CLI's default."""
+    args = ["train", "--game", game, "--preset", preset, "--seed", str(seed)]
+    args += ["--device", "cpu", "--threads", "1"]
+    if progress_s is not None:
+        args += ["--progress-s", str(progress_s)]
+    return args + [f"--set={override}" for override in overrides]
+
+
 # -- the workflow, copied into a directory and run there --
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "workflow", "config", "envs", "dqn")
@@ -47,14 +74,42 @@ def venv_env() -> dict[str, str]:
     return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
 
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
 def snakemake(directory: Path, *args, timeout=300):
     return subprocess.run(
-        [sys.executable, "-m", "snakemake", *args],
+        [*SNAKEMAKE, *args],
         cwd=directory,
         env=venv_env(),
         capture_output=True,
         text=True,
         timeout=timeout,
+    )
+
+
+def start_breakout_training(directory: Path, *args, stdout):
+    """Snakemake started in `directory`, a copied workflow, on the ci config up to its one
+    training job, Breakout seed 0 (results/runs/Breakout/seed0), for a test to stop;
+    `args` say how it runs jobs (cores and retries, or a profile)."""
+    (directory / "seed0.yaml").write_text("seeds: [0]\n")  # --config would give '0', text
+    return subprocess.Popen(
+        [
+            *SNAKEMAKE,
+            *args,
+            "--configfile",
+            "config/ci.yaml",
+            "seed0.yaml",
+            "--config",
+            "games=[Breakout]",
+            "--until",
+            "train",
+        ],
+        cwd=directory,
+        env=venv_env(),
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 

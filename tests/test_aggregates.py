@@ -3,8 +3,6 @@ scores, IQM and the other aggregates with stratified-bootstrap intervals, and fi
 whose JSON holds the numbers they draw."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,7 +11,7 @@ import scipy.stats
 from dqn import aggregates, plots
 from dqn.errors import DataFileError
 
-from conftest import PAPER_TABLE, write_evaluation
+from conftest import PAPER_TABLE, dqn, write_evaluation
 
 PAPER_ROWS = plots.read_paper_table(PAPER_TABLE)[1]
 IQM = aggregates.METRICS.index("IQM")
@@ -205,24 +203,6 @@ def test_files_of_no_game_with_a_human_score_are_refused(tmp_path):
 
 
 def test_the_command_refuses_a_bootstrap_of_no_resamples(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dqn.cli",
-            "plot",
-            "aggregate",
-            "--eval",
-            str(tmp_path / "e.h5"),
-            "--paper",
-            PAPER_TABLE,
-            "--out",
-            str(tmp_path / "a"),
-            "--reps",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    files = ["--eval", tmp_path / "e.h5", "--paper", PAPER_TABLE, "--out", tmp_path / "a"]
+    result = dqn("plot", "aggregate", *files, "--reps", 0, timeout=120)
     assert result.returncode == 2 and "--reps 0: must be >= 1" in result.stderr

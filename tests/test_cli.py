@@ -3,7 +3,6 @@
 import json
 import shutil
 import subprocess
-import sys
 
 import pytest
 
@@ -11,14 +10,7 @@ from dqn import cli, h5io, presets
 from dqn.rundir import RunDir
 from dqn.train import train
 
-
-def dqn(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "dqn.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+from conftest import dqn
 
 
 def assert_refused(result, *fragments):

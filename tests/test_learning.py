@@ -8,13 +8,14 @@ run and checks it."""
 
 import shlex
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from dqn import h5io, presets
 from dqn.layouts import episode_returns
+
+from conftest import DQN, train_args
 
 pytestmark = pytest.mark.slow  # trains Catch for minutes: not in make test-fast
 
@@ -53,25 +54,10 @@ def runs(request, tmp_path_factory):
     for name in names:
         game, preset, overrides = RUNS[name]
         run, evaluation = root / name / "run", root / name / "evaluation.h5"
-        dqn = [sys.executable, "-m", "dqn.cli"]
-        common = ["--device", "cpu", "--threads", "1"]
-        train = [
-            *dqn,
-            "train",
-            "--game",
-            game,
-            "--preset",
-            preset,
-            "--seed",
-            "0",
-            "--out",
-            str(run),
-            "--progress-s",
-            "60",
-            *[f"--set={item}" for item in overrides],
-            *common,
-        ]
-        evaluate = [*dqn, "evaluate", "--run", str(run), "--out", str(evaluation), *common]
+        train = [*DQN, *train_args(game, preset=preset, progress_s=60, overrides=overrides)]
+        train += ["--out", str(run)]
+        evaluate = [*DQN, "evaluate", "--run", str(run), "--out", str(evaluation)]
+        evaluate += ["--device", "cpu", "--threads", "1"]
         script = f"{shlex.join(train)} && {shlex.join(evaluate)}"
         started[name] = (
             subprocess.Popen(

@@ -3,8 +3,6 @@
 import csv
 import json
 import re
-import subprocess
-import sys
 
 import h5py
 import matplotlib.image
@@ -14,7 +12,7 @@ import pytest
 from dqn import h5io, plots, presets, provenance
 from dqn.errors import DataFileError
 
-from conftest import PAPER_TABLE, write_evaluation
+from conftest import PAPER_TABLE, dqn, write_evaluation
 
 
 def write_trace(path, max_q, rewards):
@@ -134,14 +132,20 @@ def test_value_function_draws_the_trace_of_its_segment(tmp_path):
     assert line["y"] == max_q[start:stop].tolist()
 
 
-def test_table1_puts_our_final_scores_beside_the_papers(tmp_path):
+def table1_rows(tmp_path):
+    """Table 1 of two Pong seeds and one Qbert run, written in `tmp_path` (table1.*, fig.*):
+    its CSV's rows by method."""
     files = [
         write_evaluation(tmp_path / "a.h5", "Pong", 0, [-21, -15], [0, 0]),
         write_evaluation(tmp_path / "b.h5", "Pong", 1, [-20, -11], [0, 0]),
         write_evaluation(tmp_path / "c.h5", "Qbert", 0, [1, 1234.5678], [0, 0]),
     ]
     plots.table1(files, PAPER_TABLE, tmp_path / "table1", tmp_path / "fig")
-    rows = {row["method"]: row for row in csv.DictReader(open(tmp_path / "table1.csv"))}
+    return {row["method"]: row for row in csv.DictReader(open(tmp_path / "table1.csv"))}
+
+
+def test_table1_puts_our_final_scores_beside_the_papers(tmp_path):
+    rows = table1_rows(tmp_path)
     assert float(rows["DQN (ours)"]["Pong"]) == -13  # mean of the final snapshots
     assert float(rows["DQN Best (ours)"]["Pong"]) == -1  # best final episode, over seeds
     assert rows["DQN (ours)"]["Breakout"] == ""  # not trained
@@ -156,13 +160,7 @@ def test_table1_puts_our_final_scores_beside_the_papers(tmp_path):
 
 
 def test_table1_gives_each_games_mean_over_seeds_with_its_interval_and_marks_one_run(tmp_path):
-    files = [
-        write_evaluation(tmp_path / "a.h5", "Pong", 0, [-21, -15], [0, 0]),
-        write_evaluation(tmp_path / "b.h5", "Pong", 1, [-20, -11], [0, 0]),
-        write_evaluation(tmp_path / "c.h5", "Qbert", 0, [1, 1234.5678], [0, 0]),
-    ]
-    plots.table1(files, PAPER_TABLE, tmp_path / "table1", tmp_path / "fig")
-    rows = {row["method"]: row for row in csv.DictReader(open(tmp_path / "table1.csv"))}
+    rows = table1_rows(tmp_path)
     # By hand: Pong's final scores -15 and -11 have mean -13 and standard error
     # sd / sqrt(2) = 2; Student's t at 97.5% with 1 degree of freedom is 12.7062.
     low, high = -13 - 12.7062047 * 2, -13 + 12.7062047 * 2
@@ -187,23 +185,7 @@ def test_table1_gives_each_games_mean_over_seeds_with_its_interval_and_marks_one
 
 
 def test_trace_refuses_a_step_count_below_one(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dqn.cli",
-            "trace",
-            "--run",
-            str(tmp_path),
-            "--out",
-            str(tmp_path / "t.h5"),
-            "--steps",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = dqn("trace", "--run", tmp_path, "--out", tmp_path / "t.h5", "--steps", 0, timeout=120)
     assert result.returncode == 2
     assert "--steps 0: must be >= 1" in result.stderr
 

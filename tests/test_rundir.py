@@ -6,8 +6,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
-import time
 
 import h5py
 import numpy as np
@@ -18,44 +16,15 @@ from dqn import h5io
 from dqn.errors import ConfigError
 from dqn.rundir import RunDir
 
-# A short run: 200 updates in 2 epochs.
+from conftest import DQN, dqn, train_args, wait_for
+
 # Runs trained, stopped and read back: not in make test-fast.
 pytestmark = pytest.mark.slow
 
-TRAIN = [
-    sys.executable,
-    "-m",
-    "dqn.cli",
-    "train",
-    "--game",
-    "Pong",
-    "--preset",
-    "ci",
-    "--seed",
-    "0",
-    "--device",
-    "cpu",
-    "--threads",
-    "1",
-    "--progress-s",
-    "60",
-    "--set",
-    "train_steps=400",
-    "--set",
-    "epoch_updates=100",
-    "--set",
-    "eval_steps=100",
-]
-
-
-def dqn(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "dqn.cli", *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+# A short run: 200 updates in 2 epochs.
+TRAIN = train_args(
+    "Pong", progress_s=60, overrides=("train_steps=400", "epoch_updates=100", "eval_steps=100")
+)
 
 
 def last_line(result):
@@ -65,11 +34,9 @@ def last_line(result):
 def start_and_wait_for(out, landmark):
     """A training run of `out`, started and run until `landmark` exists."""
     process = subprocess.Popen(
-        TRAIN + ["--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [*DQN, *TRAIN, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.monotonic() + 240
-    while not landmark.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(landmark, process)
     return process
 
 
@@ -78,9 +45,7 @@ def test_a_second_writer_is_refused_and_a_reader_may_read_beside_the_first(tmp_p
     first = start_and_wait_for(out, RunDir(out).snapshot(1))
     try:
         first.send_signal(signal.SIGSTOP)  # holds the run, as a long epoch would
-        second = subprocess.run(
-            TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300
-        )
+        second = dqn(*TRAIN, "--out", out)
         assert second.returncode == 2
         assert (
             f"{out}: another dqn train is writing this run (dqn train, PID {first.pid} on host "
@@ -92,18 +57,14 @@ def test_a_second_writer_is_refused_and_a_reader_may_read_beside_the_first(tmp_p
         first.kill()  # SIGKILL: the kernel drops the lock with the process
         first.wait()
     assert first.returncode == -signal.SIGKILL
-    resumed = subprocess.run(
-        TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300
-    )
+    resumed = dqn(*TRAIN, "--out", out)
     assert resumed.returncode == 0, resumed.stderr
 
 
 def test_a_directory_that_is_not_a_run_is_refused_and_left_as_it_was(tmp_path):
     # `--out ""` (an empty shell variable) is the current directory.
     (tmp_path / "notes.tmp").write_text("mine")
-    result = subprocess.run(
-        TRAIN + ["--out", ""], cwd=tmp_path, capture_output=True, text=True, timeout=300
-    )
+    result = dqn(*TRAIN, "--out", "", cwd=tmp_path)
     assert result.returncode == 2
     assert "not empty and not a dqn run directory (no dqn-run marker)" in last_line(result)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.tmp"]
@@ -134,9 +95,7 @@ def test_clean_up_on_resume_touches_only_the_names_a_run_writes(tmp_path):
     mine = [out / "notes.tmp", out / "snapshots" / "mine.tmp"]
     for path in mine:
         path.write_text("mine")
-    resumed = subprocess.run(
-        TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300
-    )
+    resumed = dqn(*TRAIN, "--out", out)
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from" in resumed.stderr
     assert [path for path in leftovers if path.exists()] == []
@@ -146,7 +105,7 @@ def test_clean_up_on_resume_touches_only_the_names_a_run_writes(tmp_path):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     out = tmp_path_factory.mktemp("rundir") / "run"
-    subprocess.run(TRAIN + ["--out", str(out)], check=True, capture_output=True, timeout=300)
+    dqn(*TRAIN, "--out", out, check=True)
     return out
 
 
@@ -176,12 +135,7 @@ def test_no_reader_writes_inside_the_run_or_over_a_file_of_another_kind(
 def test_a_diverged_run_stops_with_its_own_exit_status_and_keeps_what_it_needs(tmp_path):
     out = tmp_path / "run"
     # A step size no network survives: its values overflow within the first epoch.
-    result = subprocess.run(
-        TRAIN + ["--out", str(out), "--set", "learning_rate=1e30"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = dqn(*TRAIN, "--out", out, "--set", "learning_rate=1e30")
     assert result.returncode == 3, result.stderr
     assert "training diverged in epoch 1 (step " in last_line(result)
     assert "non-finite weights in body." in last_line(result)
@@ -252,9 +206,7 @@ def small_disk(tmp_path):
 
 def test_a_full_disk_ends_with_one_line_naming_the_file_and_leaves_no_temporary(small_disk):
     out = small_disk / "run"
-    result = subprocess.run(
-        TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300
-    )
+    result = dqn(*TRAIN, "--out", out)
     assert result.returncode == 2, result.stderr
     assert re.fullmatch(
         rf"dqn train: error: {out}/\S+\.h5: No space left on device", last_line(result)
@@ -331,14 +283,14 @@ MISFITS = {
     "held-out states of another shape (resumed train)": (
         "heldout.h5",
         lambda f: _replace(f, "states", np.zeros((5, 84, 84), np.uint8)),
-        TRAIN[3:] + ["--out", "{run}"],
+        [*TRAIN, "--out", "{run}"],
         "heldout.h5: dataset states: expected uint8 of shape (states, 4, 84, 84), "
         "found uint8 of shape (5, 84, 84)",
     ),
     "interrupt file that is another file (resumed train)": (
         "resume/interrupted.h5",
         None,
-        TRAIN[3:] + ["--out", "{run}"],
+        [*TRAIN, "--out", "{run}"],
         "interrupted.h5: expected a file of kind interrupted, found kind='resume_state'",
     ),
 }

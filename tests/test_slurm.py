@@ -6,14 +6,20 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from dqn.rundir import RunDir
 
-from conftest import ROOT, assert_same_weights, copy_workflow, snakemake, venv_env, wait_for
+from conftest import (
+    ROOT,
+    assert_same_weights,
+    copy_workflow,
+    snakemake,
+    start_breakout_training,
+    wait_for,
+)
 
 # A SLURM cluster started and the ci workflow run on it: not in make test-fast.
 pytestmark = pytest.mark.slow
@@ -22,12 +28,14 @@ SLURM_LOCAL = ROOT / "scripts" / "slurm-local"
 PROFILE = ROOT / "profiles" / "slurm"
 # Where scripts/slurm-local keeps the cluster's config, state and logs.
 CLUSTER_DIR = Path(os.environ.get("SLURM_LOCAL_DIR", "/tmp/slurm-local"))
-# The profile's first status check comes 40 s after a submission, then every 10 s more:
-# right for real jobs, minutes of waiting for the ci jobs, which last seconds. These
-# two flags only make the test faster; everything else is the profile unchanged (this
-# cluster needs no site setting: its partition is the default one, and it has no
-# accounts).
-FAST_STATUS_CHECKS = (
+# Every job through the profile. Its first status check comes 40 s after a submission,
+# then every 10 s more: right for real jobs, minutes of waiting for the ci jobs, which
+# last seconds. The two status-check flags only make the test faster; everything else is
+# the profile unchanged (this cluster needs no site setting: its partition is the default
+# one, and it has no accounts).
+ON_SLURM = (
+    "--profile",
+    PROFILE,
     "--slurm-init-seconds-before-status-checks",
     "5",
     "--seconds-between-status-checks",
@@ -66,6 +74,12 @@ def slurm_local(command, **kwargs):
     )
 
 
+def ci_through_slurm(directory, *args, timeout):
+    """Snakemake on the ci config in `directory`, a copied workflow, every job through the
+    profile; `args` follow `--configfile config/ci.yaml` (more config files first)."""
+    return snakemake(directory, *ON_SLURM, "--configfile", "config/ci.yaml", *args, timeout=timeout)
+
+
 @pytest.fixture(scope="module")
 def cluster():
     """A running one-node SLURM; stopped at the end unless it was running before."""
@@ -88,17 +102,7 @@ def ci_on_slurm(cluster, tmp_path_factory):
     directory = copy_workflow(tmp_path_factory.mktemp("slurm_ci"))
     (directory / "seed0.yaml").write_text("seeds: [0]\n")  # --config would give '0', text
     # Keep the SLURM log of every job, not only of failed ones, to check them below.
-    result = snakemake(
-        directory,
-        "--profile",
-        PROFILE,
-        "--configfile",
-        "config/ci.yaml",
-        "seed0.yaml",
-        *FAST_STATUS_CHECKS,
-        "--slurm-keep-successful-logs",
-        timeout=900,
-    )
+    result = ci_through_slurm(directory, "seed0.yaml", "--slurm-keep-successful-logs", timeout=900)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-8000:]
     return directory, output
@@ -170,19 +174,9 @@ def test_a_gpu_job_asks_sbatch_for_a_gpu(cluster, tmp_path):
     # into an sbatch GPU request. This cluster has no GPUs, so slurmctld refuses it
     # at submission, which is what shows that the request reached SLURM.
     directory = copy_workflow(tmp_path)
-    result = snakemake(
-        directory,
-        "--profile",
-        PROFILE,
-        "--configfile",
-        "config/ci.yaml",
-        "--config",
-        "device=auto",
-        "--retries",
-        "0",
-        *FAST_STATUS_CHECKS,
-        "results/runs/Breakout/seed0/complete.h5",
-        timeout=300,
+    target = "results/runs/Breakout/seed0/complete.h5"
+    result = ci_through_slurm(
+        directory, "--config", "device=auto", "--retries", "0", target, timeout=300
     )
     output = result.stdout + result.stderr
     assert result.returncode != 0
@@ -201,30 +195,9 @@ def test_a_training_job_sent_sigterm_by_slurm_is_retried_and_continues(ci_on_slu
     weights of the uninterrupted run."""
     directory = copy_workflow(tmp_path)
     run = directory / "results/runs/Breakout/seed0"
-    (directory / "seed0.yaml").write_text("seeds: [0]\n")  # one training job
     output = tmp_path / "snakemake.out"
     with open(output, "w") as sink:
-        workflow = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "snakemake",
-                "--profile",
-                PROFILE,
-                "--configfile",
-                "config/ci.yaml",
-                "seed0.yaml",
-                "--config",
-                "games=[Breakout]",
-                "--until",
-                "train",
-                *FAST_STATUS_CHECKS,
-            ],
-            cwd=directory,
-            env=venv_env(),
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
+        workflow = start_breakout_training(directory, *ON_SLURM, stdout=sink)
     try:
         wait_for(run / "snapshots/epoch_0001.h5", workflow, timeout_s=300)
         (first,) = SUBMITTED.findall(output.read_text())

@@ -33,37 +33,20 @@ from dqn.rundir import RunDir
 from dqn.train import stop_signals, train
 from dqn.trainlog import Counters, TrainLog
 
-from conftest import assert_same_weights, wait_for, weights
+from conftest import DQN, ROOT, assert_same_weights, dqn, train_args, wait_for, weights
 
 # Runs trained, killed and resumed: not in make test-fast.
 pytestmark = pytest.mark.slow
 
 CPU = torch.device("cpu")
-TRAIN = [
-    sys.executable,
-    "-m",
-    "dqn.cli",
-    "train",
-    "--game",
-    "Breakout",
-    "--preset",
-    "ci",
-    "--seed",
-    "1",
-    "--device",
-    "cpu",
-    "--threads",
-    "1",
-    "--progress-s",
-    "1",
-]
+TRAIN = train_args("Breakout", 1, progress_s=1)
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """One uninterrupted ci run, trained in a subprocess like the interrupted ones."""
     out = tmp_path_factory.mktemp("runs") / "reference"
-    subprocess.run(TRAIN + ["--out", str(out)], check=True, capture_output=True, timeout=300)
+    dqn(*TRAIN, "--out", out, check=True)
     return out
 
 
@@ -72,7 +55,7 @@ def kill_when(out, landmark, delay_s=0.0, sig=signal.SIGKILL, overrides=()):
     return its exit status."""
     assert not landmark.exists()  # else the signal could come before Python is up
     process = subprocess.Popen(
-        TRAIN + ["--out", str(out), *overrides],
+        [*DQN, *TRAIN, "--out", str(out), *overrides],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -82,14 +65,16 @@ def kill_when(out, landmark, delay_s=0.0, sig=signal.SIGKILL, overrides=()):
     return process.wait(timeout=60)
 
 
-def stop_at_step(out, step, sig, overrides=()):
-    """Start `dqn train --out out`, send it `sig` once a progress line shows agent step
-    `step` or later (tied to progress, not the clock); return its exit status."""
+def stop_at_step(out, step, sig, overrides=(), **popen):
+    """Start `dqn train --out out` (`popen`: Popen's arguments, another checkout's code),
+    send it `sig` once a progress line shows agent step `step` or later (tied to progress,
+    not the clock); return its exit status."""
     process = subprocess.Popen(
-        TRAIN + ["--out", str(out), *overrides, "--progress-s", "0.1"],
+        [*DQN, *TRAIN, "--out", str(out), *overrides, "--progress-s", "0.1"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        **popen,
     )
     for line in process.stderr:
         if (seen := re.search(r"\] step ([\d,]+)/", line)) and int(
@@ -183,31 +168,9 @@ def test_the_event_files_show_the_training_log_at_its_steps(finished_run):
 
 def test_no_tensorboard_writes_no_event_files(tmp_path):
     out = tmp_path / "run"
-    assert (
-        cli.main(
-            [
-                "train",
-                "--game",
-                "Catch",
-                "--preset",
-                "ci",
-                "--out",
-                str(out),
-                "--device",
-                "cpu",
-                "--threads",
-                "1",
-                "--no-tensorboard",
-                "--set",
-                "train_steps=220",
-                "--set",
-                "epoch_updates=10",
-                "--set",
-                "heldout_collect_steps=40",
-            ]
-        )
-        == 0
-    )
+    overrides = ("train_steps=220", "epoch_updates=10", "heldout_collect_steps=40")
+    args = [*train_args("Catch", overrides=overrides), "--out", str(out), "--no-tensorboard"]
+    assert cli.main(args) == 0
     assert RunDir(out).completion.exists() and not (out / EVENTS_DIR).exists()
 
 
@@ -238,7 +201,7 @@ def test_killed_at_any_moment_resumes_to_bit_identical_weights(finished_run, tmp
         kill_when(out, landmark, delay_s)
         for path in out.rglob("*.h5"):  # never a half-written file under a final name
             h5io.read_attrs(path, _kind(path))
-    done = subprocess.run(TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300)
+    done = dqn(*TRAIN, "--out", out)
     assert done.returncode == 0, done.stderr
     assert "resumed from" in done.stderr  # the kills did land after a snapshot
     run, reference = RunDir(out), RunDir(finished_run)
@@ -298,9 +261,7 @@ def stop_and_check(out, landmark, sig, overrides=(), delay_s=0.2, at_step=None):
 
 def finish_and_compare(out, reference, interrupt_step, overrides=()):
     run = RunDir(out)
-    done = subprocess.run(
-        TRAIN + ["--out", str(out), *overrides], capture_output=True, text=True, timeout=300
-    )
+    done = dqn(*TRAIN, "--out", out, *overrides)
     assert done.returncode == 0, done.stderr
     assert f"resumed from {run.interrupt} at step {interrupt_step}" in done.stderr
     assert not run.interrupt.exists()  # the next epoch made it obsolete
@@ -339,9 +300,7 @@ def test_a_stop_after_the_ring_wrapped_within_the_epoch_resumes_identical(tmp_pa
         "optimizer=adam",
     ]
     reference = tmp_path / "reference"
-    subprocess.run(
-        TRAIN + ["--out", str(reference), *overrides], check=True, capture_output=True, timeout=300
-    )
+    dqn(*TRAIN, "--out", reference, *overrides, check=True)
     out = tmp_path / "stopped"
     attrs = stop_and_check(out, None, signal.SIGTERM, overrides, at_step=560)
     assert (
@@ -359,7 +318,7 @@ def test_an_interrupt_file_older_than_the_newest_snapshot_is_ignored(finished_ru
     stale = run.interrupt.read_bytes()
     kill_when(out, run.snapshot(3))  # continues from it, then SIGKILL after epoch 3
     run.interrupt.write_bytes(stale)  # as if a copy of the old file came back
-    done = subprocess.run(TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300)
+    done = dqn(*TRAIN, "--out", out)
     assert done.returncode == 0, done.stderr
     assert f"resumed from {run.snapshot(3)}" in done.stderr
     assert_same_weights(run, RunDir(finished_run))
@@ -376,7 +335,7 @@ def test_leftovers_of_a_killed_epoch_are_discarded_on_resume(finished_run, tmp_p
     shutil.copy(run.replay_delta(last), run.replay_delta(last + 1))
     shutil.copy(run.resume_state(last), run.resume_state(last + 1))
     (out / "snapshots" / f"epoch_{last + 1:04d}.h5.tmp").write_bytes(b"partial")
-    subprocess.run(TRAIN + ["--out", str(out)], check=True, capture_output=True, timeout=300)
+    dqn(*TRAIN, "--out", out, check=True)
     assert_same_weights(run, RunDir(finished_run))
 
 
@@ -420,7 +379,7 @@ def test_a_damaged_newest_epoch_costs_one_epoch_and_the_run_ends_identical(finis
     last = run.snapshot_epochs()[-1]
     data = run.snapshot(last).read_bytes()
     run.snapshot(last).write_bytes(data[: len(data) // 3])
-    done = subprocess.run(TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300)
+    done = dqn(*TRAIN, "--out", out)
     assert done.returncode == 0, done.stderr
     assert (
         f"{run.snapshot(last)}: corrupt or truncated HDF5 file" in done.stderr
@@ -437,7 +396,7 @@ def test_a_damaged_newest_epoch_costs_one_epoch_and_the_run_ends_identical(finis
     kill_when(out, run.snapshot(3))
     data = run.resume_state(3).read_bytes()
     run.resume_state(3).write_bytes(data[:100])
-    done = subprocess.run(TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300)
+    done = dqn(*TRAIN, "--out", out)
     assert done.returncode == 0, done.stderr
     assert "so epoch 3 is lost: continuing from epoch 2 instead" in done.stderr
     assert_same_weights(run, RunDir(finished_run))
@@ -577,7 +536,6 @@ def test_a_signal_during_an_update_stops_the_loop_before_the_next_step(tmp_path,
 # The last commit whose code writes format 1 (dqn 0.1.0): the reference runs of that
 # version are continued by this one.
 FORMAT_1_COMMIT = "e6f6a50649e0014e05f294ccc797d8b3c7ec369a"
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def format_1_code(tmp_path) -> Path:
@@ -604,26 +562,14 @@ def test_a_run_begun_by_format_1_code_ends_identical_when_continued(finished_run
     # version alone; its old files are read as format 2, its new ones written so; the
     # old and new snapshots evaluate together.
     code, out = format_1_code(tmp_path), tmp_path / "old"
-    process = subprocess.Popen(
-        TRAIN + ["--out", str(out), "--progress-s", "0.1"],
-        cwd=code,
-        env={**os.environ, "PYTHONPATH": str(code)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    for line in process.stderr:
-        if (seen := re.search(r"\] step ([\d,]+)/", line)) and int(seen[1].replace(",", "")) >= 650:
-            process.send_signal(signal.SIGINT)
-            break
-    process.stderr.read()
-    assert process.wait(timeout=60) == 128 + signal.SIGINT
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    assert stop_at_step(out, 650, signal.SIGINT, cwd=code, env=env) == 128 + signal.SIGINT
     run = RunDir(out)
     with h5py.File(run.interrupt, "r") as f:
         assert f.attrs["format_version"] == 1 and "delta" in f and "log" in f
     assert run.snapshot_epochs() == [1, 2]
     step = h5io.read_attrs(run.interrupt, "interrupted")["step"]
-    done = subprocess.run(TRAIN + ["--out", str(out)], capture_output=True, text=True, timeout=300)
+    done = dqn(*TRAIN, "--out", out)
     assert done.returncode == 0, done.stderr
     assert f"resumed from {run.interrupt} at step {step}" in done.stderr
     assert_same_weights(run, RunDir(finished_run))
@@ -633,23 +579,7 @@ def test_a_run_begun_by_format_1_code_ends_identical_when_continued(finished_run
         with h5py.File(run.snapshot(epoch), "r") as f:
             versions.append(f.attrs["format_version"])
     assert versions == [1, 1, 2, 2]
-    evaluated = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dqn.cli",
-            "evaluate",
-            "--run",
-            str(out),
-            "--out",
-            str(tmp_path / "eval.h5"),
-            "--device",
-            "cpu",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    evaluated = dqn("evaluate", "--run", out, "--out", tmp_path / "eval.h5", "--device", "cpu")
     assert evaluated.returncode == 0, evaluated.stderr
     assert len(h5io.read(tmp_path / "eval.h5", "evaluation")[1]["epoch"]) == 4
 

@@ -6,7 +6,6 @@ import json
 import re
 import signal
 import subprocess
-import sys
 import time
 import zipfile
 
@@ -24,9 +23,11 @@ from conftest import (
     ROOT,
     assert_same_weights,
     copy_workflow,
+    dqn,
     planned_jobs,
     snakemake,
-    venv_env,
+    start_breakout_training,
+    train_args,
     wait_for,
 )
 
@@ -65,33 +66,30 @@ def test_default_config_plans_one_training_job_per_game_of_the_paper(workflow_co
     assert "--preset paper2013 --seed 0" in result.stdout
 
 
-def test_config_overrides_reach_dqn_train_as_set_arguments(workflow_copy):
+def quick_plan(directory, overrides):
+    """The dry run of config/quick.yaml with `preset_overrides` (YAML), commands printed."""
     result = snakemake(
-        workflow_copy,
+        directory,
         "-n",
         "-p",
         "--configfile",
         "config/quick.yaml",
         "--config",
-        "preset_overrides={train_steps: 6000, reward_clip: false}",
+        f"preset_overrides={overrides}",
     )
     assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_config_overrides_reach_dqn_train_as_set_arguments(workflow_copy):
+    result = quick_plan(workflow_copy, "{train_steps: 6000, reward_clip: false}")
     assert "--preset quick" in result.stdout
     assert "--set reward_clip=false --set train_steps=6000" in result.stdout
     assert "results/runs/Breakout/seed0/complete.h5" in result.stdout
 
 
 def test_quick_config_trains_catch_with_its_own_preset_and_leaves_it_out_of_table1(workflow_copy):
-    result = snakemake(
-        workflow_copy,
-        "-n",
-        "-p",
-        "--configfile",
-        "config/quick.yaml",
-        "--config",
-        "preset_overrides={train_steps: 6000}",
-    )
-    assert result.returncode == 0, result.stderr
+    result = quick_plan(workflow_copy, "{train_steps: 6000}")
     assert planned_jobs(result)["train"] == 3
     (catch,) = [line for line in result.stdout.splitlines() if "train --game Catch" in line]
     assert "--preset catch --seed 0" in catch and "--set" not in catch  # overrides are quick's
@@ -417,27 +415,9 @@ def test_ci_trace_is_consistent_and_seeded(ci_run, tmp_path):
     np.testing.assert_array_equal(trace["max_q"], trace["q"].max(axis=1))
     assert trace["screens"].shape == (n, 210, 160, 3) and trace["frames"].shape == (n, 84, 84)
     again = tmp_path / "again.h5"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dqn.cli",
-            "trace",
-            "--run",
-            ci_run / "results/runs/Seaquest/seed0",
-            "--out",
-            again,
-            "--steps",
-            "300",
-            "--threads",
-            "1",
-            "--device",
-            "cpu",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = ci_run / "results/runs/Seaquest/seed0"
+    cpu = ["--threads", 1, "--device", "cpu"]
+    result = dqn("trace", "--run", run, "--out", again, "--steps", 300, *cpu, timeout=120)
     assert result.returncode == 0, result.stderr
     _, repeated = h5io.read(again, "value_trace")
     for name in ("max_q", "actions", "rewards", "screens"):
@@ -497,26 +477,8 @@ def test_the_completion_file_the_workflow_waits_for_names_the_last_snapshot(work
     assert plan.returncode == 0, plan.stderr
     assert "results/runs/Pong/seed0/complete.h5" in plan.stdout
     out = workflow_copy / "run"
-    train = [
-        sys.executable,
-        "-m",
-        "dqn.cli",
-        "train",
-        "--game",
-        "Pong",
-        "--preset",
-        "ci",
-        "--seed",
-        "0",
-        "--out",
-        out,
-        "--threads",
-        "1",
-        "--device",
-        "cpu",
-        *(f"--set={o}" for o in overrides),
-    ]
-    result = subprocess.run(train, capture_output=True, text=True, timeout=300)
+    train = [*train_args("Pong", overrides=overrides), "--out", out]
+    result = dqn(*train)
     assert result.returncode == 0, result.stderr
     complete = h5io.read_attrs(out / "complete.h5", "complete")
     assert sorted(p.name for p in (out / "snapshots").iterdir())[-1] == "epoch_0005.h5"
@@ -527,7 +489,7 @@ def test_the_completion_file_the_workflow_waits_for_names_the_last_snapshot(work
     )
     # A complete run asked again writes the file again (a workflow that lost it).
     (out / "complete.h5").unlink()
-    again = subprocess.run(train, capture_output=True, text=True, timeout=300)
+    again = dqn(*train)
     assert again.returncode == 0 and "complete" in again.stderr
     assert h5io.read_attrs(out / "complete.h5", "complete")["epoch"] == 5
 
@@ -539,29 +501,8 @@ def test_a_training_job_stopped_by_sigterm_is_retried_and_continues_where_it_sto
     retries it and the retry continues from the saved step to the same weights."""
     directory = copy_workflow(tmp_path)
     run = directory / "results/runs/Breakout/seed0"
-    (directory / "seed0.yaml").write_text("seeds: [0]\n")  # one run is enough here
-    workflow = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--cores",
-            "1",
-            "--retries",
-            "1",
-            "--configfile",
-            "config/ci.yaml",
-            "seed0.yaml",
-            "--config",
-            "games=[Breakout]",
-            "--until",
-            "train",
-        ],
-        cwd=directory,
-        env=venv_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    workflow = start_breakout_training(
+        directory, "--cores", "1", "--retries", "1", stdout=subprocess.PIPE
     )
     try:
         wait_for(run / "snapshots/epoch_0001.h5", workflow)
