@@ -835,9 +835,8 @@ def learning(glance: Job, run_root: Path, device: torch.device) -> dict:
     """The held-out average max-Q of each snapshot of the glance's run."""
     glance.wait()
     run = TrainedRun.open(run_root)
-    config = run.config
     states = h5io.read(run.dir.heldout, "heldout")[1]["states"]
-    n_actions = make_env(GAME, config, 0).n_actions
+    n_actions = make_env(GAME, run.config, 0).n_actions
     steps, values = [], []
     for epoch in run.epochs:
         network, snapshot = run.network(epoch, n_actions, device)
@@ -845,7 +844,7 @@ def learning(glance: Job, run_root: Path, device: torch.device) -> dict:
         values.append(average_max_q(network, states, device))
     _, log_ = h5io.read(run.dir.log, "train_log")
     # With rewards clipped to [-1, 1], no return exceeds 1 / (1 - discount) in size.
-    bound = 1 / (1 - config.discount)
+    bound = 1 / (1 - run.config.discount)
     return {
         "game": GAME,
         "preset": "paper2013",

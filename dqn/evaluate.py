@@ -130,8 +130,8 @@ class TrainedRun:
         return cls(run, held, config, held["game"], int(held["seed"]), epochs)
 
     def chosen(self, epochs: list[int] | None) -> list[int]:
-        """`epochs` in order, or every snapshot's where none are chosen; refused where the
-        run has no snapshot of one."""
+        """`epochs` ascending, each once, or every snapshot's where none are chosen;
+        refused where the run has no snapshot of one."""
         if missing := sorted(set(epochs or []) - set(self.epochs)):
             first, last = self.epochs[0], self.epochs[-1]
             has = (
@@ -223,13 +223,13 @@ TRACE_STREAM = 1
 
 
 def snapshot_play(
-    run: TrainedRun, config: Config, epoch: int, stream: int, device: torch.device
+    run: TrainedRun, epoch: int, stream: int, device: torch.device
 ) -> tuple[Env, np.random.Generator, torch.nn.Module, dict]:
     """What a play of snapshot `epoch` of its own needs, seeded by `stream` (a fourth seed
     element beside the evaluation's): the evaluation environment, the policy's
     generator, the network and the snapshot's attributes."""
     env = make_env(
-        run.game, config, seeding.derive(run.seed, "eval_env", epoch, stream), evaluation=True
+        run.game, run.config, seeding.derive(run.seed, "eval_env", epoch, stream), evaluation=True
     )
     rng = seeding.generator(run.seed, "eval_policy", epoch, stream)
     network, attrs = run.network(epoch, env.n_actions, device)
@@ -248,7 +248,7 @@ def trace_run(run_dir: Path, out: Path, device: torch.device, steps: int) -> dic
     run = TrainedRun.open(run_dir)
     config, epoch = run.config, run.epochs[-1]
     run.dir.check_output(out, "value_trace")
-    env, rng, network, attrs = snapshot_play(run, config, epoch, TRACE_STREAM, device)
+    env, rng, network, attrs = snapshot_play(run, epoch, TRACE_STREAM, device)
     columns = {"frames": [], "screens": [], "q": [], "max_q": [], "actions": [], "rewards": []}
     for seen in play_with_values(
         network, env, config.eval_epsilon, rng, device, steps, max_episodes=1

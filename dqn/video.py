@@ -69,7 +69,7 @@ def watch(
             f"--out {out}: exists; dqn watch replaces no file, so remove it or give another --out"
         )
     check_writable(out)  # a read-only place fails now, not after the work
-    env, rng, network, _ = snapshot_play(run, run.config, epoch, VIDEO_STREAM, device)
+    env, rng, network, _ = snapshot_play(run, epoch, VIDEO_STREAM, device)
     panel = Panel(
         f"{run.game}  epoch {epoch}  seed {run.seed}",
         f"epsilon-greedy, epsilon {run.config.eval_epsilon:g}",

@@ -660,7 +660,7 @@ def test_greedy_actions_reports_each_snapshots_choice_on_the_heldout_states(fini
             capture_output=True,
             text=True,
             timeout=120,
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=ROOT,
         )
 
     missing = greedy_actions("--epochs", "1", "99")
@@ -712,7 +712,7 @@ def test_a_packed_reference_run_evaluates_as_the_run_did(finished_run, tmp_path)
             capture_output=True,
             text=True,
             timeout=120,
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=ROOT,
         )
 
     result = pack(evaluation)

@@ -103,7 +103,7 @@ def test_the_frame_shows_the_full_colour_screen_scaled_and_the_chosen_action():
 def test_a_bad_request_is_refused_naming_the_option(run, tmp_path, out, kwargs, message):
     with pytest.raises(ConfigError) as error:
         watch(run, tmp_path / out, CPU, **kwargs)
-    assert str(error.value) == message.format(tmp=tmp_path, run=run)
+    assert str(error.value) == message.format(tmp=tmp_path)
 
 
 def test_a_missing_epoch_is_refused_naming_those_the_run_has(run, tmp_path):
