@@ -835,7 +835,7 @@ def learning(glance: Job, run_root: Path, device: torch.device) -> dict:
     """The held-out average max-Q of each snapshot of the glance's run."""
     glance.wait()
     run = TrainedRun.open(run_root)
-    states = h5io.read(run.dir.heldout, "heldout")[1]["states"]
+    states = run.heldout_states()
     n_actions = make_env(GAME, run.config, 0).n_actions
     steps, values = [], []
     for epoch in run.epochs:

@@ -145,6 +145,10 @@ class TrainedRun:
             )
         return sorted(set(epochs)) if epochs else self.epochs
 
+    def heldout_states(self) -> np.ndarray:
+        """The held-out states of the average max-Q (2013 §5.1)."""
+        return h5io.read(self.dir.heldout, "heldout")[1]["states"]
+
     def network(
         self, epoch: int, n_actions: int, device: torch.device
     ) -> tuple[torch.nn.Module, dict]:
@@ -185,7 +189,7 @@ def evaluate_run(
     config = evaluation_config(run.config, list(overrides))
     epochs = run.chosen(only_epochs)
     run.dir.check_output(out, "evaluation")
-    heldout_states = h5io.read(run.dir.heldout, "heldout")[1]["states"]
+    heldout_states = run.heldout_states()
     n_actions = make_env(run.game, config, 0).n_actions
 
     def evaluate_one(epoch: int) -> dict:
