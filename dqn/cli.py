@@ -27,6 +27,33 @@ examples:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    # Progress and status lines (dqn.progress, dqn.train) go to stderr with the time.
+    logging.basicConfig(
+        format="[%(asctime)s] %(message)s",
+        datefmt="%H:%M:%S",
+        level=logging.INFO,
+        stream=sys.stderr,
+        force=True,
+    )
+    try:
+        return _run(args)
+    except DqnError as error:
+        print(f"dqn {args.command}: error: {error}", file=sys.stderr)
+        return getattr(error, "exit_status", 2)
+    except Stopped as stop:
+        # 128 + signal, as a shell reports a process the signal ended: a failure to
+        # Snakemake and SLURM, so the job is retried, and the retry continues.
+        print(f"dqn {args.command}: stopped by {stop}", file=sys.stderr)
+        return 128 + stop.signum
+    except OSError as error:  # a path we cannot write: unwritable, not a directory, disk full
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"dqn {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 2
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line, every command and option; tests/test_docs.py holds the docs to it."""
     parser = argparse.ArgumentParser(
         prog="dqn",
         description=DESCRIPTION,
@@ -227,30 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--game", default="Breakout")
     bench.add_argument("--seconds", type=float, default=5.0, help="length of each timing")
     _device_arguments(bench)
-
-    args = parser.parse_args(argv)
-    # Progress and status lines (dqn.progress, dqn.train) go to stderr with the time.
-    logging.basicConfig(
-        format="[%(asctime)s] %(message)s",
-        datefmt="%H:%M:%S",
-        level=logging.INFO,
-        stream=sys.stderr,
-        force=True,
-    )
-    try:
-        return _run(args)
-    except DqnError as error:
-        print(f"dqn {args.command}: error: {error}", file=sys.stderr)
-        return getattr(error, "exit_status", 2)
-    except Stopped as stop:
-        # 128 + signal, as a shell reports a process the signal ended: a failure to
-        # Snakemake and SLURM, so the job is retried, and the retry continues.
-        print(f"dqn {args.command}: stopped by {stop}", file=sys.stderr)
-        return 128 + stop.signum
-    except OSError as error:  # a path we cannot write: unwritable, not a directory, disk full
-        where = f"{error.filename}: " if error.filename else ""
-        print(f"dqn {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
-        return 2
+    return parser
 
 
 def _device_arguments(parser: argparse.ArgumentParser) -> None:
