@@ -15,7 +15,7 @@ import numpy as np
 from ale_py import ALEInterface, ALEState, LoggerMode, roms
 
 from dqn.frames import FRAME_PIXELS, HISTORY_FRAMES
-from dqn.presets import Config
+from dqn.presets import XITARI_ACTIONS, Config
 
 # 2013 §4.1 and §5: the seven games, by the short names used on the command line.
 GAMES = {
@@ -72,8 +72,11 @@ class Atari:
         self.ale.setFloat("repeat_action_probability", 0.0)
         self.ale.setInt("frame_skip", 1)
         self.ale.loadROM(roms.get_rom_path(GAMES[game]))
-        # 2013 §4.1 / §5: the minimal action set, 4 to 18 actions per game.
+        # 2013 §4.1 / §5: the minimal action set, 4 to 18 actions per game; Xitari's,
+        # which DQN 3.0 played, where it has fewer (the config's action_set).
         self.actions = list(self.ale.getMinimalActionSet())
+        if config.action_set == "xitari" and game in XITARI_ACTIONS:
+            self.actions = [a for a in self.actions if a.name in XITARI_ACTIONS[game]]
         self.rng = np.random.Generator(np.random.PCG64(seed))  # no-op start lengths
         # Baselines' FireResetEnv, as Stable-Baselines3 wraps every Atari game: FIRE, then
         # the set's third action, at each episode's start (after the no-ops), so a game

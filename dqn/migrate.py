@@ -5,6 +5,9 @@ its kind's layout (`dqn.layouts`, which declares only FORMAT_VERSION), so no oth
 module meets an old name. A file of a format that is neither this one nor listed here
 is refused in one line naming its version.
 
+A config stored before a key was added to format 2 lacks it, and reads with the value
+its run had in effect (`with_keys_added_since`).
+
 Format 1 (dqn 0.1.0) differs from format 2 in three things:
 - its stored configs may lack keys added since, or use keys renamed since;
 - a resume state names the player's `next_is_episode_start` so, and keeps its count of
@@ -18,6 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from dqn import presets
 from dqn.errors import DataFileError
 from dqn.layouts import FORMAT_VERSION
 
@@ -35,6 +39,8 @@ ADDED_KEYS = {
     "cuda_graph_update": False,
     "cuda_deterministic": False,
 }
+# Keys added to format 2's configs after it was first written (with_keys_added_since).
+ADDED_SINCE_FORMAT_2 = ("action_set",)
 RENAMED_KEYS = {
     # the no-op count was named in steps although frames_at_reset counted frames
     "max_noop_start_steps": ("noop_max", lambda value, config: value),
@@ -61,16 +67,24 @@ def upgrade(
     """A file's attributes and its arrays (by name; any objects, such as HDF5 datasets
     not read yet) as format FORMAT_VERSION has them."""
     version = attrs.get("format_version")
-    if version == FORMAT_VERSION:
-        return attrs, arrays
-    if version != 1:
+    if version not in (FORMAT_VERSION, 1):
         raise DataFileError(
             f"{path}: format version {version!r}, which this dqn does not "
             f"read (it reads {FORMAT_VERSION} and 1)"
         )
+    config = _json_object(attrs.get("config"))
+    if version == FORMAT_VERSION:
+        if config is not None and set(ADDED_SINCE_FORMAT_2) - set(config):
+            attrs = {
+                **attrs,
+                "config": json.dumps(with_keys_added_since(config, attrs), sort_keys=True),
+            }
+        return attrs, arrays
     attrs = {**attrs, "format_version": FORMAT_VERSION}
-    if (config := _json_object(attrs.get("config"))) is not None:
-        attrs["config"] = json.dumps(format1_config(config), sort_keys=True)
+    if config is not None:
+        attrs["config"] = json.dumps(
+            with_keys_added_since(format1_config(config), attrs), sort_keys=True
+        )
     if (counters := _json_object(attrs.get("counters"))) is not None:
         attrs["counters"] = json.dumps(
             {
@@ -96,6 +110,18 @@ def format1_config(config: dict) -> dict:
         if old in config:
             config[new] = convert(config.pop(old), config)
     return config
+
+
+def with_keys_added_since(config: dict, attrs: dict[str, Any]) -> dict:
+    """`config`, stored with `attrs` (its run's game and preset), with the keys added to
+    format 2 since it was first written (ADDED_SINCE_FORMAT_2), where it lacks them."""
+    if "action_set" in config:
+        return config
+    # Such a run played ale-py's minimal sets. On a game whose set in Xitari is the same,
+    # both values are that run: it takes its preset's, and so continues under it.
+    preset = presets.PRESETS.get(attrs.get("preset"))
+    same = attrs.get("game") not in presets.XITARI_ACTIONS
+    return {**config, "action_set": preset.action_set if preset and same else "ale_py"}
 
 
 def _json_object(text: Any) -> dict | None:

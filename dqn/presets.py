@@ -38,6 +38,12 @@ def _key(meaning: str, unit: str, source: str, **bounds):
     return Field(description=meaning, json_schema_extra={"unit": unit, "source": source}, **bounds)
 
 
+# The games whose minimal action set in Xitari differs from ale-py's, with Xitari's set
+# by ALE's action names (Xitari games/supported/<Game>.cpp, isMinimal: the paper's other
+# six games have the same set in both, in the same order).
+XITARI_ACTIONS = {"Pong": ("NOOP", "RIGHT", "LEFT")}
+
+
 class Config(BaseModel):
     """One run's constants. Built only valid: every key present, of its type (no bool
     for an int, no float for an int, no nan or inf), in its range, and the keys
@@ -94,6 +100,15 @@ class Config(BaseModel):
         "that have FIRE (a game that waits for FIRE then starts at once)",
         DIMENSIONLESS,
         "OpenAI Baselines' FireResetEnv, in Stable-Baselines3's AtariWrapper",
+    )
+    action_set: Literal["ale_py", "xitari"] = _key(
+        "each game's minimal action set: ale-py's, or that of Xitari, the ALE fork DQN 3.0 "
+        "ran on; of the paper's games they differ on Pong alone, where Xitari's lacks "
+        "FIRE, RIGHTFIRE and LEFTFIRE (XITARI_ACTIONS)",
+        DIMENSIONLESS,
+        "ale_py: 2013 §4.1 (4 to 18 actions: the ALE of 2013 gave Pong six, ALE commit "
+        "597e12ec); xitari: Xitari games/supported/Pong.cpp:87-97 (isMinimal), which DQN "
+        "3.0 plays through alewrap (alewrap.cc:93-102)",
     )
     max_episode_frames: int = _key(
         "a training episode is cut after this many frames",
@@ -384,6 +399,7 @@ PAPER2013 = Config(
     life_loss_ends_episode=False,  # 2013: an episode is a whole game
     life_loss_cuts_frame_skip=False,  # no life-loss episodes in 2013
     fire_on_reset=False,  # 2013 and DQN 3.0: the agent presses FIRE itself
+    action_set="ale_py",  # 2013 §4.1: 4 to 18 actions a game (Pong's six, in ALE of 2013)
     max_episode_frames=108_000,  # 30 min of play; ALE v5 default (Machado et al. 2018)
     network="paper2013",  # 2013 §4.1
     network_init="normal_0.01",  # 2013 is silent; deep_q_rl q_network.py:420-458
@@ -435,6 +451,9 @@ NATURE2015 = PAPER2013.with_values(
     noop_start="frames",
     life_loss_ends_episode=True,  # Nature Methods; DQN 3.0 alewrap GameEnvironment.lua:115
     life_loss_cuts_frame_skip=True,  # DQN 3.0 alewrap GameEnvironment.lua:120
+    # DQN 3.0 ran on Xitari, whose Pong has three actions (games/supported/Pong.cpp:87-97);
+    # the Nature text's "between 4 and 18" valid actions is not what the code played.
+    action_set="xitari",
     network="dqn3",  # Nature Methods' 32-64-64-512, padded as DQN 3.0's convnet.lua:17-19
     network_init="fan_in_uniform",  # DQN 3.0: Torch7's default
     replay_start_steps=50_000,  # Nature Extended Data Table 1; DQN 3.0 run_gpu (learn_start)

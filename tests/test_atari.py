@@ -89,19 +89,26 @@ def test_frame_skip_is_3_on_space_invaders_in_2013_and_4_elsewhere():
 
 
 @pytest.mark.parametrize(
-    "game,n_actions",
+    "game,n_actions,n_xitari",
     [
-        ("BeamRider", 9),
-        ("Breakout", 4),
-        ("Enduro", 9),
-        ("Pong", 6),
-        ("Qbert", 6),
-        ("Seaquest", 18),
-        ("SpaceInvaders", 6),
+        ("BeamRider", 9, 9),
+        ("Breakout", 4, 4),
+        ("Enduro", 9, 9),
+        ("Pong", 6, 3),
+        ("Qbert", 6, 6),
+        ("Seaquest", 18, 18),
+        ("SpaceInvaders", 6, 6),
     ],
 )
-def test_minimal_action_set(game, n_actions):
-    assert Atari(game, PAPER, seed=0).n_actions == n_actions
+def test_minimal_action_set_of_ale_py_and_of_xitari(game, n_actions, n_xitari):
+    ale_py, xitari = Atari(game, PAPER, seed=0), Atari(game, NATURE, seed=0)
+    assert (PAPER.action_set, NATURE.action_set) == ("ale_py", "xitari")
+    assert (ale_py.n_actions, xitari.n_actions) == (n_actions, n_xitari)
+    # Xitari's set is ale-py's with some actions left out, in the same order
+    names = ale_py.action_names
+    assert xitari.action_names == [name for name in names if name in xitari.action_names]
+    if game == "Pong":  # DQN 3.0's Pong: Xitari games/supported/Pong.cpp, isMinimal
+        assert xitari.action_names == ["NOOP", "RIGHT", "LEFT"]
 
 
 def test_same_seed_same_frames_and_the_emulator_matches_gymnasium():

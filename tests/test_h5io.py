@@ -308,6 +308,34 @@ def _parsed(attrs):
     return {k: json.loads(v) if k in ("config", "counters") else v for k, v in attrs.items()}
 
 
+@pytest.mark.parametrize(
+    "preset,game,read_as",
+    [
+        # the run played ale-py's set; where Xitari's is the same, its preset's value
+        ("nature2015", "Breakout", "xitari"),
+        ("paper2013", "Breakout", "ale_py"),
+        ("nature2015", "Pong", "ale_py"),  # six actions, not DQN 3.0's three
+        ("paper2013", "Pong", "ale_py"),
+        ("no such preset", "Breakout", "ale_py"),
+    ],
+)
+def test_a_config_stored_before_action_set_reads_as_its_run_played(tmp_path, preset, game, read_as):
+    attrs, arrays = _example("heldout")
+    config = presets.PRESETS.get(preset, presets.PAPER2013).as_dict()
+    del config["action_set"]
+    attrs.update(preset=preset, game=game, config=json.dumps(config))
+    path = tmp_path / "f.h5"
+    h5io.write(path, "heldout", attrs, arrays)
+    got = json.loads(h5io.read(path, "heldout")[0]["config"])
+    assert got == {**config, "action_set": read_as}
+    assert json.loads(h5io.read_attrs(path, "heldout")["config"]) == got
+    presets.Config(**got)  # a whole config again
+    # format 1's configs, which lack it too, read the same way
+    with h5py.File(path, "a") as f:
+        f.attrs["format_version"] = 1
+    assert json.loads(h5io.read(path, "heldout")[0]["config"]) == got
+
+
 @pytest.mark.parametrize("version", [0, 3, "1"])
 def test_a_file_of_another_format_is_refused_in_one_line_naming_its_version(tmp_path, version):
     path = tmp_path / "f.h5"

@@ -46,6 +46,7 @@ def test_every_key_names_its_unit_or_is_dimensionless():
         "life_loss_ends_episode",
         "eval_episodes",
         "fire_on_reset",
+        "action_set",
         "max_grad_norm",
         "epsilon_anneal_from",
         "noop_start",
