@@ -39,8 +39,10 @@ ADDED_KEYS = {
     "cuda_graph_update": False,
     "cuda_deterministic": False,
 }
-# Keys added to format 2's configs after it was first written (with_keys_added_since).
+# Keys added to format 2's configs after it was first written (with_keys_added_since),
+# and the presets whose action_set was "xitari" when it was added.
 ADDED_SINCE_FORMAT_2 = ("action_set",)
+XITARI_PRESETS_WHEN_ADDED = ("nature2015",)
 RENAMED_KEYS = {
     # the no-op count was named in steps although frames_at_reset counted frames
     "max_noop_start_steps": ("noop_max", lambda value, config: value),
@@ -118,10 +120,11 @@ def with_keys_added_since(config: dict, attrs: dict[str, Any]) -> dict:
     if "action_set" in config:
         return config
     # Such a run played ale-py's minimal sets. On a game whose set in Xitari is the same,
-    # both values are that run: it takes its preset's, and so continues under it.
-    preset = presets.PRESETS.get(attrs.get("preset"))
+    # both values are that run: it takes its preset's value when the key came, and so
+    # continues under its preset.
     same = attrs.get("game") not in presets.XITARI_ACTIONS
-    return {**config, "action_set": preset.action_set if preset and same else "ale_py"}
+    xitari = same and attrs.get("preset") in XITARI_PRESETS_WHEN_ADDED
+    return {**config, "action_set": "xitari" if xitari else "ale_py"}
 
 
 def _json_object(text: Any) -> dict | None:

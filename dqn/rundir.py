@@ -122,14 +122,20 @@ class RunDir:
             if self.snapshot_epochs():
                 raise DataFileError(f"{self.heldout}: missing, but {self.root} has snapshots")
             return
-        differences = [
-            f"{key}={held!r} (asked {asked!r})"
-            for key, held, asked in run_differences(attrs, h5io.read_attrs(self.heldout, "heldout"))
-        ]
-        if differences:
+        found = run_differences(attrs, h5io.read_attrs(self.heldout, "heldout"))
+        if found:
+            differences = "; ".join(
+                f"{key}={held!r} (asked {asked!r})" for key, held, asked in found
+            )
+            # A run of the same game and seed continues when asked with its own values.
+            same_game_and_seed = not {key for key, _, _ in found} & {"game", "seed"}
+            keep = " ".join(
+                f"--set {key}={held if isinstance(held, str) else json.dumps(held)}"
+                for key, held, _ in found
+            )
             raise RunMismatchError(
-                f"{self.root} holds another run ({'; '.join(differences)}); "
-                "use another --out directory"
+                f"{self.root} holds another run ({differences}); use another --out directory"
+                + (f", or continue it with {keep}" if same_game_and_seed else "")
             )
 
     def write_epoch(self, epoch: int, saved: dict[str, tuple], log: tuple) -> None:

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from dqn import cli, replay
+from dqn import bench, cli, replay
 from dqn.frames import FRAME_PIXELS
 
 from conftest import copy_workflow, planned_jobs, snakemake
@@ -92,6 +92,13 @@ def test_bench_reports_every_figure_with_its_machine_within_sane_bounds(capsys):
     assert figures["watch_vs_game_speed"] == pytest.approx(figures["watch_frames_per_s"] / 15)
     # the whole bench takes at least its timings
     assert figures["bench_wall_s"] > figures["seconds_per_timing"]
+
+
+def test_the_environment_figures_of_a_game_whose_nature_set_is_smaller():
+    # Pong: six actions in paper2013 (ale-py), three in nature2015 (Xitari); the one plan
+    # of random actions drives both
+    figures = bench.environment_figures("Pong", 0.05)
+    assert figures["env_agent_steps_per_s"] > 0 and figures["env_nature_agent_steps_per_s"] > 0
 
 
 def test_bench_rule_writes_one_file_per_device_and_is_no_default_target(tmp_path):

@@ -108,7 +108,12 @@ def test_train_refuses_a_directory_of_another_config(small_run):
         "--set",
         "epoch_updates=100",
     )
-    assert_refused(result, f"{small_run} holds another run", "eval_steps=100 (asked 300)")
+    assert_refused(
+        result,
+        f"{small_run} holds another run",
+        "eval_steps=100 (asked 300)",
+        "or continue it with --set eval_steps=100",
+    )
 
 
 @pytest.mark.slow  # trains a small run

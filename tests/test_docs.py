@@ -6,12 +6,14 @@ and options that `dqn` has."""
 import argparse
 import importlib.machinery
 import importlib.util
+import itertools
 import re
 from pathlib import Path
 
 import pytest
 
 from dqn import cli, layouts
+from dqn.presets import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,8 +96,12 @@ def test_readme_stays_a_front_door():
 
 
 # A `dqn` invocation in inline code or on a code block's line (a trailing backslash
-# continues it); it ends at the code span's end, a pipe, a redirect or a comment.
-INVOCATION = re.compile(r"(?:^|(?<=[\s`(/]))dqn(?:\.cli)? ([a-z][\w-]*)([^`|;>#\n]*)")
+# continues it); it ends at the code span's end, a pipe, `&&`, a redirect or a comment.
+INVOCATION = re.compile(r"(?:^|(?<=[\s`(/]))dqn(?:\.cli)? ([a-z][\w-]*)([^`|;>#&\n]*)")
+
+
+# What a synopsis writes for any key: `--set key=value`, `--set eval_key=value`.
+SET_WORDS = ("key", "eval_key", "KEY")
 
 
 def _code(text: str) -> list[str]:
@@ -127,14 +133,20 @@ def _misnamed(snippet: str, commands: dict[str, argparse.ArgumentParser]) -> lis
                 wrong.append(f"dqn {command} {words[0]} (no such {command} command)")
                 continue
             command, parser = f"{command} {words[0]}", figures[words[0]]
-        for word in words:
-            option = word.split("=")[0].rstrip(").,:")
+        words = [word.strip("[]").rstrip(").,:") for word in words]  # [--opt X] in a synopsis
+        for word, after in itertools.pairwise([*words, ""]):
+            option = word.split("=")[0]
             if option.startswith("-") and option not in parser._option_string_actions:
                 wrong.append(f"dqn {command} {option} (no such option)")
+            key = after.split("=")[0]
+            if option == "--set" and "=" in after and key not in {*Config.model_fields, *SET_WORDS}:
+                wrong.append(f"dqn {command} --set {key} (no such preset key)")
     return wrong
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "page", [*PAGES, ROOT / "reference-runs/README.md"], ids=lambda p: str(p.relative_to(ROOT))
+)
 def test_every_dqn_command_written_in_the_docs_names_real_options(page):
     # Options are renamed in the code; a guide that still shows the old name fails here,
     # not in a reader's shell.
@@ -155,4 +167,12 @@ def test_a_misnamed_option_or_command_in_the_docs_is_caught():
         "dqn plot curves (no such plot command)"
     ]
     assert _misnamed(".venv/bin/dqn evalute --run R", commands) == ["dqn evalute (no such command)"]
-    assert _misnamed("dqn train --game Pong --set lr=1 --progress-s 5 --out R", commands) == []
+    assert _misnamed("dqn bench [--secs S]", commands) == ["dqn bench --secs (no such option)"]
+    assert _misnamed("dqn train --set gamma=0.9 --out R", commands) == [
+        "dqn train --set gamma (no such preset key)"
+    ]
+    assert _misnamed("dqn evaluate --run R && dqn plot anchors --evals E", commands) == [
+        "dqn plot anchors --evals (no such option)"
+    ]
+    good = "dqn train --game Pong --set discount=1 --progress-s 5 --out R"
+    assert _misnamed(good, commands) == []
