@@ -39,9 +39,8 @@ ADDED_KEYS = {
     "cuda_graph_update": False,
     "cuda_deterministic": False,
 }
-# Keys added to format 2's configs after it was first written (with_keys_added_since),
-# and the presets whose action_set was "xitari" when it was added.
-ADDED_SINCE_FORMAT_2 = ("action_set",)
+# The presets whose action_set was "xitari" when the key was added to format 2's
+# configs (with_keys_added_since).
 XITARI_PRESETS_WHEN_ADDED = ("nature2015",)
 RENAMED_KEYS = {
     # the no-op count was named in steps although frames_at_reset counted frames
@@ -76,11 +75,8 @@ def upgrade(
         )
     config = _json_object(attrs.get("config"))
     if version == FORMAT_VERSION:
-        if config is not None and set(ADDED_SINCE_FORMAT_2) - set(config):
-            attrs = {
-                **attrs,
-                "config": json.dumps(with_keys_added_since(config, attrs), sort_keys=True),
-            }
+        if config is not None and (added := with_keys_added_since(config, attrs)) is not config:
+            attrs = {**attrs, "config": json.dumps(added, sort_keys=True)}
         return attrs, arrays
     attrs = {**attrs, "format_version": FORMAT_VERSION}
     if config is not None:
@@ -116,7 +112,8 @@ def format1_config(config: dict) -> dict:
 
 def with_keys_added_since(config: dict, attrs: dict[str, Any]) -> dict:
     """`config`, stored with `attrs` (its run's game and preset), with the keys added to
-    format 2 since it was first written (ADDED_SINCE_FORMAT_2), where it lacks them."""
+    format 2 since it was first written (action_set), where it lacks them; `config`
+    itself where it lacks none."""
     if "action_set" in config:
         return config
     # Such a run played ale-py's minimal sets. On a game whose set in Xitari is the same,
