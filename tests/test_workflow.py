@@ -195,6 +195,15 @@ def test_jobs_that_may_use_a_gpu_ask_for_one_unless_the_device_is_the_cpu(
     assert asked["train"] == asked["evaluate"] == asked["trace_value_function"] == {gpus}
     assert asked["video"] == {gpus}
     assert asked["table1"] == {0}
+    # On SLURM each job that asks for a GPU must go to the site's GPU partition and
+    # model: without them sbatch asks for --gpus on the partition of the small jobs.
+    profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
+    on_gpu_partition = {
+        rule
+        for rule, settings in profile["set-resources"].items()
+        if {"slurm_partition", "gpu_model"} <= settings.keys()
+    }
+    assert {rule for rule, asks in asked.items() if asks == {1}} <= on_gpu_partition
 
 
 @pytest.mark.parametrize(
