@@ -21,7 +21,7 @@ from dqn import checkpoint, cli, h5io, networks, presets, seeding
 from dqn.atari import Atari
 from dqn.checkpoint import TrainingState
 from dqn.errors import DataFileError, RunMismatchError, Stopped
-from dqn.evaluate import evaluate_run, load_network
+from dqn.evaluate import TrainedRun, evaluate_run, load_network
 from dqn.events import EVENTS_DIR
 from dqn.explore import choose_action, epsilon, greedy
 from dqn.games import make_env
@@ -673,7 +673,7 @@ def test_greedy_actions_reports_each_snapshots_choice_on_the_heldout_states(fini
     assert len(lines) == 2 + len(RunDir(finished_run).snapshot_epochs()) == 6
     labels = ["initial (fan_in_uniform)", "initial (he_normal)"]
     labels += [f"epoch {epoch} (step " for epoch in range(1, 5)]
-    features = []
+    features, weights = [], []
     for label, line in zip(labels, lines):
         shares = re.findall(r"(NOOP|FIRE|RIGHT|LEFT) ([\d.]+)", line)
         assert line.startswith(label) and [a for a, _ in shares] == [
@@ -695,8 +695,17 @@ def test_greedy_actions_reports_each_snapshots_choice_on_the_heldout_states(fini
         )
         assert total**2 == pytest.approx(sum(p**2 for p in parts), rel=1e-3, abs=1e-9)
         features.append(float(re.search(r"features RMS ([\d.]+)", line)[1]))
+        weights.append(
+            [float(w) for w in re.search(r"mean \|w\| by layer ([\d. ]+)$", line)[1].split()]
+        )
     # He's initialisation keeps the features' scale through the ReLUs; Torch7's shrinks it
     assert features[1] > 5 * features[0] > 0
+    # mean |w| of each layer (DQN 3.0's "Weight norms"): Torch7's uniform(+-1/sqrt(fan_in))
+    # gives half the bound, He's normal sqrt(2 / fan_in) sqrt(2 / pi)
+    network = networks.build(TrainedRun.open(finished_run).config.network, n_actions=4)
+    fans = [m.weight[0].numel() for m in network.modules() if hasattr(m, "weight")]
+    assert weights[0] == pytest.approx([0.5 / f**0.5 for f in fans], rel=0.1)
+    assert weights[1] == pytest.approx([(4 / (np.pi * f)) ** 0.5 for f in fans], rel=0.1)
 
 
 def test_a_packed_reference_run_evaluates_as_the_run_did(finished_run, tmp_path):
