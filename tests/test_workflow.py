@@ -182,7 +182,10 @@ def test_jobs_that_may_use_a_gpu_ask_for_one_unless_the_device_is_the_cpu(
     workflow_copy, device, gpus
 ):
     # `--resources gpu=N` then caps the GPU jobs at N; each claims its own (dqn/devices.py).
-    result = snakemake(workflow_copy, "-n", "-p", "--config", f"device={device}", "jobs_per_gpu=3")
+    # Targets: the experiment (`all`) and the benchmark (`bench`, not a default target).
+    result = snakemake(
+        workflow_copy, "-n", "-p", "all", "bench", "--config", f"device={device}", "jobs_per_gpu=3"
+    )
     assert result.returncode == 0, result.stderr
     # every dqn call that may use a GPU gets the device and the GPU sharing
     assert result.stdout.count(f"--device {device} --jobs-per-gpu 3") == 7 + 7 + 1 + 7
@@ -193,7 +196,7 @@ def test_jobs_that_may_use_a_gpu_ask_for_one_unless_the_device_is_the_cpu(
             gpu = re.search(r"\bgpu=(\d+)", resources.group(1)) if resources else None
             asked.setdefault(m.group(1), set()).add(int(gpu.group(1)) if gpu else 0)
     assert asked["train"] == asked["evaluate"] == asked["trace_value_function"] == {gpus}
-    assert asked["video"] == {gpus}
+    assert asked["video"] == asked["bench_device"] == {gpus}
     assert asked["table1"] == {0}
     # On SLURM each job that asks for a GPU must go to the site's GPU partition and
     # model: without them sbatch asks for --gpus on the partition of the small jobs.
