@@ -65,16 +65,21 @@ def initialise(network: nn.Module, init: str) -> None:
       (nnabla-rl's Atari Q-function)."""
     if init == "fan_in_uniform":
         return
-    for layer in network.modules():
-        if isinstance(layer, (nn.Conv2d, nn.Linear)):
-            if init == "normal_0.01":
-                nn.init.normal_(layer.weight, std=0.01)
-                nn.init.constant_(layer.bias, 0.1)
-            elif init == "he_normal":
-                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-                nn.init.zeros_(layer.bias)
-            else:
-                raise ValueError(f"unknown network_init {init!r}")
+    for layer in weighted_layers(network):
+        if init == "normal_0.01":
+            nn.init.normal_(layer.weight, std=0.01)
+            nn.init.constant_(layer.bias, 0.1)
+        elif init == "he_normal":
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+        else:
+            raise ValueError(f"unknown network_init {init!r}")
+
+
+def weighted_layers(network: nn.Module) -> list[nn.Module]:
+    """The network's convolutions and linear layers, input first: the layers with
+    weights and biases."""
+    return [m for m in network.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
 @torch.inference_mode()

@@ -132,7 +132,7 @@ def test_each_initialisation_draws_its_distribution():
     def layers(init):
         config = presets.load("ci", [f"network_init={init}"])
         network = Learner(config, 4, torch.device("cpu"), seed=0).network.requires_grad_(False)
-        return [m for m in network.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+        return networks.weighted_layers(network)
 
     for layer in layers("normal_0.01"):  # deep_q_rl q_network.py:420-458
         assert abs(float(layer.weight.std()) - 0.01) < 0.002 and torch.all(layer.bias == 0.1)

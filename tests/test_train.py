@@ -706,9 +706,7 @@ def test_greedy_actions_reports_each_snapshots_choice_on_the_heldout_states(fini
     # the uniform, sqrt(pi / 2 - 1) / sqrt(n) for the normal), which He's uniform draw,
     # 8.5% above the normal's, fails on the large layers
     network = networks.build(TrainedRun.open(finished_run).config.network, n_actions=4)
-    layers = [
-        m.weight for m in network.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
-    ]
+    layers = [layer.weight for layer in networks.weighted_layers(network)]
     for drawn, expected, spread in (
         (weights[0], lambda f: 0.5 / f**0.5, 12**-0.5 / 0.5),
         (weights[1], lambda f: (4 / (np.pi * f)) ** 0.5, (np.pi / 2 - 1) ** 0.5),
