@@ -12,6 +12,7 @@ never mixes two episodes (the environment pads its own stack the same way).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,13 @@ class Minibatch:
 ENTRY_BYTES = sum(
     np.dtype(dtype).itemsize * int(np.prod(shape)) for dtype, shape in COLUMNS.values()
 )
+
+
+def save_bytes(entries: int) -> int:
+    """Memory a save of `entries` replay entries takes beside the ring: their copy
+    (`ReplayMemory.entries`) and the compressed file `dqn.h5io.write` builds from it in
+    memory, at worst (frames that do not compress) a little larger than the copy."""
+    return math.ceil(2.2 * entries * ENTRY_BYTES)
 
 
 def check_fits_in_memory(capacity: int) -> None:

@@ -1,8 +1,11 @@
+import tracemalloc
+
 import numpy as np
 import pytest
 
+from dqn import h5io, presets, provenance
 from dqn.play import Step
-from dqn.replay import ENTRY_BYTES, ReplayMemory
+from dqn.replay import ENTRY_BYTES, ReplayMemory, save_bytes
 
 
 def frame(value):
@@ -93,6 +96,33 @@ def test_bytes_per_transition_at_one_million_is_about_one_frame():
     per_transition = memory.nbytes() / 1_000_000
     assert 84 * 84 <= per_transition <= 7_200
     assert per_transition == ENTRY_BYTES  # what the check against the machine's memory counts
+
+
+def test_a_save_and_a_resume_of_replay_entries_take_no_more_memory_than_save_bytes(tmp_path):
+    # What a training job's memory request adds for its saves (workflow/rules/common.smk),
+    # held to the memory a save and a resume take, at their worst: frames that do not
+    # compress. A save copies the entries and builds their file in memory (dqn.h5io).
+    memory = ReplayMemory(30_000)
+    memory.frames[:] = np.random.default_rng(0).integers(0, 256, memory.frames.shape, np.uint8)
+    memory.added = 45_000  # wrapped: the entries since the last save lie in two pieces
+    start, stop = 25_000, 45_000
+    attrs = {
+        **provenance.record("Pong", 0, "ci", presets.load("ci").as_dict()),
+        **{"epoch": 1, "step": stop, "update": 1, "start": start, "stop": stop},
+    }
+    path = tmp_path / "delta.h5"
+    tracemalloc.start()
+    try:
+        h5io.write(path, "replay_delta", attrs, memory.entries(start, stop), compress=True)
+        saved = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        memory.put_entries(start, h5io.read(path, "replay_delta")[1])
+        resumed = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    entries_bytes = (stop - start) * ENTRY_BYTES
+    assert entries_bytes < saved <= save_bytes(stop - start), saved / entries_bytes
+    assert entries_bytes < resumed <= save_bytes(stop - start), resumed / entries_bytes
 
 
 def test_entries_round_trip_through_put_entries_gives_the_same_samples():

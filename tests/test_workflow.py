@@ -538,17 +538,22 @@ def test_a_training_job_stopped_by_sigterm_is_retried_and_continues_where_it_sto
     assert_same_weights(RunDir(run), RunDir(ci_run / "results/runs/Breakout/seed0"))
 
 
-def test_a_training_job_asks_for_the_memory_its_replay_and_held_out_states_take(workflow_copy):
+def test_a_training_job_asks_for_the_memory_its_replay_its_saves_and_held_out_states_take(
+    workflow_copy,
+):
     # common.smk computes mem_mb from dqn.replay's layout without allocating a memory;
-    # this holds it to a real one.
-    from dqn.replay import ReplayMemory
+    # this holds it to a real one (and tests/test_replay.py a save's part to a real save).
+    from dqn.replay import ReplayMemory, save_bytes
 
     result = snakemake(workflow_copy, "-n", "--config", "games=[Pong]")
     assert result.returncode == 0, result.stderr
     (mem_mb,) = {int(m) for m in re.findall(r"rule train:(?:.|\n)*?mem_mb=(\d+)", result.stdout)}
     config = presets.load("paper2013")
     per_transition = ReplayMemory(10).nbytes() / 10
+    epoch_entries = config.epoch_updates * config.update_period_steps  # 50,000 steps
     needed = (
-        config.replay_capacity_transitions * per_transition + config.heldout_states * 4 * 84 * 84
+        config.replay_capacity_transitions * per_transition
+        + config.heldout_states * 4 * 84 * 84
+        + save_bytes(epoch_entries)
     ) / 2**20 + 2048
     assert needed <= mem_mb <= needed * 1.01
