@@ -23,7 +23,8 @@ class RunLockedError(DqnError):
 
 class Diverged(DqnError):
     """Training produced a non-finite loss or weights; it stopped after saving what is
-    needed to inspect it. Its own exit status, so a scheduler does not retry it."""
+    needed to inspect it. Its own exit status, to tell it from a failure worth retrying;
+    a scheduler's retry stops at once, as the run's diverged.h5 is still there."""
 
     exit_status = 3
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import re
 from pathlib import Path
 
 import matplotlib
@@ -559,6 +560,29 @@ def _interval_rows(ours: dict[str, dict], games: list[str]) -> list:
     ]
 
 
+# LaTeX's special characters in text and what typesets each as itself: unescaped, `%`
+# would comment out the rest of a line (a caption's closing brace, a row's end).
+LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+_LATEX_SPECIAL = re.compile("|".join(re.escape(c) for c in LATEX_SPECIALS))
+
+
+def latex_text(text: str) -> str:
+    """`text` as LaTeX that typesets it literally (one pass, so that the braces a
+    replacement adds are not escaped again)."""
+    return _LATEX_SPECIAL.sub(lambda match: LATEX_SPECIALS[match.group()], text)
+
+
 def _write_tables(rows: list, games: list[str], out: Path, preset: str) -> list[Path]:
     out = Path(out)
 
@@ -570,6 +594,11 @@ def _write_tables(rows: list, games: list[str], out: Path, preset: str) -> list[
         if isinstance(value, str):
             return value
         return f"{value:.15g}" if digits is None else f"{round(value, digits):.15g}"
+
+    def tex_row(cells):
+        # Every cell is escaped: numbers and the dash of a missing cell come through
+        # unchanged, labels and text cells ("one run") typeset as written.
+        return " & ".join(latex_text(text) for text in cells) + " \\\\"
 
     header = ["method", "source", *games]
     lines_csv = [header] + [[m, s, *(cell(v[g], "", None) for g in games)] for m, s, v in rows]
@@ -586,13 +615,13 @@ def _write_tables(rows: list, games: list[str], out: Path, preset: str) -> list[
     tex = [
         "\\begin{table}[t]",
         "\\centering",
-        f"\\caption{{{caption}}}",
+        f"\\caption{{{latex_text(caption)}}}",
         "\\begin{tabular}{l" + "r" * len(games) + "}",
         "\\hline",
-        " & ".join(["Method", *games]) + " \\\\",
+        tex_row(["Method", *games]),
         "\\hline",
     ]
-    tex += [" & ".join([m, *(cell(v[g], "--", 1) for g in games)]) + " \\\\" for m, _, v in rows]
+    tex += [tex_row([m, *(cell(v[g], "--", 1) for g in games)]) for m, _, v in rows]
     tex += ["\\hline", "\\end{tabular}", "\\end{table}"]
 
     def write_csv(path):

@@ -116,6 +116,15 @@ def _train(
 ) -> None:
     attrs = provenance.record(game, seed, preset, config.as_dict())
     run.claim(attrs)
+    # A diverged run stops here, before anything is trained or written: on the CPU it
+    # would diverge again in the same epoch, and a scheduler retries any failure.
+    if run.diverged.exists():
+        diverged = h5io.read_attrs(run.diverged, "diverged")
+        raise Diverged(
+            f"{run.diverged}: this run diverged in epoch {diverged['epoch']} (step "
+            f"{diverged['step']:,}) and would again; to retry it on purpose, delete or "
+            "move that file and run again"
+        )
     if not run.heldout.exists():
         LOG.info(
             f"collecting {config.heldout_states} held-out states "

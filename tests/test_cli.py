@@ -66,7 +66,11 @@ def test_help_says_what_dqn_is_for_and_shows_commands_it_knows(capsys):
             ["minibatch_transitions=0: must be > 0"],
         ),
         (["--game", "Pong", "--preset", "fast"], ["unknown preset 'fast'"]),
-        (["--game", "Pong", "--seed", "-1"], ["--seed -1: must be >= 0"]),
+        (["--game", "Pong", "--seed", "-1"], ["--seed -1: must be in [0, 4294967295]"]),
+        (
+            ["--game", "Pong", "--seed", str(2**32)],
+            ["--seed 4294967296: must be in [0, 4294967295]"],
+        ),
         # Values a type allows but no machine or episode does: refused before any work.
         (
             ["--game", "Pong", "--set", "replay_capacity_transitions=1000000000000"],
@@ -91,6 +95,17 @@ def test_train_refuses_bad_arguments(tmp_path, capsys, args, fragments):
     status = cli.main(["train", "--preset", "ci", *args, "--out", str(tmp_path / "run")])
     assert_refused(subprocess.CompletedProcess([], status, "", capsys.readouterr().err), *fragments)
     assert not (tmp_path / "run").exists()  # nothing was started
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_plot_aggregate_refuses_a_seed_outside_32_bits(tmp_path, capsys, seed):
+    # np.random.seed, which seeds the bootstrap, takes 32 bits only.
+    status = cli.main(
+        ["plot", "aggregate", "--eval", str(tmp_path / "e.h5"), "--paper", "p.csv"]
+        + ["--out", str(tmp_path / "a"), "--seed", str(seed)]
+    )
+    result = subprocess.CompletedProcess([], status, "", capsys.readouterr().err)
+    assert_refused(result, f"--seed {seed}: must be in [0, 4294967295]")
 
 
 @pytest.mark.slow  # trains a small run

@@ -184,6 +184,23 @@ def test_table1_gives_each_games_mean_over_seeds_with_its_interval_and_marks_one
     assert intervals["Pong"] == pytest.approx([low, high]) and intervals["Qbert"] is None
 
 
+def test_table1_escapes_latex_special_characters_in_labels_and_caption(tmp_path):
+    # A paper row whose label holds % and &: unescaped, TeX would read the % as the
+    # start of a comment and the & as a column break.
+    lines = open(PAPER_TABLE).read().splitlines()
+    (tmp_path / "paper.csv").write_text("\n".join(lines + ["R&D 50%_best,1,2,3,4,5,6,7"]))
+    files = [write_evaluation(tmp_path / "a.h5", "Pong", 0, [-21, -15], [0, 0])]
+    plots.table1(files, tmp_path / "paper.csv", tmp_path / "table1", tmp_path / "fig")
+    tex = (tmp_path / "table1.tex").read_text()
+    assert "R\\&D 50\\%\\_best & 1 & 2 & 3 & 4 & 5 & 6 & 7 \\\\" in tex
+    assert "DQN (ours) 95\\% CI low & " in tex
+    assert "its 95\\% Student's t interval" in tex
+    body = tex[tex.index("\\caption") : tex.index("\\end{tabular}")]
+    assert not re.search(r"(?<!\\)%", body), body
+    # The dash of a missing cell and the numbers need no escape and get none.
+    assert "DQN (ours) & -- & -- & -- & -15 & -- & -- & -- \\\\" in tex
+
+
 def test_trace_refuses_a_step_count_below_one(tmp_path):
     result = dqn("trace", "--run", tmp_path, "--out", tmp_path / "t.h5", "--steps", 0, timeout=120)
     assert result.returncode == 2

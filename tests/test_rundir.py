@@ -132,7 +132,9 @@ def test_no_reader_writes_inside_the_run_or_over_a_file_of_another_kind(
     assert snapshot.read_bytes() == before and unrelated.read_text() == "mine"
 
 
-def test_a_diverged_run_stops_with_its_own_exit_status_and_keeps_what_it_needs(tmp_path):
+def test_a_diverged_run_stops_with_its_own_exit_status_keeps_what_it_needs_and_stays_stopped(
+    tmp_path,
+):
     out = tmp_path / "run"
     # A step size no network survives: its values overflow within the first epoch.
     result = dqn(*TRAIN, "--out", out, "--set", "learning_rate=1e30")
@@ -146,6 +148,29 @@ def test_a_diverged_run_stops_with_its_own_exit_status_and_keeps_what_it_needs(t
             f.attrs["kind"] == "diverged"
             and not np.isfinite(f["snapshot/weights/body.0.weight"][()]).all()
         )
+        diverged_step = int(f.attrs["step"])
+
+    # Run again, as a scheduler retries any failure: it stops before training anything.
+    def files():  # all but the marker, which each writer stamps with its PID
+        return {
+            path: (path.stat().st_mtime_ns, path.read_bytes())
+            for path in out.rglob("*")
+            if path.is_file() and path != run.marker
+        }
+
+    before = files()
+    again = dqn(*TRAIN, "--out", out, "--set", "learning_rate=1e30")
+    assert again.returncode == 3, again.stderr
+    assert last_line(again).endswith(
+        f"{run.diverged}: this run diverged in epoch 1 (step {diverged_step:,}) and would "
+        "again; to retry it on purpose, delete or move that file and run again"
+    )
+    assert files() == before
+    # Deleted, the run trains again from the start and diverges at the same step.
+    run.diverged.unlink()
+    retried = dqn(*TRAIN, "--out", out, "--set", "learning_rate=1e30")
+    assert retried.returncode == 3 and "training diverged in epoch 1" in last_line(retried)
+    assert h5io.read_attrs(run.diverged, "diverged")["step"] == diverged_step
 
 
 def _readers_refuse_an_edited_snapshot(finished, tmp_path, edit, expected):
