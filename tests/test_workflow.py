@@ -463,6 +463,10 @@ def test_ci_workflow_makes_a_video_of_each_run_and_puts_it_in_the_report(ci_run,
 def test_ci_workflow_run_again_does_nothing_and_a_figure_change_reruns_only_figures(ci_run):
     again = snakemake(ci_run, "-n", "--configfile", "config/ci.yaml")
     assert "Nothing to be done" in again.stdout + again.stderr
+    # another device or GPU sharing changes where jobs compute, not what they computed
+    elsewhere = ("--config", "device=auto", "jobs_per_gpu=2")
+    again = snakemake(ci_run, "-n", "--configfile", "config/ci.yaml", *elsewhere)
+    assert "Nothing to be done" in again.stdout + again.stderr
     rules = ci_run / "workflow/rules/figures.smk"
     original = rules.read_text()
     rules.write_text(original.replace("--games {params.games}", "--games {params.games} "))

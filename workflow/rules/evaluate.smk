@@ -10,7 +10,6 @@ rule evaluate:
     params:
         dqn=DQN,
         run_dir=run_dir,
-        device_args=DEVICE_ARGS,
     log:
         "results/logs/evaluate/{game}/seed{seed}.log",
     benchmark:
@@ -22,7 +21,7 @@ rule evaluate:
         "../../envs/training.yaml"
     shell:
         "{params.dqn} evaluate --run {params.run_dir} --out {output} --workers {threads}"
-        " --threads 1 {params.device_args} > {log} 2>&1"
+        " --threads 1 {DEVICE_ARGS} > {log} 2>&1"
 
 
 rule trace_value_function:
@@ -34,7 +33,6 @@ rule trace_value_function:
         dqn=DQN,
         run_dir=run_dir,
         steps=config["trace_steps"],
-        device_args=DEVICE_ARGS,
     log:
         "results/logs/trace/{game}/seed{seed}.log",
     benchmark:
@@ -46,4 +44,4 @@ rule trace_value_function:
         "../../envs/training.yaml"
     shell:
         "{params.dqn} trace --run {params.run_dir} --out {output} --steps {params.steps}"
-        " --threads {threads} {params.device_args} > {log} 2>&1"
+        " --threads {threads} {DEVICE_ARGS} > {log} 2>&1"

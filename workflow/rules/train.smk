@@ -19,7 +19,6 @@ rule train:
         run_dir=run_dir,
         preset=lambda wildcards: preset_name(wildcards.game),
         overrides=set_args,
-        device_args=DEVICE_ARGS,
     log:
         "results/logs/train/{game}/seed{seed}.log",
     benchmark:
@@ -33,5 +32,5 @@ rule train:
         "../../envs/training.yaml"
     shell:
         "{params.dqn} train --game {wildcards.game} --preset {params.preset} --seed {wildcards.seed}"
-        " --out {params.run_dir} {params.overrides} {params.device_args}"
+        " --out {params.run_dir} {params.overrides} {DEVICE_ARGS}"
         " --threads {threads} --progress-s 60 > {log} 2>&1"

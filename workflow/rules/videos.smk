@@ -18,7 +18,6 @@ rule video:
         dqn=DQN,
         run_dir=run_dir,
         steps=config["video_steps"],
-        device_args=DEVICE_ARGS,
     log:
         "results/logs/video/{game}/seed{seed}.log",
     benchmark:
@@ -30,4 +29,4 @@ rule video:
         "../../envs/training.yaml"
     shell:
         "{params.dqn} watch --run {params.run_dir} --out {output} --max-steps {params.steps}"
-        " --threads {threads} {params.device_args} > {log} 2>&1"
+        " --threads {threads} {DEVICE_ARGS} > {log} 2>&1"
