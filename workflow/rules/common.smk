@@ -131,9 +131,10 @@ DQN = "exec python -m dqn.cli"
 # A job that may run on a GPU asks for one (`--resources gpu=N` locally, the allocation
 # on SLURM); with `device: cpu` it asks for none, so a cluster without GPUs runs it.
 GPU_JOB = 0 if config["device"] == "cpu" else 1
-# Where a job computes, not what: the rules name it in their shell text, which does not
-# change with it, and not as a param, which Snakemake reruns a finished job for (every
-# evaluation of a finished workflow played again after a --config jobs_per_gpu=7).
+# Where a job computes, not what: a resource of the rules that pass it (a string, which
+# Snakemake does not count against a limit), not a param, which Snakemake reruns a
+# finished job for (every evaluation of a finished workflow played again after a
+# --config jobs_per_gpu=7).
 DEVICE_ARGS = f"--device {config['device']} --jobs-per-gpu {config['jobs_per_gpu']}"
 
 # 2013 Figure 2 shows Breakout and Seaquest.

@@ -17,11 +17,12 @@ rule evaluate:
     threads: config["evaluate_threads"]
     resources:
         gpu=GPU_JOB,
+        device_args=DEVICE_ARGS,
     conda:
         "../../envs/training.yaml"
     shell:
         "{params.dqn} evaluate --run {params.run_dir} --out {output} --workers {threads}"
-        " --threads 1 {DEVICE_ARGS} > {log} 2>&1"
+        " --threads 1 {resources.device_args} > {log} 2>&1"
 
 
 rule trace_value_function:
@@ -40,8 +41,9 @@ rule trace_value_function:
     threads: 1
     resources:
         gpu=GPU_JOB,
+        device_args=DEVICE_ARGS,
     conda:
         "../../envs/training.yaml"
     shell:
         "{params.dqn} trace --run {params.run_dir} --out {output} --steps {params.steps}"
-        " --threads {threads} {DEVICE_ARGS} > {log} 2>&1"
+        " --threads {threads} {resources.device_args} > {log} 2>&1"

@@ -26,11 +26,12 @@ rule train:
     threads: config["train_threads"]
     resources:
         gpu=GPU_JOB,
+        device_args=DEVICE_ARGS,
         mem_mb=lambda wildcards: train_mem_mb(PRESETS[wildcards.game]),
         runtime=lambda wildcards: train_runtime_min(PRESETS[wildcards.game]),
     conda:
         "../../envs/training.yaml"
     shell:
         "{params.dqn} train --game {wildcards.game} --preset {params.preset} --seed {wildcards.seed}"
-        " --out {params.run_dir} {params.overrides} {DEVICE_ARGS}"
+        " --out {params.run_dir} {params.overrides} {resources.device_args}"
         " --threads {threads} --progress-s 60 > {log} 2>&1"

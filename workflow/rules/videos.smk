@@ -25,8 +25,9 @@ rule video:
     threads: 1
     resources:
         gpu=GPU_JOB,
+        device_args=DEVICE_ARGS,
     conda:
         "../../envs/training.yaml"
     shell:
         "{params.dqn} watch --run {params.run_dir} --out {output} --max-steps {params.steps}"
-        " --threads {threads} {DEVICE_ARGS} > {log} 2>&1"
+        " --threads {threads} {resources.device_args} > {log} 2>&1"
