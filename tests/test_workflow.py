@@ -66,6 +66,37 @@ def test_default_config_plans_one_training_job_per_game_of_the_paper(workflow_co
     assert "--preset paper2013 --seed 0" in result.stdout
 
 
+def planned_files(result) -> dict[str, list[str]]:
+    """The output, log and benchmark files of a dry run's jobs by rule, as Snakemake prints
+    them under `rule name:` (`output: a, b (update)`), without their flags."""
+    files = {}
+    for block in re.split(r"\n(?=rule \w+:)", result.stdout):
+        if m := re.match(r"rule (\w+):", block):
+            for paths in re.findall(r"^    (?:output|log|benchmark): (.+)$", block, re.M):
+                files.setdefault(m.group(1), []).extend(
+                    path.split(" (")[0] for path in paths.split(", ")
+                )
+    return files
+
+
+def test_every_output_log_and_benchmark_goes_to_the_results_directory(workflow_copy):
+    # Targets: the experiment (`all`) and the benchmark (`bench`): every rule is planned.
+    result = snakemake(
+        workflow_copy, "-n", "-p", "all", "bench", "--config", "results=elsewhere/run1"
+    )
+    assert result.returncode == 0, result.stderr
+    files = planned_files(result)
+    # every rule but the two targets writes files, a log among them
+    assert set(files) == set(planned_jobs(result)) - {"all", "bench"}
+    for rule, paths in files.items():
+        assert all(path.startswith("elsewhere/run1/") for path in paths), (rule, paths)
+        assert any(path.startswith("elsewhere/run1/logs/") for path in paths), rule
+    for rule in ("train", "evaluate", "trace_value_function", "video"):
+        assert any(path.startswith("elsewhere/run1/benchmarks/") for path in files[rule])
+    # nor anything else of the plan, the commands' --run and --out included
+    assert "results/" not in result.stdout + result.stderr
+
+
 def quick_plan(directory, overrides):
     """The dry run of config/quick.yaml with `preset_overrides` (YAML), commands printed."""
     result = snakemake(
@@ -132,10 +163,26 @@ def test_every_config_file_is_shipped_alone_or_as_a_cpu_breakout_layer():
 
 
 @pytest.mark.parametrize("names", SHIPPED_CONFIGS, ids=" ".join)
-def test_every_shipped_config_plans_a_run(workflow_copy, names):
+def test_every_shipped_config_plans_a_run_in_its_results_directory(workflow_copy, names):
     result = snakemake(workflow_copy, "-n", "--configfile", *names)
     assert result.returncode == 0, result.stderr
     assert planned_jobs(result)["train"] >= 1
+    directory = layered_config(*names).get("results", "results") + "/"
+    assert all(p.startswith(directory) for paths in planned_files(result).values() for p in paths)
+
+
+def test_only_the_default_config_and_the_short_ones_share_the_default_results_directory():
+    # `dqn train` refuses a run directory of another config, and a config's evaluations
+    # would replace another's: each long experiment writes a directory of its own. ci and
+    # quick (minutes; the tests and `make quick` read results/) share the default with
+    # config/config.yaml.
+    directories = {
+        " ".join(names): layered_config(*names).get("results", "results")
+        for names in SHIPPED_CONFIGS
+    }
+    shared = {name for name, d in directories.items() if list(directories.values()).count(d) > 1}
+    assert shared == {"config/ci.yaml", "config/config.yaml", "config/quick.yaml"}
+    assert {directories[name] for name in shared} == {"results"}
 
 
 def test_the_cpu_breakout_config_is_nature2015_lengthened_and_its_layers_sb3_comparisons():
@@ -165,8 +212,14 @@ def test_the_cpu_breakout_config_is_nature2015_lengthened_and_its_layers_sb3_com
         sb3["preset_overrides"].items()
         >= {**learner, **older_rules, **nature["preset_overrides"]}.items()
     )
-    assert {**sb3, "preset_overrides": nature["preset_overrides"]} == nature
-    # and the set-up layer adds SB3's Atari set-up to that learner, nothing else
+    # and nothing else but its results directory
+    assert nature == {
+        **sb3,
+        "preset_overrides": nature["preset_overrides"],
+        "results": nature["results"],
+    }
+    # the set-up layer adds SB3's Atari set-up to that learner, nothing else but its
+    # results directory
     setup = layered_config(*CPU_BREAKOUT_LAYERS)
     keys = {
         "fire_on_reset": True,
@@ -174,7 +227,11 @@ def test_the_cpu_breakout_config_is_nature2015_lengthened_and_its_layers_sb3_com
         "max_grad_norm": 10,
         "epsilon_anneal_from": "step_0",
     }
-    assert setup == {**sb3, "preset_overrides": {**sb3["preset_overrides"], **keys}}
+    assert setup == {
+        **sb3,
+        "preset_overrides": {**sb3["preset_overrides"], **keys},
+        "results": setup["results"],
+    }
 
 
 @pytest.mark.parametrize("device,gpus", [("auto", 1), ("cuda", 1), ("cpu", 0)])
@@ -308,6 +365,12 @@ def test_bad_config_stops_the_run_before_any_job(workflow_copy, config, fragment
             "runtime_steps_per_s: .nan",
             ["config: runtime_steps_per_s=nan: expected a finite number"],
         ),
+        # The results directory lies inside the working directory, and reads the same in
+        # the shell commands (unquoted) as in Snakemake's patterns.
+        ('results: ""', ["'' does not match", "instance['results']"]),
+        ("results: /scratch/dqn", ["'/scratch/dqn' does not match", "instance['results']"]),
+        ("results: results/../..", ["'results/../..' does not match", "instance['results']"]),
+        ("results: my results", ["'my results' does not match", "instance['results']"]),
     ],
 )
 def test_a_bad_config_file_stops_the_run_before_any_job(workflow_copy, text, fragments):

@@ -144,16 +144,23 @@ PAPER_TABLE = "workflow/data/table1_paper2013.csv"
 with open(workflow.source_path(f"../../{PAPER_TABLE}")) as table_file:
     PAPER_TABLE_GAMES = next(l for l in table_file if not l.startswith("#")).strip().split(",")[1:]
 TABLE1_GAMES = [game for game in config["games"] if game in PAPER_TABLE_GAMES]
-# `dqn plot aggregate` writes results/figures/aggregate_<figure>.{png,pdf,json} for each
+# `dqn plot aggregate` writes figures/aggregate_<figure>.{png,pdf,json} for each
 # (dqn.plots.AGGREGATE_FIGURES), over the same games as Table 1: those with a human score.
 AGGREGATE_FIGURES = ("intervals", "sample_efficiency", "profile", "improvement")
 
-RUN_DIR = "results/runs/{game}/seed{seed}"
+
+def results(path):
+    """`path` (a file pattern) in the config's `results` directory, where every output,
+    log and benchmark of the workflow goes."""
+    return os.path.join(config["results"], path)
+
+
+RUN_DIR = results("runs/{game}/seed{seed}")
 # Written by `dqn train` last, once the run is complete (it names the final snapshot).
 COMPLETE = os.path.join(RUN_DIR, "complete.h5")
-EVALUATION = "results/eval/{game}/seed{seed}.h5"
-TRACE = "results/traces/{game}/seed{seed}.h5"
-VIDEO = "results/videos/{game}/seed{seed}.mp4"
+EVALUATION = results("eval/{game}/seed{seed}.h5")
+TRACE = results("traces/{game}/seed{seed}.h5")
+VIDEO = results("videos/{game}/seed{seed}.mp4")
 
 
 wildcard_constraints:
@@ -206,14 +213,14 @@ def value_function_run():
 
 def final_products():
     curves = ["all_games"] + (["figure2"] if FIGURE2_GAMES else [])
-    products = expand("results/figures/training_curves_{curves}.{ext}", curves=curves,
+    products = expand(results("figures/training_curves_{curves}.{ext}"), curves=curves,
                       ext=("png", "pdf", "json"))
     if TABLE1_GAMES:
-        products += expand("results/figures/table1.{ext}", ext=("png", "pdf", "json"))
-        products += expand("results/tables/table1.{ext}", ext=("csv", "md", "tex"))
-        products += expand("results/figures/aggregate_{figure}.{ext}", figure=AGGREGATE_FIGURES,
-                           ext=("png", "pdf", "json"))
+        products += expand(results("figures/table1.{ext}"), ext=("png", "pdf", "json"))
+        products += expand(results("tables/table1.{ext}"), ext=("csv", "md", "tex"))
+        products += expand(results("figures/aggregate_{figure}.{ext}"),
+                           figure=AGGREGATE_FIGURES, ext=("png", "pdf", "json"))
     if config["value_function_game"] in config["games"]:
-        products += expand("results/figures/value_function.{ext}", ext=("png", "pdf", "json"))
+        products += expand(results("figures/value_function.{ext}"), ext=("png", "pdf", "json"))
     products += expand(VIDEO, game=config["games"], seed=config["seeds"])
     return products

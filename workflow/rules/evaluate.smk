@@ -11,9 +11,9 @@ rule evaluate:
         dqn=DQN,
         run_dir=run_dir,
     log:
-        "results/logs/evaluate/{game}/seed{seed}.log",
+        results("logs/evaluate/{game}/seed{seed}.log"),
     benchmark:
-        "results/benchmarks/evaluate/{game}/seed{seed}.tsv"
+        results("benchmarks/evaluate/{game}/seed{seed}.tsv")
     threads: config["evaluate_threads"]
     resources:
         gpu=GPU_JOB,
@@ -35,9 +35,9 @@ rule trace_value_function:
         run_dir=run_dir,
         steps=config["trace_steps"],
     log:
-        "results/logs/trace/{game}/seed{seed}.log",
+        results("logs/trace/{game}/seed{seed}.log"),
     benchmark:
-        "results/benchmarks/trace/{game}/seed{seed}.tsv"
+        results("benchmarks/trace/{game}/seed{seed}.tsv")
     threads: 1
     resources:
         gpu=GPU_JOB,

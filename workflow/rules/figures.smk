@@ -7,18 +7,18 @@ rule figure_training_curves:
         lambda wildcards: evaluations(curve_games(wildcards)),
     output:
         png=report(
-            "results/figures/training_curves_{curves}.png",
+            results("figures/training_curves_{curves}.png"),
             caption="../report/training_curves.rst",
             category="Figure 2: training curves",
         ),
-        pdf="results/figures/training_curves_{curves}.pdf",
-        data="results/figures/training_curves_{curves}.json",
+        pdf=results("figures/training_curves_{curves}.pdf"),
+        data=results("figures/training_curves_{curves}.json"),
     params:
         dqn=DQN,
         games=curve_games,
         prefix=prefix,
     log:
-        "results/logs/figures/training_curves_{curves}.log",
+        results("logs/figures/training_curves_{curves}.log"),
     conda:
         "../../envs/plotting.yaml"
     shell:
@@ -31,17 +31,17 @@ rule figure_value_function:
         expand(TRACE, **value_function_run()),
     output:
         png=report(
-            "results/figures/value_function.png",
+            results("figures/value_function.png"),
             caption="../report/value_function.rst",
             category="Figure 3: value function",
         ),
-        pdf="results/figures/value_function.pdf",
-        data="results/figures/value_function.json",
+        pdf=results("figures/value_function.pdf"),
+        data=results("figures/value_function.json"),
     params:
         dqn=DQN,
         prefix=prefix,
     log:
-        "results/logs/figures/value_function.log",
+        results("logs/figures/value_function.log"),
     conda:
         "../../envs/plotting.yaml"
     shell:
@@ -54,25 +54,25 @@ rule table1:
         paper=PAPER_TABLE,
     output:
         csv=report(
-            "results/tables/table1.csv",
+            results("tables/table1.csv"),
             caption="../report/table1.rst",
             category="Table 1",
         ),
-        markdown="results/tables/table1.md",
-        latex="results/tables/table1.tex",
+        markdown=results("tables/table1.md"),
+        latex=results("tables/table1.tex"),
         png=report(
-            "results/figures/table1.png",
+            results("figures/table1.png"),
             caption="../report/table1.rst",
             category="Table 1",
         ),
-        pdf="results/figures/table1.pdf",
-        data="results/figures/table1.json",
+        pdf=results("figures/table1.pdf"),
+        data=results("figures/table1.json"),
     params:
         dqn=DQN,
         table=lambda wildcards, output: os.path.splitext(output.csv)[0],
         figure=lambda wildcards, output: os.path.splitext(output.png)[0],
     log:
-        "results/logs/figures/table1.log",
+        results("logs/figures/table1.log"),
     conda:
         "../../envs/plotting.yaml"
     shell:
@@ -90,24 +90,24 @@ rule figure_aggregate:
     output:
         **{
             f"{figure}_png": report(
-                f"results/figures/aggregate_{figure}.png",
+                results(f"figures/aggregate_{figure}.png"),
                 caption="../report/aggregate.rst",
                 category="Aggregates across games and seeds",
             )
             for figure in AGGREGATE_FIGURES
         },
         **{
-            f"{figure}_{ext}": f"results/figures/aggregate_{figure}.{ext}"
+            f"{figure}_{ext}": results(f"figures/aggregate_{figure}.{ext}")
             for figure in AGGREGATE_FIGURES
             for ext in ("pdf", "json")
         },
     params:
         dqn=DQN,
         reps=config["bootstrap_reps"],
-        # results/figures/aggregate: dqn plot adds _<figure>.png, .pdf, .json
+        # <results>/figures/aggregate: dqn plot adds _<figure>.png, .pdf, .json
         prefix=lambda wildcards, output: output.intervals_png.removesuffix("_intervals.png"),
     log:
-        "results/logs/figures/aggregate.log",
+        results("logs/figures/aggregate.log"),
     conda:
         "../../envs/plotting.yaml"
     shell:

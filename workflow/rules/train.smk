@@ -20,9 +20,9 @@ rule train:
         preset=lambda wildcards: preset_name(wildcards.game),
         overrides=set_args,
     log:
-        "results/logs/train/{game}/seed{seed}.log",
+        results("logs/train/{game}/seed{seed}.log"),
     benchmark:
-        "results/benchmarks/train/{game}/seed{seed}.tsv"
+        results("benchmarks/train/{game}/seed{seed}.tsv")
     threads: config["train_threads"]
     resources:
         gpu=GPU_JOB,

@@ -19,9 +19,9 @@ rule video:
         run_dir=run_dir,
         steps=config["video_steps"],
     log:
-        "results/logs/video/{game}/seed{seed}.log",
+        results("logs/video/{game}/seed{seed}.log"),
     benchmark:
-        "results/benchmarks/video/{game}/seed{seed}.tsv"
+        results("benchmarks/video/{game}/seed{seed}.tsv")
     threads: 1
     resources:
         gpu=GPU_JOB,
