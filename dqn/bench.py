@@ -38,6 +38,7 @@ import dqn
 from dqn import checkpoint, h5io, presets, provenance
 from dqn.atari import Atari, frame_skip
 from dqn.checkpoint import TrainingState
+from dqn.devices import machine
 from dqn.events import LiveView
 from dqn.explore import greedy
 from dqn.games import PAPER_GAMES, check_game
@@ -154,9 +155,9 @@ def context_figures(game: str, device: torch.device, seconds: float) -> dict:
         "game": game,
         "device": str(device),
         "device_name": (
-            torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
+            torch.cuda.get_device_name(device) if device.type == "cuda" else provenance.cpu_model()
         ),
-        "cpu_model": cpu_model(),
+        "cpu_model": provenance.cpu_model(),
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0))
         if hasattr(os, "sched_getaffinity")
@@ -174,18 +175,6 @@ def context_figures(game: str, device: torch.device, seconds: float) -> dict:
         # most); a load near or above cpu_count means the figures are not clean.
         "load_average_1min_at_start": os.getloadavg()[0],
     }
-
-
-def cpu_model() -> str:
-    """The CPU's model name as the kernel reports it (Linux), else what Python knows."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # -- 1. environment --
@@ -504,8 +493,9 @@ def loop_steps_per_s(
 
 def resume_figures(game: str, memory: ReplayMemory, n_actions: int) -> dict:
     """The files of one paper epoch: its replay delta (50k entries) and the resume state."""
+    cpu = torch.device("cpu")  # where the learner of resume_state_bytes computes
     attrs = {
-        **provenance.record(game, SEED, "paper2013", presets.PAPER2013.as_dict()),
+        **provenance.record(game, SEED, "paper2013", presets.PAPER2013.as_dict(), machine(cpu)),
         "epoch": 1,
         "step": EPOCH_ENTRIES,
         "update": EPOCH_ENTRIES,

@@ -218,7 +218,7 @@ def facts(device: torch.device) -> dict:
     driver = nvidia_smi("--query-gpu=driver_version")
     return {
         "device": str(device),
-        "device_name": properties.name if cuda else bench.cpu_model(),
+        "device_name": properties.name if cuda else provenance.cpu_model(),
         "device_memory_bytes": properties.total_memory if cuda else None,
         "driver_version": driver[0][0] if driver else None,
         "torch_version": torch.__version__,
@@ -227,7 +227,7 @@ def facts(device: torch.device) -> dict:
         "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
         "tf32_cudnn": torch.backends.cudnn.allow_tf32,
         "python_version": platform.python_version(),
-        "cpu_model": bench.cpu_model(),
+        "cpu_model": provenance.cpu_model(),
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)),
         "torch_threads": torch.get_num_threads(),

@@ -11,6 +11,10 @@ games on one large GPU): each GPU then has K slots, each a lock of its own, fill
 across the GPUs first. UUIDs, not indices, name the locks, because on a SLURM node each
 job may see its own GPU as index 0: there the allocation decides, and the lock only
 keeps the jobs of one allocation apart.
+
+What computes on the device is recorded in every file (`machine`): the bits of a
+training update depend on the kernels MKL, oneDNN and ATen choose for the CPU, so the
+same run on another CPU model can take another course from its first updates.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from dqn import provenance
 from dqn.errors import ConfigError
 
 # Where the locks live: a fixed path (not $TMPDIR, which may differ between two jobs of
@@ -53,6 +58,18 @@ def resolve_device(name: str, jobs_per_gpu: int = 1) -> torch.device:
         file=sys.stderr,
     )
     return torch.device("cuda", index)
+
+
+def machine(device: torch.device) -> dict[str, str]:
+    """The machine that computes on `device` in this process, as a file's provenance
+    records it (`dqn.layouts.MACHINE`): the CPU, the instruction set ATen's kernels use
+    on it (ATEN_CPU_CAPABILITY can lower it), and the device ("cpu", or the GPU's name)."""
+    return {
+        "cpu": provenance.cpu_model(),
+        "cpu_vendor": provenance.cpu_vendor(),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
+    }
 
 
 def claim_gpu(gpus: list[str], lock_dir: Path, jobs_per_gpu: int = 1, poll_s: float = 1.0) -> int:

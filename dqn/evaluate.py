@@ -18,6 +18,7 @@ import torch
 
 from dqn import h5io, networks, provenance, seeding
 from dqn.checkpoint import load_snapshot
+from dqn.devices import machine
 from dqn.errors import ConfigError, DataFileError
 from dqn.explore import choose_action, greedy
 from dqn.games import Env, make_env
@@ -215,7 +216,9 @@ def evaluate_run(
     table["episode_returns"] = np.array(
         [r for row in rows for r in row["episode_returns"]], np.float64
     )
-    attrs = provenance.record(run.game, run.seed, run.held["preset"], config.as_dict())
+    attrs = provenance.record(
+        run.game, run.seed, run.held["preset"], config.as_dict(), machine(device)
+    )
     attrs["run"] = str(run.dir.root)
     h5io.write(out, "evaluation", attrs, table)
     return table
@@ -265,7 +268,9 @@ def trace_run(run_dir: Path, out: Path, device: torch.device, steps: int) -> dic
         columns["actions"].append(step.action)
         columns["rewards"].append(step.reward)
     table = {name: np.asarray(values) for name, values in columns.items()}
-    trace_attrs = provenance.record(run.game, run.seed, run.held["preset"], config.as_dict())
+    trace_attrs = provenance.record(
+        run.game, run.seed, run.held["preset"], config.as_dict(), machine(device)
+    )
     trace_attrs.update(
         {
             "run": str(run.dir.root),

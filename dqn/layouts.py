@@ -64,6 +64,9 @@ class Layout:
 
 # Written by `dqn.h5io.write` into every file.
 FILE_ATTRS = {"kind": str, "format_version": int, "complete": bool}
+# `dqn.devices.machine`: the machine that computed the file. Not part of a run's identity
+# (`dqn.rundir.IDENTITY_KEYS`): a run may continue on another machine.
+MACHINE = Json(("cpu", "cpu_vendor", "torch_cpu_capability", "device"))
 # `dqn.provenance.record`: what made the file.
 PROVENANCE = {
     "dqn_version": str,
@@ -73,6 +76,7 @@ PROVENANCE = {
     "preset": str,
     "config": Json(),
     "library_versions": Json(),
+    "machine": MACHINE,
     "created": str,
 }
 COUNTERS = {"epoch": int, "step": int, "update": int}  # where the run stood

@@ -6,7 +6,9 @@ module meets an old name. A file of a format that is neither this one nor listed
 is refused in one line naming its version.
 
 A config stored before a key was added to format 2 lacks it, and reads with the value
-its run had in effect (`with_keys_added_since`).
+its run had in effect (`with_keys_added_since`). A file written before its provenance
+recorded the machine (every file of format 1, the older ones of format 2) reads with a
+`machine` that says so (MACHINE_NOT_RECORDED).
 
 Format 1 (dqn 0.1.0) differs from format 2 in three things:
 - its stored configs may lack keys added since, or use keys renamed since;
@@ -23,7 +25,7 @@ from typing import Any
 
 from dqn import presets
 from dqn.errors import DataFileError
-from dqn.layouts import FORMAT_VERSION
+from dqn.layouts import FORMAT_VERSION, MACHINE
 
 # Format 1's configs: keys added since some runs were stored, with the value those runs
 # had in effect, and keys renamed, with how the old value reads.
@@ -60,6 +62,11 @@ DROPPED_COUNTERS = ("episode",)
 RENAMED_PARTS = {"delta/": "replay_delta/", "state/": "resume_state/"}
 DUPLICATE_PART = "log/"  # state/log/ holds the same arrays
 SINCE_SNAPSHOT = ("interrupted", "diverged")
+# The machine of a file written before provenance recorded it: every key says so, so
+# that a reader of any one key learns it.
+MACHINE_NOT_RECORDED = {
+    key: "not recorded (written before dqn recorded the machine)" for key in MACHINE.keys
+}
 
 
 def upgrade(
@@ -73,6 +80,8 @@ def upgrade(
             f"{path}: format version {version!r}, which this dqn does not "
             f"read (it reads {FORMAT_VERSION} and 1)"
         )
+    if "machine" not in attrs:
+        attrs = {**attrs, "machine": json.dumps(MACHINE_NOT_RECORDED, sort_keys=True)}
     config = _json_object(attrs.get("config"))
     if version == FORMAT_VERSION:
         if config is not None and (added := with_keys_added_since(config, attrs)) is not config:

@@ -1,7 +1,12 @@
 """Provenance: what made a file (package version and git commit, game, seed, preset,
-the full resolved config, library versions, creation time), stored with every HDF5 file
-and benchmark so any figure can be traced back to the code and settings behind it; and
-the machine it runs on."""
+the full resolved config, library versions, the machine that computed it, creation
+time), stored with every HDF5 file and benchmark so any figure can be traced back to
+the code, settings and machine behind it; and what the process knows of the machine it
+runs on (its CPU, its memory).
+
+No torch here: `dqn plot` reads files (through `dqn.h5io`, which imports this module)
+where torch is not installed. What only torch can tell of the machine comes from the
+caller (`dqn.devices.machine`)."""
 
 from __future__ import annotations
 
@@ -56,12 +61,38 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def cpu_model() -> str:
+    """The CPU's model name as the kernel reports it (Linux), else what Python knows."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+def cpu_vendor() -> str:
+    """The CPU's vendor as the kernel reports it (x86's vendor_id: GenuineIntel,
+    AuthenticAMD); other CPUs' kernels name none."""
+    return _cpuinfo("vendor_id") or "unknown (no vendor_id in /proc/cpuinfo)"
+
+
+def _cpuinfo(field: str) -> str | None:
+    """The first value of `field` in /proc/cpuinfo; None where it has none or there is
+    no such file (not Linux)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                name, _, value = line.partition(":")
+                if name.strip() == field:
+                    return value.strip()
+    except OSError:
+        pass
+    return None
+
+
 def physical_memory() -> int:
     """This machine's memory in bytes."""
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def record(game: str, seed: int, preset: str, config: dict) -> dict[str, Any]:
+def record(game: str, seed: int, preset: str, config: dict, machine: dict) -> dict[str, Any]:
+    """A file's provenance attributes; `machine`: what computed it (`dqn.devices.machine`)."""
     return {
         "dqn_version": dqn.__version__,
         "git_commit": git_commit(),
@@ -70,5 +101,6 @@ def record(game: str, seed: int, preset: str, config: dict) -> dict[str, Any]:
         "preset": preset,
         "config": json.dumps(config, sort_keys=True),
         "library_versions": json.dumps(library_versions(), sort_keys=True),
+        "machine": json.dumps(machine, sort_keys=True),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }

@@ -27,6 +27,7 @@ import torch
 
 from dqn import checkpoint, h5io, provenance, seeding
 from dqn.checkpoint import TrainingState
+from dqn.devices import machine
 from dqn.errors import Diverged, Stopped
 from dqn.events import LiveView
 from dqn.explore import choose_action, epsilon, greedy
@@ -114,7 +115,7 @@ def _train(
     live_view: bool,
     signals: list[int],
 ) -> None:
-    attrs = provenance.record(game, seed, preset, config.as_dict())
+    attrs = provenance.record(game, seed, preset, config.as_dict(), machine(device))
     run.claim(attrs)
     # A diverged run stops here, before anything is trained or written: on the CPU it
     # would diverge again in the same epoch, and a scheduler retries any failure.

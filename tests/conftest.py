@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from dqn import h5io, presets, provenance
+from dqn.devices import machine
 
 # One torch thread in the test process: results then match the `--threads 1`
 # subprocesses bit for bit, and two busy cores do not starve each other.
@@ -144,6 +145,14 @@ def wait_for(path, process, timeout_s=240):
         time.sleep(0.01)
 
 
+# -- files written by hand --
+def provenance_of(game, seed, preset="ci"):
+    """A file's provenance attributes, as this process on the CPU writes them."""
+    return provenance.record(
+        game, seed, preset, presets.load(preset).as_dict(), machine(torch.device("cpu"))
+    )
+
+
 # -- evaluation files --
 # The paper's Table 1 (its Random and Human rows normalise scores), from the repository root.
 PAPER_TABLE = "workflow/data/table1_paper2013.csv"
@@ -151,7 +160,7 @@ PAPER_TABLE = "workflow/data/table1_paper2013.csv"
 
 def write_evaluation(path, game, seed, average_reward, average_max_q, preset="ci"):
     n = len(average_reward)
-    attrs = {**provenance.record(game, seed, preset, presets.load(preset).as_dict()), "run": "r"}
+    attrs = {**provenance_of(game, seed, preset), "run": "r"}
     h5io.write(
         path,
         "evaluation",

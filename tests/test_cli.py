@@ -142,6 +142,7 @@ def test_info_shows_provenance_and_arrays(small_run):
         "git_commit:",
         "torch",
         '"train_steps": 400',
+        '"torch_cpu_capability":',  # the machine, a JSON object like the config
         "weights/body.0.weight: (16, 4, 8, 8) float32",
     ):
         assert fragment in result.stdout

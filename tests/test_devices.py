@@ -1,5 +1,5 @@
 """One GPU per process: claims on a faked list of GPUs, in separate processes as
-Snakemake's jobs are; the CPU fallback."""
+Snakemake's jobs are; the CPU fallback; the machine a file records."""
 
 import os
 import select
@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from dqn.devices import resolve_device
+from dqn.devices import machine, resolve_device
 from dqn.errors import ConfigError
 
 FAKE_GPUS = "GPU-1d5c-aaaa,GPU-77e0-bbbb"  # UUIDs as torch reports them, in index order
@@ -106,6 +106,27 @@ def test_jobs_per_gpu_shares_each_gpu_by_that_many_jobs_spread_across_gpus(tmp_p
 
 def test_the_cpu_is_used_when_asked_for():
     assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_the_machine_names_the_gpu_a_process_computes_on(monkeypatch):
+    names = {0: "NVIDIA H100 80GB HBM3", 1: "NVIDIA H200"}
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: names[device.index])
+    assert machine(torch.device("cuda", 1))["device"] == "NVIDIA H200"
+    assert machine(torch.device("cpu"))["device"] == "cpu"
+
+
+def test_the_machine_records_the_instruction_set_that_aten_was_held_to():
+    # ATEN_CPU_CAPABILITY=default changes an update's bits on an AVX2 or AVX-512 CPU;
+    # the record says so.
+    read = "import torch; from dqn.devices import machine; print(machine(torch.device('cpu')))"
+    result = subprocess.run(
+        [sys.executable, "-c", read],
+        env={**os.environ, "ATEN_CPU_CAPABILITY": "default"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "'torch_cpu_capability': 'DEFAULT'" in result.stdout
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")

@@ -10,14 +10,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 
 import dqn
-from dqn import h5io, layouts, migrate, presets, provenance
+from dqn import h5io, layouts, migrate, presets
 from dqn.errors import DataFileError
 
-
-def _attrs():
-    return provenance.record("Pong", 3, "ci", presets.load("ci").as_dict())
+from conftest import ROOT, provenance_of
 
 
 def _snapshot(values=None):
@@ -26,7 +25,7 @@ def _snapshot(values=None):
         "weights/w": np.arange(12, dtype=np.float32).reshape(3, 4),
         "weights/b": np.array([1.5, -2.0], np.float32) if values is None else values,
     }
-    return {**_attrs(), "epoch": 2, "step": 800, "update": 200}, weights
+    return {**provenance_of("Pong", 3), "epoch": 2, "step": 800, "update": 200}, weights
 
 
 def test_round_trip_keeps_arrays_groups_and_provenance(tmp_path):
@@ -44,6 +43,32 @@ def test_round_trip_keeps_arrays_groups_and_provenance(tmp_path):
     ).keys()
     assert attrs["dqn_version"] and attrs["git_commit"] and attrs["created"]
     assert not (tmp_path / "x.h5.tmp").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="needs Linux's /proc/cpuinfo")
+def test_a_written_file_records_the_machine_that_computed_it(tmp_path):
+    # The bits of an update depend on the CPU's kernels: the file says which CPU, which
+    # of ATen's instruction sets and which device made it.
+    path = tmp_path / "x.h5"
+    h5io.write(path, "snapshot", *_snapshot())
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    vendor = re.search(r"^vendor_id\s*:\s*(.*)$", cpuinfo, re.M)
+    assert json.loads(h5io.read_attrs(path, "snapshot")["machine"]) == {
+        "cpu": re.search(r"^model name\s*:\s*(.*)$", cpuinfo, re.M)[1],
+        "cpu_vendor": vendor[1] if vendor else "unknown (no vendor_id in /proc/cpuinfo)",
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "device": "cpu",
+    }
+
+
+def test_a_file_written_before_the_machine_was_recorded_reads_so():
+    # A committed reference run's snapshot, written before provenance had the machine.
+    path = ROOT / "reference-runs/breakout-paper2013/snapshots/epoch_0020.h5"
+    with h5py.File(path, "r") as f:
+        assert f.attrs["format_version"] == 2 and "machine" not in f.attrs
+    machine = json.loads(h5io.read_attrs(path, "snapshot")["machine"])
+    assert machine == migrate.MACHINE_NOT_RECORDED
+    assert machine["cpu"] == "not recorded (written before dqn recorded the machine)"
 
 
 def test_failed_write_leaves_neither_the_file_nor_its_temporary(tmp_path, monkeypatch):
@@ -103,7 +128,9 @@ def test_flipped_bytes_in_an_array_are_detected_by_the_checksum(tmp_path):
 
 def test_wrong_kind_incomplete_and_missing_files_are_refused(tmp_path):
     path = tmp_path / "a.h5"
-    h5io.write(path, "heldout", _attrs(), {"states": np.zeros((2, 4, 84, 84), np.uint8)})
+    h5io.write(
+        path, "heldout", provenance_of("Pong", 3), {"states": np.zeros((2, 4, 84, 84), np.uint8)}
+    )
     with pytest.raises(
         DataFileError, match="expected a file of kind snapshot, found kind='heldout'"
     ):
@@ -256,10 +283,12 @@ def test_only_the_emulator_state_is_optional_and_a_resume_state_holds_the_log(tm
 
 
 def _as_format_1(path, kind):
-    """Rewrite a format-2 file of `kind` as format 1 wrote it: older config keys, the old
-    names of the player's counters, an interrupt file's old parts (and its log twice)."""
+    """Rewrite a format-2 file of `kind` as format 1 wrote it: older config keys, no
+    machine, the old names of the player's counters, an interrupt file's old parts (and
+    its log twice)."""
     with h5py.File(path, "a") as f:
         f.attrs["format_version"] = 1
+        del f.attrs["machine"]
         config = json.loads(f.attrs["config"])
         for key, value in migrate.ADDED_KEYS.items():
             if config[key] == value:
@@ -300,12 +329,15 @@ def test_a_format_1_file_reads_as_format_2(tmp_path, kind):
     got_attrs, got_arrays = h5io.read(path, kind)
     assert got_attrs["format_version"] == h5io.FORMAT_VERSION == 2
     assert json.loads(got_attrs["config"]) == config
-    assert _parsed(got_attrs) == _parsed(expected[0]) and sorted(got_arrays) == sorted(expected[1])
+    assert _parsed(got_attrs) == {**_parsed(expected[0]), "machine": migrate.MACHINE_NOT_RECORDED}
+    assert sorted(got_arrays) == sorted(expected[1])
     assert h5io.read_attrs(path, kind) == got_attrs
 
 
 def _parsed(attrs):
-    return {k: json.loads(v) if k in ("config", "counters") else v for k, v in attrs.items()}
+    return {
+        k: json.loads(v) if k in ("config", "counters", "machine") else v for k, v in attrs.items()
+    }
 
 
 @pytest.mark.parametrize(

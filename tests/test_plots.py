@@ -9,15 +9,15 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from dqn import h5io, plots, presets, provenance
+from dqn import h5io, plots
 from dqn.errors import DataFileError
 
-from conftest import PAPER_TABLE, dqn, write_evaluation
+from conftest import PAPER_TABLE, dqn, provenance_of, write_evaluation
 
 
 def write_trace(path, max_q, rewards):
     n = len(max_q)
-    attrs = provenance.record("Seaquest", 0, "ci", presets.load("ci").as_dict())
+    attrs = provenance_of("Seaquest", 0)
     attrs.update(
         {
             "epoch": 4,
@@ -252,7 +252,7 @@ other,Pong,ci,100,mean,-20.0,,made up
 
 
 def test_anchored_curves_draw_our_spread_and_the_anchors_points(tmp_path):
-    attrs = {**provenance.record("Breakout", 0, "ci", presets.load("ci").as_dict()), "run": "r"}
+    attrs = {**provenance_of("Breakout", 0), "run": "r"}
     evaluation = tmp_path / "eval.h5"
     h5io.write(
         evaluation,

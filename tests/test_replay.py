@@ -3,9 +3,11 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from dqn import h5io, presets, provenance
+from dqn import h5io
 from dqn.play import Step
 from dqn.replay import ENTRY_BYTES, ReplayMemory, save_bytes
+
+from conftest import provenance_of
 
 
 def frame(value):
@@ -107,7 +109,7 @@ def test_a_save_and_a_resume_of_replay_entries_take_no_more_memory_than_save_byt
     memory.added = 45_000  # wrapped: the entries since the last save lie in two pieces
     start, stop = 25_000, 45_000
     attrs = {
-        **provenance.record("Pong", 0, "ci", presets.load("ci").as_dict()),
+        **provenance_of("Pong", 0),
         **{"epoch": 1, "step": stop, "update": 1, "start": start, "stop": stop},
     }
     path = tmp_path / "delta.h5"

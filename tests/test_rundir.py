@@ -1,6 +1,7 @@
 """A run directory nothing can corrupt: one writer at a time, no directory that is not a
 run's, no output written over an input, and a diverged run that cannot pass silently."""
 
+import json
 import os
 import re
 import shutil
@@ -13,10 +14,10 @@ import pytest
 import torch
 
 from dqn import h5io
-from dqn.errors import ConfigError
-from dqn.rundir import RunDir
+from dqn.errors import ConfigError, RunMismatchError
+from dqn.rundir import RunDir, check_same_run
 
-from conftest import DQN, dqn, train_args, wait_for
+from conftest import DQN, dqn, provenance_of, train_args, wait_for
 
 # Runs trained, stopped and read back: not in make test-fast.
 pytestmark = pytest.mark.slow
@@ -210,6 +211,21 @@ def test_a_snapshot_of_another_run_copied_in_is_refused_by_every_reader(finished
         lambda attrs, arrays: ({**attrs, "seed": 8}, arrays),
         "{snapshot}: a file of another run than {heldout} (seed=8 where the run has {seed})",
     )
+
+
+def test_a_run_begun_on_another_machine_is_the_same_run(tmp_path):
+    # The machine is provenance, not identity: a run stopped on one machine continues on
+    # another (and its snapshots are read there), though the two may compute other bits.
+    run = RunDir(tmp_path)
+    ours = provenance_of("Pong", 0)
+    elsewhere = {"cpu": "Intel(R) Xeon(R) Platinum 8375C", "cpu_vendor": "GenuineIntel"}
+    theirs = {**ours, "machine": json.dumps({**json.loads(ours["machine"]), **elsewhere})}
+    h5io.write(run.heldout, "heldout", theirs, {"states": np.zeros((2, 4, 84, 84), np.uint8)})
+    held = h5io.read_attrs(run.heldout, "heldout")
+    run.claim(ours)
+    check_same_run(tmp_path / "snapshot.h5", ours, run.heldout, held)
+    with pytest.raises(RunMismatchError, match=r"seed=0 \(asked 1\)"):
+        run.claim(provenance_of("Pong", 1))
 
 
 @pytest.fixture

@@ -17,9 +17,10 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from dqn import checkpoint, cli, h5io, networks, presets, seeding
+from dqn import checkpoint, cli, h5io, migrate, networks, presets, seeding
 from dqn.atari import Atari
 from dqn.checkpoint import TrainingState
+from dqn.devices import machine
 from dqn.errors import DataFileError, RunMismatchError, Stopped
 from dqn.evaluate import TrainedRun, evaluate_run, load_network
 from dqn.events import EVENTS_DIR
@@ -117,6 +118,9 @@ def test_a_run_writes_heldout_snapshots_and_log(finished_run):
         f"state_{epoch:04d}.h5" for epoch in epochs[-2:]
     ]
     assert not list(finished_run.rglob("*.tmp"))
+    # every file names the machine that computed it: this process's CPU
+    for path in finished_run.rglob("*.h5"):
+        assert json.loads(h5io.read_attrs(path, _kind(path))["machine"]) == machine(CPU), path
 
 
 def scalars(run_dir) -> dict[str, list[tuple[int, float]]]:
@@ -224,7 +228,8 @@ def _kind(path):
             if path.name.startswith("state_")
             else "replay_delta"
         )
-    return {"heldout.h5": "heldout", "train_log.h5": "train_log"}[path.name]
+    kinds = {"heldout.h5": "heldout", "train_log.h5": "train_log", "complete.h5": "complete"}
+    return kinds[path.name]
 
 
 def assert_same_log(run, reference):
@@ -582,6 +587,31 @@ def test_a_run_begun_by_format_1_code_ends_identical_when_continued(finished_run
     evaluated = dqn("evaluate", "--run", out, "--out", tmp_path / "eval.h5", "--device", "cpu")
     assert evaluated.returncode == 0, evaluated.stderr
     assert len(h5io.read(tmp_path / "eval.h5", "evaluation")[1]["epoch"]) == 4
+
+
+def test_a_run_whose_files_do_not_record_the_machine_continues_identical(finished_run, tmp_path):
+    # The finished run as files written before provenance recorded the machine, less
+    # its last epoch: it continues from them to the same weights and log; the old
+    # snapshots read as not recorded, the new one names this machine.
+    out = tmp_path / "old"
+    shutil.copytree(finished_run, out)
+    run = RunDir(out)
+    last = run.snapshot_epochs()[-1]
+    run.snapshot(last).unlink()
+    run.completion.unlink()
+    for path in out.rglob("*.h5"):
+        with h5py.File(path, "a") as f:
+            del f.attrs["machine"]
+    done = dqn(*TRAIN, "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert f"resumed from {run.snapshot(last - 1)}" in done.stderr
+    assert_same_weights(run, RunDir(finished_run))
+    assert_same_log(run, RunDir(finished_run))
+    recorded = [
+        json.loads(h5io.read_attrs(run.snapshot(epoch), "snapshot")["machine"])
+        for epoch in run.snapshot_epochs()
+    ]
+    assert recorded == [migrate.MACHINE_NOT_RECORDED] * (last - 1) + [machine(CPU)]
 
 
 def _training_state(config, seed):
