@@ -245,7 +245,9 @@ def test_jobs_that_may_use_a_gpu_ask_for_one_unless_the_device_is_the_cpu(
     )
     assert result.returncode == 0, result.stderr
     # every dqn call that may use a GPU gets the device and the GPU sharing
-    assert result.stdout.count(f"--device {device} --jobs-per-gpu 3") == 7 + 7 + 1 + 7
+    commands = [line for line in result.stdout.splitlines() if "python -m dqn.cli" in line]
+    passed = [line for line in commands if f"--device {device} --jobs-per-gpu 3" in line]
+    assert len(passed) == 7 + 7 + 1 + 7
     asked = {}
     for block in re.split(r"\n(?=rule \w+:)", result.stdout):
         if m := re.match(r"rule (\w+):", block):
