@@ -22,7 +22,7 @@ from dqn.atomic import atomic_write
 from dqn.errors import DataFileError
 from dqn.layouts import FILE_ATTRS, FORMAT_VERSION, LAYOUTS, Json
 from dqn.migrate import upgrade
-from dqn.provenance import physical_memory
+from dqn.provenance import usable_memory
 
 
 def write(
@@ -98,10 +98,10 @@ def _open_checked(path, kind, with_arrays):
             arrays = {}
             if with_arrays:
                 need = sum(d.size * d.dtype.itemsize for d in datasets.values())
-                if need > physical_memory():
+                if need > usable_memory():
                     raise DataFileError(
                         f"{path}: its datasets hold {need / 2**30:,.1f} GiB, more "
-                        "than this machine's memory"
+                        "than this process may use"
                     )
                 arrays = {name: d[()] for name, d in datasets.items()}
             # Every float the project stores is finite when training is sound (weights,

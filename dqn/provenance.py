@@ -91,6 +91,38 @@ def physical_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+def usable_memory(
+    cgroups: Path = Path("/proc/self/cgroup"), root: Path = Path("/sys/fs/cgroup")
+) -> int:
+    """The memory this process may use, in bytes: the machine's, or less where its
+    control group sets a limit (a SLURM job's --mem, a container's), which the kernel
+    enforces by killing the process, hours in for a replay memory that fills slowly."""
+    limits = [physical_memory()]
+    try:
+        lines = cgroups.read_text().splitlines()
+    except OSError:
+        return limits[0]  # not Linux, or no control groups
+    for line in lines:
+        _, controllers, group = line.split(":", 2)
+        if controllers == "":  # cgroup v2, mounted alone or beside v1 (hybrid)
+            names = [root / "unified" / "memory.max", root / "memory.max"]
+        elif "memory" in controllers.split(","):  # cgroup v1
+            names = [root / "memory" / "memory.limit_in_bytes"]
+        else:
+            continue
+        for name in names:
+            # the group's own file; inside a container's namespace its path reads "/"
+            for path in (name.parent / group.lstrip("/") / name.name, name):
+                try:
+                    value = path.read_text().strip()
+                except OSError:
+                    continue
+                if value.isdigit():  # "max": no limit (v1 writes a huge number instead)
+                    limits.append(int(value))
+                break
+    return min(limits)
+
+
 def record(game: str, seed: int, preset: str, config: dict, machine: dict) -> dict[str, Any]:
     """A file's provenance attributes; `machine`: what computed it (`dqn.devices.machine`)."""
     return {

@@ -20,7 +20,7 @@ import numpy as np
 from dqn.errors import ConfigError
 from dqn.frames import HISTORY_FRAMES
 from dqn.layouts import REPLAY_COLUMNS as COLUMNS
-from dqn.provenance import physical_memory
+from dqn.provenance import usable_memory
 
 
 @dataclass
@@ -44,15 +44,24 @@ def save_bytes(entries: int) -> int:
     return math.ceil(2.2 * entries * ENTRY_BYTES)
 
 
-def check_fits_in_memory(capacity: int) -> None:
-    """Refuse, before any work, a memory larger than the machine's physical memory."""
-    need = capacity * ENTRY_BYTES
-    have = physical_memory()
+def training_bytes(capacity: int, epoch_steps: int) -> int:
+    """Memory the replay takes in a training run: the ring, and a save of the entries of
+    one epoch (each epoch's save, and the interrupt file a signal makes, hold those
+    added since the last snapshot; a resume reads them back)."""
+    return capacity * ENTRY_BYTES + save_bytes(min(epoch_steps, capacity))
+
+
+def check_fits_in_memory(capacity: int, epoch_steps: int) -> None:
+    """Refuse, before any work, a replay memory and its saves larger than the memory
+    this process may use (`dqn.provenance.usable_memory`)."""
+    need = training_bytes(capacity, epoch_steps)
+    have = usable_memory()
     if need > have:
         raise ConfigError(
-            f"replay_capacity_transitions={capacity}: the replay memory needs "
-            f"{need / 2**30:,.1f} GiB, more than this machine's "
-            f"{have / 2**30:,.1f} GiB"
+            f"replay_capacity_transitions={capacity}: the replay memory and a save of one "
+            f"epoch's entries need {need / 2**30:,.1f} GiB, more than the "
+            f"{have / 2**30:,.1f} GiB this process may use (the machine's, or its control "
+            "group's limit: a SLURM job's --mem)"
         )
 
 

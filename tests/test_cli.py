@@ -75,8 +75,8 @@ def test_help_says_what_dqn_is_for_and_shows_commands_it_knows(capsys):
         (
             ["--game", "Pong", "--set", "replay_capacity_transitions=1000000000000"],
             [
-                "replay_capacity_transitions=1000000000000: the replay memory needs "
-                "6,577,931.3 GiB, more than this machine's"
+                "replay_capacity_transitions=1000000000000: the replay memory and a save "
+                "of one epoch's entries need 6,577,931.3 GiB, more than the"
             ],
         ),
         (

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import dqn
-from dqn import h5io, layouts, migrate, presets
+from dqn import h5io, layouts, migrate, presets, provenance
 from dqn.errors import DataFileError
 
 from conftest import ROOT, provenance_of
@@ -385,7 +385,7 @@ def test_a_file_of_another_format_is_refused_in_one_line_naming_its_version(tmp_
 def test_a_file_declaring_more_data_than_memory_is_refused_before_reading(tmp_path, monkeypatch):
     path = tmp_path / "h.h5"
     h5io.write(path, "heldout", *_example("heldout"))
-    monkeypatch.setattr(h5io, "physical_memory", lambda: 1000)  # the states hold 56448 bytes
+    monkeypatch.setattr(h5io, "usable_memory", lambda: 1000)  # the states hold 56448 bytes
     with pytest.raises(DataFileError, match=f"{path}: its datasets hold .* GiB, more than"):
         h5io.read(path, "heldout")
     assert h5io.read_attrs(path, "heldout")["kind"] == "heldout"  # attributes read no data
@@ -464,3 +464,32 @@ def test_describe_shows_an_attribute_that_only_looks_like_json(tmp_path):
     with h5py.File(path, "a") as f:
         f.attrs["note"] = "{not json"
     assert "note: {not json" in h5io.describe(path)
+
+
+@pytest.mark.parametrize(
+    "cgroup,files,limit",
+    [
+        # cgroup v2 (a SLURM job's --mem=12502M), the group's own file
+        ("0::/system.slice/job_7\n", {"system.slice/job_7/memory.max": "13109297152"}, 13109297152),
+        # v2 inside a container's namespace: the group reads "/", the file is the root's
+        ("0::/\n", {"memory.max": "2147483648"}, 2147483648),
+        ("0::/\n", {"memory.max": "max"}, None),  # no limit
+        # v1, and hybrid (v1 controllers and v2 beside them, as on this project's machine)
+        ("4:memory:/job_7\n", {"memory/job_7/memory.limit_in_bytes": "1073741824"}, 1073741824),
+        ("4:memory:/x\n0::/\n", {"memory/x/memory.limit_in_bytes": "9223372036854771712"}, None),
+        ("4:memory:/x\n0::/y\n", {"unified/y/memory.max": "3221225472"}, 3221225472),
+        ("1:cpu:/\n", {}, None),  # no memory controller
+    ],
+)
+def test_usable_memory_is_the_control_groups_limit_where_it_is_below_the_machines(
+    tmp_path, cgroup, files, limit
+):
+    (tmp_path / "cgroup").write_text(cgroup)
+    for name, value in files.items():
+        (tmp_path / "fs" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "fs" / name).write_text(value + "\n")
+    usable = provenance.usable_memory(tmp_path / "cgroup", tmp_path / "fs")
+    assert usable == min(limit or provenance.physical_memory(), provenance.physical_memory())
+    assert provenance.usable_memory(tmp_path / "none", tmp_path / "fs") == (
+        provenance.physical_memory()
+    )

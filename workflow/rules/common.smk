@@ -170,18 +170,14 @@ wildcard_constraints:
 
 
 def train_mem_mb(preset):
-    """Memory of a training job: the replay memory (dqn.replay's bytes per transition),
-    the held-out states (stacks of uint8 frames), a save of one epoch's replay entries
-    (each epoch's save, and the interrupt file SIGTERM writes at a time limit, hold the
-    entries added since the last snapshot; a resume reads them back) and 2 GB for torch
-    and the ALE."""
-    replay_bytes = preset.replay_capacity_transitions * replay.ENTRY_BYTES
-    heldout_bytes = preset.heldout_states * HISTORY_FRAMES * FRAME_PIXELS**2
-    epoch_entries = min(
-        preset.epoch_updates * preset.update_period_steps, preset.replay_capacity_transitions
+    """Memory of a training job: the replay memory and a save of one epoch's entries
+    (dqn.replay.training_bytes, what `dqn train` checks it may use), the held-out states
+    (stacks of uint8 frames) and 2 GB for torch and the ALE."""
+    replay_bytes = replay.training_bytes(
+        preset.replay_capacity_transitions, preset.epoch_updates * preset.update_period_steps
     )
-    save = replay.save_bytes(epoch_entries)
-    return math.ceil((replay_bytes + heldout_bytes + save) / 2**20) + 2048
+    heldout_bytes = preset.heldout_states * HISTORY_FRAMES * FRAME_PIXELS**2
+    return math.ceil((replay_bytes + heldout_bytes) / 2**20) + 2048
 
 
 def train_runtime_min(preset):
