@@ -60,14 +60,30 @@ def resolve_device(name: str, jobs_per_gpu: int = 1) -> torch.device:
     return torch.device("cuda", index)
 
 
-def machine(device: torch.device) -> dict[str, str]:
+# Environment variables that make torch's libraries choose other kernels on the same
+# machine, and so other bits (scripts/update-fingerprint shows each).
+KERNEL_SETTINGS = (
+    "ATEN_CPU_CAPABILITY",
+    "MKL_CBWR",
+    "ONEDNN_MAX_CPU_ISA",
+    "DNNL_MAX_CPU_ISA",
+    "CUBLAS_WORKSPACE_CONFIG",
+)
+
+
+def machine(device: torch.device) -> dict:
     """The machine that computes on `device` in this process, as a file's provenance
     records it (`dqn.layouts.MACHINE`): the CPU, the instruction set ATen's kernels use
-    on it (ATEN_CPU_CAPABILITY can lower it), and the device ("cpu", or the GPU's name)."""
+    on it, torch's CPU threads (bit-exact runs need the same count), the settings of
+    KERNEL_SETTINGS that are set, and the device ("cpu", or the GPU's name)."""
     return {
         "cpu": provenance.cpu_model(),
         "cpu_vendor": provenance.cpu_vendor(),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_threads": torch.get_num_threads(),
+        "kernel_settings": {
+            name: os.environ[name] for name in KERNEL_SETTINGS if name in os.environ
+        },
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
     }
 

@@ -66,7 +66,9 @@ class Layout:
 FILE_ATTRS = {"kind": str, "format_version": int, "complete": bool}
 # `dqn.devices.machine`: the machine that computed the file. Not part of a run's identity
 # (`dqn.rundir.IDENTITY_KEYS`): a run may continue on another machine.
-MACHINE = Json(("cpu", "cpu_vendor", "torch_cpu_capability", "device"))
+MACHINE = Json(
+    ("cpu", "cpu_vendor", "torch_cpu_capability", "torch_threads", "kernel_settings", "device")
+)
 # `dqn.provenance.record`: what made the file.
 PROVENANCE = {
     "dqn_version": str,

@@ -329,6 +329,11 @@ class Config(BaseModel):
             changes[key.strip()] = parse(key.strip(), text.strip())
         return self.with_values(**changes)
 
+    @property
+    def epoch_steps(self) -> int:
+        """Agent steps of an epoch after the first (which also plays the replay start)."""
+        return self.epoch_updates * self.update_period_steps
+
     def as_dict(self) -> dict:
         return self.model_dump()
 

@@ -95,8 +95,9 @@ def usable_memory(
     cgroups: Path = Path("/proc/self/cgroup"), root: Path = Path("/sys/fs/cgroup")
 ) -> int:
     """The memory this process may use, in bytes: the machine's, or less where its
-    control group sets a limit (a SLURM job's --mem, a container's), which the kernel
-    enforces by killing the process, hours in for a replay memory that fills slowly."""
+    control group or one above it sets a limit (a SLURM job's --mem, set on the job's
+    group above its steps' and tasks'; a container's), which the kernel enforces by
+    killing the process, hours in for a replay memory that fills slowly."""
     limits = [physical_memory()]
     try:
         lines = cgroups.read_text().splitlines()
@@ -105,21 +106,23 @@ def usable_memory(
     for line in lines:
         _, controllers, group = line.split(":", 2)
         if controllers == "":  # cgroup v2, mounted alone or beside v1 (hybrid)
-            names = [root / "unified" / "memory.max", root / "memory.max"]
+            files = [root / "unified" / "memory.max", root / "memory.max"]
         elif "memory" in controllers.split(","):  # cgroup v1
-            names = [root / "memory" / "memory.limit_in_bytes"]
+            files = [root / "memory" / "memory.limit_in_bytes"]
         else:
             continue
-        for name in names:
-            # the group's own file; inside a container's namespace its path reads "/"
-            for path in (name.parent / group.lstrip("/") / name.name, name):
+        # The group and each group above it, to the hierarchy's root (all a container
+        # sees of it, as its namespace names its own group "/").
+        parts = Path(group.lstrip("/")).parts
+        for file in files:
+            for depth in range(len(parts) + 1):
+                path = file.parent.joinpath(*parts[:depth], file.name)
                 try:
                     value = path.read_text().strip()
                 except OSError:
                     continue
                 if value.isdigit():  # "max": no limit (v1 writes a huge number instead)
                     limits.append(int(value))
-                break
     return min(limits)
 
 

@@ -45,20 +45,34 @@ def test_round_trip_keeps_arrays_groups_and_provenance(tmp_path):
     assert not (tmp_path / "x.h5.tmp").exists()
 
 
-@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="needs Linux's /proc/cpuinfo")
-def test_a_written_file_records_the_machine_that_computed_it(tmp_path):
+def test_a_written_file_records_the_machine_that_computed_it(tmp_path, monkeypatch):
     # The bits of an update depend on the CPU's kernels: the file says which CPU, which
-    # of ATen's instruction sets and which device made it.
+    # of ATen's instruction sets, how many threads, which kernel settings and device.
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     path = tmp_path / "x.h5"
     h5io.write(path, "snapshot", *_snapshot())
-    cpuinfo = Path("/proc/cpuinfo").read_text()
-    vendor = re.search(r"^vendor_id\s*:\s*(.*)$", cpuinfo, re.M)
-    assert json.loads(h5io.read_attrs(path, "snapshot")["machine"]) == {
-        "cpu": re.search(r"^model name\s*:\s*(.*)$", cpuinfo, re.M)[1],
-        "cpu_vendor": vendor[1] if vendor else "unknown (no vendor_id in /proc/cpuinfo)",
-        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "device": "cpu",
-    }
+    machine = json.loads(h5io.read_attrs(path, "snapshot")["machine"])
+    assert machine["cpu"] == provenance.cpu_model() and machine["cpu"]
+    assert machine["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert machine["torch_threads"] == torch.get_num_threads()
+    assert machine["kernel_settings"]["MKL_CBWR"] == "COMPATIBLE"
+    assert "ONEDNN_MAX_CPU_ISA" not in machine["kernel_settings"]
+    assert machine["device"] == "cpu"
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="needs Linux's /proc/cpuinfo")
+def test_the_cpu_and_its_vendor_are_read_from_the_kernels_cpuinfo():
+    fields = {}  # each field's first value, the first CPU's
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        name, colon, value = line.partition(":")
+        if colon:
+            fields.setdefault(name.strip(), value.strip())
+    if "model name" in fields:  # x86's; other CPUs' kernels may name none
+        assert provenance.cpu_model() == fields["model name"]
+    assert provenance.cpu_vendor() == fields.get(
+        "vendor_id", "unknown (no vendor_id in /proc/cpuinfo)"
+    )
 
 
 def test_a_file_written_before_the_machine_was_recorded_reads_so():
@@ -479,6 +493,15 @@ def test_describe_shows_an_attribute_that_only_looks_like_json(tmp_path):
         ("4:memory:/x\n0::/\n", {"memory/x/memory.limit_in_bytes": "9223372036854771712"}, None),
         ("4:memory:/x\n0::/y\n", {"unified/y/memory.max": "3221225472"}, 3221225472),
         ("1:cpu:/\n", {}, None),  # no memory controller
+        # SLURM on v2: the limit on the job's group, none on the task's below it
+        (
+            "0::/system.slice/slurmstepd.scope/job_7/step_0/user/task_0\n",
+            {
+                "system.slice/slurmstepd.scope/job_7/memory.max": "13109297152",
+                "system.slice/slurmstepd.scope/job_7/step_0/user/task_0/memory.max": "max",
+            },
+            13109297152,
+        ),
     ],
 )
 def test_usable_memory_is_the_control_groups_limit_where_it_is_below_the_machines(
