@@ -278,10 +278,15 @@ def _device_arguments(parser: argparse.ArgumentParser) -> None:
 SEED_LIMIT = 2**32
 
 
-def _run(args: argparse.Namespace) -> int:
-    seed = getattr(args, "seed", None)  # train's and plot aggregate's
-    if seed is not None and not 0 <= seed < SEED_LIMIT:
+def check_seed(seed: int) -> None:
+    """Refuse a seed outside [0, SEED_LIMIT), naming --seed."""
+    if not 0 <= seed < SEED_LIMIT:
         raise ConfigError(f"--seed {seed}: must be in [0, {SEED_LIMIT - 1}]")
+
+
+def _run(args: argparse.Namespace) -> int:
+    if (seed := getattr(args, "seed", None)) is not None:  # train's and plot aggregate's
+        check_seed(seed)
     if args.command == "presets":
         chosen = (
             {args.name: presets.load(args.name)}
