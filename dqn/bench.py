@@ -154,15 +154,13 @@ def context_figures(game: str, device: torch.device, seconds: float) -> dict:
     return {
         "game": game,
         "device": str(device),
-        "device_name": (
-            torch.cuda.get_device_name(device) if device.type == "cuda" else provenance.cpu_model()
-        ),
-        "cpu_model": provenance.cpu_model(),
+        # The CPU, its kernels' instruction set, torch's threads, the kernel settings and
+        # the device's name, as every HDF5 file records them.
+        "machine": machine(device),
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0))
         if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
         "frame_skip_frames": frame_skip(game, presets.PAPER2013),
         "dqn_version": dqn.__version__,
         "git_commit": provenance.git_commit(),

@@ -52,6 +52,7 @@ from packaging.specifiers import SpecifierSet
 
 from dqn import bench, h5io, presets, provenance, wheels
 from dqn import train as training
+from dqn.devices import machine
 from dqn.evaluate import TrainedRun
 from dqn.games import PAPER_GAMES, make_env
 from dqn.learner import CUBLAS_WORKSPACE, Learner
@@ -218,7 +219,7 @@ def facts(device: torch.device) -> dict:
     driver = nvidia_smi("--query-gpu=driver_version")
     return {
         "device": str(device),
-        "device_name": properties.name if cuda else provenance.cpu_model(),
+        "machine": machine(device),
         "device_memory_bytes": properties.total_memory if cuda else None,
         "driver_version": driver[0][0] if driver else None,
         "torch_version": torch.__version__,
@@ -227,10 +228,8 @@ def facts(device: torch.device) -> dict:
         "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
         "tf32_cudnn": torch.backends.cudnn.allow_tf32,
         "python_version": platform.python_version(),
-        "cpu_model": provenance.cpu_model(),
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)),
-        "torch_threads": torch.get_num_threads(),
         "git_commit": provenance.git_commit(),
         # The tree travels without .git: the commit --prepare saw, where it ran.
         "prepared_at_commit": wheels.prepared_commit(),
@@ -963,11 +962,13 @@ def goals(summary: dict) -> list[dict]:
 
 def markdown(summary: dict) -> str:
     facts_ = summary.get("facts", {})
+    machine_ = facts_.get("machine", {})
     lines = [
         f"# Device check ({summary['form']} form)",
         "",
-        f"{facts_.get('device_name')}, torch {facts_.get('torch_version')}, CUDA "
-        f"{facts_.get('cuda_version')}, driver {facts_.get('driver_version')}, "
+        f"{machine_.get('device')} (CPU {machine_.get('cpu')}), torch "
+        f"{facts_.get('torch_version')}, CUDA {facts_.get('cuda_version')}, "
+        f"driver {facts_.get('driver_version')}, "
         f"{facts_.get('cpu_count')} CPUs, commit {facts_.get('git_commit')} "
         f"(prepared at {facts_.get('prepared_at_commit')})",
         "",

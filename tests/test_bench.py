@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from dqn import bench, cli, replay
+from dqn import bench, cli, provenance, replay
 from dqn.frames import FRAME_PIXELS
 
 from conftest import copy_workflow, planned_jobs, snakemake
@@ -35,8 +35,10 @@ def test_bench_reports_every_figure_with_its_machine_within_sane_bounds(capsys):
     assert cli.main(["bench", "--seconds", "0.3", "--device", "cpu", "--threads", "1"]) == 0
     figures = json.loads(capsys.readouterr().out)
 
-    assert figures["device"] == "cpu" and figures["device_name"] == figures["cpu_model"] != ""
-    assert figures["torch_version"] == torch.__version__ and figures["torch_threads"] == 1
+    assert figures["device"] == "cpu" and figures["machine"]["device"] == "cpu"
+    assert figures["machine"]["cpu"] == provenance.cpu_model()
+    assert figures["machine"]["torch_threads"] == 1
+    assert figures["torch_version"] == torch.__version__
     assert figures["cpu_count"] >= figures["cpus_usable"] >= 1
     assert figures["git_commit"]
     datetime.datetime.fromisoformat(figures["timestamp_utc"])

@@ -40,6 +40,7 @@ def test_the_cpu_form_runs_every_section_and_writes_its_summary_and_table(cpu_fo
 
     facts = summary["facts"]
     assert facts["device"] == "cpu" and facts["cpu_count"] >= 1 and facts["git_commit"]
+    assert facts["machine"]["device"] == "cpu" and facts["machine"]["cpu"]
     assert all(row["admitted"] for row in facts["requirements"].values())
 
     speed = summary["speed"]
@@ -78,6 +79,7 @@ def test_the_cpu_form_runs_every_section_and_writes_its_summary_and_table(cpu_fo
     assert (
         table.startswith("# Device check (cpu form)") and "| check | value | goal | met |" in table
     )
+    assert f"\n\ncpu (CPU {facts['machine']['cpu']}), torch " in table  # the facts line
     assert table in done.stdout
 
 
