@@ -189,7 +189,7 @@ class Atari:
         ale_action = self.actions[action]
         reward = 0.0
         if self._max_of_two:
-            self._screens[0] = 0  # stays 0 if the step ends before its second-last frame
+            self._screens[0] = 0  # stays 0 if the step ends before its last frame
         for i in range(frames):
             reward += self.ale.act(ale_action)
             if self.ale.game_over() or stop_below_lives and self.ale.lives() < stop_below_lives:

@@ -169,6 +169,25 @@ def load_weights(path: Path, arrays: dict[str, np.ndarray], network: torch.nn.Mo
         ) from None
 
 
+def load_target(path: Path, network: torch.nn.Module) -> dict:
+    """Load the target network that resume state `path` holds into `network`, a network
+    of its run's kind; return the state's attributes. Refused by name where the state
+    holds none (a run without a target network) or holds another network's."""
+    attrs, arrays = h5io.read(path, "resume_state")
+    # Stored without names, in the network's order (`Learner.state`).
+    values = [arrays[name] for name in sorted(arrays) if name.startswith("learner/target/")]
+    if not values:
+        raise DataFileError(f"{path}: holds no target network (its run has none)")
+    names = list(network.state_dict())
+    if len(values) != len(names):
+        raise DataFileError(
+            f"{path}: its target network has {len(values)} tensors where the network has "
+            f"{len(names)}"
+        )
+    load_weights(path, {f"weights/{n}": v for n, v in zip(names, values)}, network)
+    return attrs
+
+
 def load_snapshot(path: Path, network: torch.nn.Module) -> dict:
     """Load the weights of snapshot `path` into `network`; return the snapshot's
     attributes. A damaged file, or weights of another network, is refused by name."""

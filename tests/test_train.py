@@ -462,8 +462,9 @@ SMALL = [
 
 def algorithm_1(game, config, seed, steps):
     """Algorithm 1 written out on the bare emulator, one thing after another: act, play,
-    store, draw a minibatch, update, refresh the target. Returns the network, the
-    episode returns, and the agent's generator state and replay count at the end."""
+    store, draw a minibatch, update, refresh the target. Returns the learner (its network
+    and target), the episode returns, and the agent's generator state and replay count
+    at the end."""
     env = Atari(game, config, seeding.derive(seed, "train_env"))
     learner = Learner(config, env.n_actions, CPU, seeding.derive(seed, "network"))
     memory = ReplayMemory(config.replay_capacity_transitions)
@@ -489,23 +490,44 @@ def algorithm_1(game, config, seed, steps):
         if step > config.replay_start_steps and step % config.update_period_steps == 0:
             learner.update(memory.sample(config.minibatch_transitions, rng))
         learner.after_step(step)
-    return learner.network, returns, (rng.bit_generator.state, memory.added)
+    return learner, returns, (rng.bit_generator.state, memory.added)
 
 
 def test_the_loop_ends_as_algorithm_1_written_out(tmp_path):
     # A ring that wraps, updates every other step, episodes of at most 150 steps, three
     # epochs with their saves and a target network: the loop ends with the final
-    # weights, episode returns, agent generator and replay count of Algorithm 1
-    # written out plainly with the same seed and config.
+    # weights, target network, episode returns, agent generator and replay count of
+    # Algorithm 1 written out plainly with the same seed and config.
     config = presets.load("ci", SMALL)
     train("Breakout", "ci", config, 3, tmp_path, CPU, progress_s=float("inf"))
     run = RunDir(tmp_path)
-    network, returns, (agent_rng, replay_added) = algorithm_1(
+    learner, returns, (agent_rng, replay_added) = algorithm_1(
         "Breakout", config, 3, config.train_steps
     )
     ours = weights(run.snapshot(3))
-    for name, value in network.state_dict().items():
+    for name, value in learner.network.state_dict().items():
         assert np.array_equal(ours[name], value.numpy()), name
+    # the target, last refreshed at step 651, as scripts/greedy-actions --targets reads it
+    target = networks.build(config.network, learner.network.body[-1].out_features)
+    checkpoint.load_target(run.resume_state(3), target)
+    for name, value in learner.target.state_dict().items():
+        assert np.array_equal(target.state_dict()[name], value), name
+    assert not np.array_equal(ours["body.7.weight"], target.state_dict()["body.7.weight"])
+    shown = subprocess.run(
+        [sys.executable, "scripts/greedy-actions", "--run", str(tmp_path), "--epochs", "3"]
+        + ["--targets", str(run.resume_state(3))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert shown.returncode == 0, shown.stderr
+    online_line, target_line = shown.stdout.splitlines()
+    assert target_line.startswith("target in state_0003.h5 (step 700): greedy on ")
+    states = TrainedRun.open(tmp_path).heldout_states()
+    for line, network in ((online_line, learner.network), (target_line, target)):
+        mean_max_q = float(re.search(r"mean max-Q (-?[\d.]+)", line)[1])
+        assert mean_max_q == pytest.approx(networks.average_max_q(network, states, CPU), abs=1e-4)
     _, log = h5io.read(run.log, "train_log")
     assert log["episodes/return"].tolist() == returns and len(returns) > 3
     state = h5io.read_attrs(run.resume_state(3), "resume_state")
@@ -696,6 +718,11 @@ def test_greedy_actions_reports_each_snapshots_choice_on_the_heldout_states(fini
     missing = greedy_actions("--epochs", "1", "99")
     assert missing.returncode == 1 and missing.stderr == (
         f"greedy-actions: {finished_run / 'snapshots'}: no snapshot of epoch 99 (it has 1-4)\n"
+    )
+    no_target = RunDir(finished_run).resume_state(4)
+    refused = greedy_actions("--epochs", "4", "--targets", str(no_target))
+    assert refused.returncode == 1 and refused.stderr == (
+        f"greedy-actions: {no_target}: holds no target network (its run has none)\n"
     )
     result = greedy_actions("--inits", "fan_in_uniform", "he_normal")
     assert result.returncode == 0, result.stderr
