@@ -334,16 +334,28 @@ def _run(args: argparse.Namespace) -> int:
 
     from dqn.devices import resolve_device
 
+    # The request is checked before the device is chosen: --device auto and cuda claim a
+    # GPU, and wait while every GPU is taken.
+    if args.command == "train":
+        from dqn.games import check_game
+
+        config = presets.load(args.preset, args.overrides)
+        game = check_game(args.game)
+    elif args.command == "evaluate":
+        from dqn.evaluate import checked_request
+
+        checked_request(args.run, args.out, args.overrides, args.epochs)
+    elif args.command == "trace" and args.steps < 1:
+        raise ConfigError(f"--steps {args.steps}: must be >= 1")
+
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device, args.jobs_per_gpu)
     if args.command == "train":
-        from dqn.games import check_game
         from dqn.train import train
 
-        config = presets.load(args.preset, args.overrides)
         train(
-            check_game(args.game),
+            game,
             args.preset,
             config,
             args.seed,
@@ -370,8 +382,6 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "trace":
         from dqn.evaluate import trace_run
 
-        if args.steps < 1:
-            raise ConfigError(f"--steps {args.steps}: must be >= 1")
         table = trace_run(args.run, args.out, device, args.steps)
         print(f"{args.out}: {len(table['max_q'])} steps traced")
     elif args.command == "watch":

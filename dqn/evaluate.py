@@ -173,6 +173,19 @@ def evaluation_config(config: Config, overrides: list[str]) -> Config:
     return config.with_overrides(overrides)
 
 
+def checked_request(
+    run_dir: Path, out: Path, overrides: list[str] = (), only_epochs: list[int] | None = None
+) -> tuple[TrainedRun, Config, list[int]]:
+    """What `evaluate_run` is asked, refused by name where it cannot be done: the run,
+    its config with `overrides`, the snapshots of `only_epochs` (default: all) and the
+    output file. `dqn evaluate` asks it before it claims a GPU, which may wait for one."""
+    run = TrainedRun.open(run_dir)
+    config = evaluation_config(run.config, list(overrides))
+    epochs = run.chosen(only_epochs)
+    run.dir.check_output(out, "evaluation")
+    return run, config, epochs
+
+
 def evaluate_run(
     run_dir: Path,
     out: Path,
@@ -186,10 +199,7 @@ def evaluate_run(
     writing the run at the same time: it only adds files, each renamed into place whole,
     and never changes or deletes a committed snapshot, so the evaluation covers the
     snapshots listed at its start."""
-    run = TrainedRun.open(run_dir)
-    config = evaluation_config(run.config, list(overrides))
-    epochs = run.chosen(only_epochs)
-    run.dir.check_output(out, "evaluation")
+    run, config, epochs = checked_request(run_dir, out, overrides, only_epochs)
     heldout_states = run.heldout_states()
     n_actions = make_env(run.game, config, 0).n_actions
 

@@ -6,11 +6,11 @@ import subprocess
 
 import pytest
 
-from dqn import cli, h5io, presets
+from dqn import cli, devices, h5io, presets
 from dqn.rundir import RunDir
 from dqn.train import train
 
-from conftest import dqn
+from conftest import ROOT, dqn
 
 
 def assert_refused(result, *fragments):
@@ -95,6 +95,32 @@ def test_train_refuses_bad_arguments(tmp_path, capsys, args, fragments):
     status = cli.main(["train", "--preset", "ci", *args, "--out", str(tmp_path / "run")])
     assert_refused(subprocess.CompletedProcess([], status, "", capsys.readouterr().err), *fragments)
     assert not (tmp_path / "run").exists()  # nothing was started
+
+
+RUN = str(ROOT / "reference-runs" / "breakout-paper2013")
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["train", "--game", "Pong", "--preset", "ci", "--set", "gamma=0.9"], "gamma: unknown key"),
+        (["train", "--game", "Pongg", "--preset", "ci"], "unknown game 'Pongg'"),
+        (["evaluate", "--run", RUN, "--set", "train_steps=5"], "only the evaluation's keys"),
+        (["evaluate", "--run", RUN, "--epochs", "99"], "no snapshot of epoch 99"),
+        (["trace", "--run", RUN, "--steps", "0"], "--steps 0: must be >= 1"),
+    ],
+)
+def test_a_bad_request_is_refused_before_a_gpu_is_claimed(
+    monkeypatch, tmp_path, capsys, args, fragment
+):
+    # --device auto and cuda claim a GPU and wait while every GPU is taken: a mistyped
+    # key must not be told only after that wait.
+    def claim(*_):
+        raise AssertionError("the device was chosen before the request was checked")
+
+    monkeypatch.setattr(devices, "resolve_device", claim)
+    status = cli.main([*args, "--out", str(tmp_path / "out.h5"), "--device", "cuda"])
+    assert_refused(subprocess.CompletedProcess([], status, "", capsys.readouterr().err), fragment)
 
 
 @pytest.mark.parametrize("seed", [-1, 2**32])
