@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import scipy.stats
@@ -28,11 +29,13 @@ RANDOM_ROW, HUMAN_ROW = "Random", "Human"
 METRICS = ("Median", "IQM", "Mean", "Optimality gap")
 
 
-def normalised_games(paper_rows: dict[str, dict[str, float]]) -> list[str]:
-    """The games of the paper's table that have a Random and a Human score."""
-    if RANDOM_ROW not in paper_rows or HUMAN_ROW not in paper_rows:
+def normalised_games(paper: Path, paper_rows: dict[str, dict[str, float]]) -> list[str]:
+    """The games of the paper's table (file `paper`, its rows `paper_rows`) that have a
+    Random and a Human score."""
+    if absent := [row for row in (RANDOM_ROW, HUMAN_ROW) if row not in paper_rows]:
         raise DataFileError(
-            f"the paper's table needs rows {RANDOM_ROW} and {HUMAN_ROW} to normalise scores"
+            f"{paper}: has no row {' or '.join(absent)} (the rows {RANDOM_ROW} and "
+            f"{HUMAN_ROW} normalise the scores)"
         )
     return [
         game

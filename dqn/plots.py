@@ -657,7 +657,7 @@ def aggregate(paths: list[Path], paper: Path, out: Path, reps: int, seed: int = 
     Games without a human score (Catch) are left out, and named in each JSON.
     """
     _, paper_rows = read_paper_table(paper)
-    games = aggregates.normalised_games(paper_rows)
+    games = aggregates.normalised_games(paper, paper_rows)
     methods, left_out = load_methods(paths, games)
     finals = {label: final_scores(by_game, paper_rows) for label, by_game in methods.items()}
     notes = {label: aggregates.too_few_runs(scores) for label, scores in finals.items()}

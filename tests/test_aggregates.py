@@ -3,6 +3,7 @@ scores, IQM and the other aggregates with stratified-bootstrap intervals, and fi
 whose JSON holds the numbers they draw."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -200,6 +201,15 @@ def test_files_of_no_game_with_a_human_score_are_refused(tmp_path):
     files = [write_evaluation(tmp_path / "c.h5", "Catch", 0, [0.5], [0], preset="catch")]
     with pytest.raises(DataFileError, match="no evaluation of a game with a human score"):
         plots.aggregate(files, PAPER_TABLE, tmp_path / "a", 100)
+
+
+def test_a_paper_table_without_its_human_row_is_refused_by_name(tmp_path):
+    paper = tmp_path / "table1.csv"
+    rows = Path(PAPER_TABLE).read_text().splitlines()
+    paper.write_text("\n".join(r for r in rows if not r.startswith("Human,")) + "\n")
+    files = write_runs(tmp_path, [[0.5]], ["Pong"])
+    with pytest.raises(DataFileError, match=f"^{paper}: has no row Human \\(the rows Random"):
+        plots.aggregate(files, paper, tmp_path / "a", 100)
 
 
 def test_the_command_refuses_a_bootstrap_of_no_resamples(tmp_path):
