@@ -6,7 +6,6 @@ and options that `dqn` has."""
 import argparse
 import importlib.machinery
 import importlib.util
-import itertools
 import re
 from pathlib import Path
 
@@ -134,13 +133,25 @@ def _misnamed(snippet: str, commands: dict[str, argparse.ArgumentParser]) -> lis
                 continue
             command, parser = f"{command} {words[0]}", figures[words[0]]
         words = [word.strip("[]").rstrip(").,:") for word in words]  # [--opt X] in a synopsis
-        for word, after in itertools.pairwise([*words, ""]):
+        for word in words:
             option = word.split("=")[0]
             if option.startswith("-") and option not in parser._option_string_actions:
                 wrong.append(f"dqn {command} {option} (no such option)")
-            key = after.split("=")[0]
-            if option == "--set" and "=" in after and key not in {*Config.model_fields, *SET_WORDS}:
-                wrong.append(f"dqn {command} --set {key} (no such preset key)")
+    return wrong
+
+
+# `--set key=value` anywhere (a command, a config's keys quoted in prose), and any bare
+# key=value words that follow it, which argparse would refuse: one --set per key.
+SET = re.compile(r"--set[= ](\w+)=\S*((?:\s+\w+=\S*)*)")
+
+
+def _bad_sets(snippet: str) -> list[str]:
+    wrong = []
+    for key, more in SET.findall(snippet):
+        if key not in {*Config.model_fields, *SET_WORDS}:
+            wrong.append(f"--set {key} (no such preset key)")
+        if more.split():
+            wrong.append(f"--set {key}=... {more.split()[0]} (one --set per key)")
     return wrong
 
 
@@ -151,7 +162,9 @@ def test_every_dqn_command_written_in_the_docs_names_real_options(page):
     # Options are renamed in the code; a guide that still shows the old name fails here,
     # not in a reader's shell.
     commands = _subcommands(cli.parser())
-    wrong = sorted({w for snippet in _code(page.read_text()) for w in _misnamed(snippet, commands)})
+    snippets = _code(page.read_text())
+    wrong = sorted({w for snippet in snippets for w in _misnamed(snippet, commands)})
+    wrong += sorted({w for snippet in snippets for w in _bad_sets(snippet)})
     assert not wrong, f"{page.relative_to(ROOT)}: {wrong}"
 
 
@@ -168,11 +181,15 @@ def test_a_misnamed_option_or_command_in_the_docs_is_caught():
     ]
     assert _misnamed(".venv/bin/dqn evalute --run R", commands) == ["dqn evalute (no such command)"]
     assert _misnamed("dqn bench [--secs S]", commands) == ["dqn bench --secs (no such option)"]
-    assert _misnamed("dqn train --set gamma=0.9 --out R", commands) == [
-        "dqn train --set gamma (no such preset key)"
+    assert _bad_sets("dqn train --set gamma=0.9 --out R") == ["--set gamma (no such preset key)"]
+    assert _bad_sets("--set=discount=1 and --set target_period=2500") == [
+        "--set target_period (no such preset key)"
+    ]
+    assert _bad_sets("--set optimizer=adam learning_rate=0.0001") == [
+        "--set optimizer=... learning_rate=0.0001 (one --set per key)"
     ]
     assert _misnamed("dqn evaluate --run R && dqn plot anchors --evals E", commands) == [
         "dqn plot anchors --evals (no such option)"
     ]
     good = "dqn train --game Pong --set discount=1 --progress-s 5 --out R"
-    assert _misnamed(good, commands) == []
+    assert _misnamed(good, commands) == [] == _bad_sets(good)
