@@ -293,10 +293,11 @@ def restore(
     run: RunDir, new_state: Callable[[], TrainingState]
 ) -> tuple[TrainingState, Path | None, dict | None]:
     """The state the run left: the newest epoch, then the interrupt file that continues
-    it; or, if the newest epoch's files are damaged, the epoch before it (the run then
-    repeats the lost epoch, exactly). Returns the state, the file resumed from (None:
-    nothing to resume) and the meter's record of the epoch in progress (None unless
-    from an interrupt file)."""
+    it; or, if the newest epoch's files cannot be read back, the epoch before it (the
+    run then repeats that epoch, exactly, and the files are moved aside by
+    `RunDir.set_aside`). Returns the state, the file resumed from (None: nothing to
+    resume) and the meter's record of the epoch in progress (None unless from an
+    interrupt file)."""
     state = new_state()
     if run.interrupt.exists():  # refused now, not mistaken for a damaged epoch below
         h5io.read_attrs(run.interrupt, "interrupted")
@@ -310,21 +311,24 @@ def restore(
             previous = epochs[-1] - 1
             if previous and not run.resume_state(previous).exists():
                 raise
-            LOG.warning(
-                f"{damage}; so epoch {epochs[-1]} is lost: continuing from "
-                f"{'epoch ' + str(previous) if previous else 'the start'} instead"
-            )
             del state  # its replay memory, before a second one is made
             state = new_state()
+            if previous:
+                try:
+                    load(state, **_read_epoch(run, previous))
+                except DataFileError as second:
+                    raise DataFileError(
+                        f"{damage}; and epoch {previous}, the fallback, is damaged too: {second}"
+                    ) from None
+            aside = run.set_aside(epochs[-1])
+            LOG.warning(
+                f"{damage}; so epoch {epochs[-1]}'s files are moved to {aside} (delete them "
+                f"once checked): continuing from "
+                f"{'epoch ' + str(previous) if previous else 'the start'} instead"
+            )
             if not previous:
                 run.prune(0, 0)
                 return state, None, None
-            try:
-                load(state, **_read_epoch(run, previous))
-            except DataFileError as second:
-                raise DataFileError(
-                    f"{damage}; and epoch {previous}, the fallback, is damaged too: {second}"
-                ) from None
             epochs = [previous]
         # Only once the epoch is back: a damaged file found while pruning is no reason to
         # give up an epoch (and the fallback must not delete the epoch it falls back from

@@ -197,8 +197,9 @@ def evaluate_run(
     """Evaluate every snapshot of the run (or those of `only_epochs`), with the run's
     config or that config with `overrides` of its evaluation keys. A `dqn train` may be
     writing the run at the same time: it only adds files, each renamed into place whole,
-    and never changes or deletes a committed snapshot, so the evaluation covers the
-    snapshots listed at its start."""
+    and never changes or deletes a committed snapshot (one it cannot read back on a
+    resume it moves aside, and a read of it fails by name), so the evaluation covers
+    the snapshots listed at its start."""
     run, config, epochs = checked_request(run_dir, out, overrides, only_epochs)
     heldout_states = run.heldout_states()
     n_actions = make_env(run.game, config, 0).n_actions

@@ -16,6 +16,8 @@ the run directory's layout, apart from what the files hold (`dqn.checkpoint`).
                                    became non-finite: all since the newest snapshot
     DIR/dqn-run                    the marker of a run directory, written when it is
                                    made; `dqn train` holds a lock on it while it runs
+    DIR/damaged/epoch_NNNN/        an epoch's files that could not be read back on
+                                   resume, moved aside whole (never deleted)
 
 An epoch's training state is saved as its replay delta, resume state and snapshot (the
 kinds of `dqn.layouts.CHECKPOINT`); it is committed by its snapshot, written last:
@@ -23,11 +25,12 @@ replay delta, resume state and log come first. Resuming takes the newest snapsho
 the resume state and deltas of that epoch, and deletes what a killed process left of
 the next one. The newest two resume states (each with the log) and the deltas still
 inside the ring of the older of the two are kept: a resume costs the frames of one
-epoch per epoch on disk, not the whole memory, and if the newest epoch's files are
-damaged the run continues from the epoch before
-(`dqn.checkpoint.restore`), losing that one epoch only. An interrupt file continues the
-newest epoch until the next one is committed; one that continues an older epoch is stale
-and deleted.
+epoch per epoch on disk, not the whole memory, and if the newest epoch's files cannot
+be read back the run moves them aside and continues from the epoch before
+(`dqn.checkpoint.restore`), repeating that one epoch: a read that failed for a passing
+reason (a network file system's hiccup) costs time, never files. An interrupt file
+continues the newest epoch until the next one is committed; one that continues an older
+epoch is stale and deleted.
 """
 
 from __future__ import annotations
@@ -112,6 +115,29 @@ class RunDir:
 
     def replay_delta(self, epoch: int) -> Path:
         return self.root / "resume" / f"replay_{epoch:04d}.h5"
+
+    def set_aside(self, epoch: int) -> Path:
+        """Move the files of `epoch` (its snapshot, resume state and replay delta, and the
+        interrupt file that continues it) into a new DIR/damaged/epoch_NNNN/, and return
+        that folder: a resume that cannot read them back keeps them for the user to
+        inspect or delete, rather than losing an epoch to a passing read error."""
+        name = f"epoch_{epoch:04d}"
+        aside = self.root / "damaged" / name
+        copy = 1
+        while aside.exists():  # the same epoch damaged again after its repeat
+            copy += 1
+            aside = self.root / "damaged" / f"{name}.{copy}"
+        aside.mkdir(parents=True)
+        paths = [self.snapshot(epoch), self.resume_state(epoch), self.replay_delta(epoch)]
+        if (
+            self.interrupt.exists()
+            and h5io.read_attrs(self.interrupt, "interrupted")["epoch"] == epoch
+        ):
+            paths.append(self.interrupt)
+        for path in paths:
+            if path.exists():
+                os.replace(path, aside / path.name)
+        return aside
 
     def snapshot_epochs(self) -> list[int]:
         return _epochs(self.root / "snapshots", "epoch")

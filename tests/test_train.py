@@ -376,20 +376,26 @@ def test_a_finished_run_is_not_trained_again(finished_run):
 
 def test_a_damaged_newest_epoch_costs_one_epoch_and_the_run_ends_identical(finished_run, tmp_path):
     # The newest snapshot of a finished run truncated, then the newest resume state of a
-    # killed one: each time the run says so, continues from the epoch before, repeats
-    # the lost epoch and ends with the same weights and log as if nothing had happened.
+    # killed one: each time the run says so, moves the epoch's files aside (a read error
+    # may have been a passing one: nothing is deleted), continues from the epoch before,
+    # repeats that epoch and ends with the same weights and log as if nothing had happened.
     out = tmp_path / "finished"
     shutil.copytree(finished_run, out)
     run = RunDir(out)
     last = run.snapshot_epochs()[-1]
     data = run.snapshot(last).read_bytes()
     run.snapshot(last).write_bytes(data[: len(data) // 3])
+    files = {p.name: p.read_bytes() for p in (run.snapshot(last), run.resume_state(last))}
     done = dqn(*TRAIN, "--out", out)
     assert done.returncode == 0, done.stderr
+    aside = out / "damaged" / f"epoch_{last:04d}"
+    assert f"{run.snapshot(last)}: corrupt or truncated HDF5 file" in done.stderr
     assert (
-        f"{run.snapshot(last)}: corrupt or truncated HDF5 file" in done.stderr
-        and f"so epoch {last} is lost: continuing from epoch {last - 1} instead" in done.stderr
-    )
+        f"so epoch {last}'s files are moved to {aside} (delete them once checked): "
+        f"continuing from epoch {last - 1} instead"
+    ) in done.stderr
+    assert {name: (aside / name).read_bytes() for name in files} == files
+    assert (aside / run.replay_delta(last).name).exists()
     assert_same_weights(run, RunDir(finished_run))
     assert_same_log(run, RunDir(finished_run))
     # The lost epoch's scalars, written and flushed before its snapshot was, are read
@@ -403,7 +409,9 @@ def test_a_damaged_newest_epoch_costs_one_epoch_and_the_run_ends_identical(finis
     run.resume_state(3).write_bytes(data[:100])
     done = dqn(*TRAIN, "--out", out)
     assert done.returncode == 0, done.stderr
-    assert "so epoch 3 is lost: continuing from epoch 2 instead" in done.stderr
+    assert "so epoch 3's files are moved to" in done.stderr
+    assert "continuing from epoch 2 instead" in done.stderr
+    assert (out / "damaged" / "epoch_0003" / "state_0003.h5").read_bytes() == data[:100]
     assert_same_weights(run, RunDir(finished_run))
     assert_same_log(run, RunDir(finished_run))
     assert_same_events(run, RunDir(finished_run))
