@@ -103,7 +103,14 @@ def _open_checked(path, kind, with_arrays):
                         f"{path}: its datasets hold {need / 2**30:,.1f} GiB, more "
                         "than this process may use"
                     )
-                arrays = {name: d[()] for name, d in datasets.items()}
+                for name, dataset in datasets.items():
+                    try:
+                        arrays[name] = dataset[()]
+                    except Exception as error:  # a checksum or a compressed chunk fails
+                        raise DataFileError(
+                            f"{path}: corrupt or truncated HDF5 file: dataset {name} cannot "
+                            f"be read ({error})"
+                        ) from None
             # Every float the project stores is finite when training is sound (weights,
             # losses, Q-values, rewards): nan or inf means a diverged or damaged run.
             for name, value in arrays.items():

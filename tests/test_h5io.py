@@ -136,7 +136,9 @@ def test_flipped_bytes_in_an_array_are_detected_by_the_checksum(tmp_path):
     data = bytearray(path.read_bytes())
     data[start + 1000] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(DataFileError, match=f"{path}: corrupt or truncated"):
+    with pytest.raises(
+        DataFileError, match=f"{path}: corrupt or truncated HDF5 file: dataset weights/b cannot"
+    ):
         h5io.read(path, "snapshot")
 
 

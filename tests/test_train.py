@@ -816,6 +816,27 @@ def test_a_packed_reference_run_evaluates_as_the_run_did(finished_run, tmp_path)
     for name, column in expected.items():
         np.testing.assert_array_equal(again[name], column, err_msg=name)
 
+    # a snapshot whose checksum fails is refused by name before it is copied
+    damaged = tmp_path / "damaged"
+    shutil.copytree(finished_run, damaged)
+    snapshot = RunDir(damaged).snapshot(last)
+    with h5py.File(snapshot) as f:
+        start = f["weights/body.0.weight"].id.get_chunk_info(0).byte_offset
+    data = bytearray(snapshot.read_bytes())
+    data[start + 100] ^= 0xFF
+    snapshot.write_bytes(bytes(data))
+    refused = subprocess.run(
+        [sys.executable, "scripts/pack-reference-run", "--run", str(damaged), "--epoch"]
+        + [str(last), "--out", str(tmp_path / "refused"), "--evaluations", str(evaluation)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert refused.returncode == 1
+    assert f"{snapshot}: corrupt or truncated HDF5 file: dataset weights/body.0" in refused.stderr
+    assert not (tmp_path / "refused").exists()
+
     # an evaluation of another run is refused by name, and nothing is written
     elsewhere = tmp_path / "elsewhere.h5"
     evaluate_run(packed.root, elsewhere, torch.device("cpu"))
