@@ -13,18 +13,14 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
     """Write `path` through `write(temporary path)`, fsync it and rename it into place,
     so a killed process never leaves a half-written file under the final name."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_directories(path.parent)
     tmp = path.with_name(path.name + ".tmp")
     try:
         write(tmp)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        fsync_directory(path.parent)
     except OSError as error:
         tmp.unlink(missing_ok=True)
         if error.filename is None:  # a failed write or fsync names no file: name ours
@@ -34,6 +30,26 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def make_directories(directory: Path) -> None:
+    """Create `directory` and its missing parents, each new one made durable by an fsync
+    of the directory that holds it (a crash must not lose the folder a saved file is in)."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for new in reversed(missing):
+        new.mkdir(exist_ok=True)
+        fsync_directory(new.parent)
+
+
+def fsync_directory(directory: Path) -> None:
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 def check_writable(path: Path) -> None:

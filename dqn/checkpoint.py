@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 from dqn import h5io
-from dqn.errors import DataFileError
+from dqn.errors import DataFileError, RunMismatchError
 from dqn.layouts import CHECKPOINT
 from dqn.learner import Learner
 from dqn.play import Player
 from dqn.replay import ReplayMemory
-from dqn.rundir import RunDir
+from dqn.rundir import RunDir, check_same_run
 from dqn.trainlog import Counters, TrainLog
 
 LOG = logging.getLogger("dqn")
@@ -222,19 +222,24 @@ def _end_step(state: TrainingState, epoch: int) -> int:
     return state.log.epochs["step"][epoch - 1] if epoch else 0
 
 
-def _read_epoch(run: RunDir, epoch: int) -> dict:
-    """The files of `epoch` as `load` takes them; the replay deltas are read one by one
-    as they are loaded."""
+def _read_epoch(run: RunDir, epoch: int, held: dict) -> dict:
+    """The files of `epoch` as `load` takes them (`held`: the held-out file's attributes);
+    the replay deltas are read one by one as they are loaded."""
     return {
-        "snapshot": (run.snapshot(epoch), *h5io.read(run.snapshot(epoch), "snapshot")),
-        "resume_state": (
-            run.resume_state(epoch),
-            *h5io.read(run.resume_state(epoch), "resume_state"),
-        ),
+        "snapshot": _read_part(run, run.snapshot(epoch), "snapshot", held),
+        "resume_state": _read_part(run, run.resume_state(epoch), "resume_state", held),
         "replay_delta": (
-            (path, *h5io.read(path, "replay_delta")) for path in run.replay_deltas(epoch)
+            _read_part(run, path, "replay_delta", held) for path in run.replay_deltas(epoch)
         ),
     }
+
+
+def _read_part(run: RunDir, path: Path, kind: str, held: dict) -> Read:
+    """File `path` of `kind`, refused where another run than `run` wrote it (a file copied
+    in by hand) with RunMismatchError: not damage, which `restore` would set aside."""
+    attrs, arrays = h5io.read(path, kind)
+    check_same_run(path, attrs, run.heldout, held, RunMismatchError)
+    return path, attrs, arrays
 
 
 def oldest_needed(state: TrainingState, epoch: int) -> int:
@@ -269,9 +274,10 @@ def _save_since_snapshot(
     h5io.write(path, kind, merged, arrays, compress=True)
 
 
-def _read_interrupted(path: Path) -> tuple[dict, dict]:
-    """An interrupt file as `load` takes it, and its meter's record of the epoch so far."""
-    attrs, arrays = h5io.read(path, "interrupted")
+def _read_interrupted(run: RunDir, held: dict) -> tuple[dict, dict]:
+    """The run's interrupt file as `load` takes it, and its meter's record of the epoch
+    so far."""
+    path, attrs, arrays = _read_part(run, run.interrupt, "interrupted", held)
     read = {
         kind: (
             path,
@@ -299,6 +305,7 @@ def restore(
     resume) and the meter's record of the epoch in progress (None unless from an
     interrupt file)."""
     state = new_state()
+    held = h5io.read_attrs(run.heldout, "heldout")
     if run.interrupt.exists():  # refused now, not mistaken for a damaged epoch below
         h5io.read_attrs(run.interrupt, "interrupted")
     epochs = run.snapshot_epochs()
@@ -306,7 +313,7 @@ def restore(
         run.prune(0, 0)  # keeps only an interrupt file from before the first snapshot
     else:
         try:
-            load(state, **_read_epoch(run, epochs[-1]))
+            load(state, **_read_epoch(run, epochs[-1], held))
         except DataFileError as damage:
             previous = epochs[-1] - 1
             if previous and not run.resume_state(previous).exists():
@@ -315,7 +322,7 @@ def restore(
             state = new_state()
             if previous:
                 try:
-                    load(state, **_read_epoch(run, previous))
+                    load(state, **_read_epoch(run, previous, held))
                 except DataFileError as second:
                     raise DataFileError(
                         f"{damage}; and epoch {previous}, the fallback, is damaged too: {second}"
@@ -335,7 +342,7 @@ def restore(
         # before it has succeeded).
         run.prune(epochs[-1], oldest_needed(state, epochs[-1]))
     if run.interrupt.exists():
-        read, epoch_in_progress = _read_interrupted(run.interrupt)
+        read, epoch_in_progress = _read_interrupted(run, held)
         load(state, **read)
         return state, run.interrupt, epoch_in_progress
     return state, (run.snapshot(epochs[-1]) if epochs else None), None

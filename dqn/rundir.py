@@ -226,14 +226,16 @@ def run_differences(attrs: dict, held: dict) -> list[tuple[str, object, object]]
     return differences
 
 
-def check_same_run(path: Path, attrs: dict, heldout: Path, held: dict) -> None:
-    """Refuse the file `path` (`attrs`, its attributes) where another run than that of
-    the held-out file `heldout` (`held`) wrote it."""
+def check_same_run(
+    path: Path, attrs: dict, heldout: Path, held: dict, error: type[Exception] = DataFileError
+) -> None:
+    """Refuse the file `path` (`attrs`, its attributes) with `error` where another run
+    than that of the held-out file `heldout` (`held`) wrote it."""
     if differences := run_differences(attrs, held):
         found = "; ".join(
             f"{key}={mine!r} where the run has {run!r}" for key, run, mine in differences
         )
-        raise DataFileError(f"{path}: a file of another run than {heldout} ({found})")
+        raise error(f"{path}: a file of another run than {heldout} ({found})")
 
 
 def _epochs(directory: Path, prefix: str) -> list[int]:

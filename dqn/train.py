@@ -197,7 +197,19 @@ def loop(
         if signals:
             if view:
                 view.flush(state.log)
-            checkpoint.save_interrupted(run, attrs, state, meter.epoch_in_progress())
+            in_progress = meter.epoch_in_progress()
+            loss_mean = in_progress["loss_sum"] / max(1, in_progress["losses"])
+            if problem := learner.non_finite(loss_mean):
+                # An interrupt file of non-finite weights would be refused by every
+                # resume, as damage: the run continues from its newest snapshot instead
+                # (on the CPU it diverges again at this epoch's end, and saves diverged.h5).
+                raise Diverged(
+                    f"training was diverging in epoch {counters.epoch + 1} when "
+                    f"{signal.Signals(signals[0]).name} stopped it at step "
+                    f"{counters.step:,}: {problem}; nothing saved, so a run of the same "
+                    "command continues from the newest snapshot"
+                )
+            checkpoint.save_interrupted(run, attrs, state, in_progress)
             raise Stopped(
                 signals[0],
                 f"{signal.Signals(signals[0]).name} at step "

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import dqn
-from dqn import h5io, layouts, migrate, presets, provenance
+from dqn import atomic, h5io, layouts, migrate, presets, provenance
 from dqn.errors import DataFileError
 
 from conftest import ROOT, provenance_of
@@ -99,6 +99,20 @@ def test_failed_write_leaves_neither_the_file_nor_its_temporary(tmp_path, monkey
     with pytest.raises(OSError, match=f"No space left on device: '{path}'"):
         h5io.write(path, "snapshot", *_snapshot(np.ones(1000, np.float32)))
     assert list(tmp_path.iterdir()) == [path] and path.read_bytes() == before
+
+
+def test_a_write_makes_durable_each_directory_it_creates_and_the_file_s(tmp_path, monkeypatch):
+    # A crash after the write must not lose the folders the file is in: each new folder's
+    # entry is synced in its parent, as the file's entry is in its folder.
+    synced = []
+    real = atomic.fsync_directory
+    monkeypatch.setattr(atomic, "fsync_directory", lambda d: synced.append(d) or real(d))
+    path = tmp_path / "run" / "snapshots" / "epoch_0001.h5"
+    h5io.write(path, "snapshot", *_snapshot())
+    assert synced == [tmp_path, tmp_path / "run", tmp_path / "run" / "snapshots"]
+    synced.clear()
+    h5io.write(path.with_name("epoch_0002.h5"), "snapshot", *_snapshot())
+    assert synced == [path.parent]
 
 
 def test_a_writer_cannot_write_a_file_that_does_not_fit_its_layout(tmp_path):

@@ -21,7 +21,7 @@ from dqn import checkpoint, cli, h5io, migrate, networks, presets, seeding
 from dqn.atari import Atari
 from dqn.checkpoint import TrainingState
 from dqn.devices import machine
-from dqn.errors import DataFileError, RunMismatchError, Stopped
+from dqn.errors import DataFileError, Diverged, RunMismatchError, Stopped
 from dqn.evaluate import TrainedRun, evaluate_run, load_network
 from dqn.events import EVENTS_DIR
 from dqn.explore import choose_action, epsilon, greedy
@@ -422,6 +422,24 @@ def test_a_damaged_newest_epoch_costs_one_epoch_and_the_run_ends_identical(finis
     ]
 
 
+def test_a_resume_refuses_a_file_of_another_run_and_moves_nothing(finished_run, tmp_path):
+    # A snapshot copied in from another seed's run (here: its seed attribute changed) is
+    # not taken for damage, which would set the epoch aside: the run stops and names it.
+    out = tmp_path / "mixed"
+    shutil.copytree(finished_run, out)
+    run = RunDir(out)
+    final = run.snapshot_epochs()[-1]
+    run.snapshot(final).unlink()  # so that the run resumes from the epoch before
+    last = final - 1
+    with h5py.File(run.snapshot(last), "r+") as f:
+        f.attrs["seed"] = 7
+    before = sorted(p.relative_to(out) for p in out.rglob("*.h5"))
+    with pytest.raises(RunMismatchError, match=rf"^{run.snapshot(last)}: a file of another run"):
+        train("Breakout", "ci", presets.load("ci"), 1, out, CPU)
+    assert sorted(p.relative_to(out) for p in out.rglob("*.h5")) == before
+    assert not (out / "damaged").exists()
+
+
 def test_the_first_signal_is_noted_and_a_second_one_acts_as_usual():
     # Python's own SIGINT handler, which a shell's background job (SIGINT ignored) lacks.
     inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -566,6 +584,32 @@ def test_a_signal_during_an_update_stops_the_loop_before_the_next_step(tmp_path,
     train("Breakout", "ci", config, 3, out, CPU, progress_s=float("inf"))
     assert_same_weights(RunDir(out), RunDir(reference))
     assert_same_log(RunDir(out), RunDir(reference))
+
+
+def test_a_signal_while_the_weights_are_non_finite_saves_no_interrupt_file(tmp_path, monkeypatch):
+    # Every resume would refuse such a file as damaged (status 2, again and again): the
+    # run stops as diverged (status 3) and continues from its newest snapshot.
+    config = presets.load("ci", SMALL)
+    real_update = Learner.update
+
+    def update(self, batch):
+        loss = real_update(self, batch)
+        if self.updates == 200:
+            with torch.no_grad():
+                self.network.body[0].bias[0] = float("nan")
+            signal.raise_signal(signal.SIGTERM)
+        return loss
+
+    monkeypatch.setattr(Learner, "update", update)
+    with pytest.raises(Diverged) as stopped:
+        train("Breakout", "ci", config, 3, tmp_path, CPU, progress_s=float("inf"))
+    assert str(stopped.value).startswith(
+        "training was diverging in epoch 2 when SIGTERM stopped it at step 500: non-finite "
+        "weights in body.0.bias; nothing saved"
+    )
+    run = RunDir(tmp_path)
+    assert not run.interrupt.exists() and not run.diverged.exists()
+    assert run.snapshot_epochs() == [1]
 
 
 # The last commit whose code writes format 1 (dqn 0.1.0): the reference runs of that
