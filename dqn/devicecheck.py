@@ -397,7 +397,8 @@ def cuda_graph_figures(
 def graph_agreement(memory, n_actions: int, device: torch.device, updates: int) -> dict:
     """Two plain learners and one with cuda_graph_update on the same minibatches, the
     target network refreshed every 10 updates: do the weights agree bit for bit? (Two
-    plain ones tell whether the update itself is deterministic here.)"""
+    plain ones tell whether the update itself is deterministic here.) `_graph_captured`
+    says whether the third ran as a CUDA graph: on the CPU it runs the plain update."""
     rng = np.random.default_rng(1)
     batches = [memory.sample(32, rng) for _ in range(updates)]
     agreement = {"compared_updates": updates}
@@ -411,6 +412,8 @@ def graph_agreement(memory, n_actions: int, device: torch.device, updates: int) 
                 learner.update(batch)
                 if update % 10 == 0:
                     learner.after_step(1)  # a refresh (Nature's target network)
+        graph = learners[2].graph
+        agreement[f"{name}_graph_captured"] = graph is not None and graph.graph is not None
         plain, again, graphed = (list(learner.network.parameters()) for learner in learners)
         for label, other in (("plain_again", again), ("graph", graphed)):
             difference = max(float((a - b).abs().max()) for a, b in zip(plain, other))

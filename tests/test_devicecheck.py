@@ -53,8 +53,13 @@ def test_the_cpu_form_runs_every_section_and_writes_its_summary_and_table(cpu_fo
     # CUDA's variants run the plain path on the CPU: their code runs, their ratios mean nothing
     for variant in ("cuda_graph", "deterministic", "pageable_copies"):
         assert "error" not in speed[variant], speed[variant]["error"]
-    assert speed["cuda_graph"]["paper2013_graph_identical"]
-    assert speed["cuda_graph"]["nature2015_plain_again_identical"]
+    # On the CPU no learner captures a CUDA graph (Learner.graph is None), so the "graph"
+    # learner runs the plain update and its agreement says only what plain_again says:
+    # the plain update repeats bit for bit. The GPU run of scripts/device-check is the
+    # only coverage of the CUDA graph path (GraphedStep) and of its agreement.
+    for preset in ("paper2013", "nature2015"):
+        assert speed["cuda_graph"][f"{preset}_graph_captured"] is False
+        assert speed["cuda_graph"][f"{preset}_plain_again_identical"]
 
     sharing = summary["sharing"]
     assert sharing["games"] == list(devicecheck.CPU.sharing_games)

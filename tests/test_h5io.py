@@ -1,4 +1,5 @@
 import fnmatch
+import importlib.metadata
 import json
 import os
 import re
@@ -42,6 +43,8 @@ def test_round_trip_keeps_arrays_groups_and_provenance(tmp_path):
         attrs["library_versions"]
     ).keys()
     assert attrs["dqn_version"] and attrs["git_commit"] and attrs["created"]
+    # the versions of this process's libraries, not merely some strings under their names
+    assert json.loads(attrs["library_versions"])["torch"] == importlib.metadata.version("torch")
     assert not (tmp_path / "x.h5.tmp").exists()
 
 
@@ -444,6 +447,61 @@ def test_outside_a_git_checkout_the_commit_comes_from_the_image_or_is_unknown(tm
         "unknown (not run from a git checkout; the container image was built from 0123abc)",
         "unknown (not run from a git checkout)",
     ]
+
+
+def _git(directory, *args):
+    return subprocess.run(
+        ["git", "-c", "safe.directory=*", "-C", str(directory), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+
+
+@pytest.mark.skipif(
+    not (ROOT / ".git").exists(), reason="not a git checkout (the container image holds none)"
+)
+def test_a_file_records_the_commit_of_the_checkout_the_package_runs_from(tmp_path):
+    path = tmp_path / "x.h5"
+    h5io.write(path, "snapshot", *_snapshot())
+    commit = h5io.read_attrs(path, "snapshot")["git_commit"]
+    # "-dirty" where dqn/ has changes (this checkout may have them while tests are written)
+    assert commit.removesuffix("-dirty") == _git(Path(dqn.__file__).parent, "rev-parse", "HEAD")
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="no git program to make a repository")
+def test_the_commit_is_dirty_when_the_package_has_changes_and_only_then(tmp_path):
+    # A repository of its own holding a copy of the package: its HEAD, then a change
+    # outside dqn/ (not the code that computes), then one inside it.
+    shutil.copytree(
+        Path(dqn.__file__).parent, tmp_path / "dqn", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (tmp_path / ".gitignore").write_text("__pycache__/\n")
+    (tmp_path / "notes.txt").write_text("a\n")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "x")
+    head = _git(tmp_path, "rev-parse", "HEAD")
+    script = "from dqn.provenance import git_commit; print(git_commit())"
+
+    def commit():
+        return subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=tmp_path,
+            text=True,
+            capture_output=True,
+            check=True,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        ).stdout.strip()
+
+    assert commit() == head
+    (tmp_path / "notes.txt").write_text("b\n")
+    assert commit() == head
+    with open(tmp_path / "dqn" / "presets.py", "a") as file:
+        file.write("\n# a change\n")
+    assert commit() == head + "-dirty"
 
 
 def test_describe_lists_links_without_following_them(tmp_path):

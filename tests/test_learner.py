@@ -251,3 +251,49 @@ def test_update_fingerprint_is_the_same_for_the_same_updates_and_not_for_more():
         [sys.executable, str(script), "--updates", "0"], capture_output=True, text=True
     )
     assert refused.returncode == 1 and "--updates 0" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    "overrides, bootstraps_from_target",
+    [
+        # Nature: max over the target network's Q(s'), Huber loss summed (DQN 3.0)
+        (["target_update_period_steps=10000", "loss=huber", "loss_reduction=sum"], True),
+        # 2013: no target network, the network being trained bootstraps; squared, mean
+        (["target_update_period_steps=0", "loss=squared", "loss_reduction=mean"], False),
+    ],
+)
+def test_update_returns_the_loss_of_algorithm_1_computed_by_hand(overrides, bootstraps_from_target):
+    # A discount no preset uses, so that one written in as a constant cannot agree.
+    config = presets.load("ci", [*overrides, "discount=0.8", "reward_clip=true"])
+    learner = Learner(config, 4, torch.device("cpu"), seed=0)
+    assert (learner.target is not None) == bootstraps_from_target
+    if learner.target is not None:
+        # The online network drifts from the target between refreshes; here by noise.
+        torch.manual_seed(1)
+        with torch.no_grad():
+            for p in learner.network.parameters():
+                p.add_(0.02 * torch.randn_like(p))
+    batch = _batch(np.random.default_rng(3), 4, size=2)
+    batch.rewards[:] = [3.0, -2.0]  # clipped to 1 and -1
+    batch.terminals[:] = [False, True]
+    # Q before the update, by hand from the networks as they stand
+    frames = lambda a: torch.from_numpy(a)  # noqa: E731
+    with torch.no_grad():
+        q = learner.network(frames(batch.states)).double()
+        online_next = learner.network(frames(batch.next_states)).double()
+        target_next = (
+            learner.target(frames(batch.next_states)).double()
+            if learner.target is not None
+            else online_next
+        )
+    if learner.target is not None:  # the two networks disagree on y, so the test can tell
+        assert abs(float(online_next[0].max() - target_next[0].max())) > 1e-3
+    # y = clip(r) + gamma * max_a Q'(s', a) * (1 - terminal)
+    y = [1.0 + 0.8 * float(target_next[0].max()), -1.0]
+    errors = [y[i] - float(q[i, batch.actions[i]]) for i in range(2)]
+    if config.loss == "huber":  # quadratic within [-1, 1], linear beyond
+        losses = [0.5 * d * d if abs(d) < 1 else abs(d) - 0.5 for d in errors]
+    else:
+        losses = [0.5 * d * d for d in errors]
+    expected = sum(losses) if config.loss_reduction == "sum" else sum(losses) / 2
+    assert float(learner.update(batch)) == pytest.approx(expected, rel=1e-5)

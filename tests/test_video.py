@@ -12,7 +12,7 @@ from dqn import cli, presets
 from dqn.errors import ConfigError, DataFileError
 from dqn.rundir import RunDir
 from dqn.train import train
-from dqn.video import HEIGHT_PIXELS, SCALE, WIDTH_PIXELS, Panel, watch
+from dqn.video import BAR, HEIGHT_PIXELS, SCALE, WIDTH_PIXELS, Panel, watch
 
 # A run trained and its videos encoded: not in make test-fast.
 pytestmark = pytest.mark.slow
@@ -91,6 +91,12 @@ def test_the_frame_shows_the_full_colour_screen_scaled_and_the_chosen_action():
     again = panel.draw(screen, q, 1, [0.2, 0.4], 3.0, 4, 1, 1)
     assert not np.array_equal(frame, again)  # the mark moves with the chosen action
     np.testing.assert_array_equal(again, panel.draw(screen, q, 1, [0.2, 0.4], 3.0, 4, 1, 1))
+    # The bars show the values: LEFT's lower value (the scale, -0.2 to 0.4, unchanged)
+    # draws a shorter bar. Counted in the bars' own colour, which no text is drawn in,
+    # so the value printed beside the bar cannot stand in for it.
+    bar_pixels = lambda frame: int((frame == BAR).all(axis=-1).sum())  # noqa: E731
+    lower = panel.draw(screen, q - [0, 0, 0, 0.15], 2, [0.2, 0.4], 3.0, 4, 1, 1)
+    assert 0 < bar_pixels(lower) < bar_pixels(frame)
 
 
 @pytest.mark.parametrize(
