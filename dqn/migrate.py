@@ -60,7 +60,9 @@ RENAMED_COUNTERS = {"next_is_episode_start": "starts_episode"}
 DROPPED_COUNTERS = ("episode",)
 # Format 1's parts of an interrupt file, by the kind of file each is in format 2.
 RENAMED_PARTS = {"delta/": "replay_delta/", "state/": "resume_state/"}
-DUPLICATE_PART = "log/"  # state/log/ holds the same arrays
+# state/log/ holds the same arrays; in the files of format 1's first weeks, whose resume
+# states held no log yet, the interrupt file's log/ is the only copy, and is the state's.
+DUPLICATE_PART = "log/"
 SINCE_SNAPSHOT = ("interrupted", "diverged")
 # The machine of a file written before provenance recorded it: every key says so, so
 # that a reader of any one key learns it.
@@ -101,11 +103,16 @@ def upgrade(
             }
         )
     if kind in SINCE_SNAPSHOT:
+        state_log = "state/" + DUPLICATE_PART
+        duplicate = any(name.startswith(state_log) for name in arrays)
         renamed = {}
         for name, value in arrays.items():
-            if not name.startswith(DUPLICATE_PART):
-                old = next((p for p in RENAMED_PARTS if name.startswith(p)), "")
-                renamed[RENAMED_PARTS.get(old, "") + name.removeprefix(old)] = value
+            if name.startswith(DUPLICATE_PART):
+                if not duplicate:
+                    renamed[RENAMED_PARTS["state/"] + name] = value
+                continue
+            old = next((p for p in RENAMED_PARTS if name.startswith(p)), "")
+            renamed[RENAMED_PARTS.get(old, "") + name.removeprefix(old)] = value
         arrays = renamed
     return attrs, arrays
 

@@ -315,10 +315,10 @@ def test_only_the_emulator_state_is_optional_and_a_resume_state_holds_the_log(tm
         h5io.write(tmp_path / "old.h5", "resume_state", attrs, without_log)
 
 
-def _as_format_1(path, kind):
+def _as_format_1(path, kind, state_log=True):
     """Rewrite a format-2 file of `kind` as format 1 wrote it: older config keys, no
     machine, the old names of the player's counters, an interrupt file's old parts (and
-    its log twice)."""
+    its log twice; once, outside its state, if not `state_log`: format 1's first weeks)."""
     with h5py.File(path, "a") as f:
         f.attrs["format_version"] = 1
         del f.attrs["machine"]
@@ -336,11 +336,14 @@ def _as_format_1(path, kind):
         if kind == "interrupted":
             f.move("replay_delta", "delta")
             f.move("resume_state", "state")
-            f.copy("state/log", "log")
+            (f.copy if state_log else f.move)("state/log", "log")
 
 
-@pytest.mark.parametrize("kind", ["heldout", "resume_state", "interrupted"])
-def test_a_format_1_file_reads_as_format_2(tmp_path, kind):
+@pytest.mark.parametrize(
+    "kind, state_log",
+    [("heldout", True), ("resume_state", True), ("interrupted", True), ("interrupted", False)],
+)
+def test_a_format_1_file_reads_as_format_2(tmp_path, kind, state_log):
     attrs, arrays = _example(kind)
     config = presets.NATURE2015.with_values(update_period_steps=4).as_dict()
     attrs["config"] = json.dumps(config, sort_keys=True)
@@ -356,7 +359,7 @@ def test_a_format_1_file_reads_as_format_2(tmp_path, kind):
     path = tmp_path / "f.h5"
     h5io.write(path, kind, attrs, arrays)
     expected = h5io.read(path, kind)
-    _as_format_1(path, kind)
+    _as_format_1(path, kind, state_log)
     with h5py.File(path, "r") as f:
         assert f.attrs["format_version"] == 1 and "optimizer" not in f.attrs["config"]
     got_attrs, got_arrays = h5io.read(path, kind)
@@ -364,6 +367,8 @@ def test_a_format_1_file_reads_as_format_2(tmp_path, kind):
     assert json.loads(got_attrs["config"]) == config
     assert _parsed(got_attrs) == {**_parsed(expected[0]), "machine": migrate.MACHINE_NOT_RECORDED}
     assert sorted(got_arrays) == sorted(expected[1])
+    for name, value in expected[1].items():
+        np.testing.assert_array_equal(got_arrays[name], value, err_msg=name)
     assert h5io.read_attrs(path, kind) == got_attrs
 
 
