@@ -82,6 +82,56 @@ def test_relative_links_lead_to_files_and_headings(page):
     assert not broken, f"{page.relative_to(ROOT)}: broken links: {broken}"
 
 
+# A citation in inline code, `file:N` or `file:N-M`; a bare `:N` cites the file named
+# last before it (`dqn/atari.py:72`, `:176-178`). Followed by "at <commit>", it cites that
+# commit's file, not the worktree's.
+CITATION = re.compile(r"`([\w./-]*):(\d+)(?:-(\d+))?`( at [0-9a-f]{7,40}\b)?")
+OUR_CODE = ("dqn/", "config/", "scripts/", "workflow/")
+
+
+def _bad_citations(text: str) -> list[str]:
+    wrong = []
+    path = None
+    for match in CITATION.finditer(text):
+        path = match[1] or path  # another project's file too, so its `:N` is skipped
+        if not path or not path.startswith(OUR_CODE) or match[4]:
+            continue
+        first, last = int(match[2]), int(match[3] or match[2])
+        where = f"{path}:{match[2]}{'-' + match[3] if match[3] else ''}"
+        at = "line " + str(text.count("\n", 0, match.start()) + 1)
+        if not (ROOT / path).is_file():
+            wrong.append(f"{at}: {where} (no such file)")
+            continue
+        count = len((ROOT / path).read_text().splitlines())
+        if not 1 <= first <= last <= count:
+            wrong.append(f"{at}: {where} (the file has {count} lines)")
+    return wrong
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_citations_of_our_code_point_inside_their_files(page):
+    # fidelity.md cites our code by file and line (`dqn/train.py:237-240`). This only
+    # catches a file renamed or moved and lines past its end: it cannot tell a line that
+    # still holds what the sentence says from one that code added above has pushed down,
+    # so after editing a cited file, read its citations again.
+    wrong = _bad_citations(page.read_text())
+    assert not wrong, f"{page.relative_to(ROOT)}: citations outside their files: {wrong}"
+
+
+def test_a_citation_outside_its_file_is_caught():
+    good = "(`dqn/atari.py:1`, `:2-3`; `config/cpu_breakout.yaml:1`)"
+    assert _bad_citations(good) == []
+    count = len((ROOT / "dqn/atari.py").read_text().splitlines())
+    assert _bad_citations("`dqn/atari.py:1`, `:99999`") == [
+        f"line 1: dqn/atari.py:99999 (the file has {count} lines)"
+    ]
+    assert _bad_citations("x\n`dqn/nope.py:4-5`") == ["line 2: dqn/nope.py:4-5 (no such file)"]
+    assert _bad_citations("`dqn/atari.py:0`") and _bad_citations("`dqn/atari.py:5-3`")
+    # Another project's lines, and ours at an old commit, are not checked.
+    assert _bad_citations("`NeuralQLearner.lua:139`, `:99999`; `run_gpu:31`") == []
+    assert _bad_citations("(`dqn/networks.py:99999` at 7f3cf11)") == []
+
+
 def test_outputs_page_names_the_file_of_every_kind():
     # The file-to-kind table is written by hand (the paths live in the code that writes
     # them); each kind of dqn/layouts.py must have its row.
