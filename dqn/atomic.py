@@ -63,7 +63,7 @@ def check_writable(path: Path) -> None:
             break
     probe = path.with_name(path.name + ".tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_directories(path.parent)
         with open(probe, "wb"):
             pass
         probe.unlink()

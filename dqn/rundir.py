@@ -17,7 +17,8 @@ the run directory's layout, apart from what the files hold (`dqn.checkpoint`).
     DIR/dqn-run                    the marker of a run directory, written when it is
                                    made; `dqn train` holds a lock on it while it runs
     DIR/damaged/epoch_NNNN/        an epoch's files that could not be read back on
-                                   resume, moved aside whole (never deleted)
+                                   resume, moved aside whole (never deleted); .2, .3, ...
+                                   if the same epoch is set aside again
 
 An epoch's training state is saved as its replay delta, resume state and snapshot (the
 kinds of `dqn.layouts.CHECKPOINT`); it is committed by its snapshot, written last:
@@ -45,7 +46,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dqn import h5io
-from dqn.atomic import check_writable
+from dqn.atomic import check_writable, fsync_directory, make_directories
 from dqn.errors import ConfigError, DataFileError, RunLockedError, RunMismatchError
 
 IDENTITY_KEYS = ("game", "seed", "config")
@@ -71,7 +72,7 @@ class RunDir:
                 f"{self.root}: not empty and not a dqn run directory (no "
                 f"{self.marker.name} marker); give a new or empty --out"
             )
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_directories(self.root)
         with open(self.marker, "a+") as marker:
             try:
                 fcntl.flock(marker, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -127,16 +128,21 @@ class RunDir:
         while aside.exists():  # the same epoch damaged again after its repeat
             copy += 1
             aside = self.root / "damaged" / f"{name}.{copy}"
-        aside.mkdir(parents=True)
-        paths = [self.snapshot(epoch), self.resume_state(epoch), self.replay_delta(epoch)]
+        make_directories(aside)
+        paths = [self.resume_state(epoch), self.replay_delta(epoch)]
         if (
             self.interrupt.exists()
             and h5io.read_attrs(self.interrupt, "interrupted")["epoch"] == epoch
         ):
             paths.append(self.interrupt)
-        for path in paths:
+        # The snapshot, which commits the epoch, goes last: a process killed before then
+        # finds the epoch still newest, and the prune of a fallback cannot delete its
+        # files.
+        for path in [*paths, self.snapshot(epoch)]:
             if path.exists():
                 os.replace(path, aside / path.name)
+                fsync_directory(path.parent)
+        fsync_directory(aside)
         return aside
 
     def snapshot_epochs(self) -> list[int]:

@@ -179,6 +179,17 @@ def _train(
     checkpoint.mark_complete(run, attrs, state.counters.epoch)
 
 
+def diverged(run: RunDir, attrs: dict, state: TrainingState, meter: dict, problem: str) -> None:
+    """Save epoch `state.counters.epoch`, which ended or was stopped with non-finite
+    values (`problem`), to the run's diverged.h5 for inspection, and stop."""
+    checkpoint.save_diverged(run, attrs, state, meter)
+    raise Diverged(
+        f"training diverged in epoch {state.counters.epoch} (step "
+        f"{state.counters.step:,}): {problem}; saved what it needs for "
+        f"inspection to {run.diverged}, and no snapshot of the epoch"
+    )
+
+
 def loop(
     run: RunDir,
     attrs: dict,
@@ -201,14 +212,9 @@ def loop(
             loss_mean = in_progress["loss_sum"] / max(1, in_progress["losses"])
             if problem := learner.non_finite(loss_mean):
                 # An interrupt file of non-finite weights would be refused by every
-                # resume, as damage: the run continues from its newest snapshot instead
-                # (on the CPU it diverges again at this epoch's end, and saves diverged.h5).
-                raise Diverged(
-                    f"training was diverging in epoch {counters.epoch + 1} when "
-                    f"{signal.Signals(signals[0]).name} stopped it at step "
-                    f"{counters.step:,}: {problem}; nothing saved, so a run of the same "
-                    "command continues from the newest snapshot"
-                )
+                # resume as damaged: the epoch in progress is saved as diverged instead.
+                counters.epoch += 1
+                diverged(run, attrs, state, in_progress, problem)
             checkpoint.save_interrupted(run, attrs, state, in_progress)
             raise Stopped(
                 signals[0],
@@ -247,12 +253,7 @@ def loop(
             counters.epoch += 1
             meter.end_epoch(state.log, counters, learner.updates, eps)
             if problem := learner.non_finite(state.log.epochs["loss_mean"][-1]):
-                checkpoint.save_diverged(run, attrs, state, meter.epoch_in_progress())
-                raise Diverged(
-                    f"training diverged in epoch {counters.epoch} (step "
-                    f"{counters.step:,}): {problem}; saved what it needs for "
-                    f"inspection to {run.diverged}, and no snapshot of the epoch"
-                )
+                diverged(run, attrs, state, meter.epoch_in_progress(), problem)
             if view:
                 view.end_epoch(state.log, learner.network)
             checkpoint.save_epoch(run, attrs, state)

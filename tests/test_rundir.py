@@ -133,6 +133,34 @@ def test_no_reader_writes_inside_the_run_or_over_a_file_of_another_kind(
     assert snapshot.read_bytes() == before and unrelated.read_text() == "mine"
 
 
+def test_an_epoch_set_aside_keeps_every_file_even_when_the_move_is_cut_short(tmp_path, monkeypatch):
+    # The snapshot commits an epoch, so it moves last: a process killed mid-move leaves
+    # the epoch newest, the next resume sets the rest aside again, and nothing is lost.
+    run = RunDir(tmp_path)
+    files = {run.snapshot(3): b"snapshot", run.resume_state(3): b"state"}
+    files[run.replay_delta(3)] = b"replay"
+    for path, data in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    real, moves = os.replace, []
+
+    def killed_after_one(source, target):
+        if moves:
+            raise KeyboardInterrupt  # as a second Ctrl-C would
+        moves.append(source)
+        real(source, target)
+
+    monkeypatch.setattr(os, "replace", killed_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        run.set_aside(3)
+    monkeypatch.undo()
+    assert run.snapshot_epochs() == [3]
+    assert run.set_aside(3) == tmp_path / "damaged" / "epoch_0003.2"
+    kept = {p.name: p.read_bytes() for p in (tmp_path / "damaged").rglob("*.h5")}
+    assert kept == {path.name: data for path, data in files.items()}
+    assert run.snapshot_epochs() == [] and not list((tmp_path / "resume").iterdir())
+
+
 def test_a_diverged_run_stops_with_its_own_exit_status_keeps_what_it_needs_and_stays_stopped(
     tmp_path,
 ):

@@ -588,7 +588,7 @@ def test_a_signal_during_an_update_stops_the_loop_before_the_next_step(tmp_path,
 
 def test_a_signal_while_the_weights_are_non_finite_saves_no_interrupt_file(tmp_path, monkeypatch):
     # Every resume would refuse such a file as damaged (status 2, again and again): the
-    # run stops as diverged (status 3) and continues from its newest snapshot.
+    # epoch in progress is saved as diverged (status 3), and a retry stops at once.
     config = presets.load("ci", SMALL)
     real_update = Learner.update
 
@@ -603,13 +603,15 @@ def test_a_signal_while_the_weights_are_non_finite_saves_no_interrupt_file(tmp_p
     monkeypatch.setattr(Learner, "update", update)
     with pytest.raises(Diverged) as stopped:
         train("Breakout", "ci", config, 3, tmp_path, CPU, progress_s=float("inf"))
-    assert str(stopped.value).startswith(
-        "training was diverging in epoch 2 when SIGTERM stopped it at step 500: non-finite "
-        "weights in body.0.bias; nothing saved"
-    )
     run = RunDir(tmp_path)
-    assert not run.interrupt.exists() and not run.diverged.exists()
-    assert run.snapshot_epochs() == [1]
+    assert str(stopped.value).startswith(
+        "training diverged in epoch 2 (step 500): non-finite weights in body.0.bias; saved "
+        f"what it needs for inspection to {run.diverged}"
+    )
+    assert not run.interrupt.exists() and run.snapshot_epochs() == [1]
+    assert h5io.read_attrs(run.diverged, "diverged")["epoch"] == 2
+    with pytest.raises(Diverged, match="this run diverged in epoch 2 .step 500. and would again"):
+        train("Breakout", "ci", config, 3, tmp_path, CPU, progress_s=float("inf"))
 
 
 # The last commit whose code writes format 1 (dqn 0.1.0): the reference runs of that
