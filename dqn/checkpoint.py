@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dqn import h5io
+from dqn import h5io, networks
 from dqn.errors import DataFileError, RunMismatchError
 from dqn.layouts import CHECKPOINT
 from dqn.learner import Learner
@@ -174,17 +174,13 @@ def load_target(path: Path, network: torch.nn.Module) -> dict:
     of its run's kind; return the state's attributes. Refused by name where the state
     holds none (a run without a target network) or holds another network's."""
     attrs, arrays = h5io.read(path, "resume_state")
-    # Stored without names, in the network's order (`Learner.state`).
     values = [arrays[name] for name in sorted(arrays) if name.startswith("learner/target/")]
     if not values:
         raise DataFileError(f"{path}: holds no target network (its run has none)")
-    names = list(network.state_dict())
-    if len(values) != len(names):
-        raise DataFileError(
-            f"{path}: its target network has {len(values)} tensors where the network has "
-            f"{len(names)}"
-        )
-    load_weights(path, {f"weights/{n}": v for n, v in zip(names, values)}, network)
+    try:
+        networks.load_in_order(network, values, "its target network")
+    except (ValueError, RuntimeError) as error:  # RuntimeError: a tensor of another shape
+        raise DataFileError(f"{path}: {' '.join(str(error).split())}") from None
     return attrs
 
 

@@ -345,8 +345,14 @@ def _run(args: argparse.Namespace) -> int:
         from dqn.evaluate import checked_request
 
         checked_request(args.run, args.out, args.overrides, args.epochs)
-    elif args.command == "trace" and args.steps < 1:
-        raise ConfigError(f"--steps {args.steps}: must be >= 1")
+    elif args.command in ("trace", "watch"):
+        from dqn.evaluate import TrainedRun
+
+        run = TrainedRun.open(args.run)
+        if args.command == "trace":
+            if args.steps < 1:
+                raise ConfigError(f"--steps {args.steps}: must be >= 1")
+            run.dir.check_output(args.out, "value_trace")
 
     if args.threads:
         torch.set_num_threads(args.threads)

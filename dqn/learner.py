@@ -265,12 +265,7 @@ class Learner:
         tensors = state["tensors"]
         if self.target is not None:
             # Stored in the network's order (`state`), without names.
-            names, values = list(self.target.state_dict()), tensors["target"]
-            if len(names) != len(values):
-                raise ValueError(f"expected {len(names)} target network tensors, got {len(values)}")
-            self.target.load_state_dict(
-                {k: torch.as_tensor(np.asarray(v)) for k, v in zip(names, values)}
-            )
+            networks.load_in_order(self.target, tensors["target"], "its target network")
         self.updates = int(state["updates"])
         self.optimizer.load_state(tensors)
         if isinstance(self.optimizer, Adam):

@@ -82,6 +82,15 @@ def weighted_layers(network: nn.Module) -> list[nn.Module]:
     return [m for m in network.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
+def load_in_order(network: nn.Module, values: list, what: str) -> None:
+    """Load `values`, `what`'s tensors stored without names in the order of the network's
+    state_dict (a resume state's target network), into `network`."""
+    names = list(network.state_dict())
+    if len(values) != len(names):
+        raise ValueError(f"{what} has {len(values)} tensors where the network has {len(names)}")
+    network.load_state_dict({n: torch.as_tensor(np.asarray(v)) for n, v in zip(names, values)})
+
+
 @torch.inference_mode()
 def q_values(network: nn.Module, stack: np.ndarray, device: torch.device) -> np.ndarray:
     """Q(phi, a) for every action a, for one state phi (4x84x84 uint8), as float32."""

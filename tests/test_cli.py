@@ -108,6 +108,8 @@ RUN = str(ROOT / "reference-runs" / "breakout-paper2013")
         (["evaluate", "--run", RUN, "--set", "train_steps=5"], "only the evaluation's keys"),
         (["evaluate", "--run", RUN, "--epochs", "99"], "no snapshot of epoch 99"),
         (["trace", "--run", RUN, "--steps", "0"], "--steps 0: must be >= 1"),
+        (["trace", "--run", "no/such/run"], "no/such/run/heldout.h5: no such file"),
+        (["watch", "--run", "no/such/run"], "no/such/run/heldout.h5: no such file"),
     ],
 )
 def test_a_bad_request_is_refused_before_a_gpu_is_claimed(

@@ -192,7 +192,7 @@ def _misnamed(snippet: str, commands: dict[str, argparse.ArgumentParser]) -> lis
 
 # `--set key=value` anywhere (a command, a config's keys quoted in prose), and any bare
 # key=value words that follow it, which argparse would refuse: one --set per key.
-SET = re.compile(r"--set[= ](\w+)=\S*((?:\s+\w+=\S*)*)")
+SET = re.compile(r"--set(?:=|\s+)(\w+)=\S*((?:\s+\w+=\S*)*)")
 
 
 def _bad_sets(snippet: str) -> list[str]:
@@ -235,6 +235,7 @@ def test_a_misnamed_option_or_command_in_the_docs_is_caught():
     assert _bad_sets("--set=discount=1 and --set target_period=2500") == [
         "--set target_period (no such preset key)"
     ]
+    assert _bad_sets("--set    gamma=0.9") == ["--set gamma (no such preset key)"]  # wrapped
     assert _bad_sets("--set optimizer=adam learning_rate=0.0001") == [
         "--set optimizer=... learning_rate=0.0001 (one --set per key)"
     ]
