@@ -348,10 +348,10 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command in ("trace", "watch"):
         from dqn.evaluate import TrainedRun
 
+        if args.command == "trace" and args.steps < 1:
+            raise ConfigError(f"--steps {args.steps}: must be >= 1")
         run = TrainedRun.open(args.run)
         if args.command == "trace":
-            if args.steps < 1:
-                raise ConfigError(f"--steps {args.steps}: must be >= 1")
             run.dir.check_output(args.out, "value_trace")
 
     if args.threads:
