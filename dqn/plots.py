@@ -376,7 +376,7 @@ def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Pat
             bbox_to_anchor=(0.5, -0.2),
         )
     figure.suptitle(
-        "Our evaluations beside the reproductions that anchor them\n"
+        "Our evaluations beside the published runs that anchor them\n"
         "(bars: one standard deviation over episodes)",
         fontsize=10,
     )
