@@ -429,23 +429,32 @@ def test_a_file_declaring_more_data_than_memory_is_refused_before_reading(tmp_pa
     assert h5io.read_attrs(path, "heldout")["kind"] == "heldout"  # attributes read no data
 
 
+def _copy_the_package_into(directory):
+    shutil.copytree(
+        Path(dqn.__file__).parent, directory / "dqn", ignore=shutil.ignore_patterns("__pycache__")
+    )
+
+
+def _commit_seen_from(directory, env):
+    """provenance.git_commit() as a process running the package copied into `directory`
+    (with the environment `env`) computes it."""
+    return subprocess.run(
+        [sys.executable, "-c", "from dqn.provenance import git_commit; print(git_commit())"],
+        cwd=directory,
+        text=True,
+        capture_output=True,
+        check=True,
+        timeout=60,
+        env={**env, "PYTHONPATH": str(directory)},
+    ).stdout.strip()
+
+
 def test_outside_a_git_checkout_the_commit_comes_from_the_image_or_is_unknown(tmp_path):
     # As in the container image, which holds the package but no .git.
-    shutil.copytree(
-        Path(dqn.__file__).parent, tmp_path / "dqn", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    script = "from dqn.provenance import git_commit; print(git_commit())"
+    _copy_the_package_into(tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "DQN_IMAGE_GIT_COMMIT"}
     commits = [
-        subprocess.run(
-            [sys.executable, "-c", script],
-            cwd=tmp_path,
-            text=True,
-            capture_output=True,
-            check=True,
-            timeout=60,
-            env={**env, "PYTHONPATH": str(tmp_path), **extra},
-        ).stdout.strip()
+        _commit_seen_from(tmp_path, {**env, **extra})
         for extra in ({"DQN_IMAGE_GIT_COMMIT": "0123abc"}, {})
     ]
     assert commits == [
@@ -479,27 +488,16 @@ def test_a_file_records_the_commit_of_the_checkout_the_package_runs_from(tmp_pat
 def test_the_commit_is_dirty_when_the_package_has_changes_and_only_then(tmp_path):
     # A repository of its own holding a copy of the package: its HEAD, then a change
     # outside dqn/ (not the code that computes), then one inside it.
-    shutil.copytree(
-        Path(dqn.__file__).parent, tmp_path / "dqn", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    _copy_the_package_into(tmp_path)
     (tmp_path / ".gitignore").write_text("__pycache__/\n")
     (tmp_path / "notes.txt").write_text("a\n")
     _git(tmp_path, "init", "-q")
     _git(tmp_path, "add", ".")
     _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "x")
     head = _git(tmp_path, "rev-parse", "HEAD")
-    script = "from dqn.provenance import git_commit; print(git_commit())"
 
     def commit():
-        return subprocess.run(
-            [sys.executable, "-c", script],
-            cwd=tmp_path,
-            text=True,
-            capture_output=True,
-            check=True,
-            timeout=60,
-            env={**os.environ, "PYTHONPATH": str(tmp_path)},
-        ).stdout.strip()
+        return _commit_seen_from(tmp_path, os.environ)
 
     assert commit() == head
     (tmp_path / "notes.txt").write_text("b\n")
