@@ -160,6 +160,12 @@ def parser() -> argparse.ArgumentParser:
         "--games", nargs="+", help="games to show, in this order (default: every game of the files)"
     )
     curves.add_argument(
+        "--paper",
+        type=Path,
+        help="the paper's Figure 2 points (workflow/data/figure2_paper2013.csv), drawn "
+        "beside ours where our epochs are the paper's",
+    )
+    curves.add_argument(
         "--out",
         type=Path,
         required=True,
@@ -305,7 +311,7 @@ def _run(args: argparse.Namespace) -> int:
         from dqn import plots
 
         if args.figure == "training-curves":
-            written = plots.training_curves(args.eval, args.out, args.games)
+            written = plots.training_curves(args.eval, args.out, args.games, args.paper)
         elif args.figure == "value-function":
             written = plots.value_function(args.trace, args.out)
         elif args.figure == "anchors":

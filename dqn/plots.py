@@ -30,7 +30,7 @@ from dqn.layouts import EVALUATION_COLUMNS, episode_returns  # noqa: E402
 # 2013 Figure 2: average reward per episode (left pair) and average action value Q on
 # the held-out states (right pair), after each training epoch.
 CURVES = (
-    ("average_reward", "Average reward per episode\n(game score, eps = 0.05)"),
+    ("average_reward", "Average reward per episode\n(game score, eps = {epsilon})"),
     ("average_max_q", "Average action value Q\n(held-out states)"),
 )
 # 2013 Figure 3: "a 30 frame segment of the game Seaquest".
@@ -86,10 +86,35 @@ def seed_statistics(by_seed: dict[int, dict], key: str) -> tuple[np.ndarray, ...
 
 
 def common_epochs(runs) -> np.ndarray:
-    """The epochs whose snapshot every one of `runs` has evaluated."""
-    return np.array(
-        sorted(set.intersection(*(set(run["arrays"]["epoch"].tolist()) for run in runs)))
-    )
+    """The epochs whose snapshot every one of `runs` has evaluated; refuses runs that
+    share none (their mean would be an empty curve)."""
+    runs = list(runs)
+    common = set.intersection(*(set(run["arrays"]["epoch"].tolist()) for run in runs))
+    if not common:
+        raise DataFileError(
+            "the evaluations share no epoch: "
+            + "; ".join(f"{run['attrs']['path']}: {_epoch_span(run)}" for run in runs)
+        )
+    return np.array(sorted(common))
+
+
+def final_epoch(by_seed: dict[int, dict]) -> int:
+    """The epoch of a game's final evaluations, the same for every seed: refuses seeds
+    evaluated to different epochs (a run still training, or evaluated in part), whose
+    mean would mix training lengths."""
+    last = {run["attrs"]["path"]: int(run["arrays"]["epoch"][-1]) for run in by_seed.values()}
+    if len(set(last.values())) > 1:
+        raise DataFileError(
+            "the final evaluations of the seeds are of different epochs ("
+            + ", ".join(f"{path}: epoch {epoch}" for path, epoch in last.items())
+            + "); evaluate every run to the same epoch"
+        )
+    return next(iter(last.values()))
+
+
+def _epoch_span(run: dict) -> str:
+    epochs = run["arrays"]["epoch"]
+    return f"epochs {epochs.min()} to {epochs.max()}" if len(epochs) else "no epoch"
 
 
 def at_epochs(arrays: dict, key: str, epochs: np.ndarray) -> np.ndarray:
@@ -98,11 +123,16 @@ def at_epochs(arrays: dict, key: str, epochs: np.ndarray) -> np.ndarray:
     return np.array([arrays[key][row[epoch]] for epoch in epochs], dtype=np.float64)
 
 
-def training_curves(paths: list[Path], out: Path, games: list[str] | None = None) -> list[Path]:
+def training_curves(
+    paths: list[Path], out: Path, games: list[str] | None = None, paper: Path | None = None
+) -> list[Path]:
     """2013 Figure 2: per game, average reward and average max-Q per epoch.
 
     One column per game, the reward above the action value. With several seeds the
-    line is their mean and the band spans their min and max.
+    line is their mean and the band spans their min and max; epochs that not every seed
+    has evaluated are left out, and named. With `paper` (figure2_paper2013.csv), the
+    paper's own points are drawn beside ours where our epochs are the paper's (50,000
+    updates).
     """
     runs = load_evaluations(paths)
     games = games or sorted(runs)
@@ -111,20 +141,26 @@ def training_curves(paths: list[Path], out: Path, games: list[str] | None = None
         raise DataFileError(
             f"no evaluation file for {', '.join(missing)}; the files hold {', '.join(sorted(runs))}"
         )
+    paper_points = read_paper_figure2(paper) if paper else {}
     seeds = sorted({seed for game in games for seed in runs[game]})
     attrs_of = {game: next(iter(runs[game].values()))["attrs"] for game in games}
     preset_of = {game: attrs["preset"] for game, attrs in attrs_of.items()}
+    config_of = {game: json.loads(attrs["config"]) for game, attrs in attrs_of.items()}
+    epsilon = _per_game({game: f"{config_of[game]['eval_epsilon']:g}" for game in games})
     figure, axes = plt.subplots(
         len(CURVES), len(games), squeeze=False, figsize=(3.4 * len(games) + 0.6, 5.8)
     )
-    bands = []
+    bands, left_out, paper_left_out = [], {}, {}
     for column, game in enumerate(games):
+        evaluated = set().union(*(run["arrays"]["epoch"].tolist() for run in runs[game].values()))
+        epoch_updates = config_of[game]["epoch_updates"]
         for row, (key, label) in enumerate(CURVES):
             ax = axes[row, column]
             epochs, mean, low, high = seed_statistics(runs[game], key)
+            left_out[game] = sorted(evaluated - set(epochs.tolist()))
             n = len(runs[game])
             which = f"mean of {n} seeds" if n > 1 else f"seed {next(iter(runs[game]))}"
-            ax.plot(
+            (ours,) = ax.plot(
                 epochs, mean, marker="o", markersize=3, color="C0", label=f"{game} {key}: {which}"
             )
             if n > 1:
@@ -138,17 +174,36 @@ def training_curves(paths: list[Path], out: Path, games: list[str] | None = None
                         "max": high.tolist(),
                     }
                 )
+            points = paper_points.get((game, key))
+            if points and epoch_updates == PAPER_EPOCH_UPDATES:
+                (theirs,) = ax.plot(
+                    list(points),
+                    list(points.values()),
+                    linestyle="none",
+                    marker="x",
+                    color="0.35",
+                    label=f"{game} {key}: 2013 paper, read off its Figure 2",
+                )
+                ax.legend([ours, theirs], ["ours", "2013 paper"], fontsize=7)
+            elif points:
+                paper_left_out[game] = (
+                    f"epochs of {epoch_updates:,} updates, the paper's of {PAPER_EPOCH_UPDATES:,}"
+                )
             ax.set_title(f"{game} (preset {preset_of[game]})" if row == 0 else "")
-            config = json.loads(attrs_of[game]["config"])
-            ax.set_xlabel(f"Training epoch ({config['epoch_updates']:,} updates each)")
+            ax.set_xlabel(f"Training epoch ({epoch_updates:,} updates each)")
             if column == 0:
-                ax.set_ylabel(label)
+                ax.set_ylabel(label.format(epsilon=epsilon))
             ax.grid(alpha=0.3)
     seed_text = (
         f"seed {seeds[0]}"
         if len(seeds) == 1
         else f"seeds {', '.join(map(str, seeds))}: mean, band = min to max"
     )
+    partial = {game: epochs for game, epochs in left_out.items() if epochs}
+    if partial:
+        seed_text += "\nleft out, not evaluated for every seed: " + "; ".join(
+            f"{game} epochs {_ranges(epochs)}" for game, epochs in partial.items()
+        )
     preset_names = sorted(set(preset_of.values()))
     figure.suptitle(
         f"Training curves (2013 Figure 2)\npreset {', '.join(preset_names)}, {seed_text}",
@@ -161,10 +216,49 @@ def training_curves(paths: list[Path], out: Path, games: list[str] | None = None
         "presets": preset_of,
         "games": games,
         "seeds": seeds,
+        "eval_epsilon": epsilon,
+        "epochs_left_out": left_out,
+        "paper_points_left_out": paper_left_out,
         "lines": _drawn_lines(figure),
         "bands": bands,
     }
     return _save(figure, out, data)
+
+
+# The epoch of the paper's Figure 2: "one epoch corresponds to 50000 minibatch weight
+# updates" (2013 §5.1).
+PAPER_EPOCH_UPDATES = 50_000
+PAPER_FIGURE2_EPOCHS = {"epoch_1": 1, "epoch_10": 10, "epoch_50": 50, "epoch_100": 100}
+
+
+def read_paper_figure2(path: Path) -> dict[tuple[str, str], dict[int, float]]:
+    """The paper's Figure 2 as read off its panels (figure2_paper2013.csv: a row per
+    panel "GAME KEY", a column per epoch read), as {(game, key): {epoch: value}}."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        absent = sorted(set(PAPER_FIGURE2_EPOCHS) - set(reader.fieldnames or ()))
+        if "panel" not in (reader.fieldnames or ()) or absent:
+            raise DataFileError(
+                f"{path}: not the paper's Figure 2 CSV (it needs the columns panel, "
+                f"{', '.join(PAPER_FIGURE2_EPOCHS)})"
+            )
+        rows = list(reader)
+    keys = {key for key, _ in CURVES}
+    points = {}
+    for line, row in enumerate(rows, start=2):
+        game, _, key = row["panel"].partition(" ")
+        if key not in keys:
+            raise DataFileError(
+                f"{path}, row {line}: panel {row['panel']!r} is not 'GAME KEY' with KEY one "
+                f"of {', '.join(sorted(keys))}"
+            )
+        try:
+            points[(game, key)] = {
+                epoch: float(row[column]) for column, epoch in PAPER_FIGURE2_EPOCHS.items()
+            }
+        except ValueError as error:
+            raise DataFileError(f"{path}, row {line}: {error}") from None
+    return points
 
 
 def select_segment(max_q: np.ndarray, rewards: np.ndarray) -> dict:
@@ -436,27 +530,32 @@ def our_scores(runs: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict]]:
     "DQN": the average reward per episode of the final snapshot, mean over seeds, with
     its 95% Student's t interval over seeds (None for one seed: one run).
     "DQN Best": the best single episode of those evaluations, max over seeds.
+    "episodes": the fewest episodes a seed completed there (0: its average is the return
+    of the one episode the evaluation cut short, docs/fidelity.md V4).
     """
     scores: dict[str, dict[str, dict]] = {"DQN": {}, "DQN Best": {}}
     for game, by_seed in runs.items():
+        epoch = final_epoch(by_seed)
         finals = {
             seed: {
-                k: run["arrays"][k][-1] for k in ("epoch", "average_reward", "best_episode_reward")
+                k: run["arrays"][k][-1]
+                for k in ("average_reward", "best_episode_reward", "episodes")
             }
-            for seed, run in by_seed.items()
+            for seed, run in sorted(by_seed.items())
         }
         mean, low, high = aggregates.mean_interval([f["average_reward"] for f in finals.values()])
         scores["DQN"][game] = {
             "value": mean,
             "low": low,
             "high": high,
-            "seeds": sorted(finals),
-            "epochs": [int(finals[s]["epoch"]) for s in sorted(finals)],
+            "seeds": list(finals),
+            "epoch": epoch,
+            "episodes": int(min(f["episodes"] for f in finals.values())),
         }
         scores["DQN Best"][game] = {
             "value": float(max(f["best_episode_reward"] for f in finals.values())),
-            "seeds": sorted(finals),
-            "epochs": [int(finals[s]["epoch"]) for s in sorted(finals)],
+            "seeds": list(finals),
+            "epoch": epoch,
         }
     return scores
 
@@ -464,7 +563,14 @@ def our_scores(runs: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict]]:
 def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) -> list[Path]:
     """2013 Table 1 with our rows beside the paper's, as CSV, Markdown, LaTeX and a figure."""
     runs = load_evaluations(paths)
-    attrs = _any_attrs(runs)
+    attrs_of = {game: next(iter(by_seed.values()))["attrs"] for game, by_seed in runs.items()}
+    preset = _per_game({game: attrs["preset"] for game, attrs in attrs_of.items()})
+    epsilon = _per_game(
+        {
+            game: f"{json.loads(attrs['config'])['eval_epsilon']:g}"
+            for game, attrs in attrs_of.items()
+        }
+    )
     games, paper_rows = read_paper_table(paper)
     unknown = sorted(set(runs) - set(games))
     if unknown:
@@ -483,13 +589,13 @@ def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) ->
             rows.append(
                 (
                     OUR_ROWS[method],
-                    f"this run, preset {attrs['preset']}",
+                    f"this run, preset {preset}",
                     {g: ours[method][g]["value"] if g in ours[method] else None for g in games},
                 )
             )
         if method == "DQN":
-            rows += _interval_rows(ours["DQN"], games)
-    written = _write_tables(rows, games, table_out, attrs["preset"])
+            rows += _rows_under_ours(ours["DQN"], games)
+    written = _write_tables(rows, games, table_out, preset, epsilon)
 
     shown = [g for g in games if g in runs]
     figure, axes = plt.subplots(1, len(shown), squeeze=False, figsize=(2.6 * len(shown) + 1.2, 3.6))
@@ -521,14 +627,14 @@ def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) ->
         ax.axvline(0, color="black", linewidth=0.8)
         ax.grid(axis="x", alpha=0.3)
     figure.suptitle(
-        f"2013 Table 1 (grey) and ours (blue), preset {attrs['preset']}:\n"
+        f"2013 Table 1 (grey) and ours (blue), preset {preset}:\n"
         "final snapshot, mean over seeds (whisker: its 95% t interval)",
         fontsize=10,
     )
     figure.tight_layout()
     data = {
         "figure": "table1",
-        "preset": attrs["preset"],
+        "preset": preset,
         "games": shown,
         "methods": labels,
         "bars": {
@@ -540,8 +646,9 @@ def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) ->
     return written + _save(figure, figure_out, data)
 
 
-def _interval_rows(ours: dict[str, dict], games: list[str]) -> list:
-    """Table 1 rows under "DQN (ours)": its 95% interval over seeds and the seeds counted."""
+def _rows_under_ours(ours: dict[str, dict], games: list[str]) -> list:
+    """Table 1 rows under "DQN (ours)": its 95% interval over seeds, the seeds counted and
+    the fewest episodes a seed completed."""
     source = "Student's t over seeds"
 
     def bound(game, key):
@@ -556,6 +663,11 @@ def _interval_rows(ours: dict[str, dict], games: list[str]) -> list:
             f"{OUR_ROWS['DQN']} seeds",
             "runs averaged",
             {g: len(ours[g]["seeds"]) if g in ours else None for g in games},
+        ),
+        (
+            f"{OUR_ROWS['DQN']} episodes",
+            "fewest completed by a seed (0: one cut short)",
+            {g: ours[g]["episodes"] if g in ours else None for g in games},
         ),
     ]
 
@@ -583,7 +695,7 @@ def latex_text(text: str) -> str:
     return _LATEX_SPECIAL.sub(lambda match: LATEX_SPECIALS[match.group()], text)
 
 
-def _write_tables(rows: list, games: list[str], out: Path, preset: str) -> list[Path]:
+def _write_tables(rows: list, games: list[str], out: Path, preset: str, epsilon: str) -> list[Path]:
     out = Path(out)
 
     def cell(value, missing, digits):
@@ -606,11 +718,15 @@ def _write_tables(rows: list, games: list[str], out: Path, preset: str) -> list[
     md += [
         "| " + " | ".join([m, s, *(cell(v[g], "–", 1) for g in games)]) + " |" for m, s, v in rows
     ]
+    # 2013 Table 1's caption: the upper table is the average total reward of an
+    # epsilon-greedy policy (epsilon 0.05) over a fixed number of steps; the lower table
+    # (HNeat Best, HNeat Pixel, DQN Best) the single best episode.
     caption = (
-        f"Average total reward (DQN rows) and best single episode (Best rows), "
-        f"epsilon = 0.05. Paper: Mnih et al. 2013, Table 1. Ours: preset {preset}, "
-        f"final snapshot, mean over seeds with its 95% Student's t interval (none "
-        f"for one run) and best over seeds; a dash marks a game not trained."
+        "Random to Human: average total reward per episode; HNeat Best, HNeat Pixel and "
+        "DQN Best: the best single episode. Paper: Mnih et al. 2013, Table 1 (its DQN at "
+        f"epsilon 0.05). Ours: preset {preset}, final snapshot at epsilon {epsilon}, "
+        "mean over seeds with its 95% Student's t interval (none for one run) and best "
+        "over seeds; a dash marks a game not trained."
     )
     tex = [
         "\\begin{table}[t]",
@@ -759,6 +875,8 @@ def config_labels(trained: list[tuple[str, dict]]) -> list[str]:
 def final_scores(by_game: dict[str, dict[int, dict]], paper_rows: dict) -> np.ndarray:
     """The human-normalised final scores as a (runs, games) matrix."""
     _check_run_counts(by_game)
+    for by_seed in by_game.values():
+        final_epoch(by_seed)
     return np.stack(
         [
             aggregates.human_normalised(
@@ -1031,8 +1149,22 @@ def _count(n: int, thing: str) -> str:
     return f"{n} {thing}{'' if n == 1 else 's'}"
 
 
-def _any_attrs(runs: dict[str, dict[int, dict]]) -> dict:
-    return next(iter(next(iter(runs.values())).values()))["attrs"]
+def _ranges(numbers: list[int]) -> str:
+    """Sorted integers as runs: [1, 2, 3, 7] -> "1-3, 7"."""
+    runs = []
+    for number in numbers:
+        if runs and number == runs[-1][1] + 1:
+            runs[-1][1] = number
+        else:
+            runs.append([number, number])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def _per_game(values: dict[str, str]) -> str:
+    """One value where every game has it, else each with its game."""
+    if len(set(values.values())) == 1:
+        return next(iter(values.values()))
+    return ", ".join(f"{value} ({game})" for game, value in values.items())
 
 
 def _drawn_lines(figure: plt.Figure) -> list[dict]:

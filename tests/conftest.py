@@ -158,22 +158,33 @@ def provenance_of(game, seed, preset="ci"):
 PAPER_TABLE = "workflow/data/table1_paper2013.csv"
 
 
-def write_evaluation(path, game, seed, average_reward, average_max_q, preset="ci"):
+def write_evaluation(
+    path, game, seed, average_reward, average_max_q, preset="ci", epochs=None, episodes=3, **config
+):
+    """An evaluation file of `preset` (its `config` keys changed as given): a row per epoch
+    (1, 2, ... unless `epochs`), each of `episodes` games (a list: per row) returning its
+    average reward."""
     n = len(average_reward)
-    attrs = {**provenance_of(game, seed, preset), "run": "r"}
+    settings = {**presets.load(preset).as_dict(), **config}
+    attrs = {
+        **provenance.record(game, seed, preset, settings, machine(torch.device("cpu"))),
+        "run": "r",
+    }
+    epochs = np.arange(1, n + 1) if epochs is None else np.asarray(epochs)
+    episodes = np.broadcast_to(np.asarray(episodes, np.int64), (n,))
     h5io.write(
         path,
         "evaluation",
         attrs,
         {
-            "epoch": np.arange(1, n + 1),
-            "step": np.arange(1, n + 1) * 100,
-            "update": np.arange(1, n + 1) * 50,
+            "epoch": epochs,
+            "step": epochs * 100,
+            "update": epochs * 50,
             "average_reward": np.asarray(average_reward, float),
             "best_episode_reward": np.asarray(average_reward, float) + 10,
-            "episodes": np.full(n, 3),
+            "episodes": episodes,
             "average_max_q": np.asarray(average_max_q, float),
-            "episode_returns": np.repeat(np.asarray(average_reward, float), 3),
+            "episode_returns": np.repeat(np.asarray(average_reward, float), episodes),
         },
     )
     return path

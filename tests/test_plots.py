@@ -76,6 +76,54 @@ def test_seeds_are_averaged_only_over_epochs_they_all_reached(tmp_path):
     assert epochs.tolist() == [1, 2] and mean.tolist() == [2, 3]
 
 
+def test_the_curves_name_the_epochs_left_out_and_refuse_seeds_sharing_none(tmp_path):
+    a = write_evaluation(tmp_path / "a.h5", "Pong", 0, [1, 2, 3], [0, 0, 0])
+    b = write_evaluation(tmp_path / "b.h5", "Pong", 1, [3, 4], [0, 0])
+    plots.training_curves([a, b], tmp_path / "curves")
+    data = json.loads((tmp_path / "curves.json").read_text())
+    assert data["epochs_left_out"] == {"Pong": [3]}
+    assert plots._ranges([1, 2, 3, 7, 9, 10]) == "1-3, 7, 9-10"  # as the title names them
+    c = write_evaluation(tmp_path / "c.h5", "Pong", 2, [5, 6], [0, 0], epochs=[3, 4])
+    with pytest.raises(
+        DataFileError, match=f"share no epoch: .*{b}: epochs 1 to 2; {c}: epochs 3 to 4"
+    ):
+        plots.training_curves([b, c], tmp_path / "curves")
+
+
+def test_the_papers_figure2_points_are_drawn_where_our_epochs_are_its(tmp_path):
+    paper = "workflow/data/figure2_paper2013.csv"
+    ours = write_evaluation(
+        tmp_path / "a.h5", "Breakout", 0, [1, 2], [0.1, 0.2], preset="paper2013", eval_epsilon=0.01
+    )
+    plots.training_curves([ours], tmp_path / "curves", paper=paper)
+    data = json.loads((tmp_path / "curves.json").read_text())
+    lines = {line["label"]: line for line in data["lines"]}
+    theirs = lines["Breakout average_max_q: 2013 paper, read off its Figure 2"]
+    assert theirs == {
+        "label": "Breakout average_max_q: 2013 paper, read off its Figure 2",
+        "x": [1, 10, 50, 100],
+        "y": [0.05, 0.37, 2.92, 3.93],
+    }
+    assert lines["Breakout average_reward: 2013 paper, read off its Figure 2"]["y"][-1] == 120.3
+    assert data["paper_points_left_out"] == {} and data["eval_epsilon"] == "0.01"
+    # The ci preset's epochs are 200 updates, not the paper's 50,000: no points, and why.
+    short = write_evaluation(tmp_path / "b.h5", "Seaquest", 0, [1, 2], [0.1, 0.2])
+    plots.training_curves([short], tmp_path / "short", paper=paper)
+    data = json.loads((tmp_path / "short.json").read_text())
+    assert [line["label"] for line in data["lines"]] == [
+        "Seaquest average_reward: seed 0",
+        "Seaquest average_max_q: seed 0",
+    ]
+    assert data["paper_points_left_out"] == {
+        "Seaquest": "epochs of 200 updates, the paper's of 50,000"
+    }
+    (tmp_path / "bad.csv").write_text(
+        "panel,epoch_1,epoch_10,epoch_50,epoch_100\nBreakout score,1,2,3,4\n"
+    )
+    with pytest.raises(DataFileError, match="bad.csv, row 2: panel 'Breakout score' is not"):
+        plots.training_curves([short], tmp_path / "bad", paper=tmp_path / "bad.csv")
+
+
 def test_files_of_different_presets_or_the_same_run_twice_are_refused(tmp_path):
     a = write_evaluation(tmp_path / "a.h5", "Pong", 0, [1], [0])
     b = write_evaluation(tmp_path / "b.h5", "Pong", 1, [1], [0], preset="quick")
@@ -182,6 +230,42 @@ def test_table1_gives_each_games_mean_over_seeds_with_its_interval_and_marks_one
     assert "DQN (ours) seeds & -- & -- & -- & 2 & 1 & -- & -- \\\\" in tex
     intervals = json.loads((tmp_path / "fig.json").read_text())["intervals"]
     assert intervals["Pong"] == pytest.approx([low, high]) and intervals["Qbert"] is None
+
+
+def test_table1_names_each_games_preset_and_epsilon_and_the_fewest_episodes(tmp_path):
+    files = [
+        write_evaluation(tmp_path / "a.h5", "Pong", 0, [-21, -15], [0, 0], episodes=[2, 0]),
+        write_evaluation(tmp_path / "b.h5", "Pong", 1, [-20, -11], [0, 0], episodes=[2, 4]),
+        write_evaluation(
+            tmp_path / "c.h5", "Qbert", 0, [1, 2], [0, 0], preset="quick", eval_epsilon=0.01
+        ),
+    ]
+    plots.table1(files, PAPER_TABLE, tmp_path / "table1", tmp_path / "fig")
+    rows = {row["method"]: row for row in csv.DictReader(open(tmp_path / "table1.csv"))}
+    assert rows["DQN (ours)"]["source"] == "this run, preset ci (Pong), quick (Qbert)"
+    # Pong's seed 0 completed no episode at its final snapshot: its average is the one
+    # episode cut short, and the row says so.
+    assert (
+        rows["DQN (ours) episodes"]["Pong"] == "0" and rows["DQN (ours) episodes"]["Qbert"] == "3"
+    )
+    markdown = (tmp_path / "table1.md").read_text()
+    assert (
+        "Ours: preset ci (Pong), quick (Qbert), final snapshot at epsilon 0.05 (Pong), 0.01 (Qbert)"
+        in markdown
+    )
+    assert "HNeat Best, HNeat Pixel and DQN Best: the best single episode" in markdown
+
+
+def test_table1_and_the_aggregates_refuse_seeds_evaluated_to_different_epochs(tmp_path):
+    a = write_evaluation(tmp_path / "a.h5", "Pong", 0, [-21, -15, -10], [0, 0, 0])
+    b = write_evaluation(tmp_path / "b.h5", "Pong", 1, [-20, -11], [0, 0])
+    expected = (
+        f"final evaluations of the seeds are of different epochs \\({a}: epoch 3, {b}: epoch 2\\)"
+    )
+    with pytest.raises(DataFileError, match=expected):
+        plots.table1([a, b], PAPER_TABLE, tmp_path / "t", tmp_path / "f")
+    with pytest.raises(DataFileError, match=expected):
+        plots.aggregate([a, b], PAPER_TABLE, tmp_path / "agg", reps=10)
 
 
 def test_table1_escapes_latex_special_characters_in_labels_and_caption(tmp_path):

@@ -415,6 +415,8 @@ def test_ci_workflow_writes_every_figure_and_table(ci_run):
 def test_ci_training_curves_plot_the_evaluation_numbers(ci_run):
     data = json.loads((ci_run / "results/figures/training_curves_figure2.json").read_text())
     assert data["games"] == ["Breakout", "Seaquest"] and data["preset"] == "ci"
+    # The rule hands over the paper's points; the ci preset's epochs are not the paper's.
+    assert set(data["paper_points_left_out"]) == {"Breakout", "Seaquest"}
     lines = {line["label"]: line for line in data["lines"]}
     for game in data["games"]:
         evaluations = [read_evaluation(ci_run, game, seed) for seed in CI_SEEDS]

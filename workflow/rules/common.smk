@@ -140,6 +140,8 @@ DEVICE_ARGS = f"--device {config['device']} --jobs-per-gpu {config['jobs_per_gpu
 # 2013 Figure 2 shows Breakout and Seaquest.
 FIGURE2_GAMES = [game for game in ("Breakout", "Seaquest") if game in config["games"]]
 PAPER_TABLE = "workflow/data/table1_paper2013.csv"
+# The paper's Figure 2 as read off its panels, drawn beside our training curves.
+PAPER_FIGURE2 = "workflow/data/figure2_paper2013.csv"
 # Table 1 has a column for each of the paper's games; a test task (Catch) has none.
 with open(workflow.source_path(f"../../{PAPER_TABLE}")) as table_file:
     PAPER_TABLE_GAMES = next(l for l in table_file if not l.startswith("#")).strip().split(",")[1:]

@@ -4,7 +4,8 @@
 
 rule figure_training_curves:
     input:
-        lambda wildcards: evaluations(curve_games(wildcards)),
+        evaluations=lambda wildcards: evaluations(curve_games(wildcards)),
+        paper=PAPER_FIGURE2,
     output:
         png=report(
             results("figures/training_curves_{curves}.png"),
@@ -22,8 +23,8 @@ rule figure_training_curves:
     conda:
         "../../envs/plotting.yaml"
     shell:
-        "{params.dqn} plot training-curves --eval {input} --games {params.games}"
-        " --out {params.prefix} > {log} 2>&1"
+        "{params.dqn} plot training-curves --eval {input.evaluations} --games {params.games}"
+        " --paper {input.paper} --out {params.prefix} > {log} 2>&1"
 
 
 rule figure_value_function:
