@@ -52,6 +52,7 @@ from packaging.specifiers import SpecifierSet
 
 from dqn import bench, h5io, presets, provenance, wheels
 from dqn import train as training
+from dqn.atomic import atomic_write
 from dqn.devices import machine
 from dqn.evaluate import TrainedRun
 from dqn.games import PAPER_GAMES, make_env
@@ -206,8 +207,11 @@ def log(message: str) -> None:
 
 
 def write(summary: dict, out: Path) -> None:
-    (out / SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    (out / TABLE).write_text(markdown(summary))
+    """Each file replaced whole: the device tool may kill the check at any moment, and a
+    half-written summary would lose everything measured before."""
+    text = json.dumps(summary, indent=2, default=str) + "\n"
+    atomic_write(out / SUMMARY, lambda tmp: tmp.write_text(text))
+    atomic_write(out / TABLE, lambda tmp: tmp.write_text(markdown(summary)))
 
 
 # -- facts --

@@ -1,6 +1,7 @@
 """scripts/device-check (issue 23): its CPU form runs every section and writes its
 summary, so the GPU's check cannot rot while no GPU is at hand; the wheels it carries."""
 
+import errno
 import json
 import os
 import subprocess
@@ -86,6 +87,27 @@ def test_the_cpu_form_runs_every_section_and_writes_its_summary_and_table(cpu_fo
     )
     assert f"\n\ncpu (CPU {facts['machine']['cpu']}), torch " in table  # the facts line
     assert table in done.stdout
+
+
+def test_a_summary_whose_write_fails_partway_leaves_the_one_before_whole(tmp_path, monkeypatch):
+    before = {"form": "cpu", "facts": {"device": "cpu"}}
+    devicecheck.write(before, tmp_path)
+    write_text = Path.write_text
+
+    def disk_full_halfway(path, text, *args, **kwargs):
+        write_text(path, text[: len(text) // 2], *args, **kwargs)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "write_text", disk_full_halfway)
+    with pytest.raises(OSError):
+        devicecheck.write({**before, "speed": {"emulator_agent_steps_per_s": 1.0}}, tmp_path)
+    monkeypatch.undo()
+    assert json.loads((tmp_path / devicecheck.SUMMARY).read_text()) == before
+    # no temporary file left beside them: the device tool brings back what $OUT holds
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        devicecheck.SUMMARY,
+        devicecheck.TABLE,
+    ]
 
 
 def test_without_out_or_dollar_out_the_check_says_what_it_needs():
