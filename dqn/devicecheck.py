@@ -27,7 +27,6 @@ JSON rewritten after each so that a call cut short still leaves what it measured
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
@@ -60,7 +59,7 @@ from dqn.learner import CUBLAS_WORKSPACE, Learner
 from dqn.networks import average_max_q
 from dqn.rundir import RunDir
 
-SUMMARY, TABLE = "device_check.json", "device_check.md"
+SUMMARY, TABLE = wheels.SUMMARY, "device_check.md"
 GAME = "Breakout"  # of the speed, correctness, resume and learning sections
 PRESETS = {"paper2013": presets.PAPER2013, "nature2015": presets.NATURE2015}
 # The project's goals for one job on one H200 (docs/benchmark.md, with their anchors).
@@ -146,9 +145,10 @@ CPU = Sizes(
 )
 
 
-def main(device_name: str, out: Path) -> int:
+def main(device_name: str, out: Path, install: dict) -> int:
     """Run every section on `device_name` ("cuda" or "cpu"); write SUMMARY and TABLE into
-    `out`. 0 if every section ran (whatever it found), 1 if one failed."""
+    `out`, SUMMARY with `install` (wheels.install_recorded's record). 0 if every section
+    ran (whatever it found), 1 if one failed."""
     cuda = device_name == "cuda"
     if cuda and not torch.cuda.is_available():
         print(
@@ -164,7 +164,12 @@ def main(device_name: str, out: Path) -> int:
         torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    summary = {"form": device.type, "sizes": asdict(sizes), "section_wall_s": {}}
+    summary = {
+        "form": device.type,
+        "install": install,
+        "sizes": asdict(sizes),
+        "section_wall_s": {},
+    }
     with tempfile.TemporaryDirectory(prefix="dqn-device-check-") as tmp:
         root = Path(tmp)
         run_section(summary, out, "facts", lambda: facts(device))
@@ -207,10 +212,8 @@ def log(message: str) -> None:
 
 
 def write(summary: dict, out: Path) -> None:
-    """Each file replaced whole: the device tool may kill the check at any moment, and a
-    half-written summary would lose everything measured before."""
-    text = json.dumps(summary, indent=2, default=str) + "\n"
-    atomic_write(out / SUMMARY, lambda tmp: tmp.write_text(text))
+    """Each file replaced whole (wheels.write_summary says why)."""
+    wheels.write_summary(out, summary)
     atomic_write(out / TABLE, lambda tmp: tmp.write_text(markdown(summary)))
 
 

@@ -16,11 +16,16 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+from dqn.atomic import atomic_write  # the standard library only, as this module
 
 ROOT = Path(__file__).resolve().parents[1]
 WHEEL_DIR = ROOT / ".whl"
@@ -54,6 +59,9 @@ PLATFORMS = (
     "manylinux1_x86_64",
 )
 PYTHON_VERSION = "3.12"
+# The device check's JSON summary (dqn/devicecheck.py), named here because its first form
+# is written before the installation, when nothing that imports the carried packages can be.
+SUMMARY = "device_check.json"
 TREE_LIMIT_BYTES = 64 * 2**20  # what travels to the device machine: tree and carried paths
 
 
@@ -158,7 +166,7 @@ def install() -> Path | None:
             "where pip reaches PyPI, and carry .whl"
         )
     site = Path(tempfile.gettempdir()) / "dqn-device-check-site"
-    subprocess.run(
+    done = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -174,14 +182,50 @@ def install() -> Path | None:
             str(site),
             *map(str, wheels),
         ],
-        check=True,
+        capture_output=True,
+        text=True,
     )
+    if done.returncode != 0:  # pip's own words, for the summary that records the failure
+        raise SystemExit(
+            f"scripts/device-check: pip could not install the wheels of {WHEEL_DIR} (exit "
+            f"{done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}"
+        )
     sys.path.insert(0, str(site))
     os.environ["PYTHONPATH"] = os.pathsep.join(
         [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]
     )
     importlib.invalidate_caches()
     return site
+
+
+def install_recorded(out: Path) -> dict:
+    """install(), recorded: the Python and the wheels written to `out`'s SUMMARY before pip
+    runs, so that the device tool brings something back even where the installation fails
+    (pip refuses a wheel, or is missing), and then its error too, before the SystemExit
+    that ends the check. The record, for the summary to keep, where it succeeds."""
+    record = {
+        "python_version": platform.python_version(),
+        "python": sys.executable,
+        "wheels": [wheel.name for wheel in sorted(WHEEL_DIR.glob("*.whl"))],
+    }
+    write_summary(out, {"install": record})
+    started = time.monotonic()
+    try:
+        site = install()
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - recorded, then raised
+        record["error"] = str(error) or repr(error)
+        write_summary(out, {"install": record})
+        raise
+    record["site"] = str(site) if site else None  # None: the packages were importable
+    record["install_s"] = round(time.monotonic() - started, 1)
+    return record
+
+
+def write_summary(out: Path, summary: dict) -> None:
+    """The device check's JSON summary, replaced whole: the device tool may kill the check
+    at any moment, and a half-written file would lose everything measured before."""
+    text = json.dumps(summary, indent=2, default=str) + "\n"
+    atomic_write(out / SUMMARY, lambda tmp: tmp.write_text(text))
 
 
 def prepared_commit() -> str | None:

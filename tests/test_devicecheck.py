@@ -4,6 +4,7 @@ summary, so the GPU's check cannot rot while no GPU is at hand; the wheels it ca
 import errno
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,9 @@ def test_the_cpu_form_runs_every_section_and_writes_its_summary_and_table(cpu_fo
     assert sorted(path.name for path in out.iterdir()) == [devicecheck.SUMMARY, devicecheck.TABLE]
     summary = json.loads((out / devicecheck.SUMMARY).read_text())
     assert summary["form"] == "cpu"
+    # the installation's record, kept: here the carried packages import, nothing is installed
+    assert summary["install"]["python_version"] == platform.python_version()
+    assert summary["install"]["site"] is None and "error" not in summary["install"]
     for name in SECTIONS:
         assert "error" not in summary[name], summary[name]
 
@@ -108,6 +112,26 @@ def test_a_summary_whose_write_fails_partway_leaves_the_one_before_whole(tmp_pat
         devicecheck.SUMMARY,
         devicecheck.TABLE,
     ]
+
+
+@pytest.mark.parametrize("wheel", [None, "ale_py-0.12.1-cp312-cp312-manylinux_2_28_x86_64.whl"])
+def test_an_installation_that_fails_leaves_a_summary_that_says_why(tmp_path, monkeypatch, wheel):
+    """No wheels to install, or one pip refuses: the summary the device tool brings back
+    names the Python, the wheels and the error."""
+    wheel_dir = tmp_path / "whl"
+    wheel_dir.mkdir()
+    if wheel:
+        (wheel_dir / wheel).write_bytes(b"not a wheel")
+    monkeypatch.setattr(wheels, "WHEEL_DIR", wheel_dir)
+    monkeypatch.setattr(wheels, "CARRIED_MODULES", ("dqn_no_such_module",))
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as raised:
+        wheels.install_recorded(out)
+    record = json.loads((out / wheels.SUMMARY).read_text())["install"]
+    assert record["python_version"] == platform.python_version()
+    assert record["wheels"] == ([wheel] if wheel else [])
+    assert record["error"] == str(raised.value)
+    assert ("pip could not install" if wheel else "holds no wheels") in record["error"]
 
 
 def test_without_out_or_dollar_out_the_check_says_what_it_needs():
