@@ -223,11 +223,13 @@ def write(summary: dict, out: Path) -> None:
 def facts(device: torch.device) -> dict:
     cuda = device.type == "cuda"
     properties = torch.cuda.get_device_properties(device) if cuda else None
-    driver = nvidia_smi("--query-gpu=driver_version")
+    gpu = nvidia_smi_gpu(device)
+    driver = nvidia_smi(gpu, "--query-gpu=driver_version") if gpu else None
     return {
         "device": str(device),
         "machine": machine(device),
         "device_memory_bytes": properties.total_memory if cuda else None,
+        "nvidia_smi_gpu": gpu,
         "driver_version": driver[0][0] if driver else None,
         "torch_version": torch.__version__,
         "cuda_version": torch.version.cuda,
@@ -270,13 +272,14 @@ def requirement_versions() -> dict:
     return rows
 
 
-def nvidia_smi(*query: str) -> list[list[str]] | None:
-    """nvidia-smi's answer to `query` as rows of fields; None where it cannot answer."""
+def nvidia_smi(gpu: str, query: str) -> list[list[str]] | None:
+    """nvidia-smi's answer to `query` about the GPU `gpu` (its -i, nvidia_smi_gpu) as rows
+    of fields; None where it cannot answer."""
     if not shutil.which("nvidia-smi"):
         return None
     try:
         text = subprocess.run(
-            ["nvidia-smi", *query, "--format=csv,noheader,nounits"],
+            ["nvidia-smi", "-i", gpu, query, "--format=csv,noheader,nounits"],
             capture_output=True,
             text=True,
             timeout=10,
@@ -289,28 +292,60 @@ def nvidia_smi(*query: str) -> list[list[str]] | None:
     ]
 
 
+def nvidia_smi_gpu(device: torch.device) -> str | None:
+    """How nvidia-smi's -i names `device`, so that its readings are of the GPU in use and of
+    no other: "GPU-" and the UUID, which torch gives bare (nvidia-smi numbers the GPUs in
+    its own order and reads no CUDA_VISIBLE_DEVICES), or the index where nvidia-smi knows
+    no GPU of that UUID (a MIG instance's); None on the CPU, or where it answers neither."""
+    if device.type != "cuda":
+        return None
+    uuid = str(torch.cuda.get_device_properties(device).uuid)
+    for gpu in (uuid if uuid.startswith("GPU-") else f"GPU-{uuid}", str(device.index)):
+        if nvidia_smi(gpu, "--query-gpu=uuid"):
+            return gpu
+    return None
+
+
+def reading(field: str) -> float | None:
+    """A field of nvidia-smi's as a number; None where it gives none ("[N/A]" on a MIG
+    instance or a virtual GPU, "[Not Supported]")."""
+    try:
+        return float(field)
+    except ValueError:
+        return None
+
+
 class GpuSampler:
-    """nvidia-smi's GPU utilisation and memory, and each process's memory, sampled every
-    SAMPLE_S in a thread while the block runs (nothing where there is no nvidia-smi)."""
+    """nvidia-smi's utilisation and memory of the GPU `gpu` (nvidia_smi_gpu), and each
+    process's memory on it, sampled every SAMPLE_S in a thread while the block runs
+    (nothing where `gpu` is None); a field without a number is left out of its figures."""
+
+    def __init__(self, gpu: str | None):
+        self.gpu = gpu
 
     def __enter__(self) -> GpuSampler:
-        self.utilisation, self.memory_mib, self.process_mib = [], [], {}
+        self.samples, self.utilisation, self.memory_mib, self.process_mib = 0, [], [], {}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._sample, daemon=True)
-        if shutil.which("nvidia-smi"):
+        if self.gpu is not None:
             self.thread.start()
         return self
 
     def _sample(self) -> None:
         while not self.stop.wait(SAMPLE_S):
-            for utilisation, memory in nvidia_smi("--query-gpu=utilization.gpu,memory.used") or []:
-                self.utilisation.append(float(utilisation))
-                self.memory_mib.append(float(memory))
-            for pid, memory in nvidia_smi("--query-compute-apps=pid,used_memory") or []:
-                if pid.isdigit() and memory.replace(".", "").isdigit():
-                    self.process_mib[int(pid)] = max(
-                        self.process_mib.get(int(pid), 0.0), float(memory)
-                    )
+            self.samples += 1
+            # Rows of two fields: anything else is no answer to the query.
+            for row in nvidia_smi(self.gpu, "--query-gpu=utilization.gpu,memory.used") or []:
+                utilisation, memory = map(reading, row) if len(row) == 2 else (None, None)
+                if utilisation is not None:
+                    self.utilisation.append(utilisation)
+                if memory is not None:
+                    self.memory_mib.append(memory)
+            for row in nvidia_smi(self.gpu, "--query-compute-apps=pid,used_memory") or []:
+                memory = reading(row[1]) if len(row) == 2 and row[0].isdigit() else None
+                if memory is not None:
+                    pid = int(row[0])
+                    self.process_mib[pid] = max(self.process_mib.get(pid, 0.0), memory)
 
     def __exit__(self, *exc) -> None:
         self.stop.set()
@@ -318,13 +353,15 @@ class GpuSampler:
             self.thread.join()
 
     def summary(self) -> dict | None:
-        if not self.utilisation:
+        if not (self.utilisation or self.memory_mib):
             return None
         return {
-            "samples": len(self.utilisation),
-            "utilisation_percent_mean": float(np.mean(self.utilisation)),
-            "utilisation_percent_max": max(self.utilisation),
-            "memory_used_mib_max": max(self.memory_mib),
+            "samples": self.samples,
+            "utilisation_percent_mean": float(np.mean(self.utilisation))
+            if self.utilisation
+            else None,
+            "utilisation_percent_max": max(self.utilisation, default=None),
+            "memory_used_mib_max": max(self.memory_mib, default=None),
         }
 
 
@@ -517,11 +554,12 @@ def sharing(device: torch.device, sizes: Sizes, root: Path) -> dict:
     config = presets.load("paper2013", list(overrides))
     threads = max(1, len(os.sched_getaffinity(0)) // len(games))
     alone, gpu_alone = {}, None
+    gpu = nvidia_smi_gpu(device)
     default_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         for game in games:
-            with GpuSampler() as sampler:
+            with GpuSampler(gpu) as sampler:
                 training.train(
                     game,
                     "paper2013",
@@ -535,7 +573,7 @@ def sharing(device: torch.device, sizes: Sizes, root: Path) -> dict:
             gpu_alone = gpu_alone or sampler.summary()
     finally:
         torch.set_num_threads(default_threads)
-    with GpuSampler() as sampler:
+    with GpuSampler(gpu) as sampler:
         jobs = {
             game: Job(
                 train_command(

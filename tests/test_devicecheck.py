@@ -7,9 +7,12 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from dqn import devicecheck, wheels
 
@@ -132,6 +135,62 @@ def test_an_installation_that_fails_leaves_a_summary_that_says_why(tmp_path, mon
     assert record["wheels"] == ([wheel] if wheel else [])
     assert record["error"] == str(raised.value)
     assert ("pip could not install" if wheel else "holds no wheels") in record["error"]
+
+
+def fake_nvidia_smi(monkeypatch, answers: dict[str, list[list[str]]], gpus=("GPU-0a1b",)):
+    """nvidia_smi answering `answers` (by query) about the GPUs `gpus` only; the GPU of
+    each call, in order."""
+    asked = []
+
+    def nvidia_smi(gpu, query):
+        asked.append(gpu)
+        return answers.get(query) if gpu in gpus else None
+
+    monkeypatch.setattr(devicecheck, "nvidia_smi", nvidia_smi)
+    return asked
+
+
+def sampled(sampler: devicecheck.GpuSampler, samples: int) -> devicecheck.GpuSampler:
+    with sampler:
+        until = time.monotonic() + 10
+        while sampler.samples < samples and time.monotonic() < until:
+            time.sleep(0.01)
+    return sampler
+
+
+def test_the_gpu_sampler_reads_the_gpu_in_use_and_skips_fields_without_a_number(monkeypatch):
+    """A MIG instance or a virtual GPU answers "[N/A]": the sampler's thread, which died on
+    it, goes on and keeps the fields that are numbers."""
+    monkeypatch.setattr(devicecheck, "SAMPLE_S", 0.01)
+    asked = fake_nvidia_smi(
+        monkeypatch,
+        {
+            "--query-gpu=utilization.gpu,memory.used": [["[N/A]", "1234"]],
+            "--query-compute-apps=pid,used_memory": [["4242", "[N/A]"], ["4243", "100"]],
+        },
+    )
+    sampler = sampled(devicecheck.GpuSampler("GPU-0a1b"), 3)
+    assert sampler.samples >= 3 and set(sampler.memory_mib) == {1234.0}
+    assert sampler.utilisation == [] and sampler.process_mib == {4243: 100.0}
+    summary = sampler.summary()
+    assert summary["utilisation_percent_mean"] is None and summary["memory_used_mib_max"] == 1234
+    assert set(asked) == {"GPU-0a1b"}  # never all the GPUs at once
+
+
+@pytest.mark.parametrize(
+    "known, named",
+    [(("GPU-0a1b", "0"), "GPU-0a1b"), (("0",), "0"), ((), None)],
+    ids=["by UUID", "by index (a MIG instance)", "no answer"],
+)
+def test_nvidia_smi_is_asked_about_the_gpu_in_use_by_its_uuid_or_else_its_index(
+    monkeypatch, known, named
+):
+    monkeypatch.setattr(  # torch gives the UUID bare; nvidia-smi names it GPU-...
+        torch.cuda, "get_device_properties", lambda device: SimpleNamespace(uuid="0a1b")
+    )
+    fake_nvidia_smi(monkeypatch, {"--query-gpu=uuid": [["GPU-0a1b"]]}, known)
+    assert devicecheck.nvidia_smi_gpu(torch.device("cuda", 0)) == named
+    assert devicecheck.nvidia_smi_gpu(torch.device("cpu")) is None
 
 
 def test_without_out_or_dollar_out_the_check_says_what_it_needs():
