@@ -223,14 +223,11 @@ def write(summary: dict, out: Path) -> None:
 def facts(device: torch.device) -> dict:
     cuda = device.type == "cuda"
     properties = torch.cuda.get_device_properties(device) if cuda else None
-    gpu = nvidia_smi_gpu(device)
-    driver = nvidia_smi(gpu, "--query-gpu=driver_version") if gpu else None
     return {
         "device": str(device),
         "machine": machine(device),
         "device_memory_bytes": properties.total_memory if cuda else None,
-        "nvidia_smi_gpu": gpu,
-        "driver_version": driver[0][0] if driver else None,
+        **nvidia_smi_facts(device),
         "torch_version": torch.__version__,
         "cuda_version": torch.version.cuda,
         "cudnn_version": torch.backends.cudnn.version() if cuda else None,
@@ -244,6 +241,16 @@ def facts(device: torch.device) -> dict:
         "prepared_at_commit": wheels.prepared_commit(),
         "requirements": requirement_versions(),
     }
+
+
+def nvidia_smi_facts(device: torch.device) -> dict:
+    """Which GPU nvidia-smi reads (nvidia_smi_gpu), its driver, and its compute mode: in
+    Exclusive_Process the GPU takes one process at a time, so every job of the sharing and
+    resume sections would fail while this process holds it."""
+    gpu = nvidia_smi_gpu(device)
+    rows = nvidia_smi(gpu, "--query-gpu=driver_version,compute_mode") if gpu else None
+    driver, mode = rows[0] if rows and len(rows[0]) == 2 else (None, None)
+    return {"nvidia_smi_gpu": gpu, "driver_version": driver, "compute_mode": mode}
 
 
 def requirement_versions() -> dict:

@@ -49,6 +49,7 @@ def test_the_cpu_form_runs_every_section_and_writes_its_summary_and_table(cpu_fo
     facts = summary["facts"]
     assert facts["device"] == "cpu" and facts["cpu_count"] >= 1 and facts["git_commit"]
     assert facts["machine"]["device"] == "cpu" and facts["machine"]["cpu"]
+    assert facts["nvidia_smi_gpu"] is None and facts["compute_mode"] is None  # no GPU in use
     assert all(row["admitted"] for row in facts["requirements"].values())
 
     speed = summary["speed"]
@@ -191,6 +192,20 @@ def test_nvidia_smi_is_asked_about_the_gpu_in_use_by_its_uuid_or_else_its_index(
     fake_nvidia_smi(monkeypatch, {"--query-gpu=uuid": [["GPU-0a1b"]]}, known)
     assert devicecheck.nvidia_smi_gpu(torch.device("cuda", 0)) == named
     assert devicecheck.nvidia_smi_gpu(torch.device("cpu")) is None
+
+
+def test_the_facts_name_the_gpus_compute_mode(monkeypatch):
+    """In Exclusive_Process every child job would fail while the check holds the GPU: the
+    summary says so."""
+    monkeypatch.setattr(devicecheck, "nvidia_smi_gpu", lambda device: "GPU-0a1b")
+    fake_nvidia_smi(
+        monkeypatch, {"--query-gpu=driver_version,compute_mode": [["580.95", "Exclusive_Process"]]}
+    )
+    assert devicecheck.nvidia_smi_facts(torch.device("cuda", 0)) == {
+        "nvidia_smi_gpu": "GPU-0a1b",
+        "driver_version": "580.95",
+        "compute_mode": "Exclusive_Process",
+    }
 
 
 def test_without_out_or_dollar_out_the_check_says_what_it_needs():
