@@ -325,29 +325,38 @@ def reading(field: str) -> float | None:
 class GpuSampler:
     """nvidia-smi's utilisation and memory of the GPU `gpu` (nvidia_smi_gpu), and each
     process's memory on it, sampled every SAMPLE_S in a thread while the block runs
-    (nothing where `gpu` is None); a field without a number is left out of its figures."""
+    (nothing where `gpu` is None), and the memory used as it begins; a field without a
+    number is left out of its figures."""
 
     def __init__(self, gpu: str | None):
         self.gpu = gpu
 
     def __enter__(self) -> GpuSampler:
         self.samples, self.utilisation, self.memory_mib, self.process_mib = 0, [], [], {}
+        self.memory_before_mib = self._readings()[1] if self.gpu is not None else None
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._sample, daemon=True)
         if self.gpu is not None:
             self.thread.start()
         return self
 
+    def _readings(self) -> tuple[float | None, float | None]:
+        """The GPU's utilisation and memory used now."""
+        rows = nvidia_smi(self.gpu, "--query-gpu=utilization.gpu,memory.used") or []
+        # One row of two fields: anything else is no answer to the query.
+        if len(rows) != 1 or len(rows[0]) != 2:
+            return None, None
+        utilisation, memory = map(reading, rows[0])
+        return utilisation, memory
+
     def _sample(self) -> None:
         while not self.stop.wait(SAMPLE_S):
             self.samples += 1
-            # Rows of two fields: anything else is no answer to the query.
-            for row in nvidia_smi(self.gpu, "--query-gpu=utilization.gpu,memory.used") or []:
-                utilisation, memory = map(reading, row) if len(row) == 2 else (None, None)
-                if utilisation is not None:
-                    self.utilisation.append(utilisation)
-                if memory is not None:
-                    self.memory_mib.append(memory)
+            utilisation, memory = self._readings()
+            if utilisation is not None:
+                self.utilisation.append(utilisation)
+            if memory is not None:
+                self.memory_mib.append(memory)
             for row in nvidia_smi(self.gpu, "--query-compute-apps=pid,used_memory") or []:
                 memory = reading(row[1]) if len(row) == 2 and row[0].isdigit() else None
                 if memory is not None:
@@ -368,8 +377,17 @@ class GpuSampler:
             if self.utilisation
             else None,
             "utilisation_percent_max": max(self.utilisation, default=None),
+            "memory_used_mib_before": self.memory_before_mib,
             "memory_used_mib_max": max(self.memory_mib, default=None),
         }
+
+    def memory_per_job_mib(self, jobs: int) -> float | None:
+        """What the block added to the GPU's memory used at its peak, shared among `jobs`:
+        each job's memory where nvidia-smi's processes do not match the jobs (its PIDs are
+        of another PID namespace in a container)."""
+        if self.memory_before_mib is None or not self.memory_mib:
+            return None
+        return (max(self.memory_mib) - self.memory_before_mib) / jobs
 
 
 # -- speed --
@@ -614,6 +632,8 @@ def sharing(device: torch.device, sizes: Sizes, root: Path) -> dict:
         "gpu_memory_mib_per_job": {
             game: sampler.process_mib.get(job.process.pid) for game, job in jobs.items()
         },
+        # (peak memory.used while they ran - memory.used before) / jobs
+        "gpu_memory_mib_per_job_from_device_total": sampler.memory_per_job_mib(len(games)),
         "gpu_memory_mib_per_process_seen": sampler.process_mib,
     }
 

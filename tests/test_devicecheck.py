@@ -139,13 +139,14 @@ def test_an_installation_that_fails_leaves_a_summary_that_says_why(tmp_path, mon
 
 
 def fake_nvidia_smi(monkeypatch, answers: dict[str, list[list[str]]], gpus=("GPU-0a1b",)):
-    """nvidia_smi answering `answers` (by query) about the GPUs `gpus` only; the GPU of
-    each call, in order."""
+    """nvidia_smi answering `answers` (by query: rows, or a function that gives them) about
+    the GPUs `gpus` only; the GPU of each call, in order."""
     asked = []
 
     def nvidia_smi(gpu, query):
         asked.append(gpu)
-        return answers.get(query) if gpu in gpus else None
+        answer = answers.get(query) if gpu in gpus else None
+        return answer() if callable(answer) else answer
 
     monkeypatch.setattr(devicecheck, "nvidia_smi", nvidia_smi)
     return asked
@@ -176,6 +177,22 @@ def test_the_gpu_sampler_reads_the_gpu_in_use_and_skips_fields_without_a_number(
     summary = sampler.summary()
     assert summary["utilisation_percent_mean"] is None and summary["memory_used_mib_max"] == 1234
     assert set(asked) == {"GPU-0a1b"}  # never all the GPUs at once
+
+
+def test_each_jobs_gpu_memory_is_also_had_from_the_devices_memory_used(monkeypatch):
+    """Where nvidia-smi's PIDs do not match the jobs' (none here), each job's memory is
+    still had: (the peak of memory.used while they run - memory.used before) / jobs."""
+    monkeypatch.setattr(devicecheck, "SAMPLE_S", 0.01)
+    used = iter(["1000", "8000"])  # before the jobs, at their peak, then less
+    fake_nvidia_smi(
+        monkeypatch,
+        {"--query-gpu=utilization.gpu,memory.used": lambda: [["50", next(used, "5000")]]},
+    )
+    sampler = sampled(devicecheck.GpuSampler("GPU-0a1b"), 3)
+    assert sampler.summary()["memory_used_mib_before"] == 1000
+    assert sampler.summary()["memory_used_mib_max"] == 8000
+    assert sampler.memory_per_job_mib(7) == (8000 - 1000) / 7
+    assert sampler.process_mib == {}  # the figure by PID is missing
 
 
 @pytest.mark.parametrize(
