@@ -170,12 +170,17 @@ def main(device_name: str, out: Path, install: dict) -> int:
         "sizes": asdict(sizes),
         "section_wall_s": {},
     }
-    with tempfile.TemporaryDirectory(prefix="dqn-device-check-") as tmp:
+    # Jobs kills the jobs before the folder is removed; a removal that trips all the same
+    # (a file still being written) must not end the check before its summary is written.
+    with (
+        tempfile.TemporaryDirectory(prefix="dqn-device-check-", ignore_cleanup_errors=True) as tmp,
+        Jobs() as group,
+    ):
         root = Path(tmp)
         run_section(summary, out, "facts", lambda: facts(device))
         run_section(summary, out, "speed", lambda: speed(device, sizes))
         run_section(summary, out, "sharing", lambda: sharing(device, sizes, root / "sharing"))
-        glance = Job(
+        glance = group.start(
             train_command(GAME, "paper2013", root / "glance", device, sizes.glance_overrides),
             root / "glance.log",
         )
@@ -598,9 +603,9 @@ def sharing(device: torch.device, sizes: Sizes, root: Path) -> dict:
             gpu_alone = gpu_alone or sampler.summary()
     finally:
         torch.set_num_threads(default_threads)
-    with GpuSampler(gpu) as sampler:
+    with GpuSampler(gpu) as sampler, Jobs() as group:
         jobs = {
-            game: Job(
+            game: group.start(
                 train_command(
                     game,
                     "paper2013",
@@ -614,18 +619,22 @@ def sharing(device: torch.device, sizes: Sizes, root: Path) -> dict:
             )
             for game in games
         }
-        for job in jobs.values():
-            job.wait()
-    shared = {game: timed_steps_per_s(root / "shared" / game) for game in games}
-    ratios = {game: shared[game] / alone[game] for game in games}
-    return {
+        # Each waited for, a failed one too: the failures are the section's error, the
+        # others' figures are kept.
+        failures = {game: failure for game, job in jobs.items() if (failure := job.failure())}
+    shared = {
+        game: timed_steps_per_s(root / "shared" / game) for game in games if game not in failures
+    }
+    ratios = {game: shared[game] / alone[game] for game in shared}
+    figures = {
         "games": list(games),
         "threads_per_job": threads,
         "timed_updates_per_job": epoch,
         "alone_agent_steps_per_s": alone,
         "shared_agent_steps_per_s": shared,
         "shared_vs_alone": ratios,
-        "worst_shared_vs_alone": min(ratios.values()),
+        # Of every job, or none: a failed job's rate is not known.
+        "worst_shared_vs_alone": min(ratios.values()) if not failures else None,
         "shared_agent_steps_per_s_total": sum(shared.values()),
         "gpu_alone_first_game": gpu_alone,
         "gpu_shared": sampler.summary(),
@@ -636,6 +645,9 @@ def sharing(device: torch.device, sizes: Sizes, root: Path) -> dict:
         "gpu_memory_mib_per_job_from_device_total": sampler.memory_per_job_mib(len(games)),
         "gpu_memory_mib_per_process_seen": sampler.process_mib,
     }
+    if failures:
+        figures["error"] = "\n\n".join(f"{game}: {failure}" for game, failure in failures.items())
+    return figures
 
 
 def timed_steps_per_s(run_root: Path) -> float:
@@ -684,8 +696,30 @@ def train_command(
     ]
 
 
+class Jobs:
+    """The `dqn train` processes a block starts (`start`), each killed and reaped as the
+    block ends if it is still running, whatever happened in it: a job left running keeps
+    its slot of the GPU, so that later jobs wait for one (dqn.devices.claim_gpu), and
+    writes on into a folder that is being removed."""
+
+    def __enter__(self) -> Jobs:
+        self.started: list[Job] = []
+        return self
+
+    def start(self, command: list[str], log_path: Path) -> Job:
+        job = Job(command, log_path)
+        self.started.append(job)
+        return job
+
+    def __exit__(self, *exc) -> None:
+        for job in self.started:
+            if job.process.poll() is None:
+                job.process.kill()
+            job.process.wait()
+
+
 class Job:
-    """A `dqn train` process, its output in a log file."""
+    """A `dqn train` process, its output in a log file (started by Jobs.start)."""
 
     def __init__(self, command: list[str], log_path: Path):
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -695,20 +729,25 @@ class Job:
                 command, cwd=wheels.ROOT, stdout=output, stderr=subprocess.STDOUT
             )
 
-    def wait(self, check: bool = True) -> int:
+    def failure(self) -> str | None:
+        """Wait for the job to end (JOB_TIMEOUT_S at most: then it is killed); None if it
+        exited with 0, else what went wrong, with its output."""
         try:
             status = self.process.wait(timeout=JOB_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            raise RuntimeError(
-                f"{' '.join(self.command)}: still running after "
-                f"{JOB_TIMEOUT_S} s; its output:\n{self.tail()}"
-            ) from None
-        if check and status != 0:
-            raise RuntimeError(
-                f"{' '.join(self.command)} exited with {status}; its output:\n{self.tail()}"
+            self.process.wait()
+            return (
+                f"{' '.join(self.command)}: still running after {JOB_TIMEOUT_S} s, "
+                f"killed; its output:\n{self.tail()}"
             )
-        return status
+        if status != 0:
+            return f"{' '.join(self.command)} exited with {status}; its output:\n{self.tail()}"
+        return None
+
+    def wait(self) -> None:
+        if failure := self.failure():
+            raise RuntimeError(failure)
 
     def tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-2000:]
@@ -824,28 +863,33 @@ def resume(device: torch.device, sizes: Sizes, root: Path) -> dict:
     if cuda:
         modes["deterministic"] = (*sizes.resume_overrides, "cuda_deterministic=true")
     runs = ("A", "B", "C") if cuda else ("A", "C")
-    jobs = {
-        (mode, run): Job(
-            train_command(GAME, "ci", root / mode / run, device, overrides),
-            root / f"{mode}_{run}.log",
+    with Jobs() as group:
+        jobs = {
+            (mode, run): group.start(
+                train_command(GAME, "ci", root / mode / run, device, overrides),
+                root / f"{mode}_{run}.log",
+            )
+            for mode, overrides in modes.items()
+            for run in runs
+        }
+        killed = kill_after_snapshot(
+            {mode: jobs[mode, "C"] for mode in modes}, sizes.resume_kill_after_epoch, root
         )
-        for mode, overrides in modes.items()
-        for run in runs
-    }
-    killed = kill_after_snapshot(
-        {mode: jobs[mode, "C"] for mode in modes}, sizes.resume_kill_after_epoch, root
-    )
-    for mode, overrides in modes.items():
-        jobs[mode, "C"] = Job(
-            train_command(GAME, "ci", root / mode / "C", device, overrides), root / f"{mode}_C.log"
-        )
+        for mode, overrides in modes.items():
+            jobs[mode, "C"] = group.start(
+                train_command(GAME, "ci", root / mode / "C", device, overrides),
+                root / f"{mode}_C.log",
+            )
+        # Every run waited for, a failed one too; a mode that fails (an operation without
+        # a deterministic form) says why.
+        failures = {
+            mode: [failure for run in runs if (failure := jobs[mode, run].failure())]
+            for mode in modes
+        }
     results = {}
     for mode in modes:
-        try:  # a mode that fails (an operation without a deterministic form) says why
-            for run in runs:
-                jobs[mode, run].wait()
-        except RuntimeError as error:
-            results[mode] = {"failed": str(error)[-3000:]}
+        if failures[mode]:
+            results[mode] = {"failed": failures[mode]}
             continue
         reference = RunDir(root / mode / "A")
         resumed = max_snapshot_difference(RunDir(root / mode / "C"), reference)

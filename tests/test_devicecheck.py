@@ -5,6 +5,7 @@ import errno
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -223,6 +224,73 @@ def test_the_facts_name_the_gpus_compute_mode(monkeypatch):
         "driver_version": "580.95",
         "compute_mode": "Exclusive_Process",
     }
+
+
+@pytest.fixture
+def jobs_started(monkeypatch):
+    """Every `dqn train` job the check starts."""
+    started = []
+    init = devicecheck.Job.__init__
+
+    def recorded(job, *args, **kwargs):
+        init(job, *args, **kwargs)
+        started.append(job)
+
+    monkeypatch.setattr(devicecheck.Job, "__init__", recorded)
+    return started
+
+
+@pytest.fixture
+def torch_threads():
+    """The CPU form's main sets this process's torch threads: put them back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def stub_sections(monkeypatch, *names: str) -> list[str]:
+    """The sections `names` replaced by ones that only note that they ran."""
+    ran = []
+    for name in names:
+        monkeypatch.setattr(
+            devicecheck, name, lambda *args, name=name: ran.append(name) or {"stub": True}
+        )
+    return ran
+
+
+@pytest.mark.slow
+def test_a_failed_sharing_job_is_named_the_others_measured_and_no_job_outlives_the_check(
+    tmp_path, monkeypatch, jobs_started, torch_threads
+):
+    """Breakout's job, the first waited for, fails: Pong's job is still waited for and
+    measured (left running, it would keep its GPU slot from the jobs after it); the later
+    sections run; no job is running when the check ends."""
+    ran = stub_sections(monkeypatch, "speed", "correctness", "resume", "learning")
+    command = devicecheck.train_command
+
+    def breakout_shared_fails(game, preset, out, *args, **kwargs):
+        shared_breakout = out.parent.name == "shared" and game == "Breakout"
+        fault = ("--set", "no_such_key=1") if shared_breakout else ()
+        return [*command(game, preset, out, *args, **kwargs), *fault]
+
+    monkeypatch.setattr(devicecheck, "train_command", breakout_shared_fails)
+    assert devicecheck.main("cpu", tmp_path, {}) == 1
+    summary = json.loads((tmp_path / devicecheck.SUMMARY).read_text())
+    sharing = summary["sharing"]
+    assert sharing["error"].startswith("Breakout: ") and "no_such_key" in sharing["error"]
+    assert list(sharing["shared_agent_steps_per_s"]) == ["Pong"]
+    assert sharing["worst_shared_vs_alone"] is None  # not known without Breakout's
+    assert ran == ["speed", "correctness", "resume", "learning"] and summary["goals"]
+    # the sharing jobs and the glance (its section stubbed: nobody waited for it)
+    assert len(jobs_started) == 3
+    assert all(job.process.poll() is not None for job in jobs_started)
+
+
+def test_jobs_still_running_are_killed_as_their_block_ends(tmp_path):
+    with pytest.raises(RuntimeError, match="a section fails"), devicecheck.Jobs() as group:
+        job = group.start([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "log")
+        raise RuntimeError("a section fails")
+    assert job.process.returncode == -signal.SIGKILL
 
 
 def test_without_out_or_dollar_out_the_check_says_what_it_needs():
