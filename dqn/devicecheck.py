@@ -79,6 +79,12 @@ TF32_TOLERANCE = 1e-2  # the device as training runs it (cuDNN's TF32)
 FP32_TOLERANCE = 1e-5  # the device without TF32; on the CPU, another thread count
 SAMPLE_S = 0.5  # nvidia-smi's sampling interval
 JOB_TIMEOUT_S = 420
+# The device call that runs the check kills it at 540 s (its timeout_s), and only what is
+# in $OUT then comes back. So every wait ends this many seconds after the script started:
+# the glance is then stopped and its snapshots scored, and the summary written, well
+# within the rest.
+DEADLINE_S = 480
+STOP_GRACE_S = 20  # for a job stopped with SIGTERM to save its interrupt file and exit
 
 
 @dataclass(frozen=True)
@@ -145,10 +151,12 @@ CPU = Sizes(
 )
 
 
-def main(device_name: str, out: Path, install: dict) -> int:
+def main(device_name: str, out: Path, started: float, install: dict) -> int:
     """Run every section on `device_name` ("cuda" or "cpu"); write SUMMARY and TABLE into
-    `out`, SUMMARY with `install` (wheels.install_recorded's record). 0 if every section
-    ran (whatever it found), 1 if one failed."""
+    `out`, SUMMARY with `install` (wheels.install_recorded's record). `started`: the
+    time.monotonic() of the script's start, before the installation, from which the
+    check's deadline counts (DEADLINE_S). 0 if every section ran (whatever it found), 1
+    if one failed."""
     cuda = device_name == "cuda"
     if cuda and not torch.cuda.is_available():
         print(
@@ -163,23 +171,42 @@ def main(device_name: str, out: Path, install: dict) -> int:
         # the form's jobs and a busy machine's other work do not starve each other.
         torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
+    deadline = started + DEADLINE_S
     summary = {
         "form": device.type,
         "install": install,
         "sizes": asdict(sizes),
+        "deadline_s": DEADLINE_S,
         "section_wall_s": {},
     }
+    try:
+        run_sections(summary, out, device, sizes, deadline)
+    finally:  # whatever ended the sections, the summary is written whole
+        summary["goals"] = goals(summary)
+        summary["wall_s"] = time.monotonic() - started
+        write(summary, out)
+    print((out / TABLE).read_text(), flush=True)
+    failed = [
+        name for name, value in summary.items() if isinstance(value, dict) and "error" in value
+    ]
+    return 1 if failed else 0
+
+
+def run_sections(
+    summary: dict, out: Path, device: torch.device, sizes: Sizes, deadline: float
+) -> None:
     # Jobs kills the jobs before the folder is removed; a removal that trips all the same
     # (a file still being written) must not end the check before its summary is written.
     with (
         tempfile.TemporaryDirectory(prefix="dqn-device-check-", ignore_cleanup_errors=True) as tmp,
-        Jobs() as group,
+        Jobs(deadline) as group,
     ):
         root = Path(tmp)
         run_section(summary, out, "facts", lambda: facts(device))
         run_section(summary, out, "speed", lambda: speed(device, sizes))
-        run_section(summary, out, "sharing", lambda: sharing(device, sizes, root / "sharing"))
+        run_section(
+            summary, out, "sharing", lambda: sharing(device, sizes, root / "sharing", deadline)
+        )
         glance = group.start(
             train_command(GAME, "paper2013", root / "glance", device, sizes.glance_overrides),
             root / "glance.log",
@@ -187,16 +214,10 @@ def main(device_name: str, out: Path, install: dict) -> int:
         run_section(
             summary, out, "correctness", lambda: correctness(device, sizes, root / "correctness")
         )
-        run_section(summary, out, "resume", lambda: resume(device, sizes, root / "resume"))
+        run_section(
+            summary, out, "resume", lambda: resume(device, sizes, root / "resume", deadline)
+        )
         run_section(summary, out, "learning", lambda: learning(glance, root / "glance", device))
-    summary["goals"] = goals(summary)
-    summary["wall_s"] = time.perf_counter() - started
-    write(summary, out)
-    print((out / TABLE).read_text(), flush=True)
-    failed = [
-        name for name, value in summary.items() if isinstance(value, dict) and "error" in value
-    ]
-    return 1 if failed else 0
 
 
 def run_section(summary: dict, out: Path, name: str, work) -> None:
@@ -566,7 +587,7 @@ def pageable_minibatches():
 # -- sharing --
 
 
-def sharing(device: torch.device, sizes: Sizes, root: Path) -> dict:
+def sharing(device: torch.device, sizes: Sizes, root: Path, deadline: float) -> dict:
     """Each game trained alone (in this process), then all at once, each in a `dqn
     train` process claiming one of `len(games)` slots of the GPU as the workflow's jobs
     do; the second of two epochs is timed."""
@@ -603,7 +624,7 @@ def sharing(device: torch.device, sizes: Sizes, root: Path) -> dict:
             gpu_alone = gpu_alone or sampler.summary()
     finally:
         torch.set_num_threads(default_threads)
-    with GpuSampler(gpu) as sampler, Jobs() as group:
+    with GpuSampler(gpu) as sampler, Jobs(deadline) as group:
         jobs = {
             game: group.start(
                 train_command(
@@ -697,17 +718,21 @@ def train_command(
 
 
 class Jobs:
-    """The `dqn train` processes a block starts (`start`), each killed and reaped as the
+    """The `dqn train` processes a block starts (`start`), each waited for until the
+    check's `deadline` at most (a time.monotonic()), and each killed and reaped as the
     block ends if it is still running, whatever happened in it: a job left running keeps
     its slot of the GPU, so that later jobs wait for one (dqn.devices.claim_gpu), and
     writes on into a folder that is being removed."""
+
+    def __init__(self, deadline: float):
+        self.deadline = deadline
 
     def __enter__(self) -> Jobs:
         self.started: list[Job] = []
         return self
 
     def start(self, command: list[str], log_path: Path) -> Job:
-        job = Job(command, log_path)
+        job = Job(command, log_path, self.deadline)
         self.started.append(job)
         return job
 
@@ -719,35 +744,54 @@ class Jobs:
 
 
 class Job:
-    """A `dqn train` process, its output in a log file (started by Jobs.start)."""
+    """A `dqn train` process, its output in a log file (started by Jobs.start), waited
+    for until `deadline` at most."""
 
-    def __init__(self, command: list[str], log_path: Path):
+    def __init__(self, command: list[str], log_path: Path, deadline: float):
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.command, self.log_path = command, log_path
+        self.command, self.log_path, self.deadline = command, log_path, deadline
         with open(log_path, "ab") as output:
             self.process = subprocess.Popen(
                 command, cwd=wheels.ROOT, stdout=output, stderr=subprocess.STDOUT
             )
 
-    def failure(self) -> str | None:
-        """Wait for the job to end (JOB_TIMEOUT_S at most: then it is killed); None if it
-        exited with 0, else what went wrong, with its output."""
+    def left_s(self) -> float:
+        """How long a wait that begins now may last: JOB_TIMEOUT_S, or to the deadline."""
+        return max(0.0, min(JOB_TIMEOUT_S, self.deadline - time.monotonic()))
+
+    def ended(self) -> int | None:
+        """Wait for the job to end (left_s at most); its exit status, None if it runs on."""
         try:
-            status = self.process.wait(timeout=JOB_TIMEOUT_S)
+            return self.process.wait(timeout=self.left_s())
         except subprocess.TimeoutExpired:
+            return None
+
+    def failure(self) -> str | None:
+        """Wait for the job to end (left_s at most: then it is killed); None if it exited
+        with 0, else what went wrong, with its output."""
+        waited = time.monotonic()
+        status = self.ended()
+        if status is None:
             self.process.kill()
             self.process.wait()
             return (
-                f"{' '.join(self.command)}: still running after {JOB_TIMEOUT_S} s, "
-                f"killed; its output:\n{self.tail()}"
+                f"{' '.join(self.command)}: still running after {time.monotonic() - waited:.0f}"
+                f" s of waiting (JOB_TIMEOUT_S, or the check's deadline), killed; its "
+                f"output:\n{self.tail()}"
             )
         if status != 0:
             return f"{' '.join(self.command)} exited with {status}; its output:\n{self.tail()}"
         return None
 
-    def wait(self) -> None:
-        if failure := self.failure():
-            raise RuntimeError(failure)
+    def stop(self) -> int:
+        """SIGTERM, on which `dqn train` saves an interrupt file and exits (143), then
+        SIGKILL if it is still running STOP_GRACE_S later; its exit status."""
+        self.process.terminate()
+        try:
+            return self.process.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
 
     def tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-2000:]
@@ -853,7 +897,7 @@ def weights_distance(network: torch.nn.Module, reference: torch.nn.Module) -> fl
 # -- resume --
 
 
-def resume(device: torch.device, sizes: Sizes, root: Path) -> dict:
+def resume(device: torch.device, sizes: Sizes, root: Path, deadline: float) -> dict:
     """Per mode (default; on CUDA also cuda_deterministic): run A uninterrupted, run C
     killed with SIGKILL mid-epoch and run again to the end, and on CUDA run B, A's rerun
     (the CPU's reruns are bit-identical, tests/test_train.py), all at once; then C's and
@@ -863,7 +907,7 @@ def resume(device: torch.device, sizes: Sizes, root: Path) -> dict:
     if cuda:
         modes["deterministic"] = (*sizes.resume_overrides, "cuda_deterministic=true")
     runs = ("A", "B", "C") if cuda else ("A", "C")
-    with Jobs() as group:
+    with Jobs(deadline) as group:
         jobs = {
             (mode, run): group.start(
                 train_command(GAME, "ci", root / mode / run, device, overrides),
@@ -912,10 +956,10 @@ def kill_after_snapshot(
     jobs: dict[str, Job], epoch: int, root: Path, delay_s: float = 0.1
 ) -> dict[str, bool]:
     """SIGKILL each job `delay_s` after its run's snapshot of `epoch` lands; whether it
-    was still running then."""
+    was still running then. Watched for as long as the jobs may be waited for (left_s)."""
     seen, killed = {}, {}
-    deadline = time.monotonic() + JOB_TIMEOUT_S
-    while len(killed) < len(jobs) and time.monotonic() < deadline:
+    until = time.monotonic() + min(job.left_s() for job in jobs.values())
+    while len(killed) < len(jobs) and time.monotonic() < until:
         for mode, job in jobs.items():
             if mode in killed:
                 continue
@@ -950,8 +994,19 @@ def max_snapshot_difference(run: RunDir, reference: RunDir) -> float:
 
 
 def learning(glance: Job, run_root: Path, device: torch.device) -> dict:
-    """The held-out average max-Q of each snapshot of the glance's run."""
-    glance.wait()
+    """The held-out average max-Q of each snapshot of the glance's run. A glance still
+    running at the check's deadline is stopped (Job.stop) and the snapshots it made are
+    scored: cut_short, and stopped_with its exit status (143: it saved an interrupt file)."""
+    cut_short, stopped_with = glance.ended() is None, None
+    if cut_short:
+        stopped_with = glance.stop()
+        if not RunDir(run_root).snapshot_epochs():
+            raise RuntimeError(
+                f"the glance, stopped at the check's deadline (exit {stopped_with}), made no "
+                f"snapshot; its output:\n{glance.tail()}"
+            )
+    elif failure := glance.failure():
+        raise RuntimeError(failure)
     run = TrainedRun.open(run_root)
     states = run.heldout_states()
     n_actions = make_env(GAME, run.config, 0).n_actions
@@ -966,6 +1021,8 @@ def learning(glance: Job, run_root: Path, device: torch.device) -> dict:
     return {
         "game": GAME,
         "preset": "paper2013",
+        "cut_short": cut_short,
+        "stopped_with": stopped_with,
         "steps": steps,
         "average_max_q": values,
         "bound": bound,

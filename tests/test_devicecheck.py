@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,6 +17,7 @@ import pytest
 import torch
 
 from dqn import devicecheck, wheels
+from dqn.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "device-check"
@@ -86,6 +88,7 @@ def test_the_cpu_form_runs_every_section_and_writes_its_summary_and_table(cpu_fo
 
     learning = summary["learning"]
     assert learning["bounded"] and len(learning["average_max_q"]) == 2
+    assert learning["cut_short"] is False and summary["deadline_s"] == devicecheck.DEADLINE_S
 
     goals = {goal["check"]: goal for goal in summary["goals"]}
     assert goals["SIGKILL and resume: same weights (default)"]["met"] is True
@@ -274,7 +277,7 @@ def test_a_failed_sharing_job_is_named_the_others_measured_and_no_job_outlives_t
         return [*command(game, preset, out, *args, **kwargs), *fault]
 
     monkeypatch.setattr(devicecheck, "train_command", breakout_shared_fails)
-    assert devicecheck.main("cpu", tmp_path, {}) == 1
+    assert devicecheck.main("cpu", tmp_path, time.monotonic(), {}) == 1
     summary = json.loads((tmp_path / devicecheck.SUMMARY).read_text())
     sharing = summary["sharing"]
     assert sharing["error"].startswith("Breakout: ") and "no_such_key" in sharing["error"]
@@ -286,11 +289,57 @@ def test_a_failed_sharing_job_is_named_the_others_measured_and_no_job_outlives_t
     assert all(job.process.poll() is not None for job in jobs_started)
 
 
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+
 def test_jobs_still_running_are_killed_as_their_block_ends(tmp_path):
-    with pytest.raises(RuntimeError, match="a section fails"), devicecheck.Jobs() as group:
-        job = group.start([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "log")
+    with (
+        pytest.raises(RuntimeError, match="a section fails"),
+        devicecheck.Jobs(time.monotonic() + 60) as group,
+    ):
+        job = group.start(SLEEPER, tmp_path / "log")
         raise RuntimeError("a section fails")
     assert job.process.returncode == -signal.SIGKILL
+
+
+def test_a_job_is_waited_for_until_the_checks_deadline_then_killed(tmp_path):
+    """Not JOB_TIMEOUT_S from the wait's start: the device tool would kill the check first."""
+    with devicecheck.Jobs(time.monotonic() + 0.5) as group:
+        job = group.start(SLEEPER, tmp_path / "log")
+        waited = time.monotonic()
+        assert "still running after" in job.failure()
+        assert time.monotonic() - waited < 10 and job.process.returncode == -signal.SIGKILL
+
+
+@pytest.mark.slow
+def test_at_the_deadline_the_glance_is_stopped_its_snapshots_scored_and_the_summary_written(
+    tmp_path, monkeypatch, jobs_started, torch_threads
+):
+    """The sections before it take the check to its deadline, with the glance (far longer
+    than the CPU form's) past its first snapshot and running on: it is stopped with SIGTERM,
+    the snapshots it made are scored, and the goals and the wall time are written."""
+    monkeypatch.setattr(devicecheck, "DEADLINE_S", 0.0)
+    long_glance = (*devicecheck.CPU.glance_overrides, "train_steps=100000")
+    monkeypatch.setattr(devicecheck, "CPU", replace(devicecheck.CPU, glance_overrides=long_glance))
+    stub_sections(monkeypatch, "speed", "sharing", "correctness")
+
+    def resume_until_the_glances_first_snapshot(device, sizes, root, deadline):
+        first = RunDir(root.parent / "glance").snapshot(1)
+        until = time.monotonic() + 120
+        while not first.exists() and time.monotonic() < until:
+            time.sleep(0.1)
+        return {"stub": True}
+
+    monkeypatch.setattr(devicecheck, "resume", resume_until_the_glances_first_snapshot)
+    assert devicecheck.main("cpu", tmp_path, time.monotonic(), {}) == 0
+    summary = json.loads((tmp_path / devicecheck.SUMMARY).read_text())
+    learning = summary["learning"]
+    assert learning["cut_short"] is True, learning
+    assert learning["stopped_with"] == 128 + signal.SIGTERM  # its interrupt file saved
+    assert 1 <= len(learning["average_max_q"]) == len(learning["steps"]) and learning["bounded"]
+    assert summary["goals"] and summary["wall_s"] > 0
+    (glance,) = jobs_started
+    assert glance.process.returncode == 128 + signal.SIGTERM
 
 
 def test_without_out_or_dollar_out_the_check_says_what_it_needs():
