@@ -22,7 +22,8 @@ JSON rewritten after each so that a call cut short still leaves what it measured
 - resume: runs killed with SIGKILL and resumed against uninterrupted ones, and on CUDA
   two uninterrupted ones against each other, with and without cuda_deterministic;
 - learning: a few minutes of paper2013 on Breakout (trained beside the two sections
-  before it): the held-out average max-Q stays bounded and rises.
+  before it): the held-out average max-Q stays bounded and rises (the snapshots made by
+  the check's deadline, DEADLINE_S, where it runs on: cut_short).
 """
 
 from __future__ import annotations
