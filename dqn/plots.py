@@ -153,11 +153,11 @@ def training_curves(
     bands, left_out, paper_left_out = [], {}, {}
     for column, game in enumerate(games):
         evaluated = set().union(*(run["arrays"]["epoch"].tolist() for run in runs[game].values()))
+        left_out[game] = sorted(evaluated - set(common_epochs(runs[game].values()).tolist()))
         epoch_updates = config_of[game]["epoch_updates"]
         for row, (key, label) in enumerate(CURVES):
             ax = axes[row, column]
             epochs, mean, low, high = seed_statistics(runs[game], key)
-            left_out[game] = sorted(evaluated - set(epochs.tolist()))
             n = len(runs[game])
             which = f"mean of {n} seeds" if n > 1 else f"seed {next(iter(runs[game]))}"
             (ours,) = ax.plot(
@@ -205,13 +205,14 @@ def training_curves(
             f"{game} epochs {_ranges(epochs)}" for game, epochs in partial.items()
         )
     preset_names = sorted(set(preset_of.values()))
-    figure.suptitle(
+    title = figure.suptitle(
         f"Training curves (2013 Figure 2)\npreset {', '.join(preset_names)}, {seed_text}",
         fontsize=10,
     )
     figure.tight_layout()
     data = {
         "figure": "training_curves",
+        "title": title.get_text(),
         "preset": ", ".join(preset_names),
         "presets": preset_of,
         "games": games,
@@ -234,31 +235,54 @@ PAPER_FIGURE2_EPOCHS = {"epoch_1": 1, "epoch_10": 10, "epoch_50": 50, "epoch_100
 def read_paper_figure2(path: Path) -> dict[tuple[str, str], dict[int, float]]:
     """The paper's Figure 2 as read off its panels (figure2_paper2013.csv: a row per
     panel "GAME KEY", a column per epoch read), as {(game, key): {epoch: value}}."""
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        absent = sorted(set(PAPER_FIGURE2_EPOCHS) - set(reader.fieldnames or ()))
-        if "panel" not in (reader.fieldnames or ()) or absent:
-            raise DataFileError(
-                f"{path}: not the paper's Figure 2 CSV (it needs the columns panel, "
-                f"{', '.join(PAPER_FIGURE2_EPOCHS)})"
-            )
-        rows = list(reader)
+    _, rows = read_csv_rows(path, ("panel", *PAPER_FIGURE2_EPOCHS), "the paper's Figure 2 CSV")
     keys = {key for key, _ in CURVES}
     points = {}
-    for line, row in enumerate(rows, start=2):
+    for line, row in rows:
         game, _, key = row["panel"].partition(" ")
         if key not in keys:
             raise DataFileError(
-                f"{path}, row {line}: panel {row['panel']!r} is not 'GAME KEY' with KEY one "
+                f"{path}, line {line}: panel {row['panel']!r} is not 'GAME KEY' with KEY one "
                 f"of {', '.join(sorted(keys))}"
             )
-        try:
-            points[(game, key)] = {
-                epoch: float(row[column]) for column, epoch in PAPER_FIGURE2_EPOCHS.items()
-            }
-        except ValueError as error:
-            raise DataFileError(f"{path}, row {line}: {error}") from None
+        points[(game, key)] = {
+            epoch: _number(path, line, row[column])
+            for column, epoch in PAPER_FIGURE2_EPOCHS.items()
+        }
     return points
+
+
+def read_csv_rows(path: Path, columns: tuple[str, ...], what: str) -> tuple[list, list]:
+    """A CSV file's header and its rows as (line number in the file, {column: text});
+    '#' lines are comments. Refuses a file without `columns` as not `what`, and a row
+    whose fields are not the header's."""
+    path = Path(path)
+    try:
+        with open(path, newline="") as handle:
+            numbered = [(n, text) for n, text in enumerate(handle, 1) if not text.startswith("#")]
+    except OSError as error:
+        raise DataFileError(f"{path}: {error.strerror}") from None
+    reader = csv.DictReader(text for _, text in numbered)
+    header = list(reader.fieldnames or ())
+    if not set(columns) <= set(header):
+        raise DataFileError(
+            f"{path}: not {what}: it needs the columns {', '.join(columns)}, "
+            f"and has {', '.join(header) or 'none'}"
+        )
+    rows = []
+    for row in reader:
+        line = numbered[reader.line_num - 1][0]
+        if None in row or None in row.values():
+            raise DataFileError(f"{path}, line {line}: not the {len(header)} fields of the header")
+        rows.append((line, row))
+    return header, rows
+
+
+def _number(path: Path, line: int, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError as error:
+        raise DataFileError(f"{path}, line {line}: {error}") from None
 
 
 def select_segment(max_q: np.ndarray, rewards: np.ndarray) -> dict:
@@ -359,22 +383,14 @@ ANCHOR_COLUMNS = (
 def read_anchors(path: Path) -> list[dict]:
     """A public reproduction's published points (CSV with ANCHOR_COLUMNS; seed "mean" for
     the mean over its seeds; an empty value where it reports none)."""
-    with open(path, newline="") as f:
-        reader = csv.DictReader(row for row in f if not row.startswith("#"))
-        if tuple(reader.fieldnames or ()) != ANCHOR_COLUMNS:
-            raise DataFileError(
-                f"{path}: expected the columns {', '.join(ANCHOR_COLUMNS)}, "
-                f"got {', '.join(reader.fieldnames or ())}"
-            )
-        rows = list(reader)
-    for line, row in enumerate(rows, start=2):
-        try:
-            row["agent_step"] = int(row["agent_step"])
-            for key in ("average_reward", "average_max_q"):
-                row[key] = float(row[key]) if row[key] else None
-        except ValueError as error:
-            raise DataFileError(f"{path}, row {line}: {error}") from None
-    return rows
+    _, rows = read_csv_rows(path, ANCHOR_COLUMNS, "a file of anchors")
+    for line, row in rows:
+        if not row["agent_step"].isdigit():
+            raise DataFileError(f"{path}, line {line}: agent_step {row['agent_step']!r}")
+        row["agent_step"] = int(row["agent_step"])
+        for key in ("average_reward", "average_max_q"):
+            row[key] = _number(path, line, row[key]) if row[key] else None
+    return [row for _, row in rows]
 
 
 # Our runs' colours in the anchored figure: any but C3, the anchors'.
@@ -514,14 +530,12 @@ def merged_evaluations(paths: list[Path]) -> list[tuple[str, dict, dict]]:
 
 def read_paper_table(path: Path) -> tuple[list[str], dict[str, dict[str, float]]]:
     """The paper's Table 1 as (games, {method: {game: score}}); '#' lines are comments."""
-    path = Path(path)
-    try:
-        with open(path, newline="") as handle:
-            rows = list(csv.DictReader(line for line in handle if not line.startswith("#")))
-        games = [name for name in rows[0] if name != "method"]
-        return games, {row["method"]: {g: float(row[g]) for g in games} for row in rows}
-    except (OSError, IndexError, KeyError, TypeError, ValueError) as error:
-        raise DataFileError(f"{path}: not a Table 1 CSV with a method column ({error})") from None
+    header, rows = read_csv_rows(path, ("method",), "a Table 1 CSV")
+    games = [name for name in header if name != "method"]
+    return games, {
+        row["method"]: {game: _number(path, line, row[game]) for game in games}
+        for line, row in rows
+    }
 
 
 def our_scores(runs: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict]]:
@@ -635,6 +649,8 @@ def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) ->
     data = {
         "figure": "table1",
         "preset": preset,
+        "presets": {game: attrs["preset"] for game, attrs in attrs_of.items()},
+        "eval_epsilon": epsilon,
         "games": shown,
         "methods": labels,
         "bars": {
@@ -718,15 +734,14 @@ def _write_tables(rows: list, games: list[str], out: Path, preset: str, epsilon:
     md += [
         "| " + " | ".join([m, s, *(cell(v[g], "–", 1) for g in games)]) + " |" for m, s, v in rows
     ]
-    # 2013 Table 1's caption: the upper table is the average total reward of an
-    # epsilon-greedy policy (epsilon 0.05) over a fixed number of steps; the lower table
-    # (HNeat Best, HNeat Pixel, DQN Best) the single best episode.
+    # The rows as 2013 Table 1's caption defines them (its upper and lower table).
     caption = (
         "Random to Human: average total reward per episode; HNeat Best, HNeat Pixel and "
         "DQN Best: the best single episode. Paper: Mnih et al. 2013, Table 1 (its DQN at "
         f"epsilon 0.05). Ours: preset {preset}, final snapshot at epsilon {epsilon}, "
-        "mean over seeds with its 95% Student's t interval (none for one run) and best "
-        "over seeds; a dash marks a game not trained."
+        "mean over seeds with its 95% Student's t interval (none for one run), the seeds "
+        "and the fewest episodes a seed completed (0: one cut short), and best over "
+        "seeds; a dash marks a game not trained."
     )
     tex = [
         "\\begin{table}[t]",

@@ -82,6 +82,7 @@ def test_the_curves_name_the_epochs_left_out_and_refuse_seeds_sharing_none(tmp_p
     plots.training_curves([a, b], tmp_path / "curves")
     data = json.loads((tmp_path / "curves.json").read_text())
     assert data["epochs_left_out"] == {"Pong": [3]}
+    assert data["title"].endswith("\nleft out, not evaluated for every seed: Pong epochs 3")
     assert plots._ranges([1, 2, 3, 7, 9, 10]) == "1-3, 7, 9-10"  # as the title names them
     c = write_evaluation(tmp_path / "c.h5", "Pong", 2, [5, 6], [0, 0], epochs=[3, 4])
     with pytest.raises(
@@ -120,7 +121,12 @@ def test_the_papers_figure2_points_are_drawn_where_our_epochs_are_its(tmp_path):
     (tmp_path / "bad.csv").write_text(
         "panel,epoch_1,epoch_10,epoch_50,epoch_100\nBreakout score,1,2,3,4\n"
     )
-    with pytest.raises(DataFileError, match="bad.csv, row 2: panel 'Breakout score' is not"):
+    with pytest.raises(DataFileError, match="bad.csv, line 2: panel 'Breakout score' is not"):
+        plots.training_curves([short], tmp_path / "bad", paper=tmp_path / "bad.csv")
+    (tmp_path / "bad.csv").write_text(
+        "# a comment\npanel,epoch_1,epoch_10,epoch_50,epoch_100\nBreakout average_max_q,1,2\n"
+    )
+    with pytest.raises(DataFileError, match="bad.csv, line 3: not the 5 fields of the header"):
         plots.training_curves([short], tmp_path / "bad", paper=tmp_path / "bad.csv")
 
 
@@ -254,6 +260,9 @@ def test_table1_names_each_games_preset_and_epsilon_and_the_fewest_episodes(tmp_
         in markdown
     )
     assert "HNeat Best, HNeat Pixel and DQN Best: the best single episode" in markdown
+    figure = json.loads((tmp_path / "fig.json").read_text())
+    assert figure["presets"] == {"Pong": "ci", "Qbert": "quick"}
+    assert figure["eval_epsilon"] == "0.05 (Pong), 0.01 (Qbert)"
 
 
 def test_table1_and_the_aggregates_refuse_seeds_evaluated_to_different_epochs(tmp_path):
@@ -300,7 +309,7 @@ def test_a_paper_table_without_a_row_the_figure_shows_is_refused_by_name(tmp_pat
     files = [write_evaluation(tmp_path / "a.h5", "Pong", 0, [-21, -15], [0, 0])]
     with pytest.raises(DataFileError, match=r"paper.csv: has no row for Sarsa \(the figure"):
         plots.table1(files, tmp_path / "paper.csv", tmp_path / "t", tmp_path / "f")
-    with pytest.raises(DataFileError, match="short.csv: not a Table 1 CSV"):
+    with pytest.raises(DataFileError, match="short.csv, line 13: not the 8 fields of the header"):
         plots.table1(files, tmp_path / "short.csv", tmp_path / "t", tmp_path / "f")
 
 
@@ -444,8 +453,10 @@ def test_anchors_of_another_game_or_a_malformed_file_are_refused_by_name(tmp_pat
     with pytest.raises(DataFileError, match=f"{anchors}: no anchor for Seaquest with preset ci"):
         plots.anchored_curves([evaluation], anchors, tmp_path / "fig")
     anchors.write_text("anchor,game,step\npeer,Breakout,100\n")
-    with pytest.raises(DataFileError, match=f"{anchors}: expected the columns anchor, game"):
+    with pytest.raises(
+        DataFileError, match=f"{anchors}: not a file of anchors: it needs the columns anchor, game"
+    ):
         plots.anchored_curves([evaluation], anchors, tmp_path / "fig")
     anchors.write_text(ANCHORS.replace("200,mean,4.0", "two hundred,mean,4.0"))
-    with pytest.raises(DataFileError, match=f"{anchors}, row 3: invalid literal"):
+    with pytest.raises(DataFileError, match=f"{anchors}, line 4: agent_step 'two hundred'"):
         plots.read_anchors(anchors)
