@@ -592,6 +592,7 @@ def sharing(device: torch.device, sizes: Sizes, root: Path, deadline: float) -> 
     """Each game trained alone (in this process), then all at once, each in a `dqn
     train` process claiming one of `len(games)` slots of the GPU as the workflow's jobs
     do; the second of two epochs is timed."""
+    check_time_left(deadline)
     games = sizes.sharing_games
     start, epoch = sizes.sharing_replay_start_steps, sizes.sharing_epoch_updates
     overrides = (
@@ -663,7 +664,6 @@ def sharing(device: torch.device, sizes: Sizes, root: Path, deadline: float) -> 
         "gpu_memory_mib_per_job": {
             game: sampler.process_mib.get(job.process.pid) for game, job in jobs.items()
         },
-        # (peak memory.used while they ran - memory.used before) / jobs
         "gpu_memory_mib_per_job_from_device_total": sampler.memory_per_job_mib(len(games)),
         "gpu_memory_mib_per_process_seen": sampler.process_mib,
     }
@@ -716,6 +716,13 @@ def train_command(
         "600",
         *sets,
     ]
+
+
+def check_time_left(deadline: float) -> None:
+    """Refuse to start a section's jobs once the check's deadline has passed: each wait for
+    them would end at once, and they would be killed unmeasured."""
+    if time.monotonic() >= deadline:
+        raise RuntimeError(f"not run: the check's deadline ({DEADLINE_S} s) had passed")
 
 
 class Jobs:
@@ -903,6 +910,7 @@ def resume(device: torch.device, sizes: Sizes, root: Path, deadline: float) -> d
     killed with SIGKILL mid-epoch and run again to the end, and on CUDA run B, A's rerun
     (the CPU's reruns are bit-identical, tests/test_train.py), all at once; then C's and
     B's snapshots against A's, bit for bit."""
+    check_time_left(deadline)
     cuda = device.type == "cuda"
     modes = {"default": sizes.resume_overrides}
     if cuda:
@@ -950,6 +958,8 @@ def resume(device: torch.device, sizes: Sizes, root: Path, deadline: float) -> d
             results[mode].update(
                 rerun_identical=rerun == 0.0, rerun_max_abs_weight_difference=rerun
             )
+    if "failed" in results["default"]:  # the deterministic mode's failure is a finding
+        results["error"] = "\n\n".join(results["default"]["failed"])
     return results
 
 
@@ -972,6 +982,10 @@ def kill_after_snapshot(
                     job.process.send_signal(signal.SIGKILL)
                     killed[mode] = job.process.wait() == -signal.SIGKILL
         time.sleep(0.01)
+    for mode, job in jobs.items():  # out of time before its snapshot: stopped, not resumed
+        if mode not in killed and job.process.poll() is None:
+            job.process.kill()
+            job.process.wait()
     return {mode: killed.get(mode, False) for mode in jobs}
 
 

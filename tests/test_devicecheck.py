@@ -8,6 +8,7 @@ import platform
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -132,6 +133,7 @@ def test_an_installation_that_fails_leaves_a_summary_that_says_why(tmp_path, mon
         (wheel_dir / wheel).write_bytes(b"not a wheel")
     monkeypatch.setattr(wheels, "WHEEL_DIR", wheel_dir)
     monkeypatch.setattr(wheels, "CARRIED_MODULES", ("dqn_no_such_module",))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # pip's --target, not /tmp's
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as raised:
         wheels.install_recorded(out)
@@ -300,6 +302,40 @@ def test_jobs_still_running_are_killed_as_their_block_ends(tmp_path):
         job = group.start(SLEEPER, tmp_path / "log")
         raise RuntimeError("a section fails")
     assert job.process.returncode == -signal.SIGKILL
+
+
+def test_past_the_deadline_no_section_starts_jobs_and_a_job_not_killed_in_time_is_stopped(
+    tmp_path, jobs_started
+):
+    """A section begun past the check's deadline would start jobs only to kill them; a run
+    C whose snapshot came too late for the kill mid-run is stopped before its rerun, which
+    would otherwise find it still running in the same folder."""
+    past = time.monotonic()
+    for section in (devicecheck.sharing, devicecheck.resume):
+        with pytest.raises(RuntimeError, match="not run: the check's deadline"):
+            section(torch.device("cpu"), devicecheck.CPU, tmp_path, past)
+    assert jobs_started == []
+    with devicecheck.Jobs(time.monotonic() + 0.5) as group:
+        job = group.start(SLEEPER, tmp_path / "log")
+        assert devicecheck.kill_after_snapshot({"default": job}, 1, tmp_path) == {"default": False}
+        assert job.process.returncode == -signal.SIGKILL
+
+
+@pytest.mark.slow  # three dqn train processes start
+def test_a_resume_whose_default_mode_fails_is_the_sections_error(tmp_path, monkeypatch):
+    """Every run fails (a key no config has): the section's error, which makes the check's
+    exit status 1, names the failure."""
+    command = devicecheck.train_command
+    monkeypatch.setattr(
+        devicecheck,
+        "train_command",
+        lambda *args, **kwargs: [*command(*args, **kwargs), "--set", "no_such_key=1"],
+    )
+    results = devicecheck.resume(
+        torch.device("cpu"), devicecheck.CPU, tmp_path, time.monotonic() + 120
+    )
+    assert "no_such_key" in results["error"]
+    assert results["error"] == "\n\n".join(results["default"]["failed"])
 
 
 def test_a_job_is_waited_for_until_the_checks_deadline_then_killed(tmp_path):
