@@ -56,6 +56,9 @@ def load_evaluations(paths: list[Path]) -> dict[str, dict[int, dict]]:
         attrs, arrays = h5io.read(Path(path), "evaluation")
         attrs["path"] = str(path)
         game, seed = attrs["game"], int(attrs["seed"])
+        # "Final" is the last row (Table 1, the aggregates), so the rows must be in order.
+        if not np.all(np.diff(arrays["epoch"]) > 0):
+            raise DataFileError(f"{path}: its epochs are not in increasing order")
         if game in runs:
             first = next(iter(runs[game].values()))["attrs"]
             if (attrs["preset"], json.loads(attrs["config"])) != (

@@ -265,6 +265,12 @@ def test_table1_names_each_games_preset_and_epsilon_and_the_fewest_episodes(tmp_
     assert figure["eval_epsilon"] == "0.05 (Pong), 0.01 (Qbert)"
 
 
+def test_an_evaluation_whose_epochs_are_out_of_order_is_refused_by_name(tmp_path):
+    path = write_evaluation(tmp_path / "e.h5", "Pong", 0, [-21, -15], [0, 0], epochs=[2, 1])
+    with pytest.raises(DataFileError, match=f"{path}: its epochs are not in increasing order"):
+        plots.load_evaluations([path])
+
+
 def test_table1_and_the_aggregates_refuse_seeds_evaluated_to_different_epochs(tmp_path):
     a = write_evaluation(tmp_path / "a.h5", "Pong", 0, [-21, -15, -10], [0, 0, 0])
     b = write_evaluation(tmp_path / "b.h5", "Pong", 1, [-20, -11], [0, 0])
