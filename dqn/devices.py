@@ -38,6 +38,22 @@ WAIT_REPORT_S = 60.0
 _claimed: list[tuple[int, object]] = []  # (index, open lock file): closing it frees the slot
 
 
+# What says that a GPU was given to this process: SLURM's allocation of a job or step
+# (--gpus), or CUDA's device list as a scheduler or a shell set it ("-1" and "NoDevFiles"
+# give none).
+GPU_ALLOCATION_VARIABLES = ("SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "CUDA_VISIBLE_DEVICES")
+
+
+def allocated_gpu() -> str | None:
+    """NAME=VALUE of the variable that gives this process a GPU, if one does: there
+    "auto" must not fall back to the CPU, a run many times slower beside an idle GPU."""
+    for variable in GPU_ALLOCATION_VARIABLES:
+        value = os.environ.get(variable, "").strip()
+        if value and value not in ("-1", "NoDevFiles"):
+            return f"{variable}={value}"
+    return None
+
+
 def resolve_device(name: str, jobs_per_gpu: int = 1) -> torch.device:
     """`--device auto|cpu|cuda` as a torch device; a GPU (a slot of one, with
     `jobs_per_gpu` > 1) is claimed for this process."""
@@ -46,6 +62,14 @@ def resolve_device(name: str, jobs_per_gpu: int = 1) -> torch.device:
     if not torch.cuda.is_available():
         if name == "cuda":
             raise ConfigError("--device cuda: no CUDA device is available (try --device auto)")
+        allocated = allocated_gpu()
+        if allocated:
+            raise ConfigError(
+                f"--device auto: {allocated} gives this process a GPU, but torch "
+                f"{torch.__version__} finds no CUDA device (its CUDA {torch.version.cuda} "
+                "needs an NVIDIA driver new enough for it: docs/cluster.md); --device cpu "
+                "computes on the CPU"
+            )
         print("dqn: no CUDA device found, computing on the CPU", file=sys.stderr)
         return torch.device("cpu")
     uuids = [

@@ -37,6 +37,7 @@ epoch is stale and deleted.
 from __future__ import annotations
 
 import datetime
+import errno
 import fcntl
 import json
 import os
@@ -82,6 +83,17 @@ class RunDir:
                 raise RunLockedError(
                     f"{self.root}: another dqn train is writing this run "
                     f"({holder}); wait for it to end or give another --out"
+                ) from None
+            except OSError as error:
+                if error.errno not in (errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK):
+                    raise
+                # Some cluster file systems refuse locks (Lustre mounted without flock,
+                # NFS with nolock): without one, two writers of a run could interleave.
+                raise ConfigError(
+                    f"{self.marker}: the file system refuses file locks "
+                    f"({error.strerror}); a run directory needs them, so that two processes "
+                    "never write one run: give an --out on one that grants them (a local "
+                    "disk, NFSv4, Lustre mounted with flock)"
                 ) from None
             marker.seek(0)
             marker.truncate()

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from dqn.devices import machine, resolve_device
+from dqn.devices import GPU_ALLOCATION_VARIABLES, machine, resolve_device
 from dqn.errors import ConfigError
 
 FAKE_GPUS = "GPU-1d5c-aaaa,GPU-77e0-bbbb"  # UUIDs as torch reports them, in index order
@@ -130,11 +130,29 @@ def test_the_machine_records_the_instruction_set_that_aten_was_held_to():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
-def test_without_a_gpu_auto_warns_and_uses_the_cpu_and_cuda_is_refused(capsys):
+def test_without_a_gpu_auto_warns_and_uses_the_cpu_and_cuda_is_refused(capsys, monkeypatch):
+    for variable in GPU_ALLOCATION_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")  # a GPU hidden on purpose
     assert resolve_device("auto") == torch.device("cpu")
     assert "no CUDA device found, computing on the CPU" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="--device cuda: no CUDA device is available"):
         resolve_device("cuda")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+@pytest.mark.parametrize("variable", GPU_ALLOCATION_VARIABLES)
+def test_auto_refuses_the_cpu_where_a_gpu_was_allocated_that_torch_cannot_use(
+    monkeypatch, variable
+):
+    """A SLURM job given a GPU whose driver is too old for torch's CUDA would otherwise
+    train for hours on the CPU beside the idle GPU."""
+    for other in GPU_ALLOCATION_VARIABLES:
+        monkeypatch.delenv(other, raising=False)
+    monkeypatch.setenv(variable, "0")
+    with pytest.raises(ConfigError, match=f"--device auto: {variable}=0 gives this process a GPU"):
+        resolve_device("auto")
+    assert resolve_device("cpu") == torch.device("cpu")  # asked for, the CPU is used
 
 
 def test_a_process_asked_twice_keeps_its_one_gpu(tmp_path):

@@ -1,6 +1,8 @@
 """A run directory nothing can corrupt: one writer at a time, no directory that is not a
 run's, no output written over an input, and a diverged run that cannot pass silently."""
 
+import errno
+import fcntl
 import json
 import os
 import re
@@ -385,3 +387,18 @@ def test_a_file_that_does_not_fit_its_layout_is_one_line_naming_file_and_item(
     assert last_line(result).startswith(f"dqn {command[0]}: error: {run}/"), last_line(result)
     assert last_line(result).endswith(message), last_line(result)
     assert (run / "snapshots/epoch_0001.h5").exists()  # a refused file costs no epoch
+
+
+@pytest.mark.parametrize("code", [errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK])
+def test_a_file_system_that_refuses_locks_is_named_and_the_run_refused(tmp_path, monkeypatch, code):
+    """Lustre mounted without flock answers ENOSYS, NFS with nolock ENOLCK: the run is
+    refused by a message that says so, not by a bare OSError."""
+
+    def refused(*args):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(fcntl, "flock", refused)
+    run = RunDir(tmp_path / "run")
+    with pytest.raises(ConfigError, match=f"{run.marker}: the file system refuses file locks"):
+        with run.writing():
+            pass
