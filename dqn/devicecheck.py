@@ -746,9 +746,7 @@ class Jobs:
 
     def __exit__(self, *exc) -> None:
         for job in self.started:
-            if job.process.poll() is None:
-                job.process.kill()
-            job.process.wait()
+            job.kill()
 
 
 class Job:
@@ -780,8 +778,7 @@ class Job:
         waited = time.monotonic()
         status = self.ended()
         if status is None:
-            self.process.kill()
-            self.process.wait()
+            self.kill()
             return (
                 f"{' '.join(self.command)}: still running after {time.monotonic() - waited:.0f}"
                 f" s of waiting (JOB_TIMEOUT_S, or the check's deadline), killed; its "
@@ -798,8 +795,13 @@ class Job:
         try:
             return self.process.wait(timeout=STOP_GRACE_S)
         except subprocess.TimeoutExpired:
+            return self.kill()
+
+    def kill(self) -> int:
+        """SIGKILL if it is still running; its exit status, the process reaped."""
+        if self.process.poll() is None:
             self.process.kill()
-            return self.process.wait()
+        return self.process.wait()
 
     def tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-2000:]
@@ -983,9 +985,8 @@ def kill_after_snapshot(
                     killed[mode] = job.process.wait() == -signal.SIGKILL
         time.sleep(0.01)
     for mode, job in jobs.items():  # out of time before its snapshot: stopped, not resumed
-        if mode not in killed and job.process.poll() is None:
-            job.process.kill()
-            job.process.wait()
+        if mode not in killed:
+            job.kill()
     return {mode: killed.get(mode, False) for mode in jobs}
 
 
