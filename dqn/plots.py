@@ -146,10 +146,10 @@ def training_curves(
         )
     paper_points = read_paper_figure2(paper) if paper else {}
     seeds = sorted({seed for game in games for seed in runs[game]})
-    attrs_of = {game: next(iter(runs[game].values()))["attrs"] for game in games}
+    attrs_of = _attrs_by_game(runs, games)
     preset_of = {game: attrs["preset"] for game, attrs in attrs_of.items()}
     config_of = {game: json.loads(attrs["config"]) for game, attrs in attrs_of.items()}
-    epsilon = _per_game({game: f"{config_of[game]['eval_epsilon']:g}" for game in games})
+    epsilon = _eval_epsilon(attrs_of)
     figure, axes = plt.subplots(
         len(CURVES), len(games), squeeze=False, figsize=(3.4 * len(games) + 0.6, 5.8)
     )
@@ -580,14 +580,9 @@ def our_scores(runs: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict]]:
 def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) -> list[Path]:
     """2013 Table 1 with our rows beside the paper's, as CSV, Markdown, LaTeX and a figure."""
     runs = load_evaluations(paths)
-    attrs_of = {game: next(iter(by_seed.values()))["attrs"] for game, by_seed in runs.items()}
+    attrs_of = _attrs_by_game(runs, runs)
     preset = _per_game({game: attrs["preset"] for game, attrs in attrs_of.items()})
-    epsilon = _per_game(
-        {
-            game: f"{json.loads(attrs['config'])['eval_epsilon']:g}"
-            for game, attrs in attrs_of.items()
-        }
-    )
+    epsilon = _eval_epsilon(attrs_of)
     games, paper_rows = read_paper_table(paper)
     unknown = sorted(set(runs) - set(games))
     if unknown:
@@ -1176,6 +1171,22 @@ def _ranges(numbers: list[int]) -> str:
         else:
             runs.append([number, number])
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def _attrs_by_game(runs: dict[str, dict[int, dict]], games) -> dict[str, dict]:
+    """Each game's attributes, those of its first seed (load_evaluations refuses seeds of
+    another preset or config)."""
+    return {game: next(iter(runs[game].values()))["attrs"] for game in games}
+
+
+def _eval_epsilon(attrs_of: dict[str, dict]) -> str:
+    """The epsilon of the evaluations, each game's where they differ."""
+    return _per_game(
+        {
+            game: f"{json.loads(attrs['config'])['eval_epsilon']:g}"
+            for game, attrs in attrs_of.items()
+        }
+    )
 
 
 def _per_game(values: dict[str, str]) -> str:
