@@ -85,7 +85,9 @@ class Meter:
         self, counters: Counters, eps: float, log: TrainLog, total_steps: int, interval_s: float
     ) -> None:
         now = time.monotonic()
-        if now - self.report_time < interval_s:
+        # At the last step the final epoch's line has just said all: a progress line
+        # would name an epoch that does not exist.
+        if now - self.report_time < interval_s or counters.step >= total_steps:
             return
         rate = (counters.step - self.report_step) / (now - self.report_time)
         recent = log.episodes["return"][-20:]

@@ -2,6 +2,7 @@
 SIGKILL and after SIGTERM or SIGINT (saved mid-epoch), refusals."""
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -470,6 +471,18 @@ def test_an_epoch_continued_after_a_stop_is_timed_over_both_parts():
     assert log.epochs["wall_s"][0] >= 0.05  # the time before the stop counts
     assert log.epochs["steps_per_s"][0] == pytest.approx(200 / log.epochs["wall_s"][0])
 
+
+
+def test_the_progress_line_names_the_epoch_in_progress_and_none_after_the_last(caplog):
+    counters = Counters(epoch=2, step=900)
+    meter = Meter(counters, 400, CPU)
+    with caplog.at_level(logging.INFO, logger="dqn"):
+        meter.maybe_report(counters, 0.1, TrainLog(), 1000, interval_s=0)
+        counters.step, counters.epoch = 1000, 3  # the last step, its epoch just ended
+        meter.maybe_report(counters, 0.1, TrainLog(), 1000, interval_s=0)
+    assert [r.getMessage().split(" episodes")[0] for r in caplog.records] == [
+        "step 900/1,000 (90.0%) epoch 3"
+    ]
 
 # -- the loop's order: updates overlap the emulator, and nothing else changes --
 
