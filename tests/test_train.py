@@ -472,7 +472,6 @@ def test_an_epoch_continued_after_a_stop_is_timed_over_both_parts():
     assert log.epochs["steps_per_s"][0] == pytest.approx(200 / log.epochs["wall_s"][0])
 
 
-
 def test_the_progress_line_names_the_epoch_in_progress_and_none_after_the_last(caplog):
     counters = Counters(epoch=2, step=900)
     meter = Meter(counters, 400, CPU)
@@ -483,6 +482,7 @@ def test_the_progress_line_names_the_epoch_in_progress_and_none_after_the_last(c
     assert [r.getMessage().split(" episodes")[0] for r in caplog.records] == [
         "step 900/1,000 (90.0%) epoch 3"
     ]
+
 
 # -- the loop's order: updates overlap the emulator, and nothing else changes --
 
