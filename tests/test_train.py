@@ -2,7 +2,6 @@
 SIGKILL and after SIGTERM or SIGINT (saved mid-epoch), refusals."""
 
 import json
-import logging
 import os
 import re
 import shutil
@@ -29,7 +28,6 @@ from dqn.explore import choose_action, epsilon, greedy
 from dqn.games import make_env
 from dqn.learner import Learner
 from dqn.play import Player, Step, random_policy
-from dqn.progress import Meter
 from dqn.replay import ReplayMemory
 from dqn.rundir import RunDir
 from dqn.train import stop_signals, train
@@ -453,35 +451,6 @@ def test_the_first_signal_is_noted_and_a_second_one_acts_as_usual():
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, inherited)
-
-
-def test_an_epoch_continued_after_a_stop_is_timed_over_both_parts():
-    counters = Counters(step=500)
-    before = Meter(counters, 300, CPU)  # the epoch started at step 500, update 300
-    before.add_loss(torch.tensor(2.0))
-    time.sleep(0.05)
-    counters.step = 620
-    after = Meter(counters, 420, CPU)  # the continued run starts at the saved step
-    after.continue_epoch(before.epoch_in_progress())
-    after.add_loss(torch.tensor(4.0))
-    counters.step, counters.epoch = 700, 1
-    log = TrainLog()
-    after.end_epoch(log, counters, 500, 0.5)
-    assert log.epochs["loss_mean"] == [3.0]
-    assert log.epochs["wall_s"][0] >= 0.05  # the time before the stop counts
-    assert log.epochs["steps_per_s"][0] == pytest.approx(200 / log.epochs["wall_s"][0])
-
-
-def test_the_progress_line_names_the_epoch_in_progress_and_none_after_the_last(caplog):
-    counters = Counters(epoch=2, step=900)
-    meter = Meter(counters, 400, CPU)
-    with caplog.at_level(logging.INFO, logger="dqn"):
-        meter.maybe_report(counters, 0.1, TrainLog(), 1000, interval_s=0)
-        counters.step, counters.epoch = 1000, 3  # the last step, its epoch just ended
-        meter.maybe_report(counters, 0.1, TrainLog(), 1000, interval_s=0)
-    assert [r.getMessage().split(" episodes")[0] for r in caplog.records] == [
-        "step 900/1,000 (90.0%) epoch 3"
-    ]
 
 
 # -- the loop's order: updates overlap the emulator, and nothing else changes --
