@@ -1011,15 +1011,17 @@ def max_snapshot_difference(run: RunDir, reference: RunDir) -> float:
 
 def learning(glance: Job, run_root: Path, device: torch.device) -> dict:
     """The held-out average max-Q of each snapshot of the glance's run. A glance still
-    running at the check's deadline is stopped (Job.stop) and the snapshots it made are
-    scored: cut_short, and stopped_with its exit status (143: it saved an interrupt file)."""
+    running when the wait for it runs out (Job.left_s: JOB_TIMEOUT_S, or the check's
+    deadline) is stopped (Job.stop) and the snapshots it made are scored: cut_short, and
+    stopped_with its exit status (143: it saved an interrupt file)."""
     cut_short, stopped_with = glance.ended() is None, None
     if cut_short:
         stopped_with = glance.stop()
         if not RunDir(run_root).snapshot_epochs():
             raise RuntimeError(
-                f"the glance, stopped at the check's deadline (exit {stopped_with}), made no "
-                f"snapshot; its output:\n{glance.tail()}"
+                f"the glance, stopped when the wait for it ran out (JOB_TIMEOUT_S, or the "
+                f"check's deadline; exit {stopped_with}), made no snapshot; its output:\n"
+                f"{glance.tail()}"
             )
     elif failure := glance.failure():
         raise RuntimeError(failure)

@@ -378,6 +378,21 @@ def test_at_the_deadline_the_glance_is_stopped_its_snapshots_scored_and_the_summ
     assert glance.process.returncode == 128 + signal.SIGTERM
 
 
+def test_a_glance_stopped_before_its_first_snapshot_is_an_error_with_its_output(tmp_path):
+    # Nothing to score: the section's error says why and shows what the glance printed.
+    stopped = []
+    glance = SimpleNamespace(
+        ended=lambda: None,  # still running when the wait ran out
+        stop=lambda: stopped.append(True) or 128 + signal.SIGTERM,
+        tail=lambda: "collecting 500 held-out states",
+    )
+    with pytest.raises(RuntimeError) as error:
+        devicecheck.learning(glance, tmp_path / "glance", torch.device("cpu"))
+    assert stopped == [True]
+    assert "ran out" in str(error.value) and "exit 143), made no snapshot" in str(error.value)
+    assert str(error.value).endswith("collecting 500 held-out states")
+
+
 def test_without_out_or_dollar_out_the_check_says_what_it_needs():
     env = {key: value for key, value in os.environ.items() if key != "OUT"}
     done = subprocess.run(
