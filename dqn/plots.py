@@ -45,20 +45,18 @@ FIGURE_METHODS = ("Random", "Sarsa", "Contingency", "DQN", "Human")
 
 
 def load_evaluations(paths: list[Path]) -> dict[str, dict[int, dict]]:
-    """Evaluation files as {game: {seed: {"attrs": ..., "arrays": ...}}}.
+    """Evaluation files as {game: {seed: {"attrs": ..., "arrays": ...}}}, the files of one
+    run (a long run evaluated in pieces) merged into one table (`merged_evaluations`),
+    its rows in step order; "path" in attrs names its files.
 
     Refuses seeds of one game trained with different presets or configs (their mean
-    would mix two experiments) and two files of the same game and seed, naming the
+    would mix two experiments) and two runs of the same game and seed, naming the
     files. Different games may have different presets (Catch has its own).
     """
     runs: dict[str, dict[int, dict]] = {}
-    for path in paths:
-        attrs, arrays = h5io.read(Path(path), "evaluation")
-        attrs["path"] = str(path)
+    for names, attrs, arrays in merged_evaluations(paths):
+        attrs = {**attrs, "path": names}
         game, seed = attrs["game"], int(attrs["seed"])
-        # "Final" is the last row (Table 1, the aggregates), so the rows must be in order.
-        if not np.all(np.diff(arrays["epoch"]) > 0):
-            raise DataFileError(f"{path}: its epochs are not in increasing order")
         if game in runs:
             first = next(iter(runs[game].values()))["attrs"]
             if (attrs["preset"], json.loads(attrs["config"])) != (
@@ -66,13 +64,13 @@ def load_evaluations(paths: list[Path]) -> dict[str, dict[int, dict]]:
                 json.loads(first["config"]),
             ):
                 raise DataFileError(
-                    f"{path}: preset {attrs['preset']!r} or its config differs "
+                    f"{names}: preset {attrs['preset']!r} or its config differs "
                     f"from {first['path']} (preset {first['preset']!r}) "
                     f"of the same game"
                 )
         if seed in runs.get(game, {}):
             raise DataFileError(
-                f"{path}: a second evaluation of {game} seed {seed} "
+                f"{names}: a second run of {game} seed {seed} "
                 f"(the first is {runs[game][seed]['attrs']['path']})"
             )
         runs.setdefault(game, {})[seed] = {"attrs": attrs, "arrays": arrays}
@@ -502,18 +500,33 @@ def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Pat
 def merged_evaluations(paths: list[Path]) -> list[tuple[str, dict, dict]]:
     """The evaluation files of `paths` as one table per run, its snapshots in step order:
     a long run is evaluated in pieces as it reaches each point. Returns (the run's files,
-    the first file's attributes, the table) per run, in the order their files came."""
+    the first file's attributes, the table) per run, in the order their files came. The
+    pieces of a run must share its evaluation settings: one evaluated otherwise (another
+    eval_steps, say) is refused, naming the keys."""
     pieces: dict[tuple, list] = {}
     for path in map(Path, paths):
         attrs, table = h5io.read(path, "evaluation")
         run = (attrs["run"], attrs["game"], attrs["preset"], int(attrs["seed"]))
+        if run in pieces:
+            first_path, first, _ = pieces[run][0]
+            ours, theirs = json.loads(attrs["config"]), json.loads(first["config"])
+            if differ := sorted(
+                k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k)
+            ):
+                raise DataFileError(
+                    f"{path}: evaluates the run of {first_path} with other settings "
+                    f"({', '.join(differ)}); evaluate its snapshots alike"
+                )
         pieces.setdefault(run, []).append((path, attrs, table))
     merged = []
     for files in pieces.values():
         rows = sorted(
-            (int(table["step"][i]), str(path), i, table, returns)
-            for path, _, table in files
-            for i, returns in enumerate(episode_returns(table))
+            (
+                (int(table["step"][i]), str(path), i, table, returns)
+                for path, _, table in files
+                for i, returns in enumerate(episode_returns(table))
+            ),
+            key=lambda row: row[:3],  # a file given twice ties here: refused below
         )
         for (step, first, *_), (again, second, *_) in itertools.pairwise(rows):
             if step == again:

@@ -135,9 +135,17 @@ def test_files_of_different_presets_or_the_same_run_twice_are_refused(tmp_path):
     b = write_evaluation(tmp_path / "b.h5", "Pong", 1, [1], [0], preset="quick")
     with pytest.raises(DataFileError, match="b.h5: preset 'quick'"):
         plots.load_evaluations([a, b])
-    c = write_evaluation(tmp_path / "c.h5", "Pong", 0, [1], [0])
-    with pytest.raises(DataFileError, match="second evaluation of Pong seed 0"):
+    # another run of the same seed (its `run` names another directory)
+    attrs, table = h5io.read(a, "evaluation")
+    c = tmp_path / "c.h5"
+    h5io.write(c, "evaluation", {**attrs, "run": "elsewhere"}, table)
+    with pytest.raises(
+        DataFileError, match=f"{c}: a second run of Pong seed 0 \\(the first is {a}"
+    ):
         plots.load_evaluations([a, c])
+    # the same snapshot of the same run twice
+    with pytest.raises(DataFileError, match=f"{a}: evaluates the snapshot at step 100"):
+        plots.load_evaluations([a, a])
     with pytest.raises(DataFileError, match="no evaluation file for Breakout"):
         plots.training_curves([a], tmp_path / "x", ["Breakout"])
 
@@ -265,10 +273,28 @@ def test_table1_names_each_games_preset_and_epsilon_and_the_fewest_episodes(tmp_
     assert figure["eval_epsilon"] == "0.05 (Pong), 0.01 (Qbert)"
 
 
-def test_an_evaluation_whose_epochs_are_out_of_order_is_refused_by_name(tmp_path):
-    path = write_evaluation(tmp_path / "e.h5", "Pong", 0, [-21, -15], [0, 0], epochs=[2, 1])
-    with pytest.raises(DataFileError, match=f"{path}: its epochs are not in increasing order"):
-        plots.load_evaluations([path])
+def test_a_run_evaluated_in_pieces_counts_as_one_run_in_order(tmp_path):
+    # Figure 2, Table 1 and the aggregates read a long run's evaluations as its pieces came,
+    # in any order: one table, its rows in step order, so that the final row is the last.
+    later = write_evaluation(tmp_path / "later.h5", "Pong", 0, [-10, -5], [0.3, 0.4], epochs=[3, 4])
+    earlier = write_evaluation(
+        tmp_path / "earlier.h5", "Pong", 0, [-15, -21], [0.2, 0.1], epochs=[2, 1]
+    )
+    (run,) = plots.load_evaluations([later, earlier])["Pong"].values()
+    assert run["attrs"]["path"] == f"{later}, {earlier}"
+    assert run["arrays"]["epoch"].tolist() == [1, 2, 3, 4]
+    assert run["arrays"]["average_reward"].tolist() == [-21, -15, -10, -5]
+    assert run["arrays"]["episode_returns"].tolist() == [-21] * 3 + [-15] * 3 + [-10] * 3 + [-5] * 3
+    assert plots.final_epoch({0: run}) == 4
+    # a piece evaluated with other settings would mix two evaluations in one curve
+    other = write_evaluation(
+        tmp_path / "other.h5", "Pong", 0, [0], [0.5], epochs=[5], eval_steps=99
+    )
+    with pytest.raises(
+        DataFileError,
+        match=f"{other}: evaluates the run of {later} with other settings \\(eval_steps\\)",
+    ):
+        plots.load_evaluations([later, other])
 
 
 def test_table1_and_the_aggregates_refuse_seeds_evaluated_to_different_epochs(tmp_path):
