@@ -79,6 +79,53 @@ def load_evaluations(paths: list[Path]) -> dict[str, dict[int, dict]]:
     return runs
 
 
+def merged_evaluations(paths: list[Path]) -> list[tuple[str, dict, dict]]:
+    """The evaluation files of `paths` as one table per run, its snapshots in step order:
+    a long run is evaluated in pieces as it reaches each point. Returns (the run's files,
+    the first file's attributes, the table) per run, in the order their files came. The
+    pieces of a run must share its evaluation settings: one evaluated otherwise (another
+    eval_steps, say) is refused, naming the keys."""
+    pieces: dict[tuple, list] = {}
+    for path in map(Path, paths):
+        attrs, table = h5io.read(path, "evaluation")
+        run = (attrs["run"], attrs["game"], attrs["preset"], int(attrs["seed"]))
+        if run in pieces:
+            first_path, first, _ = pieces[run][0]
+            ours, theirs = json.loads(attrs["config"]), json.loads(first["config"])
+            if differ := sorted(
+                k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k)
+            ):
+                raise DataFileError(
+                    f"{path}: evaluates the run of {first_path} with other settings "
+                    f"({', '.join(differ)}); evaluate its snapshots alike"
+                )
+        pieces.setdefault(run, []).append((path, attrs, table))
+    merged = []
+    for files in pieces.values():
+        rows = sorted(
+            (
+                (int(table["step"][i]), str(path), i, table, returns)
+                for path, _, table in files
+                for i, returns in enumerate(episode_returns(table))
+            ),
+            key=lambda row: row[:3],  # a file given twice ties here: refused below
+        )
+        for (step, first, *_), (again, second, *_) in itertools.pairwise(rows):
+            if step == again:
+                raise DataFileError(
+                    f"{second}: evaluates the snapshot at step {step} that {first} evaluates "
+                    "too; give each snapshot of a run once"
+                )
+        table = {
+            name: np.array([table[name][i] for _, _, i, table, _ in rows], dtype)
+            for name, dtype in EVALUATION_COLUMNS.items()
+        }
+        table["episode_returns"] = np.concatenate([returns for *_, returns in rows])
+        names = ", ".join(str(path) for path, _, _ in files)
+        merged.append((names, files[0][1], table))
+    return merged
+
+
 def seed_statistics(by_seed: dict[int, dict], key: str) -> tuple[np.ndarray, ...]:
     """Epochs every seed reached, and the mean, min and max of `key` over seeds there."""
     epochs = common_epochs(by_seed.values())
@@ -495,53 +542,6 @@ def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Pat
     return _save(
         figure, out, {"figure": "anchored_curves", "runs": summary, "lines": _drawn_lines(figure)}
     )
-
-
-def merged_evaluations(paths: list[Path]) -> list[tuple[str, dict, dict]]:
-    """The evaluation files of `paths` as one table per run, its snapshots in step order:
-    a long run is evaluated in pieces as it reaches each point. Returns (the run's files,
-    the first file's attributes, the table) per run, in the order their files came. The
-    pieces of a run must share its evaluation settings: one evaluated otherwise (another
-    eval_steps, say) is refused, naming the keys."""
-    pieces: dict[tuple, list] = {}
-    for path in map(Path, paths):
-        attrs, table = h5io.read(path, "evaluation")
-        run = (attrs["run"], attrs["game"], attrs["preset"], int(attrs["seed"]))
-        if run in pieces:
-            first_path, first, _ = pieces[run][0]
-            ours, theirs = json.loads(attrs["config"]), json.loads(first["config"])
-            if differ := sorted(
-                k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k)
-            ):
-                raise DataFileError(
-                    f"{path}: evaluates the run of {first_path} with other settings "
-                    f"({', '.join(differ)}); evaluate its snapshots alike"
-                )
-        pieces.setdefault(run, []).append((path, attrs, table))
-    merged = []
-    for files in pieces.values():
-        rows = sorted(
-            (
-                (int(table["step"][i]), str(path), i, table, returns)
-                for path, _, table in files
-                for i, returns in enumerate(episode_returns(table))
-            ),
-            key=lambda row: row[:3],  # a file given twice ties here: refused below
-        )
-        for (step, first, *_), (again, second, *_) in itertools.pairwise(rows):
-            if step == again:
-                raise DataFileError(
-                    f"{second}: evaluates the snapshot at step {step} that {first} evaluates "
-                    "too; give each snapshot of a run once"
-                )
-        table = {
-            name: np.array([table[name][i] for _, _, i, table, _ in rows], dtype)
-            for name, dtype in EVALUATION_COLUMNS.items()
-        }
-        table["episode_returns"] = np.concatenate([returns for *_, returns in rows])
-        names = ", ".join(str(path) for path, _, _ in files)
-        merged.append((names, files[0][1], table))
-    return merged
 
 
 def read_paper_table(path: Path) -> tuple[list[str], dict[str, dict[str, float]]]:
