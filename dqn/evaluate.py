@@ -230,7 +230,9 @@ def evaluate_run(
     attrs = provenance.record(
         run.game, run.seed, run.held["preset"], config.as_dict(), machine(device)
     )
-    attrs["run"] = str(run.dir.root)
+    # resolved: the pieces of one run evaluated from other directories are one run's
+    # (`dqn.plots.merged_evaluations` tells runs apart by it)
+    attrs["run"] = str(run.dir.root.resolve())
     h5io.write(out, "evaluation", attrs, table)
     return table
 

@@ -53,8 +53,13 @@ def load_evaluations(paths: list[Path]) -> dict[str, dict[int, dict]]:
     would mix two experiments) and two runs of the same game and seed, naming the
     files. Different games may have different presets (Catch has its own).
     """
+    return _by_game_and_seed(merged_evaluations(paths))
+
+
+def _by_game_and_seed(merged: list[tuple[str, dict, dict]]) -> dict[str, dict[int, dict]]:
+    """`merged_evaluations`' runs as `load_evaluations` returns them, refused as it says."""
     runs: dict[str, dict[int, dict]] = {}
-    for names, attrs, arrays in merged_evaluations(paths):
+    for names, attrs, arrays in merged:
         attrs = {**attrs, "path": names}
         game, seed = attrs["game"], int(attrs["seed"])
         if game in runs:
@@ -83,7 +88,8 @@ def merged_evaluations(paths: list[Path]) -> list[tuple[str, dict, dict]]:
     """The evaluation files of `paths` as one table per run, its snapshots in step order:
     a long run is evaluated in pieces as it reaches each point. Returns (the run's files,
     the first file's attributes, the table) per run, in the order their files came. The
-    pieces of a run must share its evaluation settings: one evaluated otherwise (another
+    pieces of a run (its `run` attribute, the run directory, and its game, preset and
+    seed) must share its evaluation settings: one evaluated otherwise (another
     eval_steps, say) is refused, naming the keys."""
     pieces: dict[tuple, list] = {}
     for path in map(Path, paths):
@@ -106,7 +112,7 @@ def merged_evaluations(paths: list[Path]) -> list[tuple[str, dict, dict]]:
             (
                 (int(table["step"][i]), str(path), i, table, returns)
                 for path, _, table in files
-                for i, returns in enumerate(episode_returns(table))
+                for i, returns in enumerate(_returns_of(path, table))
             ),
             key=lambda row: row[:3],  # a file given twice ties here: refused below
         )
@@ -124,6 +130,14 @@ def merged_evaluations(paths: list[Path]) -> list[tuple[str, dict, dict]]:
         names = ", ".join(str(path) for path, _, _ in files)
         merged.append((names, files[0][1], table))
     return merged
+
+
+def _returns_of(path: Path, table: dict) -> list[np.ndarray]:
+    """`episode_returns` of file `path`'s table, refused by the file's name."""
+    try:
+        return episode_returns(table)
+    except DataFileError as error:
+        raise DataFileError(f"{path}: {error}") from None
 
 
 def seed_statistics(by_seed: dict[int, dict], key: str) -> tuple[np.ndarray, ...]:
@@ -859,15 +873,17 @@ def load_methods(
     {label: {game: {seed: run}}}, games in the order of `games`; and the games of the
     other files, with why they are left out. A label is the preset's name, with the keys
     where its config differs from another config of the same preset."""
-    groups: dict[tuple[str, str], list[Path]] = {}
+    groups: dict[tuple[str, str], list] = {}
     left_out = {}
-    for path in paths:
-        attrs = h5io.read_attrs(Path(path), "evaluation")
+    # runs merged first, so that the pieces of one run evaluated otherwise are refused
+    # rather than taken for two methods
+    for run in merged_evaluations(paths):
+        attrs = run[1]
         if attrs["game"] not in games:
             left_out[attrs["game"]] = "no Random and Human score in the paper's Table 1"
             continue
         config = json.dumps(json.loads(attrs["config"]), sort_keys=True)
-        groups.setdefault((attrs["preset"], config), []).append(Path(path))
+        groups.setdefault((attrs["preset"], config), []).append(run)
     if not groups:
         raise DataFileError(
             f"no evaluation of a game with a human score ({', '.join(games)}) "
@@ -876,7 +892,7 @@ def load_methods(
     labels = config_labels([(preset, json.loads(config)) for preset, config in groups])
     methods = {}
     for label, group in zip(labels, groups.values(), strict=True):
-        runs = load_evaluations(group)
+        runs = _by_game_and_seed(group)
         methods[label] = {game: runs[game] for game in games if game in runs}
     return methods, left_out
 
@@ -955,10 +971,7 @@ def _check_run_counts(by_game: dict[str, dict[int, dict]]) -> None:
 def _final_run(game: str, seed: int, run: dict, paper_rows: dict) -> dict:
     """A run's final evaluation, with the spread of its episodes' returns."""
     arrays = run["arrays"]
-    try:
-        returns = episode_returns(arrays)[-1]
-    except DataFileError as error:
-        raise DataFileError(f"{run['attrs']['path']}: {error}") from None
+    returns = episode_returns(arrays)[-1]  # a file's own split was checked when it was read
     return {
         "game": game,
         "seed": seed,

@@ -197,6 +197,20 @@ def test_games_with_different_numbers_of_seeds_are_refused_by_name(tmp_path):
         plots.aggregate(files, PAPER_TABLE, tmp_path / "a", 100)
 
 
+def test_pieces_of_one_run_evaluated_otherwise_are_refused_not_taken_for_two_methods(tmp_path):
+    # Grouped by config file by file, the second piece would be a method of its own,
+    # "ci (eval_steps=99)", whose final snapshot is the run's latest.
+    first = write_evaluation(tmp_path / "p1.h5", "Pong", 0, [-21, -20], [0, 0])
+    later = write_evaluation(tmp_path / "p2.h5", "Pong", 0, [-19], [0], epochs=[3], eval_steps=99)
+    with pytest.raises(DataFileError, match=f"{later}: evaluates the run of {first} with other"):
+        plots.aggregate([first, later], PAPER_TABLE, tmp_path / "a", 100)
+    # evaluated alike, the pieces are one run, and its final snapshot the latest piece's
+    alike = write_evaluation(tmp_path / "p3.h5", "Pong", 0, [-19], [0], epochs=[3])
+    methods, _ = plots.load_methods([alike, first], ["Pong"])
+    (by_game,) = methods.values()
+    assert plots.final_epoch(by_game["Pong"]) == 3
+
+
 def test_files_of_no_game_with_a_human_score_are_refused(tmp_path):
     files = [write_evaluation(tmp_path / "c.h5", "Catch", 0, [0.5], [0], preset="catch")]
     with pytest.raises(DataFileError, match="no evaluation of a game with a human score"):

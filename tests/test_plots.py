@@ -286,6 +286,18 @@ def test_a_run_evaluated_in_pieces_counts_as_one_run_in_order(tmp_path):
     assert run["arrays"]["average_reward"].tolist() == [-21, -15, -10, -5]
     assert run["arrays"]["episode_returns"].tolist() == [-21] * 3 + [-15] * 3 + [-10] * 3 + [-5] * 3
     assert plots.final_epoch({0: run}) == 4
+    # Table 1 takes the run's final snapshot from its latest piece
+    plots.table1([later, earlier], PAPER_TABLE, tmp_path / "table1", tmp_path / "t1")
+    rows = {row["method"]: row for row in csv.DictReader(open(tmp_path / "table1.csv"))}
+    assert float(rows["DQN (ours)"]["Pong"]) == -5
+    # a file whose returns do not split into its rows is refused by its name
+    attrs, table = h5io.read(earlier, "evaluation")
+    torn = tmp_path / "torn.h5"
+    h5io.write(
+        torn, "evaluation", attrs, {**table, "episode_returns": table["episode_returns"][:-1]}
+    )
+    with pytest.raises(DataFileError, match=f"{torn}: episode_returns holds 5 returns"):
+        plots.training_curves([torn], tmp_path / "torn")
     # a piece evaluated with other settings would mix two evaluations in one curve
     other = write_evaluation(
         tmp_path / "other.h5", "Pong", 0, [0], [0.5], epochs=[5], eval_steps=99

@@ -62,7 +62,11 @@ def test_the_final_snapshot_plays_the_games_its_evaluation_records(root, tmp_pat
     row = list(committed["epoch"]).index(epoch)
     first = int(committed["episodes"][:row].sum())
     game = h5io.read_attrs(run.heldout, "heldout")["game"]
-    short = evaluate_run(root, tmp_path / "check.h5", torch.device("cpu"), overrides=SHORT[game])
+    # through a link: the file names the run by its resolved path, as every piece of it does
+    (tmp_path / "link").symlink_to(root)
+    check = tmp_path / "check.h5"
+    short = evaluate_run(tmp_path / "link", check, torch.device("cpu"), overrides=SHORT[game])
+    assert h5io.read_attrs(check, "evaluation")["run"] == str(root.resolve())
     games = int(short["episodes"][0])
     assert games >= 2
     np.testing.assert_array_equal(
