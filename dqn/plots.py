@@ -26,6 +26,7 @@ from dqn import aggregates, h5io  # noqa: E402
 from dqn.atomic import atomic_write  # noqa: E402
 from dqn.errors import DataFileError  # noqa: E402
 from dqn.layouts import EVALUATION_COLUMNS, episode_returns  # noqa: E402
+from dqn.rundir import run_differences  # noqa: E402
 
 # 2013 Figure 2: average reward per episode (left pair) and average action value Q on
 # the held-out states (right pair), after each training epoch.
@@ -97,10 +98,8 @@ def merged_evaluations(paths: list[Path]) -> list[tuple[str, dict, dict]]:
         run = (attrs["run"], attrs["game"], attrs["preset"], int(attrs["seed"]))
         if run in pieces:
             first_path, first, _ = pieces[run][0]
-            ours, theirs = json.loads(attrs["config"]), json.loads(first["config"])
-            if differ := sorted(
-                k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k)
-            ):
+            # game and seed are the run's: only config keys can differ
+            if differ := [key for key, _, _ in run_differences(attrs, first)]:
                 raise DataFileError(
                     f"{path}: evaluates the run of {first_path} with other settings "
                     f"({', '.join(differ)}); evaluate its snapshots alike"
