@@ -95,6 +95,8 @@ def merged_evaluations(paths: list[Path]) -> list[tuple[str, dict, dict]]:
     pieces: dict[tuple, list] = {}
     for path in map(Path, paths):
         attrs, table = h5io.read(path, "evaluation")
+        if not len(table["step"]):  # no writer of dqn's leaves one; it would be an empty curve
+            raise DataFileError(f"{path}: evaluates no snapshot")
         run = (attrs["run"], attrs["game"], attrs["preset"], int(attrs["seed"]))
         if run in pieces:
             first_path, first, _ = pieces[run][0]

@@ -378,6 +378,12 @@ def test_an_evaluation_whose_columns_differ_in_length_is_refused_by_name(tmp_pat
         plots.table1([path], PAPER_TABLE, tmp_path / "t", tmp_path / "f")
 
 
+def test_an_evaluation_of_no_snapshot_is_refused_by_name(tmp_path):
+    path = write_evaluation(tmp_path / "none.h5", "Breakout", 0, [], [])
+    with pytest.raises(DataFileError, match=f"{path}: evaluates no snapshot"):
+        plots.training_curves([path], tmp_path / "curves")
+
+
 ANCHORS = """# anchor points for the test
 anchor,game,preset,agent_step,seed,average_reward,average_max_q,source
 peer,Breakout,ci,100,mean,1.5,,made up
