@@ -179,7 +179,7 @@ class Config(BaseModel):
         "rewards to -1, 0, +1 in training (scores stay unclipped)", DIMENSIONLESS, "2013 §5"
     )
     loss: Literal["squared", "huber"] = _key(
-        "squared: (y - Q)^2; huber: the TD error clipped to [-1, 1] in the gradient",
+        "squared: (y - Q)^2 / 2; huber: the TD error clipped to [-1, 1] in the gradient",
         DIMENSIONLESS,
         "2013 Algorithm 1; Nature Methods",
     )
@@ -424,7 +424,7 @@ PAPER2013 = Config(
     adam_epsilon=1e-8,  # unused with RMSProp; Kingma and Ba's default if --set optimizer=adam
     max_grad_norm=0.0,  # 2013 and DQN 3.0 clip no gradient norm
     reward_clip=True,  # 2013 §5
-    loss="squared",  # 2013 Algorithm 1: (y - Q)^2
+    loss="squared",  # 2013 Algorithm 1: (y - Q)^2, halved as deep_q_rl (q_network.py)
     loss_reduction="mean",  # deep_q_rl run_nips.py (BATCH_ACCUMULATOR 'mean')
     target_update_period_steps=0,  # 2013 describes no target network
     update_period_steps=1,  # 2013 Algorithm 1: one minibatch update per step
@@ -502,7 +502,7 @@ QUICK = PAPER2013.with_values(
     eval_steps=1_500,
 )
 
-# Tens of seconds: every code path of a run (updates, snapshots, evaluation), no learning.
+# About 20 s on one core: every code path of a run (updates, snapshots, evaluation), no learning.
 CI = PAPER2013.with_values(
     max_episode_frames=2_000,
     replay_capacity_transitions=1_000,

@@ -192,8 +192,8 @@ def test_the_cpu_breakout_config_is_nature2015_lengthened_and_its_layers_sb3_com
     assert nature["preset"] == "nature2015" and nature["games"] == ["Breakout"]
     assert nature["preset_overrides"] == {"train_steps": 1_000_000, "epoch_updates": 12_500}
     # The SB3 layer gives the runs docs/learning.md compares with Stable-Baselines3: its learner,
-    # with the episode rules those runs had before the fidelity audit, on the same game,
-    # length and snapshots.
+    # with the episode rules and the network those runs had before the fidelity audit, on
+    # the same game, length and snapshots.
     sb3 = layered_config(*CPU_BREAKOUT_LAYERS[:2])
     learner = {
         "optimizer": "adam",
@@ -207,6 +207,7 @@ def test_the_cpu_breakout_config_is_nature2015_lengthened_and_its_layers_sb3_com
         "life_loss_cuts_frame_skip": False,
         "eval_episodes": 30,
         "eval_max_episode_frames": 18_000,
+        "network": "nature2015",
     }
     assert (
         sb3["preset_overrides"].items()
