@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -333,8 +334,10 @@ def _run(args: argparse.Namespace) -> int:
         ("jobs_per_gpu", 1),
     ):
         value = getattr(args, name, least)
-        if value < least:
-            raise ConfigError(f"--{name.replace('_', '-')} {value}: must be >= {least}")
+        if not least <= value < math.inf:  # nan fails both comparisons
+            raise ConfigError(
+                f"--{name.replace('_', '-')} {value}: must be a finite number >= {least}"
+            )
 
     import torch
 
@@ -351,14 +354,16 @@ def _run(args: argparse.Namespace) -> int:
         from dqn.evaluate import checked_request
 
         checked_request(args.run, args.out, args.overrides, args.epochs)
-    elif args.command in ("trace", "watch"):
+    elif args.command == "trace":
         from dqn.evaluate import TrainedRun
 
-        if args.command == "trace" and args.steps < 1:
+        if args.steps < 1:
             raise ConfigError(f"--steps {args.steps}: must be >= 1")
-        run = TrainedRun.open(args.run)
-        if args.command == "trace":
-            run.dir.check_output(args.out, "value_trace")
+        TrainedRun.open(args.run).dir.check_output(args.out, "value_trace")
+    elif args.command == "watch":
+        from dqn import video
+
+        video.checked_request(args.run, args.out, args.epoch, args.episodes, args.max_steps)
 
     if args.threads:
         torch.set_num_threads(args.threads)

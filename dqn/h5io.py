@@ -74,10 +74,14 @@ def read_attrs(path: Path, kind: str) -> dict[str, Any]:
     return _open_checked(path, kind, with_arrays=False)[0]
 
 
+def _require_file(path: Path) -> None:
+    if not path.is_file():
+        raise DataFileError(f"{path}: {'not a file' if path.exists() else 'no such file'}")
+
+
 def _open_checked(path, kind, with_arrays):
     path = Path(path)
-    if not path.is_file():
-        raise DataFileError(f"{path}: no such file")
+    _require_file(path)
     try:
         with h5py.File(path, "r") as f:
             attrs = {k: _plain(v) for k, v in f.attrs.items()}
@@ -251,8 +255,7 @@ def check_replaceable(path: Path, kind: str) -> None:
 def describe(path: Path) -> str:
     """A human-readable listing of a file: its attributes and its arrays."""
     path = Path(path)
-    if not path.is_file():
-        raise DataFileError(f"{path}: no such file")
+    _require_file(path)
     try:
         with h5py.File(path, "r") as f:
             lines = [f"{path}"]
@@ -271,7 +274,7 @@ def describe(path: Path) -> str:
                     lines.append(f"    {name}: {_link(link)}")
                 elif isinstance(node := f[name], h5py.Dataset):
                     lines.append(f"    {name}: {node.shape} {node.dtype}")
-    except OSError as error:
+    except Exception as error:  # h5py raises OSError, KeyError, RuntimeError... on damage
         raise DataFileError(f"{path}: corrupt or truncated HDF5 file ({error})") from None
     return "\n".join(lines)
 

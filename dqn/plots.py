@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 
 from dqn import aggregates, h5io  # noqa: E402
 from dqn.atomic import atomic_write  # noqa: E402
-from dqn.errors import DataFileError  # noqa: E402
+from dqn.errors import ConfigError, DataFileError  # noqa: E402
 from dqn.layouts import EVALUATION_COLUMNS, episode_returns  # noqa: E402
 from dqn.rundir import run_differences  # noqa: E402
 
@@ -43,6 +43,30 @@ STEPS_BEFORE_EVENT = 20
 OUR_ROWS = {"DQN": "DQN (ours)", "DQN Best": "DQN Best (ours)"}
 # Bars of the Table 1 figure: the paper's upper table (the Best rows are single episodes).
 FIGURE_METHODS = ("Random", "Sarsa", "Contingency", "DQN", "Human")
+# The files an output prefix (--out, --table, --figure) names: the prefix and each suffix.
+FIGURE_FILES = (".png", ".pdf", ".json")
+TABLE_FILES = (".csv", ".md", ".tex")
+
+
+def output_files(prefix: Path, suffixes: tuple[str, ...], inputs: list[Path]) -> list[Path]:
+    """The files output prefix `prefix` names, each suffix added to its name, whose own
+    dots stay (curves.seed0 gives curves.seed0.png). Refused, before any work, where the
+    prefix names no file (/ or .) or a file is one of `inputs`: writing it would replace
+    what the command reads."""
+    prefix = Path(prefix)
+    if prefix.name in ("", ".", ".."):
+        raise ConfigError(
+            f"{prefix}: an output prefix must end in a file name, as figures/curves does"
+        )
+    files = [prefix.with_name(prefix.name + suffix) for suffix in suffixes]
+    read = {Path(path).resolve(): path for path in inputs}
+    for file in files:
+        if file.resolve() in read:
+            raise ConfigError(
+                f"{file}: would replace {read[file.resolve()]}, which this command reads; "
+                "give another output prefix"
+            )
+    return files
 
 
 def load_evaluations(paths: list[Path]) -> dict[str, dict[int, dict]]:
@@ -197,6 +221,7 @@ def training_curves(
     paper's own points are drawn beside ours where our epochs are the paper's (50,000
     updates).
     """
+    files = output_files(out, FIGURE_FILES, [*paths, *([paper] if paper else [])])
     runs = load_evaluations(paths)
     games = games or sorted(runs)
     missing = [game for game in games if game not in runs]
@@ -286,7 +311,7 @@ def training_curves(
         "lines": _drawn_lines(figure),
         "bands": bands,
     }
-    return _save(figure, out, data)
+    return _save(figure, files, data)
 
 
 # The epoch of the paper's Figure 2: "one epoch corresponds to 50000 minibatch weight
@@ -309,7 +334,7 @@ def read_paper_figure2(path: Path) -> dict[tuple[str, str], dict[int, float]]:
                 f"of {', '.join(sorted(keys))}"
             )
         points[(game, key)] = {
-            epoch: _number(path, line, row[column])
+            epoch: _number(path, line, row, column)
             for column, epoch in PAPER_FIGURE2_EPOCHS.items()
         }
     return points
@@ -325,6 +350,8 @@ def read_csv_rows(path: Path, columns: tuple[str, ...], what: str) -> tuple[list
             numbered = [(n, text) for n, text in enumerate(handle, 1) if not text.startswith("#")]
     except OSError as error:
         raise DataFileError(f"{path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise DataFileError(f"{path}: not {what}: not UTF-8 text") from None
     reader = csv.DictReader(text for _, text in numbered)
     header = list(reader.fieldnames or ())
     if not set(columns) <= set(header):
@@ -341,11 +368,17 @@ def read_csv_rows(path: Path, columns: tuple[str, ...], what: str) -> tuple[list
     return header, rows
 
 
-def _number(path: Path, line: int, text: str) -> float:
+def _number(path: Path, line: int, row: dict, column: str) -> float:
+    """Cell `column` of a CSV row as a finite number, refused by file, line and column."""
     try:
-        return float(text)
-    except ValueError as error:
-        raise DataFileError(f"{path}, line {line}: {error}") from None
+        value = float(row[column])
+    except ValueError:
+        value = None
+    if value is None or not np.isfinite(value):
+        raise DataFileError(
+            f"{path}, line {line}, column {column}: {row[column]!r} is not a finite number"
+        )
+    return value
 
 
 def select_segment(max_q: np.ndarray, rewards: np.ndarray) -> dict:
@@ -382,6 +415,7 @@ def select_segment(max_q: np.ndarray, rewards: np.ndarray) -> dict:
 
 def value_function(trace: Path, out: Path) -> list[Path]:
     """2013 Figure 3: max-Q along a 30-step segment, with the screens at A, B and C."""
+    files = output_files(out, FIGURE_FILES, [trace])
     attrs, arrays = h5io.read(Path(trace), "value_trace")
     if not len(arrays["max_q"]):
         raise DataFileError(f"{trace}: the value trace is empty (0 steps)")
@@ -428,7 +462,7 @@ def value_function(trace: Path, out: Path) -> list[Path]:
         "rewards": rewards[steps].tolist(),
         "lines": _drawn_lines(figure),
     }
-    return _save(figure, out, data)
+    return _save(figure, files, data)
 
 
 ANCHOR_COLUMNS = (
@@ -452,7 +486,7 @@ def read_anchors(path: Path) -> list[dict]:
             raise DataFileError(f"{path}, line {line}: agent_step {row['agent_step']!r}")
         row["agent_step"] = int(row["agent_step"])
         for key in ("average_reward", "average_max_q"):
-            row[key] = _number(path, line, row[key]) if row[key] else None
+            row[key] = _number(path, line, row, key) if row[key] else None
     return [row for _, row in rows]
 
 
@@ -466,6 +500,7 @@ def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Pat
     deviation of the episodes' returns) and average max-Q, against agent steps. One column
     per game and preset; runs of that preset that differ in config (a branch) share it,
     named by the keys they differ in."""
+    files = output_files(out, FIGURE_FILES, [*paths, anchors_csv])
     anchors = read_anchors(anchors_csv)
     runs = merged_evaluations(paths)
     labels = config_labels([(attrs["preset"], json.loads(attrs["config"])) for _, attrs, _ in runs])
@@ -555,7 +590,7 @@ def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Pat
     )
     figure.tight_layout()
     return _save(
-        figure, out, {"figure": "anchored_curves", "runs": summary, "lines": _drawn_lines(figure)}
+        figure, files, {"figure": "anchored_curves", "runs": summary, "lines": _drawn_lines(figure)}
     )
 
 
@@ -564,7 +599,7 @@ def read_paper_table(path: Path) -> tuple[list[str], dict[str, dict[str, float]]
     header, rows = read_csv_rows(path, ("method",), "a Table 1 CSV")
     games = [name for name in header if name != "method"]
     return games, {
-        row["method"]: {game: _number(path, line, row[game]) for game in games}
+        row["method"]: {game: _number(path, line, row, game) for game in games}
         for line, row in rows
     }
 
@@ -607,6 +642,8 @@ def our_scores(runs: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict]]:
 
 def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) -> list[Path]:
     """2013 Table 1 with our rows beside the paper's, as CSV, Markdown, LaTeX and a figure."""
+    table_files = output_files(table_out, TABLE_FILES, [*paths, paper])
+    figure_files = output_files(figure_out, FIGURE_FILES, [*paths, paper])
     runs = load_evaluations(paths)
     attrs_of = _attrs_by_game(runs, runs)
     preset = _per_game({game: attrs["preset"] for game, attrs in attrs_of.items()})
@@ -635,7 +672,7 @@ def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) ->
             )
         if method == "DQN":
             rows += _rows_under_ours(ours["DQN"], games)
-    written = _write_tables(rows, games, table_out, preset, epsilon)
+    written = _write_tables(rows, games, table_files, preset, epsilon)
 
     shown = [g for g in games if g in runs]
     figure, axes = plt.subplots(1, len(shown), squeeze=False, figsize=(2.6 * len(shown) + 1.2, 3.6))
@@ -685,7 +722,7 @@ def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) ->
         "intervals": intervals,
         "ours": ours,
     }
-    return written + _save(figure, figure_out, data)
+    return written + _save(figure, figure_files, data)
 
 
 def _rows_under_ours(ours: dict[str, dict], games: list[str]) -> list:
@@ -737,8 +774,10 @@ def latex_text(text: str) -> str:
     return _LATEX_SPECIAL.sub(lambda match: LATEX_SPECIALS[match.group()], text)
 
 
-def _write_tables(rows: list, games: list[str], out: Path, preset: str, epsilon: str) -> list[Path]:
-    out = Path(out)
+def _write_tables(
+    rows: list, games: list[str], files: list[Path], preset: str, epsilon: str
+) -> list[Path]:
+    csv_file, md_file, tex_file = files  # TABLE_FILES
 
     def cell(value, missing, digits):
         # CSV keeps every digit (it is data); Markdown and LaTeX round to one decimal.
@@ -788,9 +827,9 @@ def _write_tables(rows: list, games: list[str], out: Path, preset: str, epsilon:
     md_text = "\n".join(md + ["", caption]) + "\n"
     tex_text = "\n".join(tex) + "\n"
     return [
-        atomic_write(out.with_suffix(".csv"), write_csv),
-        atomic_write(out.with_suffix(".md"), lambda path: path.write_text(md_text)),
-        atomic_write(out.with_suffix(".tex"), lambda path: path.write_text(tex_text)),
+        atomic_write(csv_file, write_csv),
+        atomic_write(md_file, lambda path: path.write_text(md_text)),
+        atomic_write(tex_file, lambda path: path.write_text(tex_text)),
     ]
 
 
@@ -813,6 +852,10 @@ def aggregate(paths: list[Path], paper: Path, out: Path, reps: int, seed: int = 
 
     Games without a human score (Catch) are left out, and named in each JSON.
     """
+    files = {
+        name: output_files(Path(f"{out}_{name}"), FIGURE_FILES, [*paths, paper])
+        for name in AGGREGATE_FIGURES
+    }
     _, paper_rows = read_paper_table(paper)
     games = aggregates.normalised_games(paper, paper_rows)
     methods, left_out = load_methods(paths, games)
@@ -856,14 +899,11 @@ def aggregate(paths: list[Path], paper: Path, out: Path, reps: int, seed: int = 
             f"\nshaded: 95% stratified-bootstrap confidence interval over seeds "
             f"({reps:,} resamples)"
         )
-    out = Path(out)
     return [
-        *_interval_figure(finals, what, common, reps, seed, Path(f"{out}_intervals")),
-        *_curve_figure(
-            methods, paper_rows, what, common, reps, seed, Path(f"{out}_sample_efficiency")
-        ),
-        *_profile_figure(finals, what, common, reps, seed, Path(f"{out}_profile")),
-        *_improvement_figure(methods, finals, what, common, reps, seed, Path(f"{out}_improvement")),
+        *_interval_figure(finals, what, common, reps, seed, files["intervals"]),
+        *_curve_figure(methods, paper_rows, what, common, reps, seed, files["sample_efficiency"]),
+        *_profile_figure(finals, what, common, reps, seed, files["profile"]),
+        *_improvement_figure(methods, finals, what, common, reps, seed, files["improvement"]),
     ]
 
 
@@ -988,7 +1028,7 @@ def _final_run(game: str, seed: int, run: dict, paper_rows: dict) -> dict:
 
 
 def _interval_figure(
-    finals: dict, what: str, common: dict, reps: int, seed: int, out: Path
+    finals: dict, what: str, common: dict, reps: int, seed: int, files: list[Path]
 ) -> list[Path]:
     points, intervals = aggregates.interval_estimates(
         finals, aggregates.aggregate_metrics, reps, seed
@@ -1030,11 +1070,17 @@ def _interval_figure(
         },
         "lines": _drawn_lines(figure),
     }
-    return _save(figure, out, data)
+    return _save(figure, files, data)
 
 
 def _curve_figure(
-    methods: dict, paper_rows: dict, what: str, common: dict, reps: int, seed: int, out: Path
+    methods: dict,
+    paper_rows: dict,
+    what: str,
+    common: dict,
+    reps: int,
+    seed: int,
+    files: list[Path],
 ) -> list[Path]:
     curves = {label: score_curves(by_game, paper_rows) for label, by_game in methods.items()}
     points, intervals = aggregates.interval_estimates(
@@ -1064,7 +1110,7 @@ def _curve_figure(
         "lines": _drawn_lines(figure),
         "bands": bands,
     }
-    return _save(figure, out, data)
+    return _save(figure, files, data)
 
 
 def _band(ax, x_name: str, x: np.ndarray, interval, label: str, index: int) -> dict:
@@ -1076,7 +1122,7 @@ def _band(ax, x_name: str, x: np.ndarray, interval, label: str, index: int) -> d
 
 
 def _profile_figure(
-    finals: dict, what: str, common: dict, reps: int, seed: int, out: Path
+    finals: dict, what: str, common: dict, reps: int, seed: int, files: list[Path]
 ) -> list[Path]:
     every = np.concatenate([scores.ravel() for scores in finals.values()])
     taus = np.linspace(min(0.0, every.min()), max(1.0, every.max()), PROFILE_POINTS)
@@ -1095,11 +1141,11 @@ def _profile_figure(
     figure.suptitle(f"Performance profile, final snapshot. {what}", fontsize=9)
     figure.tight_layout()
     data = {"figure": "aggregate_profile", **common, "lines": _drawn_lines(figure), "bands": bands}
-    return _save(figure, out, data)
+    return _save(figure, files, data)
 
 
 def _improvement_figure(
-    methods: dict, finals: dict, what: str, common: dict, reps: int, seed: int, out: Path
+    methods: dict, finals: dict, what: str, common: dict, reps: int, seed: int, files: list[Path]
 ) -> list[Path]:
     pairs, shared_games = {}, {}
     for x, y in itertools.combinations(finals, 2):
@@ -1152,7 +1198,7 @@ def _improvement_figure(
         figure.suptitle(f"Probability of improvement, final snapshot. {what}", fontsize=9)
     figure.tight_layout()
     data["lines"] = _drawn_lines(figure)
-    return _save(figure, out, data)
+    return _save(figure, files, data)
 
 
 def _draw_estimates(
@@ -1237,19 +1283,20 @@ def _drawn_lines(figure: plt.Figure) -> list[dict]:
     ]
 
 
-def _save(figure: plt.Figure, out: Path, data: dict) -> list[Path]:
-    out = Path(out)
+def _save(figure: plt.Figure, files: list[Path], data: dict) -> list[Path]:
+    """Write `figure` to `files` (`output_files`' of FIGURE_FILES) with `data` as JSON."""
+    png, pdf, json_file = files
     json_text = json.dumps(data, indent=1) + "\n"
     # Fixed metadata: the same data gives the same PDF bytes.
     written = [
-        atomic_write(out.with_suffix(".png"), lambda p: figure.savefig(p, format="png", dpi=150)),
+        atomic_write(png, lambda p: figure.savefig(p, format="png", dpi=150)),
         atomic_write(
-            out.with_suffix(".pdf"),
+            pdf,
             lambda p: figure.savefig(
                 p, format="pdf", metadata={"CreationDate": None, "ModDate": None}
             ),
         ),
-        atomic_write(out.with_suffix(".json"), lambda p: p.write_text(json_text)),
+        atomic_write(json_file, lambda p: p.write_text(json_text)),
     ]
     plt.close(figure)
     return written

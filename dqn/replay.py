@@ -51,17 +51,28 @@ def training_bytes(capacity: int, epoch_steps: int) -> int:
     return capacity * ENTRY_BYTES + save_bytes(min(epoch_steps, capacity))
 
 
-def check_fits_in_memory(capacity: int, epoch_steps: int) -> None:
-    """Refuse, before any work, a replay memory and its saves larger than the memory
-    this process may use (`dqn.provenance.usable_memory`)."""
-    need = training_bytes(capacity, epoch_steps)
+def check_fits_in_memory(capacity: int, epoch_steps: int, heldout_collect_steps: int) -> None:
+    """Refuse, before any work, a replay memory and its saves, or the random play the
+    held-out states are drawn from (a memory of its own, freed before training), larger
+    than the memory this process may use (`dqn.provenance.usable_memory`)."""
+    _refuse_above(
+        f"replay_capacity_transitions={capacity}: the replay memory and a save of one "
+        "epoch's entries need",
+        training_bytes(capacity, epoch_steps),
+    )
+    _refuse_above(
+        f"heldout_collect_steps={heldout_collect_steps}: the random play the held-out "
+        "states are drawn from needs",
+        heldout_collect_steps * ENTRY_BYTES,
+    )
+
+
+def _refuse_above(what: str, need: int) -> None:
     have = usable_memory()
     if need > have:
         raise ConfigError(
-            f"replay_capacity_transitions={capacity}: the replay memory and a save of one "
-            f"epoch's entries need {need / 2**30:,.1f} GiB, more than the "
-            f"{have / 2**30:,.1f} GiB this process may use (the machine's, or its control "
-            "group's limit: a SLURM job's --mem)"
+            f"{what} {need / 2**30:,.1f} GiB, more than the {have / 2**30:,.1f} GiB this "
+            "process may use (the machine's, or its control group's limit: a SLURM job's --mem)"
         )
 
 

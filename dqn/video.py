@@ -45,6 +45,29 @@ BACKGROUND, TEXT, FAINT = (18, 18, 24), (235, 235, 235), (140, 140, 150)
 CURVE, BAR, CHOSEN = (90, 170, 255), (95, 95, 115), (255, 190, 40)
 
 
+def checked_request(
+    run_dir: Path, out: Path, epoch: int | None, episodes: int, max_steps: int
+) -> tuple[TrainedRun, int]:
+    """What `watch` is asked, refused by name where it cannot be done: the run, the
+    snapshot's epoch, the output file and the lengths. `dqn watch` asks it before it
+    claims a GPU, which may wait for one."""
+    out = Path(out)
+    run = TrainedRun.open(run_dir)
+    if out.suffix not in FORMATS:
+        raise ConfigError(f"--out {out}: must end in {' or '.join(FORMATS)}")
+    for name, value in (("episodes", episodes), ("max-steps", max_steps)):
+        if value < 1:
+            raise ConfigError(f"--{name} {value}: must be >= 1")
+    epoch = run.chosen(None if epoch is None else [epoch])[-1]
+    run.dir.check_outside(out)
+    if out.exists():  # a video carries no kind to tell ours from a user's: none is replaced
+        raise ConfigError(
+            f"--out {out}: exists; dqn watch replaces no file, so remove it or give another --out"
+        )
+    check_writable(out)  # a read-only place fails now, not after the work
+    return run, epoch
+
+
 def watch(
     run_dir: Path,
     out: Path,
@@ -56,19 +79,7 @@ def watch(
     """Write the video of snapshot `epoch` (default: the newest) playing `episodes`
     episodes, or `max_steps` agent steps if they end first; return its frame count."""
     out = Path(out)
-    if out.suffix not in FORMATS:
-        raise ConfigError(f"--out {out}: must end in {' or '.join(FORMATS)}")
-    for name, value in (("episodes", episodes), ("max-steps", max_steps)):
-        if value < 1:
-            raise ConfigError(f"--{name} {value}: must be >= 1")
-    run = TrainedRun.open(run_dir)
-    epoch = run.chosen(None if epoch is None else [epoch])[-1]
-    run.dir.check_outside(out)
-    if out.exists():  # a video carries no kind to tell ours from a user's: none is replaced
-        raise ConfigError(
-            f"--out {out}: exists; dqn watch replaces no file, so remove it or give another --out"
-        )
-    check_writable(out)  # a read-only place fails now, not after the work
+    run, epoch = checked_request(run_dir, out, epoch, episodes, max_steps)
     env, rng, network, _ = snapshot_play(run, epoch, VIDEO_STREAM, device)
     panel = Panel(
         f"{run.game}  epoch {epoch}  seed {run.seed}",

@@ -80,6 +80,13 @@ def test_help_says_what_dqn_is_for_and_shows_commands_it_knows(capsys):
             ],
         ),
         (
+            ["--game", "Pong", "--set", "heldout_collect_steps=10000000000"],
+            [
+                "heldout_collect_steps=10000000000: the random play the held-out states are "
+                "drawn from needs 65,779.3 GiB, more than the"
+            ],
+        ),
+        (
             ["--game", "Pong", "--set", "noop_max=1000000000000"],
             [
                 "noop_max=1000000000000: its no-op frames must leave room in an episode "
@@ -87,6 +94,10 @@ def test_help_says_what_dqn_is_for_and_shows_commands_it_knows(capsys):
             ],
         ),
         (["--game", "Pong", "--set", "learning_rate=nan"], ["learning_rate"]),
+        # nan passes a plain "< 0.1" check and inf never ends a timing
+        (["--game", "Pong", "--progress-s", "nan"], ["--progress-s nan: must be a finite number"]),
+        (["--game", "Pong", "--progress-s", "inf"], ["--progress-s inf: must be a finite number"]),
+        (["--game", "Pong", "--threads", "-1"], ["--threads -1: must be a finite number >= 0"]),
     ],
 )
 def test_train_refuses_bad_arguments(tmp_path, capsys, args, fragments):
@@ -110,6 +121,7 @@ RUN = str(ROOT / "reference-runs" / "breakout-paper2013")
         (["trace", "--run", RUN, "--steps", "0"], "--steps 0: must be >= 1"),
         (["trace", "--run", "no/such/run"], "no/such/run/heldout.h5: no such file"),
         (["watch", "--run", "no/such/run"], "no/such/run/heldout.h5: no such file"),
+        (["watch", "--run", RUN], "out.h5: must end in .mp4 or .gif"),
     ],
 )
 def test_a_bad_request_is_refused_before_a_gpu_is_claimed(
@@ -193,7 +205,7 @@ def test_an_unwritable_output_is_one_line_not_a_traceback(small_run, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     assert_refused(dqn("evaluate", "--run", small_run, "--out", blocker / "eval.h5"), str(blocker))
-    assert_refused(dqn("bench", "--seconds", "0"), "--seconds 0.0: must be >= 0.1")
+    assert_refused(dqn("bench", "--seconds", "0"), "--seconds 0.0: must be a finite number >= 0.1")
 
 
 def test_evaluate_refuses_a_directory_without_a_run(tmp_path):

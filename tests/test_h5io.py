@@ -174,10 +174,29 @@ def test_wrong_kind_incomplete_and_missing_files_are_refused(tmp_path):
         h5io.read(path, "heldout")
     with pytest.raises(DataFileError, match="no such file"):
         h5io.read(tmp_path / "missing.h5", "heldout")
+    with pytest.raises(DataFileError, match=f"{tmp_path}: not a file"):
+        h5io.describe(tmp_path)  # `dqn info DIR`
     not_hdf5 = tmp_path / "b.h5"
     not_hdf5.write_text("hello")
     with pytest.raises(DataFileError, match=f"{not_hdf5}: corrupt or truncated"):
         h5io.describe(not_hdf5)
+
+
+@pytest.mark.parametrize("structure", [b"HEAP", b"TREE", b"SNOD", b"GCOL"])
+def test_a_file_whose_structures_are_damaged_is_refused_by_name(tmp_path, structure):
+    # libhdf5 reports a damaged heap, B-tree or symbol table as RuntimeError or KeyError,
+    # not OSError: `info` and every reader must still name the file.
+    path = tmp_path / "e.h5"
+    h5io.write(
+        path, "heldout", provenance_of("Pong", 3), {"states": np.zeros((2, 4, 84, 84), np.uint8)}
+    )
+    damaged = tmp_path / "damaged.h5"
+    data = path.read_bytes()
+    assert structure in data  # the HDF5 signature this test breaks
+    damaged.write_bytes(data.replace(structure, b"XXXX"))
+    for read in (h5io.describe, lambda path: h5io.read(path, "heldout")):
+        with pytest.raises(DataFileError, match=f"{damaged}: corrupt or truncated HDF5 file"):
+            read(damaged)
 
 
 def _example(kind):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dqn import h5io, plots
-from dqn.errors import DataFileError
+from dqn.errors import ConfigError, DataFileError
 
 from conftest import PAPER_TABLE, dqn, provenance_of, write_evaluation
 
@@ -355,6 +355,47 @@ def test_a_paper_table_without_a_row_the_figure_shows_is_refused_by_name(tmp_pat
         plots.table1(files, tmp_path / "paper.csv", tmp_path / "t", tmp_path / "f")
     with pytest.raises(DataFileError, match="short.csv, line 13: not the 8 fields of the header"):
         plots.table1(files, tmp_path / "short.csv", tmp_path / "t", tmp_path / "f")
+
+
+def test_a_paper_table_cell_that_is_not_a_finite_number_or_a_binary_file_is_refused_by_name(
+    tmp_path,
+):
+    # float() reads "nan" and "inf": a normalised score would be NaN, and the JSON invalid
+    files = [write_evaluation(tmp_path / "a.h5", "Pong", 0, [-21, -15], [0, 0])]
+    text = open(PAPER_TABLE).read()
+    for cell in ("nan", "inf", "", "many"):
+        paper = tmp_path / "paper.csv"
+        paper.write_text(text.replace("Human,7456,31,", f"Human,7456,{cell},"))
+        expected = f"{paper}, line 9, column Breakout: {cell!r} is not a finite number"
+        with pytest.raises(DataFileError, match=re.escape(expected)):
+            plots.table1(files, paper, tmp_path / "t", tmp_path / "f")
+        with pytest.raises(DataFileError, match=re.escape(expected)):
+            plots.aggregate(files, paper, tmp_path / "agg", reps=10)
+    # an HDF5 file given where a CSV file belongs
+    with pytest.raises(DataFileError, match=f"{files[0]}: not a Table 1 CSV: not UTF-8 text"):
+        plots.table1(files, files[0], tmp_path / "t", tmp_path / "f")
+
+
+def test_output_prefixes_keep_their_dots_and_never_replace_an_input(tmp_path):
+    files = [write_evaluation(tmp_path / "a.h5", "Pong", 0, [-21, -15], [0, 0])]
+    # two seeds' figures side by side: the dot in the prefix is part of its name
+    written = plots.training_curves(files, tmp_path / "curves.seed0")
+    assert [path.name for path in written] == [
+        "curves.seed0.png",
+        "curves.seed0.pdf",
+        "curves.seed0.json",
+    ]
+    # table1's --table beside its --paper: its CSV would replace the paper's table
+    paper = tmp_path / "t1.csv"
+    paper.write_text(open(PAPER_TABLE).read())
+    before = paper.read_bytes()
+    with pytest.raises(ConfigError, match=f"{paper}: would replace {paper}, which this command"):
+        plots.table1(files, paper, tmp_path / "t1", tmp_path / "figure")
+    assert paper.read_bytes() == before and not (tmp_path / "figure.png").exists()
+    for prefix in ("/", "."):
+        result = dqn("plot", "training-curves", "--eval", files[0], "--out", prefix)
+        assert result.returncode == 2
+        assert f"{prefix}: an output prefix must end in a file name" in result.stderr
 
 
 def test_an_empty_trace_is_refused_by_name(tmp_path):
