@@ -51,12 +51,14 @@ TABLE_FILES = (".csv", ".md", ".tex")
 def output_files(prefix: Path, suffixes: tuple[str, ...], inputs: list[Path]) -> list[Path]:
     """The files output prefix `prefix` names, each suffix added to its name, whose own
     dots stay (curves.seed0 gives curves.seed0.png). Refused, before any work, where the
-    prefix names no file (/ or .) or a file is one of `inputs`: writing it would replace
-    what the command reads."""
+    prefix names no file (/ or .), ends in a suffix it would be given (curves.png would
+    write curves.png.png), or a file is one of `inputs`: writing it would replace what
+    the command reads."""
     prefix = Path(prefix)
-    if prefix.name in ("", ".", ".."):
+    if prefix.name in ("", ".", "..") or prefix.suffix in (*FIGURE_FILES, *TABLE_FILES):
         raise ConfigError(
-            f"{prefix}: an output prefix must end in a file name, as figures/curves does"
+            f"{prefix}: an output prefix is a file name without its suffix, as "
+            "figures/curves is (the command adds .png, .pdf, .json or .csv, .md, .tex)"
         )
     files = [prefix.with_name(prefix.name + suffix) for suffix in suffixes]
     read = {Path(path).resolve(): path for path in inputs}
@@ -346,25 +348,26 @@ def read_csv_rows(path: Path, columns: tuple[str, ...], what: str) -> tuple[list
     whose fields are not the header's."""
     path = Path(path)
     try:
-        with open(path, newline="") as handle:
+        with open(path, newline="", encoding="utf-8") as handle:
             numbered = [(n, text) for n, text in enumerate(handle, 1) if not text.startswith("#")]
     except OSError as error:
         raise DataFileError(f"{path}: {error.strerror}") from None
     except UnicodeDecodeError:
         raise DataFileError(f"{path}: not {what}: not UTF-8 text") from None
     reader = csv.DictReader(text for _, text in numbered)
-    header = list(reader.fieldnames or ())
+    try:
+        header = list(reader.fieldnames or ())
+        rows = [(numbered[reader.line_num - 1][0], row) for row in reader]
+    except csv.Error as error:  # an unclosed quote, a field over csv's size limit
+        raise DataFileError(f"{path}: not {what}: {error}") from None
     if not set(columns) <= set(header):
         raise DataFileError(
             f"{path}: not {what}: it needs the columns {', '.join(columns)}, "
             f"and has {', '.join(header) or 'none'}"
         )
-    rows = []
-    for row in reader:
-        line = numbered[reader.line_num - 1][0]
+    for line, row in rows:
         if None in row or None in row.values():
             raise DataFileError(f"{path}, line {line}: not the {len(header)} fields of the header")
-        rows.append((line, row))
     return header, rows
 
 
@@ -853,7 +856,9 @@ def aggregate(paths: list[Path], paper: Path, out: Path, reps: int, seed: int = 
     Games without a human score (Catch) are left out, and named in each JSON.
     """
     files = {
-        name: output_files(Path(f"{out}_{name}"), FIGURE_FILES, [*paths, paper])
+        name: output_files(
+            out, tuple(f"_{name}{suffix}" for suffix in FIGURE_FILES), [*paths, paper]
+        )
         for name in AGGREGATE_FIGURES
     }
     _, paper_rows = read_paper_table(paper)

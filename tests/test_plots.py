@@ -9,7 +9,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from dqn import h5io, plots
+from dqn import cli, h5io, plots
 from dqn.errors import ConfigError, DataFileError
 
 from conftest import PAPER_TABLE, dqn, provenance_of, write_evaluation
@@ -376,7 +376,7 @@ def test_a_paper_table_cell_that_is_not_a_finite_number_or_a_binary_file_is_refu
         plots.table1(files, files[0], tmp_path / "t", tmp_path / "f")
 
 
-def test_output_prefixes_keep_their_dots_and_never_replace_an_input(tmp_path):
+def test_output_prefixes_keep_their_dots_and_never_replace_an_input(tmp_path, capsys):
     files = [write_evaluation(tmp_path / "a.h5", "Pong", 0, [-21, -15], [0, 0])]
     # two seeds' figures side by side: the dot in the prefix is part of its name
     written = plots.training_curves(files, tmp_path / "curves.seed0")
@@ -392,10 +392,19 @@ def test_output_prefixes_keep_their_dots_and_never_replace_an_input(tmp_path):
     with pytest.raises(ConfigError, match=f"{paper}: would replace {paper}, which this command"):
         plots.table1(files, paper, tmp_path / "t1", tmp_path / "figure")
     assert paper.read_bytes() == before and not (tmp_path / "figure.png").exists()
-    for prefix in ("/", "."):
-        result = dqn("plot", "training-curves", "--eval", files[0], "--out", prefix)
-        assert result.returncode == 2
-        assert f"{prefix}: an output prefix must end in a file name" in result.stderr
+    for prefix in ("/", ".", "figures/curves.png"):
+        for command in (
+            ("training-curves", "--eval", files[0], "--out", prefix),
+            ("aggregate", "--eval", files[0], "--paper", PAPER_TABLE, "--out", prefix),
+        ):
+            assert cli.main(["plot", *map(str, command)]) == 2
+            expected = f"{prefix}: an output prefix is a file name without its suffix"
+            assert expected in capsys.readouterr().err
+    # a CSV that csv itself cannot read
+    unclosed = tmp_path / "unclosed.csv"
+    unclosed.write_text('method,Pong\nRandom,"-20\n' + "x" * 200_000 + "\n")
+    with pytest.raises(DataFileError, match=f"{unclosed}: not a Table 1 CSV: field larger"):
+        plots.table1(files, unclosed, tmp_path / "t", tmp_path / "f")
 
 
 def test_an_empty_trace_is_refused_by_name(tmp_path):
