@@ -47,7 +47,11 @@ def write(
     ):
         raise ValueError(f"{path}: not as dqn.layouts declares a {kind} file: {problem}")
     image = io.BytesIO()
-    with h5py.File(image, "w") as f:
+    # HDF5 1.8's format, not the earliest one h5py writes by default: its object headers
+    # and heaps carry checksums, so damage to them is refused by name, where the earliest
+    # format's unchecked heaps can send libhdf5 into an endless loop. Any HDF5 since 1.8
+    # (2008) reads it.
+    with h5py.File(image, "w", libver=("v108", "v108")) as f:
         for name, value in arrays.items():
             if value.ndim == 0:
                 f.create_dataset(name, data=value)

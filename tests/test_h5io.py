@@ -182,21 +182,42 @@ def test_wrong_kind_incomplete_and_missing_files_are_refused(tmp_path):
         h5io.describe(not_hdf5)
 
 
-@pytest.mark.parametrize("structure", [b"HEAP", b"TREE", b"SNOD", b"GCOL"])
-def test_a_file_whose_structures_are_damaged_is_refused_by_name(tmp_path, structure):
-    # libhdf5 reports a damaged heap, B-tree or symbol table as RuntimeError or KeyError,
-    # not OSError: `info` and every reader must still name the file.
+def _heldout_bytes(tmp_path):
     path = tmp_path / "e.h5"
     h5io.write(
         path, "heldout", provenance_of("Pong", 3), {"states": np.zeros((2, 4, 84, 84), np.uint8)}
     )
-    damaged = tmp_path / "damaged.h5"
-    data = path.read_bytes()
+    return path.read_bytes()
+
+
+# Object headers, a fractal heap and its block, a v2 B-tree, the global heap: what `info`
+# reads as well as `read` (a dataset's chunk index, a v1 B-tree, only `read` reaches).
+@pytest.mark.parametrize("structure", [b"OHDR", b"FRHP", b"FHDB", b"BTHD", b"BTLF", b"GCOL"])
+def test_a_file_whose_structures_are_damaged_is_refused_by_name(tmp_path, structure):
+    # libhdf5 reports a damaged heap, B-tree or header as RuntimeError or KeyError, not
+    # only OSError: `info` and every reader must still name the file.
+    data = _heldout_bytes(tmp_path)
     assert structure in data  # the HDF5 signature this test breaks
+    damaged = tmp_path / "damaged.h5"
     damaged.write_bytes(data.replace(structure, b"XXXX"))
     for read in (h5io.describe, lambda path: h5io.read(path, "heldout")):
         with pytest.raises(DataFileError, match=f"{damaged}: corrupt or truncated HDF5 file"):
             read(damaged)
+
+
+def test_a_byte_flipped_in_any_object_header_fails_its_checksum(tmp_path):
+    # HDF5 1.8's format checksums its metadata; the earliest format (h5py's default) has
+    # no OHDR headers and no checksums, and a flip in its heaps could hang libhdf5.
+    data = _heldout_bytes(tmp_path)
+    headers = [match.start() for match in re.finditer(b"OHDR", data)]
+    assert len(headers) == 2  # the root group's and the dataset's
+    damaged = tmp_path / "damaged.h5"
+    for header in headers:
+        flipped = bytearray(data)
+        flipped[header + 20] ^= 0xFF
+        damaged.write_bytes(flipped)
+        with pytest.raises(DataFileError, match=f"{damaged}: corrupt .* checksum"):
+            h5io.read(damaged, "heldout")
 
 
 def _example(kind):
