@@ -165,7 +165,7 @@ def evaluation_config(config: Config, overrides: list[str]) -> Config:
     """The run's config with `key=value` overrides of evaluation keys only (eval_*): how
     a snapshot is evaluated may change, what was trained may not."""
     for assignment in overrides:
-        if not assignment.startswith("eval_"):
+        if not assignment.strip().startswith("eval_"):  # with_overrides strips keys too
             raise ConfigError(
                 f"--set {assignment!r}: only the evaluation's keys (eval_*) "
                 "may be changed when evaluating a run"

@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from dqn import cli, devices, h5io, presets
+from dqn.errors import ConfigError
 from dqn.rundir import RunDir
 from dqn.train import train
 
@@ -272,6 +273,15 @@ def test_evaluate_changes_evaluation_keys_only(small_run, tmp_path):
         dqn("evaluate", "--run", small_run, "--out", tmp_path / "e.h5", "--set", "train_steps=5"),
         "--set 'train_steps=5': only the evaluation's keys (eval_*) may be changed",
     )
+
+
+def test_evaluate_takes_eval_keys_as_train_does_spaces_and_all():
+    from dqn.evaluate import evaluation_config
+
+    config = presets.load("ci")
+    assert evaluation_config(config, [" eval_steps = 5"]).eval_steps == 5
+    with pytest.raises(ConfigError, match="only the evaluation's keys"):
+        evaluation_config(config, [" train_steps=5"])
 
 
 def test_presets_prints_the_named_preset_or_all_as_json():
