@@ -25,6 +25,7 @@ from conftest import (
     copy_workflow,
     dqn,
     planned_jobs,
+    provenance_of,
     snakemake,
     start_breakout_training,
     train_args,
@@ -275,34 +276,37 @@ def test_jobs_that_may_use_a_gpu_ask_for_one_unless_the_device_is_the_cpu(
         # The choices of the game and preset keys are dqn's (common.smk adds them).
         (
             ["games=[Tetris]"],
-            [f"'Tetris' is not one of {list(games.GAMES)}", "instance['games'][0]"],
+            [f"config: games[0]: 'Tetris' is not one of {list(games.GAMES)}"],
         ),
-        (["game_presets={Catch: fast}"], [f"'fast' is not one of {list(presets.PRESETS)}"]),
-        (["value_function_game=Catch"], [f"'Catch' is not one of {list(games.PAPER_GAMES)}"]),
+        (
+            ["game_presets={Catch: fast}"],
+            [f"config: game_presets.Catch: 'fast' is not one of {list(presets.PRESETS)}"],
+        ),
+        (
+            ["value_function_game=Catch"],
+            [f"config: value_function_game: 'Catch' is not one of {list(games.PAPER_GAMES)}"],
+        ),
         # Preset keys go under preset_overrides (their schema is dqn.presets.Config's);
         # --config gives their values as text, read as `dqn train --set` reads it.
         (
             ["preset_overrides={train_steps: -5}"],
-            [
-                "-5 is less than or equal to the minimum of 0",
-                "instance['preset_overrides']['train_steps']",
-            ],
+            ["config: preset_overrides.train_steps: -5 is less than or equal to the minimum of 0"],
         ),
         (
             ["preset_overrides={train_steps: 1.5}"],
-            ["'1.5' is not of type 'integer'", "instance['preset_overrides']['train_steps']"],
+            ["config: preset_overrides.train_steps='1.5': expected an integer"],
         ),
-        (["seeds=[]"], ["[] should be non-empty", "instance['seeds']"]),
+        (["seeds=[]"], ["config: seeds: [] should be non-empty"]),
         (
             ["preset_overrides={gamma: 0.9}"],
             [
-                "Additional properties are not allowed ('gamma' was unexpected)",
-                "instance['preset_overrides']",
+                "config: preset_overrides: Additional properties are not allowed ('gamma' was "
+                "unexpected)"
             ],
         ),
         (
             ["preset_overrides={discount: 2}"],
-            ["2.0 is greater than the maximum of 1", "instance['preset_overrides']['discount']"],
+            ["config: preset_overrides.discount: 2.0 is greater than the maximum of 1"],
         ),
         (
             ["preset_overrides={train_steps: 100}"],
@@ -311,7 +315,7 @@ def test_jobs_that_may_use_a_gpu_ask_for_one_unless_the_device_is_the_cpu(
                 "(preset 'paper2013')",
             ],
         ),
-        (["preset=fast"], [f"'fast' is not one of {list(presets.PRESETS)}", "instance['preset']"]),
+        (["preset=fast"], [f"config: preset: 'fast' is not one of {list(presets.PRESETS)}"]),
         # The form before preset_overrides: a preset key at the top level.
         (
             ["train_steps=5000"],
@@ -328,6 +332,7 @@ def test_bad_config_stops_the_run_before_any_job(workflow_copy, config, fragment
     assert result.returncode != 0
     for fragment in fragments:
         assert fragment in result.stderr, result.stderr
+    assert "Failed validating" not in result.stderr  # Snakemake's dump of the schema
     assert not (workflow_copy / "results").exists()
 
 
@@ -347,7 +352,7 @@ def test_bad_config_stops_the_run_before_any_job(workflow_copy, config, fragment
         ),
         (
             "preset_overrides: {train_steps: 1.5}",
-            ["1.5 is not of type 'integer'", "instance['preset_overrides']['train_steps']"],
+            ["config: preset_overrides.train_steps=1.5: expected an integer"],
         ),
         (
             "preset_overrides: {train_steps: 300000.0}",
@@ -359,10 +364,7 @@ def test_bad_config_stops_the_run_before_any_job(workflow_copy, config, fragment
         ("seeds: [1.0]", ["config: seeds[0]=1.0: expected an integer"]),
         (
             "seeds: [12345678901234567890]",
-            [
-                "12345678901234567890 is greater than the maximum of 4294967295",
-                "instance['seeds'][0]",
-            ],
+            ["config: seeds[0]: 12345678901234567890 is greater than the maximum of 4294967295"],
         ),
         (
             "runtime_steps_per_s: .nan",
@@ -370,10 +372,10 @@ def test_bad_config_stops_the_run_before_any_job(workflow_copy, config, fragment
         ),
         # The results directory lies inside the working directory, and reads the same in
         # the shell commands (unquoted) as in Snakemake's patterns.
-        ('results: ""', ["'' does not match", "instance['results']"]),
-        ("results: /scratch/dqn", ["'/scratch/dqn' does not match", "instance['results']"]),
-        ("results: results/../..", ["'results/../..' does not match", "instance['results']"]),
-        ("results: my results", ["'my results' does not match", "instance['results']"]),
+        ('results: ""', ["config: results='': must be the directory that every file"]),
+        ("results: /scratch/dqn", ["config: results='/scratch/dqn': must be the directory"]),
+        ("results: results/../..", ["config: results='results/../..': must be the directory"]),
+        ("results: my results", ["config: results='my results': must be the directory"]),
     ],
 )
 def test_a_bad_config_file_stops_the_run_before_any_job(workflow_copy, text, fragments):
@@ -382,7 +384,40 @@ def test_a_bad_config_file_stops_the_run_before_any_job(workflow_copy, text, fra
     assert result.returncode != 0
     for fragment in fragments:
         assert fragment in result.stderr, result.stderr
+    assert "Failed validating" not in result.stderr
     assert not (workflow_copy / "results").exists()
+
+
+def test_a_config_changed_after_its_runs_were_made_is_refused_before_any_job(workflow_copy):
+    # dqn train refuses such a run directory too, but as the job runs: after Snakemake
+    # has replaced the run's log and recorded the new settings as the job's.
+    run = RunDir(workflow_copy / "results/runs/Breakout/seed1")
+    run.root.mkdir(parents=True)
+    states = np.zeros((2, 4, 84, 84), np.uint8)
+    h5io.write(run.heldout, "heldout", provenance_of("Breakout", 1, "ci"), {"states": states})
+    log = workflow_copy / "results/logs/train/Breakout/seed1.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("the run's own log\n")
+    same = snakemake(workflow_copy, "-n", "--configfile", "config/ci.yaml")
+    assert same.returncode == 0, same.stderr
+    changed = snakemake(
+        workflow_copy,
+        "--cores",
+        "1",
+        "--configfile",
+        "config/ci.yaml",
+        "--config",
+        "preset_overrides={train_steps: 1200}",
+    )
+    assert changed.returncode != 0
+    assert (
+        "config: results/runs/Breakout/seed1 holds a run of other settings (train_steps=1000 "
+        "(this config: 1200)); give this config a results directory of its own (key "
+        "results), or continue that run with its settings (preset_overrides: "
+        "{train_steps: 1000}, or its preset)"
+    ) in changed.stderr, changed.stderr
+    assert log.read_text() == "the run's own log\n"
+    assert sorted(path.name for path in run.root.iterdir()) == ["heldout.h5"]
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 from jsonschema import Draft202012Validator, validators
+from jsonschema.exceptions import best_match
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -19,8 +20,9 @@ from snakemake.utils import validate
 # The project's venv has them.
 PROJECT_ROOT = Path(workflow.basedir).resolve()
 sys.path.insert(0, str(PROJECT_ROOT))
-from dqn import games, presets, replay
+from dqn import games, h5io, presets, replay
 from dqn.errors import ConfigError
+from dqn.rundir import RunDir, run_differences
 from dqn.frames import FRAME_PIXELS, HISTORY_FRAMES
 
 # The workflow's keys are declared in the schema file; the choices of its game and preset
@@ -67,15 +69,25 @@ def check_config():
             if isinstance(value, str) and key in presets.Config.model_fields:
                 with contextlib.suppress(ConfigError):
                     overrides[key] = presets.parse(key, value)
+    # One line naming the key, where Snakemake's validate() would print the whole schema.
+    if error := best_match(STRICT_TYPES(SCHEMA).iter_errors(config)):
+        raise WorkflowError(f"config: {schema_error(error)}")
     with tempfile.TemporaryDirectory() as directory:  # validate() reads the schema from a file
         schema_path = Path(directory, "config.schema.json")
         schema_path.write_text(json.dumps(SCHEMA))
-        validate(config, str(schema_path))  # also fills in the defaults
-    # validate() has found every other error: what is left is a type STRICT_TYPES refuses.
-    if error := next(STRICT_TYPES(SCHEMA).iter_errors(config), None):
+        validate(config, str(schema_path))  # the config is valid: this fills in the defaults
+
+
+def schema_error(error):
+    """A schema error as KEY=VALUE: what is wrong (a pattern in the words of its key's
+    description, a type in the jobs' terms)."""
+    key = error.json_path.removeprefix("$").removeprefix(".") or "the config"
+    if error.validator == "type" and error.validator_value in ("integer", "number"):
         expected = "an integer" if error.validator_value == "integer" else "a finite number"
-        raise WorkflowError(f"config: {error.json_path.removeprefix('$.')}={error.instance!r}: "
-                            f"expected {expected}")
+        return f"{key}={error.instance!r}: expected {expected}"
+    if error.validator == "pattern":
+        return f"{key}={error.instance!r}: must be {error.schema['description'].strip()}"
+    return f"{key}: {error.message}"
 
 
 check_config()
@@ -160,6 +172,36 @@ def results(path):
 RUN_DIR = results("runs/{game}/seed{seed}")
 # Written by `dqn train` last, once the run is complete (it names the final snapshot).
 COMPLETE = os.path.join(RUN_DIR, "complete.h5")
+
+
+def check_existing_runs():
+    """Refuse, before any job, a config whose run directory holds a run of other settings
+    (a config changed after its runs were made). `dqn train` would refuse it too, but only
+    as the job ran: after Snakemake had replaced the run's log and recorded the new
+    settings, so that the old config, given again, would retrain and evaluate again."""
+    for game in config["games"]:
+        asked = {"config": json.dumps(PRESETS[game].as_dict(), sort_keys=True)}
+        for seed in config["seeds"]:
+            run = RunDir(RUN_DIR.format(game=game, seed=seed))
+            if not run.heldout.exists():
+                continue
+            held = h5io.read_attrs(run.heldout, "heldout")
+            found = run_differences({**asked, "game": game, "seed": seed}, held)
+            if found:
+                differences = "; ".join(
+                    f"{key}={theirs!r} (this config: {ours!r})" for key, theirs, ours in found
+                )
+                keep = yaml.safe_dump(
+                    {key: theirs for key, theirs, _ in found}, default_flow_style=True
+                ).strip()
+                raise WorkflowError(
+                    f"config: {run.root} holds a run of other settings ({differences}); give "
+                    f"this config a results directory of its own (key results), or continue "
+                    f"that run with its settings (preset_overrides: {keep}, or its preset)"
+                )
+
+
+check_existing_runs()
 EVALUATION = results("eval/{game}/seed{seed}.h5")
 TRACE = results("traces/{game}/seed{seed}.h5")
 VIDEO = results("videos/{game}/seed{seed}.mp4")
