@@ -47,11 +47,11 @@ def write(
     ):
         raise ValueError(f"{path}: not as dqn.layouts declares a {kind} file: {problem}")
     image = io.BytesIO()
-    # HDF5 1.8's format, not the earliest one h5py writes by default: its object headers
-    # and heaps carry checksums, so damage to them is refused by name, where the earliest
-    # format's unchecked heaps can send libhdf5 into an endless loop. Any HDF5 since 1.8
-    # (2008) reads it.
-    with h5py.File(image, "w", libver=("v108", "v108")) as f:
+    # HDF5 1.10's format, not the earliest one h5py writes by default: its object headers,
+    # heaps and chunk indexes carry checksums, so damage to them is refused by name, where
+    # the earliest format's unchecked structures can send libhdf5 into an endless loop or
+    # hand back altered data. Any HDF5 since 1.10 (2016) reads it.
+    with h5py.File(image, "w", libver=("v110", "v110")) as f:
         for name, value in arrays.items():
             if value.ndim == 0:
                 f.create_dataset(name, data=value)
@@ -60,7 +60,7 @@ def write(
                     name, data=value, fletcher32=True, compression="lzf" if compress else None
                 )
         for key, value in attrs.items():
-            f.attrs[key] = value
+            f.attrs[key] = _fixed_length(value) if isinstance(value, str) else value
 
     atomic_write(path, lambda tmp: tmp.write_bytes(image.getbuffer()))
 
@@ -283,9 +283,19 @@ def describe(path: Path) -> str:
     return "\n".join(lines)
 
 
+def _fixed_length(text: str) -> np.ndarray:
+    """`text` as a fixed-length UTF-8 string, which HDF5 keeps in the attribute's own
+    checksummed message; h5py's default, a variable-length string, lives in the global
+    heap, which no checksum covers (a flipped byte there changed a config unnoticed)."""
+    encoded = text.encode()
+    return np.array(encoded, dtype=h5py.string_dtype("utf-8", max(1, len(encoded))))
+
+
 def _plain(value: Any) -> Any:
+    """An attribute as Python reads it: a number, a bool, or text (files written before
+    `_fixed_length` hold variable-length strings, which h5py gives as str)."""
     if isinstance(value, np.generic):
-        return value.item()
+        value = value.item()
     if isinstance(value, bytes):
         return value.decode()
     return value

@@ -21,7 +21,7 @@ from snakemake.utils import validate
 PROJECT_ROOT = Path(workflow.basedir).resolve()
 sys.path.insert(0, str(PROJECT_ROOT))
 from dqn import games, h5io, presets, replay
-from dqn.errors import ConfigError
+from dqn.errors import ConfigError, DataFileError
 from dqn.rundir import RunDir, run_differences
 from dqn.frames import FRAME_PIXELS, HISTORY_FRAMES
 
@@ -86,7 +86,8 @@ def schema_error(error):
         expected = "an integer" if error.validator_value == "integer" else "a finite number"
         return f"{key}={error.instance!r}: expected {expected}"
     if error.validator == "pattern":
-        return f"{key}={error.instance!r}: must be {error.schema['description'].strip()}"
+        form = error.schema.get("description", f"of the form {error.validator_value}").strip()
+        return f"{key}={error.instance!r}: must be {form}"
     return f"{key}: {error.message}"
 
 
@@ -185,23 +186,32 @@ def check_existing_runs():
             run = RunDir(RUN_DIR.format(game=game, seed=seed))
             if not run.heldout.exists():
                 continue
-            held = h5io.read_attrs(run.heldout, "heldout")
-            found = run_differences({**asked, "game": game, "seed": seed}, held)
-            if found:
+            try:
+                held = h5io.read_attrs(run.heldout, "heldout")
+            except DataFileError:  # that run's job names it; the other jobs go on
+                continue
+            if found := run_differences({**asked, "game": game, "seed": seed}, held):
                 differences = "; ".join(
                     f"{key}={theirs!r} (this config: {ours!r})" for key, theirs, ours in found
                 )
-                keep = yaml.safe_dump(
-                    {key: theirs for key, theirs, _ in found}, default_flow_style=True
-                ).strip()
-                raise WorkflowError(
-                    f"config: {run.root} holds a run of other settings ({differences}); give "
-                    f"this config a results directory of its own (key results), or continue "
-                    f"that run with its settings (preset_overrides: {keep}, or its preset)"
-                )
+                raise WorkflowError(f"config: {run.root} holds a run of other settings "
+                                    f"({differences}); {advice(game, found)}")
+
+
+def advice(game, found):
+    """What to do about a run of other settings: give the config a directory of its own,
+    or, where the config's overrides are the run's (not a game of game_presets), set them
+    to the run's values."""
+    text = "give this config a results directory of its own (key results)"
+    if game not in config["game_presets"] and not {key for key, _, _ in found} & {"game", "seed"}:
+        keep = yaml.safe_dump({key: theirs for key, theirs, _ in found}, default_flow_style=True)
+        text += f", or continue that run with its settings (preset_overrides: {keep.strip()})"
+    return text
 
 
 check_existing_runs()
+
+
 EVALUATION = results("eval/{game}/seed{seed}.h5")
 TRACE = results("traces/{game}/seed{seed}.h5")
 VIDEO = results("videos/{game}/seed{seed}.mp4")
