@@ -174,12 +174,9 @@ def test_a_diverged_run_stops_with_its_own_exit_status_keeps_what_it_needs_and_s
     assert "non-finite weights in body." in last_line(result)
     run = RunDir(out)
     assert run.snapshot_epochs() == [] and run.diverged.exists()
-    with h5py.File(run.diverged) as f:
-        assert (
-            f.attrs["kind"] == "diverged"
-            and not np.isfinite(f["snapshot/weights/body.0.weight"][()]).all()
-        )
-        diverged_step = int(f.attrs["step"])
+    diverged_step = h5io.read_attrs(run.diverged, "diverged")["step"]
+    with h5py.File(run.diverged) as f:  # h5io.read refuses its non-finite weights
+        assert not np.isfinite(f["snapshot/weights/body.0.weight"][()]).all()
 
     # Run again, as a scheduler retries any failure: it stops before training anything.
     def files():  # all but the marker, which each writer stamps with its PID
@@ -290,7 +287,7 @@ def test_a_full_disk_ends_with_one_line_naming_the_file_and_leaves_no_temporary(
 
 def _kind_of(path):
     with h5py.File(path) as f:
-        return f.attrs["kind"]
+        return f.attrs["kind"].decode()  # a fixed-length string, as h5io writes text
 
 
 def test_an_output_that_cannot_be_written_is_found_before_any_work(finished, tmp_path, monkeypatch):
