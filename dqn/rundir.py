@@ -168,18 +168,14 @@ class RunDir:
             return
         found = run_differences(attrs, h5io.read_attrs(self.heldout, "heldout"))
         if found:
-            differences = "; ".join(
-                f"{key}={held!r} (asked {asked!r})" for key, held, asked in found
-            )
-            # A run of the same game and seed continues when asked with its own values.
-            same_game_and_seed = not {key for key, _, _ in found} & {"game", "seed"}
             keep = " ".join(
                 f"--set {key}={held if isinstance(held, str) else json.dumps(held)}"
                 for key, held, _ in found
             )
             raise RunMismatchError(
-                f"{self.root} holds another run ({differences}); use another --out directory"
-                + (f", or continue it with {keep}" if same_game_and_seed else "")
+                f"{self.root} holds another run ({describe_differences(found, 'asked')}); "
+                "use another --out directory"
+                + (f", or continue it with {keep}" if continues_with_its_settings(found) else "")
             )
 
     def write_epoch(self, epoch: int, saved: dict[str, tuple], log: tuple) -> None:
@@ -244,16 +240,29 @@ def run_differences(attrs: dict, held: dict) -> list[tuple[str, object, object]]
     return differences
 
 
+def describe_differences(found: list[tuple[str, object, object]], other: str) -> str:
+    """The differences `found` (`run_differences`) as `key=RUN'S VALUE (OTHER VALUE)`,
+    e.g. `seed=0 (asked 1)`: the run's value first, then the one of `other`, the asking
+    side."""
+    return "; ".join(f"{key}={held!r} ({other} {value!r})" for key, held, value in found)
+
+
+def continues_with_its_settings(found: list[tuple[str, object, object]]) -> bool:
+    """Whether a run that differs by `found` is one to continue with its own settings:
+    only where it is the same game and seed (another game or seed is another run)."""
+    return not {key for key, _, _ in found} & {"game", "seed"}
+
+
 def check_same_run(
     path: Path, attrs: dict, heldout: Path, held: dict, error: type[Exception] = DataFileError
 ) -> None:
     """Refuse the file `path` (`attrs`, its attributes) with `error` where another run
     than that of the held-out file `heldout` (`held`) wrote it."""
-    if differences := run_differences(attrs, held):
-        found = "; ".join(
-            f"{key}={mine!r} where the run has {run!r}" for key, run, mine in differences
+    if found := run_differences(attrs, held):
+        raise error(
+            f"{path}: a file of another run than {heldout} "
+            f"({describe_differences(found, 'this file:')})"
         )
-        raise error(f"{path}: a file of another run than {heldout} ({found})")
 
 
 def _epochs(directory: Path, prefix: str) -> list[int]:

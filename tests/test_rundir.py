@@ -236,7 +236,7 @@ def test_a_snapshot_of_another_run_copied_in_is_refused_by_every_reader(finished
         finished,
         tmp_path,
         lambda attrs, arrays: ({**attrs, "seed": 8}, arrays),
-        "{snapshot}: a file of another run than {heldout} (seed=8 where the run has {seed})",
+        "{snapshot}: a file of another run than {heldout} (seed={seed} (this file: 8))",
     )
 
 

@@ -22,7 +22,9 @@ PROJECT_ROOT = Path(workflow.basedir).resolve()
 sys.path.insert(0, str(PROJECT_ROOT))
 from dqn import games, h5io, presets, replay
 from dqn.errors import ConfigError, DataFileError
-from dqn.rundir import RunDir, run_differences
+from dqn.rundir import (
+    RunDir, continues_with_its_settings, describe_differences, run_differences
+)
 from dqn.frames import FRAME_PIXELS, HISTORY_FRAMES
 
 # The workflow's keys are declared in the schema file; the choices of its game and preset
@@ -191,11 +193,10 @@ def check_existing_runs():
             except DataFileError:  # that run's job names it; the other jobs go on
                 continue
             if found := run_differences({**asked, "game": game, "seed": seed}, held):
-                differences = "; ".join(
-                    f"{key}={theirs!r} (this config: {ours!r})" for key, theirs, ours in found
+                raise WorkflowError(
+                    f"config: {run.root} holds a run of other settings "
+                    f"({describe_differences(found, 'this config:')}); {advice(game, found)}"
                 )
-                raise WorkflowError(f"config: {run.root} holds a run of other settings "
-                                    f"({differences}); {advice(game, found)}")
 
 
 def advice(game, found):
@@ -203,7 +204,7 @@ def advice(game, found):
     or, where the config's overrides are the run's (not a game of game_presets), set them
     to the run's values."""
     text = "give this config a results directory of its own (key results)"
-    if game not in config["game_presets"] and not {key for key, _, _ in found} & {"game", "seed"}:
+    if game not in config["game_presets"] and continues_with_its_settings(found):
         keep = yaml.safe_dump({key: theirs for key, theirs, _ in found}, default_flow_style=True)
         text += f", or continue that run with its settings (preset_overrides: {keep.strip()})"
     return text
