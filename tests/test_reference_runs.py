@@ -47,8 +47,13 @@ def test_a_reference_run_is_one_finished_run(root):
 
 
 # A short evaluation of each game: Breakout's first 3,000 steps hold four to seven games
-# at these snapshots; a game of Pong at 2M lasts thousands of steps, so two games.
-SHORT = {"Breakout": ["eval_steps=3000"], "Pong": ["eval_episodes=2"]}
+# at these snapshots; a game of Pong at 2M lasts thousands of steps, and one of Seaquest
+# at 1M over a thousand, so two games.
+SHORT = {
+    "Breakout": ["eval_steps=3000"],
+    "Pong": ["eval_episodes=2"],
+    "Seaquest": ["eval_episodes=2"],
+}
 
 
 @pytest.mark.parametrize("root", RUNS, ids=lambda p: p.name)
