@@ -237,6 +237,9 @@ def training_curves(
     preset_of = {game: attrs["preset"] for game, attrs in attrs_of.items()}
     config_of = {game: json.loads(attrs["config"]) for game, attrs in attrs_of.items()}
     epsilon = _eval_epsilon(attrs_of)
+    # The paper's rewards are of 10,000 steps each (2013 §5.1); a longer evaluation
+    # averages more games, so each game's panel says how long its evaluations were.
+    lengths = {game: eval_length(config) for game, config in config_of.items()}
     figure, axes = plt.subplots(
         len(CURVES), len(games), squeeze=False, figsize=(3.4 * len(games) + 0.6, 5.8)
     )
@@ -279,7 +282,12 @@ def training_curves(
                 paper_left_out[game] = (
                     f"epochs of {epoch_updates:,} updates, the paper's of {PAPER_EPOCH_UPDATES:,}"
                 )
-            ax.set_title(f"{game} (preset {preset_of[game]})" if row == 0 else "")
+            ax.set_title(
+                f"{game} (preset {preset_of[game]})\nevaluated over {lengths[game]}"
+                if row == 0
+                else "",
+                fontsize=10,
+            )
             ax.set_xlabel(f"Training epoch ({epoch_updates:,} updates each)")
             if column == 0:
                 ax.set_ylabel(label.format(epsilon=epsilon))
@@ -308,6 +316,7 @@ def training_curves(
         "games": games,
         "seeds": seeds,
         "eval_epsilon": epsilon,
+        "eval_lengths": lengths,
         "epochs_left_out": left_out,
         "paper_points_left_out": paper_left_out,
         "lines": _drawn_lines(figure),
@@ -1265,6 +1274,14 @@ def _eval_epsilon(attrs_of: dict[str, dict]) -> str:
             for game, attrs in attrs_of.items()
         }
     )
+
+
+def eval_length(config: dict) -> str:
+    """How long each evaluation of a run with `config` played: eval_steps agent steps,
+    or fewer where eval_episodes ends it first."""
+    steps = f"{config['eval_steps']:,} steps"
+    episodes = config["eval_episodes"]
+    return steps if not episodes else f"{steps} or {episodes:,} games, whichever ends first"
 
 
 def _per_game(values: dict[str, str]) -> str:

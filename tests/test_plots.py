@@ -107,6 +107,8 @@ def test_the_papers_figure2_points_are_drawn_where_our_epochs_are_its(tmp_path):
     }
     assert lines["Breakout average_reward: 2013 paper, read off its Figure 2"]["y"][-1] == 120.3
     assert data["paper_points_left_out"] == {} and data["eval_epsilon"] == "0.01"
+    # the paper's rewards are of 10,000 steps: each panel says how long ours played
+    assert data["eval_lengths"] == {"Breakout": "10,000 steps"}
     # The ci preset's epochs are 200 updates, not the paper's 50,000: no points, and why.
     short = write_evaluation(tmp_path / "b.h5", "Seaquest", 0, [1, 2], [0.1, 0.2])
     plots.training_curves([short], tmp_path / "short", paper=paper)
@@ -118,6 +120,12 @@ def test_the_papers_figure2_points_are_drawn_where_our_epochs_are_its(tmp_path):
     assert data["paper_points_left_out"] == {
         "Seaquest": "epochs of 200 updates, the paper's of 50,000"
     }
+    longer = write_evaluation(
+        tmp_path / "c.h5", "Pong", 0, [1], [0.1], preset="nature2015", eval_episodes=30
+    )
+    plots.training_curves([longer], tmp_path / "longer")
+    data = json.loads((tmp_path / "longer.json").read_text())
+    assert data["eval_lengths"] == {"Pong": "125,000 steps or 30 games, whichever ends first"}
     (tmp_path / "bad.csv").write_text(
         "panel,epoch_1,epoch_10,epoch_50,epoch_100\nBreakout score,1,2,3,4\n"
     )
