@@ -2,6 +2,8 @@
 copied and run with Snakemake, runs compared snapshot by snapshot, evaluation files
 written by hand."""
 
+import importlib.machinery
+import importlib.util
 import os
 import re
 import shutil
@@ -55,8 +57,21 @@ def train_args(game, seed=0, *, preset="ci", progress_s=None, overrides=()):
     return args + [f"--set={override}" for override in overrides]
 
 
-# -- the workflow, copied into a directory and run there --
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str):
+    """scripts/NAME (a Python script without the .py suffix) as a module, to call its
+    functions."""
+    loader = importlib.machinery.SourceFileLoader(
+        name.replace("-", "_"), str(ROOT / "scripts" / name)
+    )
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    loader.exec_module(module)
+    return module
+
+
+# -- the workflow, copied into a directory and run there --
 WORKFLOW_FILES = ("Snakefile", "workflow", "config", "envs", "dqn")
 
 

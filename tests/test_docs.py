@@ -1,11 +1,10 @@
 """The README and docs/ against the code: the tables that scripts/generate-docs writes
-from dqn/presets.py, dqn/layouts.py, config/ and the workflow's schema are current,
+from dqn/presets.py, dqn/layouts.py, config/, the workflow's schema and the reference
+runs are current,
 every relative link leads to a file, and every `dqn` command they show names a command
 and options that `dqn` has."""
 
 import argparse
-import importlib.machinery
-import importlib.util
 import re
 from pathlib import Path
 
@@ -14,20 +13,9 @@ import pytest
 from dqn import cli, layouts
 from dqn.presets import Config
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT, load_script
 
-
-def _generator():
-    loader = importlib.machinery.SourceFileLoader(
-        "generate_docs", str(ROOT / "scripts/generate-docs")
-    )
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
-GENERATE = _generator()
+GENERATE = load_script("generate-docs")
 PAGES = GENERATE.pages()
 
 

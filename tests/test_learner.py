@@ -1,9 +1,6 @@
-import importlib.machinery
-import importlib.util
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +9,8 @@ import torch
 from dqn import networks, presets
 from dqn.learner import Adam, Learner, RMSProp, td_loss, td_targets
 from dqn.replay import Minibatch
+
+from conftest import ROOT, load_script
 
 
 def test_td_target_by_hand():
@@ -236,10 +235,7 @@ def test_same_seed_same_initial_weights_and_state_round_trip(overrides):
 def test_update_fingerprint_is_the_same_for_the_same_updates_and_not_for_more():
     # scripts/update-fingerprint: two machines compare their kernels by it
     # (docs/pong-reference.md), so it must depend on nothing but the updates.
-    script = Path(__file__).resolve().parent.parent / "scripts/update-fingerprint"
-    loader = importlib.machinery.SourceFileLoader("update_fingerprint", str(script))
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
-    loader.exec_module(module)
+    module = load_script("update-fingerprint")
     threads = torch.get_num_threads()
     try:
         first, again, more = (module.fingerprint("ci", n, 0, 1) for n in (3, 3, 4))
@@ -248,7 +244,9 @@ def test_update_fingerprint_is_the_same_for_the_same_updates_and_not_for_more():
     assert first["fingerprint"] == again["fingerprint"] != more["fingerprint"]
     assert first["machine"]["device"] == "cpu" and first["machine"]["torch_cpu_capability"]
     refused = subprocess.run(
-        [sys.executable, str(script), "--updates", "0"], capture_output=True, text=True
+        [sys.executable, str(ROOT / "scripts/update-fingerprint"), "--updates", "0"],
+        capture_output=True,
+        text=True,
     )
     assert refused.returncode == 1 and "--updates 0" in refused.stderr
 

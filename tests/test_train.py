@@ -33,7 +33,16 @@ from dqn.rundir import RunDir
 from dqn.train import stop_signals, train
 from dqn.trainlog import Counters, TrainLog
 
-from conftest import DQN, ROOT, assert_same_weights, dqn, train_args, wait_for, weights
+from conftest import (
+    DQN,
+    ROOT,
+    assert_same_weights,
+    dqn,
+    load_script,
+    train_args,
+    wait_for,
+    weights,
+)
 
 # Runs trained, killed and resumed: not in make test-fast.
 pytestmark = pytest.mark.slow
@@ -739,6 +748,58 @@ def test_load_refuses_replay_entries_that_leave_a_gap():
             resume_state=(here, {**attrs, "replay_added": 5}, arrays),
             replay_delta=[(Path("delta.h5"), *late)],
         )
+
+
+def test_value_returns_sets_q_beside_the_discounted_clipped_return_that_followed(finished_run):
+    script = load_script("value-returns")
+    # by hand, discount 0.5: a terminal step's return stops there; the steps after the
+    # last terminal one have no known return
+    rewards = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0])
+    terminals = np.array([False, False, True, False, True, False, False])
+    returns, n = script.discounted_returns(rewards, terminals, 0.5)
+    assert n == 5 and returns.tolist() == [1.25, 0.5, 1.0, 1.0, 0.0]
+    assert script.discounted_returns(np.ones(3), np.zeros(3, bool), 0.9)[1] == 0
+
+    def value_returns(*options):
+        return subprocess.run(
+            [sys.executable, "scripts/value-returns", "--run", str(finished_run), *options],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+        )
+
+    result = value_returns("--epochs", "4", "--steps", "3000", "--discounts", "0.99", "0")
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    # a Breakout game of the eps=0.05 policy lasts hundreds of steps
+    episodes, states = re.search(
+        r"^epoch 4 \(step 1,000\): (\d+) episodes, ([\d,]+) states", line
+    ).groups()
+    assert int(episodes) >= 2 and 1 <= int(states.replace(",", "")) <= 3000
+    mean_q, mean_return, difference = map(
+        float,
+        re.search(
+            rf"mean Q\(s, a\) (-?[\d.]+), mean return (-?[\d.]+) "
+            rf"\(discount {presets.load('ci').discount:g}\), Q - return ([-+][\d.]+)",
+            line,
+        ).groups(),
+    )
+    assert difference == pytest.approx(mean_q - mean_return, abs=1.5e-3)
+    # with discount 0 the return is the step's own clipped reward, no more than with 0.99
+    immediate = float(re.search(r"return with discount 0: (-?[\d.]+)", line)[1])
+    assert 0 <= immediate <= float(re.search(r"return with discount 0.99: ([\d.]+)", line)[1])
+    short = value_returns("--epochs", "1", "--steps", "5")
+    assert (
+        short.stdout == "epoch 1 (step 400): no episode ended within 5 steps; give more --steps\n"
+    )
+    missing = value_returns("--epochs", "99")
+    assert missing.returncode == 1 and missing.stderr == (
+        f"value-returns: {finished_run / 'snapshots'}: no snapshot of epoch 99 (it has 1-4)\n"
+    )
+    assert (
+        "--discounts 1.5: a discount lies in [0, 1]" in value_returns("--discounts", "1.5").stderr
+    )
 
 
 def test_greedy_actions_reports_each_snapshots_choice_on_the_heldout_states(finished_run):
