@@ -13,6 +13,7 @@ import csv
 import itertools
 import json
 import re
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -22,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dqn import aggregates, h5io  # noqa: E402
+from dqn import aggregates, h5io, presets  # noqa: E402
 from dqn.atomic import atomic_write  # noqa: E402
 from dqn.errors import ConfigError, DataFileError  # noqa: E402
 from dqn.layouts import EVALUATION_COLUMNS, episode_returns  # noqa: E402
@@ -237,6 +238,7 @@ def training_curves(
     preset_of = {game: attrs["preset"] for game, attrs in attrs_of.items()}
     config_of = {game: json.loads(attrs["config"]) for game, attrs in attrs_of.items()}
     epsilon = _eval_epsilon(attrs_of)
+    changes = {game: preset_changes(attrs) for game, attrs in attrs_of.items()}
     # The paper's rewards are of 10,000 steps each (2013 §5.1); a longer evaluation
     # averages more games, so each game's panel says how long its evaluations were.
     lengths = {game: eval_length(config) for game, config in config_of.items()}
@@ -303,8 +305,14 @@ def training_curves(
             f"{game} epochs {_ranges(epochs)}" for game, epochs in partial.items()
         )
     preset_names = sorted(set(preset_of.values()))
+    changed = ""
+    if any(changes.values()):
+        line = "changed from the preset: " + _per_game(
+            {game: f"[{_key_values(keys)}]" for game, keys in changes.items()}
+        )
+        changed = "\n" + _fit(line, figure)
     title = figure.suptitle(
-        f"Training curves (2013 Figure 2)\npreset {', '.join(preset_names)}, {seed_text}",
+        f"Training curves (2013 Figure 2)\npreset {', '.join(preset_names)}, {seed_text}" + changed,
         fontsize=10,
     )
     figure.tight_layout()
@@ -317,6 +325,7 @@ def training_curves(
         "seeds": seeds,
         "eval_epsilon": epsilon,
         "eval_lengths": lengths,
+        "preset_changes": changes,
         "epochs_left_out": left_out,
         "paper_points_left_out": paper_left_out,
         "lines": _drawn_lines(figure),
@@ -658,7 +667,15 @@ def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) ->
     figure_files = output_files(figure_out, FIGURE_FILES, [*paths, paper])
     runs = load_evaluations(paths)
     attrs_of = _attrs_by_game(runs, runs)
-    preset = _per_game({game: attrs["preset"] for game, attrs in attrs_of.items()})
+    changes = {game: preset_changes(attrs) for game, attrs in attrs_of.items()}
+    # each game's preset, with the keys its runs changed: a row of 1M steps beside the
+    # paper's 10M says so
+    preset = _per_game(
+        {
+            game: attrs["preset"] + (f" [{_key_values(changes[game])}]" if changes[game] else "")
+            for game, attrs in attrs_of.items()
+        }
+    )
     epsilon = _eval_epsilon(attrs_of)
     games, paper_rows = read_paper_table(paper)
     unknown = sorted(set(runs) - set(games))
@@ -716,8 +733,8 @@ def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) ->
         ax.axvline(0, color="black", linewidth=0.8)
         ax.grid(axis="x", alpha=0.3)
     figure.suptitle(
-        f"2013 Table 1 (grey) and ours (blue), preset {preset}:\n"
-        "final snapshot, mean over seeds (whisker: its 95% t interval)",
+        _fit(f"2013 Table 1 (grey) and ours (blue), preset {preset}:", figure)
+        + "\nfinal snapshot, mean over seeds (whisker: its 95% t interval)",
         fontsize=10,
     )
     figure.tight_layout()
@@ -725,6 +742,7 @@ def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) ->
         "figure": "table1",
         "preset": preset,
         "presets": {game: attrs["preset"] for game, attrs in attrs_of.items()},
+        "preset_changes": changes,
         "eval_epsilon": epsilon,
         "games": shown,
         "methods": labels,
@@ -964,7 +982,7 @@ def config_labels(trained: list[tuple[str, dict]]) -> list[str]:
             if any(other.get(key) != config[key] for other in namesakes)
         ]
         labels.append(
-            f"{preset} ({', '.join(f'{k}={config[k]}' for k in differ)})" if differ else preset
+            f"{preset} ({_key_values({key: config[key] for key in differ})})" if differ else preset
         )
     return labels
 
@@ -1274,6 +1292,28 @@ def _eval_epsilon(attrs_of: dict[str, dict]) -> str:
             for game, attrs in attrs_of.items()
         }
     )
+
+
+def preset_changes(attrs: dict) -> dict:
+    """The keys whose values in a file's config differ from its preset's, as this version
+    of dqn defines the preset (the run's --set overrides, or values the preset has
+    changed since): {} for a preset this version does not know."""
+    try:
+        preset = presets.load(attrs["preset"]).as_dict()
+    except ConfigError:
+        return {}
+    config = json.loads(attrs["config"])
+    return {key: value for key, value in sorted(config.items()) if preset.get(key, value) != value}
+
+
+def _fit(line: str, figure: plt.Figure) -> str:
+    """`line` broken into lines that fit the width of `figure`'s title (fontsize 10:
+    about 12 characters an inch)."""
+    return textwrap.fill(line, width=int(figure.get_figwidth() * 12))
+
+
+def _key_values(keys: dict) -> str:
+    return ", ".join(f"{key}={value}" for key, value in keys.items())
 
 
 def eval_length(config: dict) -> str:

@@ -59,6 +59,8 @@ def test_several_seeds_draw_their_mean_and_a_min_max_band(tmp_path):
     breakout = lines["Breakout average_reward: mean of 2 seeds"]
     assert breakout["x"] == [1, 2, 3] and breakout["y"] == [2, 4, 6]
     assert lines["Pong average_max_q: seed 0"]["y"] == [0.0, 0.1]
+    # runs of their presets as they are: nothing named as changed
+    assert data["preset_changes"] == {"Breakout": {}, "Pong": {}} and "changed" not in data["title"]
     band = next(b for b in data["bands"] if b["key"] == "average_max_q")
     assert band["min"] == [0.1, 0.2, 0.3] and band["max"] == [0.3, 0.4, 0.5]
     assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")
@@ -109,6 +111,9 @@ def test_the_papers_figure2_points_are_drawn_where_our_epochs_are_its(tmp_path):
     assert data["paper_points_left_out"] == {} and data["eval_epsilon"] == "0.01"
     # the paper's rewards are of 10,000 steps: each panel says how long ours played
     assert data["eval_lengths"] == {"Breakout": "10,000 steps"}
+    # a key changed from the preset is named
+    assert data["preset_changes"] == {"Breakout": {"eval_epsilon": 0.01}}
+    assert data["title"].endswith("\nchanged from the preset: [eval_epsilon=0.01]")
     # The ci preset's epochs are 200 updates, not the paper's 50,000: no points, and why.
     short = write_evaluation(tmp_path / "b.h5", "Seaquest", 0, [1, 2], [0.1, 0.2])
     plots.training_curves([short], tmp_path / "short", paper=paper)
@@ -264,7 +269,11 @@ def test_table1_names_each_games_preset_and_epsilon_and_the_fewest_episodes(tmp_
     ]
     plots.table1(files, PAPER_TABLE, tmp_path / "table1", tmp_path / "fig")
     rows = {row["method"]: row for row in csv.DictReader(open(tmp_path / "table1.csv"))}
-    assert rows["DQN (ours)"]["source"] == "this run, preset ci (Pong), quick (Qbert)"
+    # each game's preset, with the keys its runs changed
+    assert (
+        rows["DQN (ours)"]["source"]
+        == "this run, preset ci (Pong), quick [eval_epsilon=0.01] (Qbert)"
+    )
     # Pong's seed 0 completed no episode at its final snapshot: its average is the one
     # episode cut short, and the row says so.
     assert (
@@ -272,12 +281,13 @@ def test_table1_names_each_games_preset_and_epsilon_and_the_fewest_episodes(tmp_
     )
     markdown = (tmp_path / "table1.md").read_text()
     assert (
-        "Ours: preset ci (Pong), quick (Qbert), final snapshot at epsilon 0.05 (Pong), 0.01 (Qbert)"
-        in markdown
+        "Ours: preset ci (Pong), quick [eval_epsilon=0.01] (Qbert), final snapshot at epsilon "
+        "0.05 (Pong), 0.01 (Qbert)" in markdown
     )
     assert "HNeat Best, HNeat Pixel and DQN Best: the best single episode" in markdown
     figure = json.loads((tmp_path / "fig.json").read_text())
     assert figure["presets"] == {"Pong": "ci", "Qbert": "quick"}
+    assert figure["preset_changes"] == {"Pong": {}, "Qbert": {"eval_epsilon": 0.01}}
     assert figure["eval_epsilon"] == "0.05 (Pong), 0.01 (Qbert)"
 
 
