@@ -93,11 +93,12 @@ def venv_env() -> dict[str, str]:
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-def snakemake(directory: Path, *args, timeout=300):
+def snakemake(directory: Path, *args, timeout=300, env=None):
+    """Snakemake run in `directory`; `env`: its environment, else the venv's (venv_env)."""
     return subprocess.run(
         [*SNAKEMAKE, *args],
         cwd=directory,
-        env=venv_env(),
+        env=env or venv_env(),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -3,11 +3,14 @@
 
 import csv
 import json
+import os
 import re
 import signal
 import subprocess
+import sys
 import time
 import zipfile
+from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -386,6 +389,35 @@ def test_a_bad_config_file_stops_the_run_before_any_job(workflow_copy, text, fra
         assert fragment in result.stderr, result.stderr
     assert "Failed validating" not in result.stderr
     assert not (workflow_copy / "results").exists()
+
+
+def test_a_python_that_cannot_run_the_jobs_is_refused_before_any_job(workflow_copy, tmp_path):
+    # The venv's snakemake run without the venv activated: the jobs' `python` is another.
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    python = bare / "python"  # this interpreter without its site-packages: no numpy, no torch
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} -I -S "$@"\n')
+    python.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bare}{os.pathsep}{os.environ['PATH']}"}
+    refused = snakemake(workflow_copy, "-n", "--configfile", "config/ci.yaml", env=env)
+    assert refused.returncode != 0
+    assert (
+        f"the jobs run `python` from PATH ({python}), which cannot import numpy, h5py, pydantic, "
+        "torch, ale_py, cv2, matplotlib: activate the project's venv (. .venv/bin/activate), "
+        "or add --sdm conda"
+    ) in refused.stdout + refused.stderr
+    # and no python at all: PATH's commands but those named python*
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for directory in os.environ["PATH"].split(os.pathsep):
+        for command in Path(directory).glob("*"):
+            if not command.name.startswith("python") and not (tools / command.name).exists():
+                (tools / command.name).symlink_to(command)
+    none = snakemake(
+        workflow_copy, "-n", "--configfile", "config/ci.yaml", env={**env, "PATH": str(tools)}
+    )
+    assert none.returncode != 0
+    assert "the jobs run `python`, and there is none on PATH" in none.stdout + none.stderr
 
 
 def test_a_config_changed_after_its_runs_were_made_is_refused_before_any_job(workflow_copy):

@@ -4,6 +4,8 @@ import json
 import math
 import os
 import shlex
+import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -142,6 +144,35 @@ os.environ.update(PYTHONPATH=str(PROJECT_ROOT))
 # `exec`: the job's shell becomes `dqn`, so the SIGTERM that SLURM (time limit,
 # preemption) or Snakemake sends to the job reaches the process that saves the run.
 DQN = "exec python -m dqn.cli"
+# Modules of pyproject.toml's dependencies that the jobs import: enough to tell dqn's
+# environment from another.
+JOB_MODULES = ("numpy", "h5py", "pydantic", "torch", "ale_py", "cv2", "matplotlib")
+
+
+def check_interpreter():
+    """Without --sdm conda (or a container) the jobs run `python` from PATH: refuse,
+    before any job, one that cannot import what they need (say, a venv that was not
+    activated), naming it, where each job would fail with a traceback in its log."""
+    if workflow.deployment_settings.deployment_method:
+        return  # the rules' conda environments or the container hold the dependencies
+    python = shutil.which("python")
+    if python is None:
+        raise WorkflowError("the jobs run `python`, and there is none on PATH: activate the "
+                            "project's venv (. .venv/bin/activate), or add --sdm conda")
+    # find_spec looks the modules up without importing them (torch takes seconds)
+    found = subprocess.run(
+        [python, "-c", "import importlib.util as u, sys; "
+         "print(*[m for m in sys.argv[1:] if u.find_spec(m) is None])", *JOB_MODULES],
+        capture_output=True, text=True,
+    )
+    if found.returncode or found.stdout.split():
+        lacks = ", ".join(found.stdout.split()) or found.stderr.strip().splitlines()[-1]
+        raise WorkflowError(f"the jobs run `python` from PATH ({python}), which cannot import "
+                            f"{lacks}: activate the project's venv (. .venv/bin/activate), "
+                            "or add --sdm conda")
+
+
+check_interpreter()
 
 # A job that may run on a GPU asks for one (`--resources gpu=N` locally, the allocation
 # on SLURM); with `device: cpu` it asks for none, so a cluster without GPUs runs it.
