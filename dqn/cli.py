@@ -115,7 +115,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="evaluate these snapshots only (default: every one)",
     )
-    _device_arguments(evaluate)
+    _device_arguments(evaluate, threads=1)
 
     trace = commands.add_parser(
         "trace", help="max-Q along one episode of the final snapshot (Figure 3's data)"
@@ -128,7 +128,7 @@ def parser() -> argparse.ArgumentParser:
         default=1000,
         help="agent steps to play at most (the episode may end first)",
     )
-    _device_arguments(trace)
+    _device_arguments(trace, threads=1)
 
     watch = commands.add_parser(
         "watch", help="a video of a snapshot playing, with its predicted values beside the screen"
@@ -145,7 +145,7 @@ def parser() -> argparse.ArgumentParser:
         default=4500,
         help="agent steps to play at most (a frame each; 4500: 5 minutes at frame skip 4)",
     )
-    _device_arguments(watch)
+    _device_arguments(watch, threads=1)
 
     plot = commands.add_parser(
         "plot",
@@ -264,10 +264,17 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _device_arguments(parser: argparse.ArgumentParser) -> None:
+def _device_arguments(parser: argparse.ArgumentParser, threads: int = 0) -> None:
+    """--device, --threads (default `threads`) and --jobs-per-gpu. The commands that play
+    one state at a time (evaluate, trace, watch) default to one thread: a second gains
+    them nothing and, beside other work, costs them several times their time
+    (docs/breakout-reference.md, "Re-checking")."""
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument(
-        "--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)"
+        "--threads",
+        type=int,
+        default=threads,
+        help=f"CPU threads for torch (0: torch's default; default {threads})",
     )
     parser.add_argument(
         "--jobs-per-gpu",

@@ -49,6 +49,17 @@ def test_help_says_what_dqn_is_for_and_shows_commands_it_knows(capsys):
     assert len(examples) >= 2 and set(examples) <= set(commands), (examples, commands)
 
 
+def test_the_commands_that_play_one_state_at_a_time_default_to_one_thread():
+    # a second thread gains them nothing and costs them several times their time beside
+    # other work; training's minibatches take torch's default
+    given = {"--run": "r", "--out": "o.h5"}
+    args = [item for pair in given.items() for item in pair]
+    for command in ("evaluate", "trace", "watch"):
+        assert cli.parser().parse_args([command, *args]).threads == 1
+    train = cli.parser().parse_args(["train", "--game", "Pong", "--out", "o"])
+    assert train.threads == 0
+
+
 @pytest.mark.parametrize(
     "args,fragments",
     [
