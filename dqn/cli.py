@@ -397,11 +397,12 @@ def _run(args: argparse.Namespace) -> int:
         for step, average, returns in zip(
             table["step"], table["average_reward"], episode_returns(table)
         ):
-            spread = (
-                f"{returns.std(ddof=1):.2f} sd over {len(returns)} episodes"
-                if len(returns) > 1
-                else f"{len(returns)} episode(s) completed"
-            )
+            if len(returns) > 1:
+                spread = f"{returns.std(ddof=1):.2f} sd over {len(returns)} episodes"
+            elif len(returns) == 1:
+                spread = "1 episode"
+            else:  # dqn.evaluate.play: the one episode cut short stands alone
+                spread = "no episode ended: the score of the one cut short"
             print(f"step {step:>10,}: average reward {average:.2f} ({spread})")
     elif args.command == "trace":
         from dqn.evaluate import trace_run

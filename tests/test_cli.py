@@ -244,6 +244,9 @@ def test_evaluate_writes_one_row_per_snapshot(small_run, tmp_path):
     assert (table["episodes"] == 0).all()
     assert (table["average_reward"] == table["best_episode_reward"]).all()
     assert (table["average_reward"] <= 0).all()
+    assert result.stdout.splitlines()[1].endswith(
+        "(no episode ended: the score of the one cut short)"
+    )
     # the same run evaluated again gives the same numbers (per-snapshot seeds)
     again = tmp_path / "again.h5"
     assert dqn("evaluate", "--run", small_run, "--out", again, "--device", "cpu").returncode == 0
