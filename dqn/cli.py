@@ -70,8 +70,12 @@ def parser() -> argparse.ArgumentParser:
         help="BeamRider, Breakout, Enduro, Pong, "
         "Qbert, Seaquest, SpaceInvaders (the paper's) or Catch (a test task)",
     )
-    train.add_argument("--preset", default="paper2013", help=f"one of {', '.join(presets.PRESETS)}")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--preset",
+        default="paper2013",
+        help=f"one of {', '.join(presets.PRESETS)} (default paper2013: the 2013 paper's 10M steps)",
+    )
+    train.add_argument("--seed", type=int, default=0, help="the run's seed (default 0)")
     train.add_argument("--out", type=Path, required=True, help="the run directory")
     train.add_argument(
         "--set",

@@ -238,7 +238,7 @@ def training_curves(
     preset_of = {game: attrs["preset"] for game, attrs in attrs_of.items()}
     config_of = {game: json.loads(attrs["config"]) for game, attrs in attrs_of.items()}
     epsilon = _eval_epsilon(attrs_of)
-    changes = {game: preset_changes(attrs) for game, attrs in attrs_of.items()}
+    changes = _preset_changes(attrs_of)
     # The paper's rewards are of 10,000 steps each (2013 §5.1); a longer evaluation
     # averages more games, so each game's panel says how long its evaluations were.
     lengths = {game: eval_length(config) for game, config in config_of.items()}
@@ -308,7 +308,7 @@ def training_curves(
     changed = ""
     if any(changes.values()):
         line = "changed from the preset: " + _per_game(
-            {game: f"[{_key_values(keys)}]" for game, keys in changes.items()}
+            {game: f"[{presets.key_values(keys)}]" for game, keys in changes.items()}
         )
         changed = "\n" + _fit(line, figure)
     title = figure.suptitle(
@@ -667,12 +667,13 @@ def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) ->
     figure_files = output_files(figure_out, FIGURE_FILES, [*paths, paper])
     runs = load_evaluations(paths)
     attrs_of = _attrs_by_game(runs, runs)
-    changes = {game: preset_changes(attrs) for game, attrs in attrs_of.items()}
+    changes = _preset_changes(attrs_of)
     # each game's preset, with the keys its runs changed: a row of 1M steps beside the
     # paper's 10M says so
     preset = _per_game(
         {
-            game: attrs["preset"] + (f" [{_key_values(changes[game])}]" if changes[game] else "")
+            game: attrs["preset"]
+            + (f" [{presets.key_values(changes[game])}]" if changes[game] else "")
             for game, attrs in attrs_of.items()
         }
     )
@@ -982,7 +983,9 @@ def config_labels(trained: list[tuple[str, dict]]) -> list[str]:
             if any(other.get(key) != config[key] for other in namesakes)
         ]
         labels.append(
-            f"{preset} ({_key_values({key: config[key] for key in differ})})" if differ else preset
+            f"{preset} ({presets.key_values({key: config[key] for key in differ})})"
+            if differ
+            else preset
         )
     return labels
 
@@ -1294,26 +1297,18 @@ def _eval_epsilon(attrs_of: dict[str, dict]) -> str:
     )
 
 
-def preset_changes(attrs: dict) -> dict:
-    """The keys whose values in a file's config differ from its preset's, as this version
-    of dqn defines the preset (the run's --set overrides, or values the preset has
-    changed since): {} for a preset this version does not know."""
-    try:
-        preset = presets.load(attrs["preset"]).as_dict()
-    except ConfigError:
-        return {}
-    config = json.loads(attrs["config"])
-    return {key: value for key, value in sorted(config.items()) if preset.get(key, value) != value}
+def _preset_changes(attrs_of: dict[str, dict]) -> dict[str, dict]:
+    """Each game's keys changed from its preset (dqn.presets.changes)."""
+    return {
+        game: presets.changes(attrs["preset"], json.loads(attrs["config"]))
+        for game, attrs in attrs_of.items()
+    }
 
 
 def _fit(line: str, figure: plt.Figure) -> str:
     """`line` broken into lines that fit the width of `figure`'s title (fontsize 10:
     about 12 characters an inch)."""
     return textwrap.fill(line, width=int(figure.get_figwidth() * 12))
-
-
-def _key_values(keys: dict) -> str:
-    return ", ".join(f"{key}={value}" for key, value in keys.items())
 
 
 def eval_length(config: dict) -> str:

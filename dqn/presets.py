@@ -544,3 +544,18 @@ def load(name: str, overrides: list[str] = ()) -> Config:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
     return PRESETS[name].with_overrides(list(overrides))
+
+
+def changes(name: str, config: dict) -> dict:
+    """The keys of `config` (a run's, as its files record it) whose values differ from
+    the preset `name` as this version defines it (the run's --set overrides, or values
+    the preset has changed since), in key order: {} for a preset this version lacks."""
+    if name not in PRESETS:
+        return {}
+    preset = PRESETS[name].as_dict()
+    return {key: value for key, value in sorted(config.items()) if preset.get(key, value) != value}
+
+
+def key_values(keys: dict) -> str:
+    """`keys` as `dqn train --set` would take them: `key=value, key=value`."""
+    return ", ".join(f"{key}={value}" for key, value in keys.items())

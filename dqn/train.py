@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dqn import checkpoint, h5io, provenance, seeding
+from dqn import checkpoint, h5io, presets, provenance, seeding
 from dqn.checkpoint import TrainingState
 from dqn.devices import machine
 from dqn.errors import Diverged, Stopped
@@ -119,6 +119,11 @@ def _train(
 ) -> None:
     attrs = provenance.record(game, seed, preset, config.as_dict(), machine(device))
     run.claim(attrs)
+    changed = presets.key_values(presets.changes(preset, config.as_dict()))
+    LOG.info(
+        f"{run.root}: {game}, preset {preset}{f' [{changed}]' if changed else ''}, seed {seed}, "
+        f"{config.train_steps:,} agent steps, on {device}"
+    )
     # A diverged run stops here, before anything is trained or written: on the CPU it
     # would diverge again in the same epoch, and a scheduler retries any failure.
     if run.diverged.exists():

@@ -188,3 +188,12 @@ def test_format_1_configs_read_as_this_versions_keys():
     assert (config.noop_start, config.life_loss_cuts_frame_skip) == ("steps", False)
     # a config of this version's keys is what it was
     assert migrate.format1_config(presets.NATURE2015.as_dict()) == presets.NATURE2015.as_dict()
+
+
+def test_the_changes_from_a_preset_are_its_keys_of_other_values_in_key_order():
+    config = {**presets.load("paper2013").as_dict(), "train_steps": 5, "eval_steps": 7}
+    changed = presets.changes("paper2013", {**config, "a_key_no_preset_has": 1})
+    assert changed == {"eval_steps": 7, "train_steps": 5}
+    assert presets.key_values(changed) == "eval_steps=7, train_steps=5"
+    assert presets.changes("paper2013", presets.load("paper2013").as_dict()) == {}
+    assert presets.changes("a_preset_this_version_lacks", config) == {}

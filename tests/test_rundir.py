@@ -101,6 +101,11 @@ def test_clean_up_on_resume_touches_only_the_names_a_run_writes(tmp_path):
     resumed = dqn(*TRAIN, "--out", out)
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from" in resumed.stderr
+    # its first line names the run: game, preset and the keys changed from it, seed, length
+    assert (
+        f"{out}: Pong, preset ci [epoch_updates=100, eval_steps=100, train_steps=400], "
+        "seed 0, 400 agent steps, on cpu" in resumed.stderr.splitlines()[0]
+    )
     assert [path for path in leftovers if path.exists()] == []
     assert all(path.read_text() == "mine" for path in mine)
 
