@@ -79,8 +79,12 @@ def read_attrs(path: Path, kind: str) -> dict[str, Any]:
 
 
 def _require_file(path: Path) -> None:
+    """Refuse a path that is no HDF5 file: missing, a directory, or a file without HDF5's
+    signature (a CSV given for an .h5, say), which a damaged HDF5 file still has."""
     if not path.is_file():
         raise DataFileError(f"{path}: {'not a file' if path.exists() else 'no such file'}")
+    if not h5py.is_hdf5(path):
+        raise DataFileError(f"{path}: not an HDF5 file (no HDF5 signature)")
 
 
 def _open_checked(path, kind, with_arrays):
@@ -256,6 +260,11 @@ def check_replaceable(path: Path, kind: str) -> None:
         )
 
 
+# `describe` shows the values of an array of up to this many (a row per snapshot of an
+# evaluation, a game's returns), and the shape of a larger one.
+SHOWN_VALUES = 50
+
+
 def describe(path: Path) -> str:
     """A human-readable listing of a file: its attributes and its arrays."""
     path = Path(path)
@@ -277,7 +286,10 @@ def describe(path: Path) -> str:
                 if not isinstance(link, h5py.HardLink):
                     lines.append(f"    {name}: {_link(link)}")
                 elif isinstance(node := f[name], h5py.Dataset):
-                    lines.append(f"    {name}: {node.shape} {node.dtype}")
+                    line = f"    {name}: {node.shape} {node.dtype}"
+                    if node.ndim <= 1 and node.size <= SHOWN_VALUES:  # an evaluation's rows
+                        line += " = " + np.array2string(node[()], separator=", ")
+                    lines.append(line)
     except Exception as error:  # h5py raises OSError, KeyError, RuntimeError... on damage
         raise DataFileError(f"{path}: corrupt or truncated HDF5 file ({error})") from None
     return "\n".join(lines)

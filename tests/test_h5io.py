@@ -178,9 +178,14 @@ def test_wrong_kind_incomplete_and_missing_files_are_refused(tmp_path):
     with pytest.raises(DataFileError, match=f"{tmp_path}: not a file"):
         h5io.describe(tmp_path)  # `dqn info DIR`
     not_hdf5 = tmp_path / "b.h5"
-    not_hdf5.write_text("hello")
-    with pytest.raises(DataFileError, match=f"{not_hdf5}: corrupt or truncated"):
-        h5io.describe(not_hdf5)
+    not_hdf5.write_text("method,Breakout\nDQN,168\n")  # a CSV given for an .h5
+    for read in (h5io.describe, lambda path: h5io.read(path, "heldout")):
+        with pytest.raises(DataFileError, match=f"{not_hdf5}: not an HDF5 file"):
+            read(not_hdf5)
+    truncated = tmp_path / "c.h5"  # its signature kept, its structures cut
+    truncated.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(DataFileError, match=f"{truncated}: corrupt or truncated"):
+        h5io.describe(truncated)
 
 
 def _heldout_bytes(tmp_path):
@@ -627,6 +632,17 @@ def test_describe_lists_links_without_following_them(tmp_path):
     assert "weights/soft: a soft link to /weights/w" in listing
     assert f"weights/far: an external link to {tmp_path / 'absent.h5'}:/data" in listing
     assert "weights/w: (3, 4) float32" in listing
+
+
+def test_describe_shows_the_values_of_small_arrays_and_the_shape_of_large_ones(tmp_path):
+    games = h5io.SHOWN_VALUES + 1  # one row's returns: one value more than is shown
+    path = write_evaluation(
+        tmp_path / "e.h5", "Pong", 0, [-21.0, -19.5], [0.25, 0.5], episodes=[1, games - 1]
+    )
+    listing = h5io.describe(path)
+    assert "    average_reward: (2,) float64 = [-21. , -19.5]" in listing
+    assert "    epoch: (2,) int64 = [1, 2]" in listing
+    assert f"    episode_returns: ({games},) float64\n" in listing + "\n"
 
 
 def test_a_json_attribute_must_hold_the_keys_its_reader_needs(tmp_path):
