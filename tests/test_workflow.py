@@ -301,6 +301,13 @@ def test_jobs_that_may_use_a_gpu_ask_for_one_unless_the_device_is_the_cpu(
         ),
         (["seeds=[]"], ["config: seeds: [] should be non-empty"]),
         (
+            ["seeds=[0,1]"],
+            [
+                "config: seeds[1]='1': expected an integer (--config gives a list's items as "
+                "text: give the list in a config file)"
+            ],
+        ),
+        (
             ["preset_overrides={gamma: 0.9}"],
             [
                 "config: preset_overrides: Additional properties are not allowed ('gamma' was "

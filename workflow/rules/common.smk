@@ -88,7 +88,10 @@ def schema_error(error):
     key = error.json_path.removeprefix("$").removeprefix(".") or "the config"
     if error.validator == "type" and error.validator_value in ("integer", "number"):
         expected = "an integer" if error.validator_value == "integer" else "a finite number"
-        return f"{key}={error.instance!r}: expected {expected}"
+        # Snakemake reads a list given with --config (seeds=[0,1]) as text items
+        listed = isinstance(error.instance, str) and any(isinstance(p, int) for p in error.path)
+        hint = " (--config gives a list's items as text: give the list in a config file)"
+        return f"{key}={error.instance!r}: expected {expected}" + (hint if listed else "")
     if error.validator == "pattern":
         form = error.schema.get("description", f"of the form {error.validator_value}").strip()
         return f"{key}={error.instance!r}: must be {form}"
