@@ -83,7 +83,11 @@ def _require_file(path: Path) -> None:
     signature (a CSV given for an .h5, say), which a damaged HDF5 file still has."""
     if not path.is_file():
         raise DataFileError(f"{path}: {'not a file' if path.exists() else 'no such file'}")
-    if not h5py.is_hdf5(path):
+    try:
+        signed = h5py.is_hdf5(path)
+    except OSError as error:  # unreadable: no permission, an I/O error
+        raise DataFileError(f"{path}: cannot be read ({error.strerror or error})") from None
+    if not signed:
         raise DataFileError(f"{path}: not an HDF5 file (no HDF5 signature)")
 
 
@@ -288,7 +292,9 @@ def describe(path: Path) -> str:
                 elif isinstance(node := f[name], h5py.Dataset):
                     line = f"    {name}: {node.shape} {node.dtype}"
                     if node.ndim <= 1 and node.size <= SHOWN_VALUES:  # an evaluation's rows
-                        line += " = " + np.array2string(node[()], separator=", ")
+                        line += " = " + np.array2string(
+                            node[()], separator=", ", max_line_width=1 << 20
+                        )
                     lines.append(line)
     except Exception as error:  # h5py raises OSError, KeyError, RuntimeError... on damage
         raise DataFileError(f"{path}: corrupt or truncated HDF5 file ({error})") from None

@@ -35,6 +35,8 @@ CURVES = (
     ("average_reward", "Average reward per episode\n(game score, eps = {epsilon})"),
     ("average_max_q", "Average action value Q\n(held-out states)"),
 )
+# Figure 2's panels: one column per game, this wide.
+PANEL_WIDTH_IN = 3.4
 # 2013 Figure 3: "a 30 frame segment of the game Seaquest".
 SEGMENT_STEPS = 30
 # How many steps of the segment come before the reward event that anchors it: enough to
@@ -243,7 +245,7 @@ def training_curves(
     # averages more games, so each game's panel says how long its evaluations were.
     lengths = {game: eval_length(config) for game, config in config_of.items()}
     figure, axes = plt.subplots(
-        len(CURVES), len(games), squeeze=False, figsize=(3.4 * len(games) + 0.6, 5.8)
+        len(CURVES), len(games), squeeze=False, figsize=(PANEL_WIDTH_IN * len(games) + 0.6, 5.8)
     )
     bands, left_out, paper_left_out = [], {}, {}
     for column, game in enumerate(games):
@@ -285,7 +287,8 @@ def training_curves(
                     f"epochs of {epoch_updates:,} updates, the paper's of {PAPER_EPOCH_UPDATES:,}"
                 )
             ax.set_title(
-                f"{game} (preset {preset_of[game]})\nevaluated over {lengths[game]}"
+                f"{game} (preset {preset_of[game]})\n"
+                + _fit(f"evaluated over {lengths[game]}", PANEL_WIDTH_IN)
                 if row == 0
                 else "",
                 fontsize=10,
@@ -299,22 +302,21 @@ def training_curves(
         if len(seeds) == 1
         else f"seeds {', '.join(map(str, seeds))}: mean, band = min to max"
     )
+    # each game's preset with the keys its runs changed: a run of 1M steps beside the
+    # paper's 10M says so
+    described = _per_game(
+        {game: presets.describe(preset_of[game], config_of[game]) for game in games}
+    )
+    text = "Training curves (2013 Figure 2)\n" + _fit(
+        f"preset {described}, {seed_text}", figure.get_figwidth()
+    )
     partial = {game: epochs for game, epochs in left_out.items() if epochs}
     if partial:
-        seed_text += "\nleft out, not evaluated for every seed: " + "; ".join(
+        text += "\nleft out, not evaluated for every seed: " + "; ".join(
             f"{game} epochs {_ranges(epochs)}" for game, epochs in partial.items()
         )
     preset_names = sorted(set(preset_of.values()))
-    changed = ""
-    if any(changes.values()):
-        line = "changed from the preset: " + _per_game(
-            {game: f"[{presets.key_values(keys)}]" for game, keys in changes.items()}
-        )
-        changed = "\n" + _fit(line, figure)
-    title = figure.suptitle(
-        f"Training curves (2013 Figure 2)\npreset {', '.join(preset_names)}, {seed_text}" + changed,
-        fontsize=10,
-    )
+    title = figure.suptitle(text, fontsize=10)
     figure.tight_layout()
     data = {
         "figure": "training_curves",
@@ -325,6 +327,7 @@ def training_curves(
         "seeds": seeds,
         "eval_epsilon": epsilon,
         "eval_lengths": lengths,
+        "panel_titles": [ax.get_title() for ax in axes[0]],
         "preset_changes": changes,
         "epochs_left_out": left_out,
         "paper_points_left_out": paper_left_out,
@@ -672,8 +675,7 @@ def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) ->
     # paper's 10M says so
     preset = _per_game(
         {
-            game: attrs["preset"]
-            + (f" [{presets.key_values(changes[game])}]" if changes[game] else "")
+            game: presets.describe(attrs["preset"], json.loads(attrs["config"]))
             for game, attrs in attrs_of.items()
         }
     )
@@ -734,7 +736,7 @@ def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) ->
         ax.axvline(0, color="black", linewidth=0.8)
         ax.grid(axis="x", alpha=0.3)
     figure.suptitle(
-        _fit(f"2013 Table 1 (grey) and ours (blue), preset {preset}:", figure)
+        _fit(f"2013 Table 1 (grey) and ours (blue), preset {preset}:", figure.get_figwidth())
         + "\nfinal snapshot, mean over seeds (whisker: its 95% t interval)",
         fontsize=10,
     )
@@ -1305,10 +1307,10 @@ def _preset_changes(attrs_of: dict[str, dict]) -> dict[str, dict]:
     }
 
 
-def _fit(line: str, figure: plt.Figure) -> str:
-    """`line` broken into lines that fit the width of `figure`'s title (fontsize 10:
-    about 12 characters an inch)."""
-    return textwrap.fill(line, width=int(figure.get_figwidth() * 12))
+def _fit(line: str, inches: float) -> str:
+    """`line` broken into lines that fit a title `inches` wide (fontsize 10: about 12
+    characters an inch)."""
+    return textwrap.fill(line, width=int(inches * 12))
 
 
 def eval_length(config: dict) -> str:

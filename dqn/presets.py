@@ -559,3 +559,10 @@ def changes(name: str, config: dict) -> dict:
 def key_values(keys: dict) -> str:
     """`keys` as `dqn train --set` would take them: `key=value, key=value`."""
     return ", ".join(f"{key}={value}" for key, value in keys.items())
+
+
+def describe(name: str, config: dict) -> str:
+    """A run's preset as its figures, tables and log name it: the preset's name, with the
+    keys the run changed from it, e.g. `paper2013 [train_steps=1000000]`."""
+    changed = changes(name, config)
+    return f"{name} [{key_values(changed)}]" if changed else name

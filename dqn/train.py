@@ -119,9 +119,8 @@ def _train(
 ) -> None:
     attrs = provenance.record(game, seed, preset, config.as_dict(), machine(device))
     run.claim(attrs)
-    changed = presets.key_values(presets.changes(preset, config.as_dict()))
     LOG.info(
-        f"{run.root}: {game}, preset {preset}{f' [{changed}]' if changed else ''}, seed {seed}, "
+        f"{run.root}: {game}, preset {presets.describe(preset, config.as_dict())}, seed {seed}, "
         f"{config.train_steps:,} agent steps, on {device}"
     )
     # A diverged run stops here, before anything is trained or written: on the CPU it

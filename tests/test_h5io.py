@@ -635,14 +635,31 @@ def test_describe_lists_links_without_following_them(tmp_path):
 
 
 def test_describe_shows_the_values_of_small_arrays_and_the_shape_of_large_ones(tmp_path):
-    games = h5io.SHOWN_VALUES + 1  # one row's returns: one value more than is shown
+    shown = h5io.SHOWN_VALUES
     path = write_evaluation(
-        tmp_path / "e.h5", "Pong", 0, [-21.0, -19.5], [0.25, 0.5], episodes=[1, games - 1]
+        tmp_path / "e.h5", "Pong", 0, [-21.0, -19.5], [0.25, 0.5], episodes=[1, shown - 1]
     )
-    listing = h5io.describe(path)
+    listing = h5io.describe(path).splitlines()
     assert "    average_reward: (2,) float64 = [-21. , -19.5]" in listing
     assert "    epoch: (2,) int64 = [1, 2]" in listing
-    assert f"    episode_returns: ({games},) float64\n" in listing + "\n"
+    # as many values as are shown, on the array's own line
+    (returns,) = [line for line in listing if line.startswith("    episode_returns:")]
+    assert returns.startswith(f"    episode_returns: ({shown},) float64 = [-21. , -19.5, ")
+    assert returns.count(",") == shown and returns.endswith("]")
+    more = write_evaluation(tmp_path / "m.h5", "Pong", 0, [-21.0], [0.25], episodes=shown + 1)
+    assert f"    episode_returns: ({shown + 1},) float64" in h5io.describe(more).splitlines()
+
+
+def test_an_unreadable_file_is_refused_by_name(tmp_path, monkeypatch):
+    path = write_evaluation(tmp_path / "e.h5", "Pong", 0, [-21.0], [0.25])
+
+    def unreadable(name):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(h5io.h5py, "is_hdf5", unreadable)
+    for read in (h5io.describe, lambda path: h5io.read(path, "evaluation")):
+        with pytest.raises(DataFileError, match=f"{path}: cannot be read \\(Input/output error\\)"):
+            read(path)
 
 
 def test_a_json_attribute_must_hold_the_keys_its_reader_needs(tmp_path):

@@ -60,7 +60,8 @@ def test_several_seeds_draw_their_mean_and_a_min_max_band(tmp_path):
     assert breakout["x"] == [1, 2, 3] and breakout["y"] == [2, 4, 6]
     assert lines["Pong average_max_q: seed 0"]["y"] == [0.0, 0.1]
     # runs of their presets as they are: nothing named as changed
-    assert data["preset_changes"] == {"Breakout": {}, "Pong": {}} and "changed" not in data["title"]
+    assert data["preset_changes"] == {"Breakout": {}, "Pong": {}}
+    assert "\npreset ci, seeds 0, 1: mean" in data["title"]
     band = next(b for b in data["bands"] if b["key"] == "average_max_q")
     assert band["min"] == [0.1, 0.2, 0.3] and band["max"] == [0.3, 0.4, 0.5]
     assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")
@@ -113,7 +114,7 @@ def test_the_papers_figure2_points_are_drawn_where_our_epochs_are_its(tmp_path):
     assert data["eval_lengths"] == {"Breakout": "10,000 steps"}
     # a key changed from the preset is named
     assert data["preset_changes"] == {"Breakout": {"eval_epsilon": 0.01}}
-    assert data["title"].endswith("\nchanged from the preset: [eval_epsilon=0.01]")
+    assert "\npreset paper2013 [eval_epsilon=0.01], seed 0" in data["title"]
     # The ci preset's epochs are 200 updates, not the paper's 50,000: no points, and why.
     short = write_evaluation(tmp_path / "b.h5", "Seaquest", 0, [1, 2], [0.1, 0.2])
     plots.training_curves([short], tmp_path / "short", paper=paper)
@@ -131,6 +132,10 @@ def test_the_papers_figure2_points_are_drawn_where_our_epochs_are_its(tmp_path):
     plots.training_curves([longer], tmp_path / "longer")
     data = json.loads((tmp_path / "longer.json").read_text())
     assert data["eval_lengths"] == {"Pong": "125,000 steps or 30 games, whichever ends first"}
+    # a title's lines fit its panel, about 40 characters
+    (panel,) = data["panel_titles"]
+    assert panel.startswith("Pong (preset nature2015)\nevaluated over 125,000 steps or 30")
+    assert max(map(len, panel.splitlines())) <= 40
     (tmp_path / "bad.csv").write_text(
         "panel,epoch_1,epoch_10,epoch_50,epoch_100\nBreakout score,1,2,3,4\n"
     )
