@@ -243,13 +243,17 @@ TRACE_STREAM = 1
 
 
 def snapshot_play(
-    run: TrainedRun, epoch: int, stream: int, device: torch.device
+    run: TrainedRun, epoch: int, stream: int, device: torch.device, evaluation: bool = True
 ) -> tuple[Env, np.random.Generator, torch.nn.Module, dict]:
     """What a play of snapshot `epoch` of its own needs, seeded by `stream` (a fourth seed
-    element beside the evaluation's): the evaluation environment, the policy's
-    generator, the network and the snapshot's attributes."""
+    element beside the evaluation's): the evaluation environment (or, not `evaluation`,
+    the game as training plays it), the policy's generator, the network and the
+    snapshot's attributes."""
     env = make_env(
-        run.game, run.config, seeding.derive(run.seed, "eval_env", epoch, stream), evaluation=True
+        run.game,
+        run.config,
+        seeding.derive(run.seed, "eval_env", epoch, stream),
+        evaluation=evaluation,
     )
     rng = seeding.generator(run.seed, "eval_policy", epoch, stream)
     network, attrs = run.network(epoch, env.n_actions, device)

@@ -760,6 +760,31 @@ def test_value_returns_sets_q_beside_the_discounted_clipped_return_that_followed
     assert n == 5 and returns.tolist() == [1.25, 0.5, 1.0, 1.0, 0.0]
     assert script.discounted_returns(np.ones(3), np.zeros(3, bool), 0.9)[1] == 0
 
+    # the play it sets them from: the Q-value of the action taken, the learner's reward
+    class Scripted:  # rewards 4, -7, 0 again and again; every third step ends an episode
+        n_actions, game_over, stack = 3, False, np.zeros((4, 84, 84), np.uint8)
+        frame, steps = stack[-1], 0
+
+        def new_episode(self):
+            return self.stack
+
+        def screen_rgb(self):
+            return np.zeros((210, 160, 3), np.uint8)
+
+        def step(self, action):
+            self.steps += 1
+            return [4.0, -7.0, 0.0][(self.steps - 1) % 3], self.steps % 3 == 0
+
+    values = torch.tensor([0.1, 0.7, 0.3])
+    network = lambda states: values.expand(len(states), 3)  # noqa: E731
+    q, rewards, terminals = script.play(network, Scripted(), 1.0, np.random.default_rng(0), 9, True)
+    assert rewards.tolist() == [1.0, -1.0, 0.0] * 3 and terminals.tolist() == [0, 0, 1] * 3
+    # epsilon 1: random actions, and each step's Q is that of the action it took
+    assert set(q.round(6)) == {0.1, 0.3, 0.7}
+    assert script.play(network, Scripted(), 1.0, np.random.default_rng(0), 9, False)[1][
+        :2
+    ].tolist() == [4.0, -7.0]
+
     def value_returns(*options):
         return subprocess.run(
             [sys.executable, "scripts/value-returns", "--run", str(finished_run), *options],

@@ -413,6 +413,12 @@ def test_a_python_that_cannot_run_the_jobs_is_refused_before_any_job(workflow_co
         "torch, ale_py, cv2, matplotlib: activate the project's venv (. .venv/bin/activate), "
         "or add --sdm conda"
     ) in refused.stdout + refused.stderr
+    python.write_text("#!/bin/sh\necho 'a banner on stdout'\necho 'it broke' >&2\nexit 3\n")
+    broken = snakemake(workflow_copy, "-n", "--configfile", "config/ci.yaml", env=env)
+    assert broken.returncode != 0
+    assert f"({python}), which cannot import its modules (it broke): activate" in (
+        broken.stdout + broken.stderr
+    )
     # and no python at all: PATH's commands but those named python*
     tools = tmp_path / "tools"
     tools.mkdir()

@@ -14,6 +14,7 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import best_match
 from snakemake.exceptions import WorkflowError
+from snakemake_interface_executor_plugins.settings import DeploymentMethod
 from snakemake.utils import validate
 
 # The games, presets and replay layout are read from this checkout's `dqn`, where they
@@ -156,20 +157,28 @@ def check_interpreter():
     """Without --sdm conda (or a container) the jobs run `python` from PATH: refuse,
     before any job, one that cannot import what they need (say, a venv that was not
     activated), naming it, where each job would fail with a traceback in its log."""
-    if workflow.deployment_settings.deployment_method:
+    if {DeploymentMethod.CONDA, DeploymentMethod.APPTAINER} & set(
+        workflow.deployment_settings.deployment_method
+    ):
         return  # the rules' conda environments or the container hold the dependencies
     python = shutil.which("python")
     if python is None:
         raise WorkflowError("the jobs run `python`, and there is none on PATH: activate the "
                             "project's venv (. .venv/bin/activate), or add --sdm conda")
-    # find_spec looks the modules up without importing them (torch takes seconds)
+    # find_spec looks the modules up without importing them (torch takes seconds); the
+    # answer is the last line, whatever the interpreter prints before it
     found = subprocess.run(
         [python, "-c", "import importlib.util as u, sys; "
-         "print(*[m for m in sys.argv[1:] if u.find_spec(m) is None])", *JOB_MODULES],
+         "print('missing:', *[m for m in sys.argv[1:] if u.find_spec(m) is None])",
+         *JOB_MODULES],
         capture_output=True, text=True,
     )
-    if found.returncode or found.stdout.split():
-        lacks = ", ".join(found.stdout.split()) or found.stderr.strip().splitlines()[-1]
+    if found.returncode:
+        failure = (found.stderr.strip().splitlines() or [f"exit status {found.returncode}"])[-1]
+        lacks = f"its modules ({failure})"
+    else:
+        lacks = ", ".join(found.stdout.strip().splitlines()[-1].split()[1:])
+    if lacks:
         raise WorkflowError(f"the jobs run `python` from PATH ({python}), which cannot import "
                             f"{lacks}: activate the project's venv (. .venv/bin/activate), "
                             "or add --sdm conda")
