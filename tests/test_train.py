@@ -530,13 +530,8 @@ def test_the_loop_ends_as_algorithm_1_written_out(tmp_path):
     for name, value in learner.target.state_dict().items():
         assert np.array_equal(target.state_dict()[name], value), name
     assert not np.array_equal(ours["body.7.weight"], target.state_dict()["body.7.weight"])
-    shown = subprocess.run(
-        [sys.executable, "scripts/greedy-actions", "--run", str(tmp_path), "--epochs", "3"]
-        + ["--targets", str(run.resume_state(3))],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
+    shown = run_script(
+        "greedy-actions", tmp_path, "--epochs", "3", "--targets", str(run.resume_state(3))
     )
     assert shown.returncode == 0, shown.stderr
     online_line, target_line = shown.stdout.splitlines()
@@ -750,6 +745,17 @@ def test_load_refuses_replay_entries_that_leave_a_gap():
         )
 
 
+def run_script(name, run, *options):
+    """scripts/NAME --run RUN OPTIONS, as a user runs it from the checkout."""
+    return subprocess.run(
+        [sys.executable, f"scripts/{name}", "--run", str(run), *options],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+
+
 def test_value_returns_sets_q_beside_the_discounted_clipped_return_that_followed(finished_run):
     script = load_script("value-returns")
     # by hand, discount 0.5: a terminal step's return stops there; the steps after the
@@ -781,18 +787,11 @@ def test_value_returns_sets_q_beside_the_discounted_clipped_return_that_followed
     assert rewards.tolist() == [1.0, -1.0, 0.0] * 3 and terminals.tolist() == [0, 0, 1] * 3
     # epsilon 1: random actions, and each step's Q is that of the action it took
     assert set(q.round(6)) == {0.1, 0.3, 0.7}
-    assert script.play(network, Scripted(), 1.0, np.random.default_rng(0), 9, False)[1][
-        :2
-    ].tolist() == [4.0, -7.0]
+    _, unclipped, _ = script.play(network, Scripted(), 1.0, np.random.default_rng(0), 9, False)
+    assert unclipped[:2].tolist() == [4.0, -7.0]
 
     def value_returns(*options):
-        return subprocess.run(
-            [sys.executable, "scripts/value-returns", "--run", str(finished_run), *options],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=ROOT,
-        )
+        return run_script("value-returns", finished_run, *options)
 
     result = value_returns("--epochs", "4", "--steps", "3000", "--discounts", "0.99", "0")
     assert result.returncode == 0, result.stderr
@@ -829,13 +828,7 @@ def test_value_returns_sets_q_beside_the_discounted_clipped_return_that_followed
 
 def test_greedy_actions_reports_each_snapshots_choice_on_the_heldout_states(finished_run):
     def greedy_actions(*options):
-        return subprocess.run(
-            [sys.executable, "scripts/greedy-actions", "--run", str(finished_run), *options],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=ROOT,
-        )
+        return run_script("greedy-actions", finished_run, *options)
 
     missing = greedy_actions("--epochs", "1", "99")
     assert missing.returncode == 1 and missing.stderr == (
