@@ -386,6 +386,8 @@ def test_bad_config_stops_the_run_before_any_job(workflow_copy, config, fragment
         ("results: /scratch/dqn", ["config: results='/scratch/dqn': must be the directory"]),
         ("results: results/../..", ["config: results='results/../..': must be the directory"]),
         ("results: my results", ["config: results='my results': must be the directory"]),
+        # text in a file's list is the file's: no hint about --config
+        ("seeds: ['0']", ["config: seeds[0]='0': expected an integer\n"]),
     ],
 )
 def test_a_bad_config_file_stops_the_run_before_any_job(workflow_copy, text, fragments):

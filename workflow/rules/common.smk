@@ -90,7 +90,11 @@ def schema_error(error):
     if error.validator == "type" and error.validator_value in ("integer", "number"):
         expected = "an integer" if error.validator_value == "integer" else "a finite number"
         # Snakemake reads a list given with --config (seeds=[0,1]) as text items
-        listed = isinstance(error.instance, str) and any(isinstance(p, int) for p in error.path)
+        listed = (
+            isinstance(error.instance, str)
+            and any(isinstance(p, int) for p in error.path)
+            and error.path[0] in workflow.config_settings.config
+        )
         hint = " (--config gives a list's items as text: give the list in a config file)"
         return f"{key}={error.instance!r}: expected {expected}" + (hint if listed else "")
     if error.validator == "pattern":
