@@ -305,7 +305,7 @@ def training_curves(
     # each game's preset with the keys its runs changed: a run of 1M steps beside the
     # paper's 10M says so
     described = _per_game(
-        {game: presets.describe(preset_of[game], config_of[game]) for game in games}
+        {game: presets.describe(preset_of[game], changes[game]) for game in games}
     )
     text = "Training curves (2013 Figure 2)\n" + _fit(
         f"preset {described}, {seed_text}", figure.get_figwidth()
@@ -674,10 +674,7 @@ def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) ->
     # each game's preset, with the keys its runs changed: a row of 1M steps beside the
     # paper's 10M says so
     preset = _per_game(
-        {
-            game: presets.describe(attrs["preset"], json.loads(attrs["config"]))
-            for game, attrs in attrs_of.items()
-        }
+        {game: presets.describe(attrs["preset"], changes[game]) for game, attrs in attrs_of.items()}
     )
     epsilon = _eval_epsilon(attrs_of)
     games, paper_rows = read_paper_table(paper)

@@ -561,8 +561,7 @@ def key_values(keys: dict) -> str:
     return ", ".join(f"{key}={value}" for key, value in keys.items())
 
 
-def describe(name: str, config: dict) -> str:
+def describe(name: str, changed: dict) -> str:
     """A run's preset as its figures, tables and log name it: the preset's name, with the
-    keys the run changed from it, e.g. `paper2013 [train_steps=1000000]`."""
-    changed = changes(name, config)
+    keys the run changed from it (`changes`), e.g. `paper2013 [train_steps=1000000]`."""
     return f"{name} [{key_values(changed)}]" if changed else name

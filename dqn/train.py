@@ -120,8 +120,9 @@ def _train(
     attrs = provenance.record(game, seed, preset, config.as_dict(), machine(device))
     run.claim(attrs)
     LOG.info(
-        f"{run.root}: {game}, preset {presets.describe(preset, config.as_dict())}, seed {seed}, "
-        f"{config.train_steps:,} agent steps, on {device}"
+        f"{run.root}: {game}, "
+        f"preset {presets.describe(preset, presets.changes(preset, config.as_dict()))}, "
+        f"seed {seed}, {config.train_steps:,} agent steps, on {device}"
     )
     # A diverged run stops here, before anything is trained or written: on the CPU it
     # would diverge again in the same epoch, and a scheduler retries any failure.

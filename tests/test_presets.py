@@ -197,5 +197,5 @@ def test_the_changes_from_a_preset_are_its_keys_of_other_values_in_key_order():
     assert presets.key_values(changed) == "eval_steps=7, train_steps=5"
     assert presets.changes("paper2013", presets.load("paper2013").as_dict()) == {}
     assert presets.changes("a_preset_this_version_lacks", config) == {}
-    assert presets.describe("paper2013", config) == "paper2013 [eval_steps=7, train_steps=5]"
-    assert presets.describe("ci", presets.load("ci").as_dict()) == "ci"
+    assert presets.describe("paper2013", changed) == "paper2013 [eval_steps=7, train_steps=5]"
+    assert presets.describe("ci", presets.changes("ci", presets.load("ci").as_dict())) == "ci"
