@@ -44,6 +44,26 @@ def test_an_unknown_block_is_refused():
         GENERATE.render("<!-- generated: nope -->\n<!-- end generated -->", "x.md")
 
 
+def _anchor_rows(*points):
+    return [
+        {"agent_step": step, "seed": seed, "average_reward": reward, "average_max_q": None}
+        for step, seed, reward in points
+    ]
+
+
+def test_an_anchor_is_read_at_our_step_or_at_its_two_around_it():
+    # deep_q_rl evaluates every 40k steps, a `paper2013` epoch ends 100 steps past 250k
+    anchor = _anchor_rows((240_000, "run", 0.0), (280_000, "run", 12.75), (1_000_000, "run", 22.69))
+    assert GENERATE._anchor_cell(anchor, 250_100, "average_reward") == "0 (240k), 12.75 (280k)"
+    assert GENERATE._anchor_cell(anchor, 1_000_000, "average_reward") == "22.69"
+    assert GENERATE._anchor_cell(anchor, 2_000_000, "average_reward") == "22.69 (1M)"
+
+
+def test_an_anchor_of_several_seeds_gives_its_mean_then_each_seed():
+    anchor = _anchor_rows((250_000, "mean", 0.925), (250_000, "1", 0.32), (250_000, "10", 2.3))
+    assert GENERATE._anchor_cell(anchor, 250_000, "average_reward") == "0.925 (0.32, 2.3)"
+
+
 # [text](target#anchor) in markdown: the target and the anchor, either may be empty.
 LINK = re.compile(r"\]\(([^)\s#]*)(?:#([^)\s]*))?\)")
 
