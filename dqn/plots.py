@@ -514,16 +514,18 @@ def read_anchors(path: Path) -> list[dict]:
     return [row for _, row in rows]
 
 
-# Our runs' colours in the anchored figure: any but C3, the anchors'.
+# Our runs' colours in the anchored figure, and its anchors' (a column may have several):
+# none shared.
 OUR_COLORS = ("C0", "C2", "C1", "C4", "C5", "C6")
+ANCHOR_COLORS = ("C3", "C7", "C8", "C9")
 
 
 def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Path]:
-    """Each run's evaluation against the published points of the reproduction that
-    anchors its game and preset: average reward per episode (the bars: one standard
-    deviation of the episodes' returns) and average max-Q, against agent steps. One column
-    per game and preset; runs of that preset that differ in config (a branch) share it,
-    named by the keys they differ in."""
+    """Each run's evaluation against the published points of the reproductions that
+    anchor its game and preset, each in a colour of its own: average reward per episode
+    (the bars: one standard deviation of the episodes' returns) and average max-Q, against
+    agent steps. One column per game and preset; runs of that preset that differ in config
+    (a branch) share it, named by the keys they differ in."""
     files = output_files(out, FIGURE_FILES, [*paths, anchors_csv])
     anchors = read_anchors(anchors_csv)
     runs = merged_evaluations(paths)
@@ -571,25 +573,29 @@ def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Pat
                     "anchor": points,
                 }
             )
-        for key, row_of_axes in (("average_reward", 0), ("average_max_q", 1)):
-            for which, style in (
-                ("mean", dict(marker="D", markersize=7, linestyle="--")),
-                ("seeds", dict(marker="x", markersize=6, linestyle="none")),
-            ):
-                chosen = [
-                    r
-                    for r in points
-                    if (r["seed"] == "mean") == (which == "mean") and r[key] is not None
-                ]
-                if chosen:
-                    label = f"{chosen[0]['anchor']}: {'mean' if which == 'mean' else 'each run'}"
-                    axes[row_of_axes, column].plot(
-                        [r["agent_step"] for r in chosen],
-                        [r[key] for r in chosen],
-                        color="C3",
-                        label=label,
-                        **style,
-                    )
+        names = list(dict.fromkeys(r["anchor"] for r in points))  # in the file's order
+        for index, name in enumerate(names):
+            color = ANCHOR_COLORS[index % len(ANCHOR_COLORS)]
+            for key, row_of_axes in (("average_reward", 0), ("average_max_q", 1)):
+                for which, style in (
+                    ("mean", dict(marker="D", markersize=7, linestyle="--")),
+                    ("seeds", dict(marker="x", markersize=6, linestyle="none")),
+                ):
+                    chosen = [
+                        r
+                        for r in points
+                        if r["anchor"] == name
+                        and (r["seed"] == "mean") == (which == "mean")
+                        and r[key] is not None
+                    ]
+                    if chosen:
+                        axes[row_of_axes, column].plot(
+                            [r["agent_step"] for r in chosen],
+                            [r[key] for r in chosen],
+                            color=color,
+                            label=f"{name}: {'mean' if which == 'mean' else 'each run'}",
+                            **style,
+                        )
         axes[0, column].set_title(f"{game}, preset {preset}")
         axes[0, column].set_ylabel("Average reward per episode")
         axes[1, column].set_ylabel("Average max-Q, held-out states")

@@ -500,6 +500,32 @@ def test_anchored_curves_draw_our_spread_and_the_anchors_points(tmp_path):
     assert drawn["peer: each run"] == [([200, 200], [3.0, 5.0])]
 
 
+def test_each_anchor_of_a_game_is_drawn_apart_in_a_colour_of_its_own(tmp_path, monkeypatch):
+    anchors = tmp_path / "anchors.csv"
+    anchors.write_text(ANCHORS + "second,Breakout,ci,150,run,2.5,0.2,made up\n")
+    evaluation = write_evaluation(tmp_path / "ours.h5", "Breakout", 0, [1.0, 2.0], [0.1, 0.2])
+    figures = []
+    save = plots._save
+    monkeypatch.setattr(
+        plots, "_save", lambda figure, *rest: figures.append(figure) or save(figure, *rest)
+    )
+    plots.anchored_curves([evaluation], anchors, tmp_path / "fig")
+    (figure,) = figures
+    drawn = {}
+    for ax in figure.axes:
+        for line in ax.get_lines():
+            drawn.setdefault(line.get_label(), []).append(
+                (list(line.get_xdata()), list(line.get_ydata()), line.get_color())
+            )
+    # the second anchor's one run is not drawn among the first's seeds, nor in its colour
+    assert drawn["peer: each run"] == [([200, 200], [3.0, 5.0], "C3")]
+    assert drawn["second: each run"] == [([150], [2.5], "C7"), ([150], [0.2], "C7")]
+    ours = {
+        color for label, lines in drawn.items() if label.startswith("ours") for *_, color in lines
+    }
+    assert ours.isdisjoint({"C3", "C7"})
+
+
 def test_a_run_evaluated_in_pieces_is_drawn_as_one_curve(tmp_path):
     # A long run is evaluated as it reaches each point: its files make one curve, in step
     # order whatever the order of the files; another run's file makes its own.
