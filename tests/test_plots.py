@@ -457,6 +457,17 @@ def test_an_evaluation_of_no_snapshot_is_refused_by_name(tmp_path):
         plots.training_curves([path], tmp_path / "curves")
 
 
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """Each figure that dqn.plots saves, kept to be read after the call."""
+    figures = []
+    save = plots._save
+    monkeypatch.setattr(
+        plots, "_save", lambda figure, *rest: figures.append(figure) or save(figure, *rest)
+    )
+    return figures
+
+
 ANCHORS = """# anchor points for the test
 anchor,game,preset,agent_step,seed,average_reward,average_max_q,source
 peer,Breakout,ci,100,mean,1.5,,made up
@@ -500,17 +511,12 @@ def test_anchored_curves_draw_our_spread_and_the_anchors_points(tmp_path):
     assert drawn["peer: each run"] == [([200, 200], [3.0, 5.0])]
 
 
-def test_each_anchor_of_a_game_is_drawn_apart_in_a_colour_of_its_own(tmp_path, monkeypatch):
+def test_each_anchor_of_a_game_is_drawn_apart_in_a_colour_of_its_own(tmp_path, saved_figures):
     anchors = tmp_path / "anchors.csv"
     anchors.write_text(ANCHORS + "second,Breakout,ci,150,run,2.5,0.2,made up\n")
     evaluation = write_evaluation(tmp_path / "ours.h5", "Breakout", 0, [1.0, 2.0], [0.1, 0.2])
-    figures = []
-    save = plots._save
-    monkeypatch.setattr(
-        plots, "_save", lambda figure, *rest: figures.append(figure) or save(figure, *rest)
-    )
     plots.anchored_curves([evaluation], anchors, tmp_path / "fig")
-    (figure,) = figures
+    (figure,) = saved_figures
     drawn = {}
     for ax in figure.axes:
         for line in ax.get_lines():
@@ -574,17 +580,12 @@ def test_a_branch_shares_its_presets_column_named_by_the_key_it_changes(tmp_path
     assert image.shape[1] < image.shape[0] * 1.2  # one column of plots, not three
 
 
-def test_the_anchored_legend_names_every_line_once_and_covers_no_plot(tmp_path, monkeypatch):
+def test_the_anchored_legend_names_every_line_once_and_covers_no_plot(tmp_path, saved_figures):
     anchors = tmp_path / "anchors.csv"
     anchors.write_text(ANCHORS)
     evaluation = write_evaluation(tmp_path / "ours.h5", "Breakout", 0, [1.0, 2.0], [0.1, 0.2])
-    figures = []
-    save = plots._save
-    monkeypatch.setattr(
-        plots, "_save", lambda figure, *rest: figures.append(figure) or save(figure, *rest)
-    )
     plots.anchored_curves([evaluation], anchors, tmp_path / "fig")
-    (figure,) = figures
+    (figure,) = saved_figures
     figure.canvas.draw()
     legends = [ax.get_legend() for ax in figure.axes if ax.get_legend()]
     assert len(legends) == 1  # one a column
