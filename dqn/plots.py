@@ -515,7 +515,7 @@ def read_anchors(path: Path) -> list[dict]:
 
 
 # Our runs' colours in the anchored figure, and its anchors' (a column may have several):
-# none shared.
+# none shared (past four anchors in a column, theirs repeat).
 OUR_COLORS = ("C0", "C2", "C1", "C4", "C5", "C6")
 ANCHOR_COLORS = ("C3", "C7", "C8", "C9")
 

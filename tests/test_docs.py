@@ -8,6 +8,7 @@ import argparse
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dqn import cli, layouts
@@ -30,7 +31,7 @@ def test_generated_blocks_are_current(page):
 
 def test_every_generated_block_appears_somewhere():
     names = {match[1] for page in PAGES for match in GENERATE.BLOCK.findall(page.read_text())}
-    assert names == set(GENERATE.BLOCKS)
+    assert names == set(GENERATE.blocks())
 
 
 def test_a_stale_block_is_rewritten():
@@ -46,22 +47,52 @@ def test_an_unknown_block_is_refused():
 
 def _anchor_rows(*points):
     return [
-        {"agent_step": step, "seed": seed, "average_reward": reward, "average_max_q": None}
-        for step, seed, reward in points
+        {"agent_step": step, "seed": seed, "average_reward": reward, "average_max_q": max_q}
+        for step, seed, reward, max_q in points
     ]
 
 
 def test_an_anchor_is_read_at_our_step_or_at_its_two_around_it():
     # deep_q_rl evaluates every 40k steps, a `paper2013` epoch ends 100 steps past 250k
-    anchor = _anchor_rows((240_000, "run", 0.0), (280_000, "run", 12.75), (1_000_000, "run", 22.69))
+    anchor = _anchor_rows(
+        (240_000, "run", 0.0, 0.193), (280_000, "run", 12.75, None), (1_000_000, "run", 22.69, 0.4)
+    )
     assert GENERATE._anchor_cell(anchor, 250_100, "average_reward") == "0 (240k), 12.75 (280k)"
-    assert GENERATE._anchor_cell(anchor, 1_000_000, "average_reward") == "22.69"
+    assert GENERATE._anchor_cell(anchor, 1_000_100, "average_reward") == "22.69"
     assert GENERATE._anchor_cell(anchor, 2_000_000, "average_reward") == "22.69 (1M)"
+    assert GENERATE._anchor_cell(anchor, 100_000, "average_reward") == "0 (240k)"
+    # where it publishes no max-Q, nothing is said of it
+    assert GENERATE._anchor_cell(anchor, 250_100, "average_max_q") == "0.193 (240k)"
 
 
 def test_an_anchor_of_several_seeds_gives_its_mean_then_each_seed():
-    anchor = _anchor_rows((250_000, "mean", 0.925), (250_000, "1", 0.32), (250_000, "10", 2.3))
+    anchor = _anchor_rows(
+        (250_000, "mean", 0.925, None), (250_000, "1", 0.32, None), (250_000, "10", 2.3, None)
+    )
     assert GENERATE._anchor_cell(anchor, 250_000, "average_reward") == "0.925 (0.32, 2.3)"
+    mean_alone = _anchor_rows((250_000, "mean", 0.925, None))
+    assert GENERATE._anchor_cell(mean_alone, 250_000, "average_reward") == "0.925"
+
+
+def test_steps_are_named_to_the_thousand():
+    names = [GENERATE._steps(s) for s in (250_100, 999_600, 1_000_100, 1_250_100, 40_000)]
+    assert names == ["250k", "1M", "1M", "1.25M", "40k"]
+
+
+def test_a_snapshots_games_and_one_with_no_game_ended():
+    games = GENERATE._games(np.array([0.0, 2.0, 4.0]), 2.0, 300)
+    assert games == ["2.00 (sd 2.00, 3 games; best 4, worst 0)", "67%", "100", "2, 3, 3.6"]
+    assert GENERATE._games(np.array([5.0]), 5.0, None)[:3] == [
+        "5.00 (1 game; best 5, worst 5)",
+        "100%",
+        "",
+    ]
+    assert GENERATE._games(np.array([]), -3.0, 300) == [
+        "-3.00 (no game ended: the one cut short)",
+        "",
+        "",
+        "",
+    ]
 
 
 # [text](target#anchor) in markdown: the target and the anchor, either may be empty.
