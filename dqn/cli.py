@@ -394,7 +394,7 @@ def _run(args: argparse.Namespace) -> int:
         )
     elif args.command == "evaluate":
         from dqn.evaluate import evaluate_run
-        from dqn.layouts import episode_returns
+        from dqn.layouts import episode_returns, return_sd
 
         table = evaluate_run(args.run, args.out, device, args.workers, args.overrides, args.epochs)
         print(f"{args.out}: {len(table['epoch'])} snapshots evaluated")
@@ -402,7 +402,7 @@ def _run(args: argparse.Namespace) -> int:
             table["step"], table["average_reward"], episode_returns(table)
         ):
             if len(returns) > 1:
-                spread = f"{returns.std(ddof=1):.2f} sd over {len(returns)} episodes"
+                spread = f"{return_sd(returns):.2f} sd over {len(returns)} episodes"
             elif len(returns) == 1:
                 spread = "1 episode"
             else:  # dqn.evaluate.play: the one episode cut short stands alone

@@ -235,3 +235,9 @@ def episode_returns(table: dict) -> list[np.ndarray]:
             f"the episodes column counts {ends[-1] if len(ends) else 0}"
         )
     return np.split(table["episode_returns"], ends[:-1])
+
+
+def return_sd(returns: np.ndarray) -> float | None:
+    """The sample standard deviation (n - 1) of one snapshot's episode returns: the spread
+    that every table and figure quotes; none where fewer than two episodes ended."""
+    return float(np.std(returns, ddof=1)) if len(returns) > 1 else None

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from dqn import aggregates, h5io, presets  # noqa: E402
 from dqn.atomic import atomic_write  # noqa: E402
 from dqn.errors import ConfigError, DataFileError  # noqa: E402
-from dqn.layouts import EVALUATION_COLUMNS, episode_returns  # noqa: E402
+from dqn.layouts import EVALUATION_COLUMNS, episode_returns, return_sd  # noqa: E402
 from dqn.rundir import run_differences  # noqa: E402
 
 # 2013 Figure 2: average reward per episode (left pair) and average action value Q on
@@ -546,7 +546,7 @@ def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Pat
             )
         for index, (path, attrs, table, label) in enumerate(column_runs):
             returns = episode_returns(table)
-            sd = np.array([r.std(ddof=1) if len(r) > 1 else np.nan for r in returns])
+            sd = np.array([return_sd(r) for r in returns], dtype=float)  # None: no bar
             steps = table["step"]
             style = dict(marker="o", markersize=4, color=OUR_COLORS[index % len(OUR_COLORS)])
             label = f"ours: {label}, seed {attrs['seed']}"
@@ -1063,7 +1063,7 @@ def _final_run(game: str, seed: int, run: dict, paper_rows: dict) -> dict:
             aggregates.human_normalised(arrays["average_reward"][-1], game, paper_rows)
         ),
         "episodes": len(returns),
-        "episode_return_sd": float(returns.std(ddof=1)) if len(returns) > 1 else None,
+        "episode_return_sd": return_sd(returns),
     }
 
 

@@ -9,7 +9,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from dqn import cli, h5io, plots
+from dqn import cli, h5io, layouts, plots
 from dqn.errors import ConfigError, DataFileError
 
 from conftest import PAPER_TABLE, dqn, provenance_of, write_evaluation
@@ -330,6 +330,13 @@ def test_a_run_evaluated_in_pieces_counts_as_one_run_in_order(tmp_path):
         match=f"{other}: evaluates the run of {later} with other settings \\(eval_steps\\)",
     ):
         plots.load_evaluations([later, other])
+
+
+def test_the_spread_of_a_snapshots_returns_needs_two_games():
+    # the sample sd (n - 1) that the tables, Table 1's CSV and the figures' error bars quote
+    assert layouts.return_sd(np.array([1.0, 3.0])) == pytest.approx(np.sqrt(2))
+    assert layouts.return_sd(np.array([-21.0])) is None
+    assert layouts.return_sd(np.array([])) is None
 
 
 def test_table1_and_the_aggregates_refuse_seeds_evaluated_to_different_epochs(tmp_path):
