@@ -415,6 +415,20 @@ def test_the_carried_wheels_are_pinned_by_the_lock():
 @pytest.mark.skipif(
     not (ROOT / ".git").exists(), reason="not a git checkout (the container image holds none)"
 )
+def test_the_tree_leaves_room_for_the_wheels_in_what_travels():
+    # each committed reference run adds 3 to 8 MiB to the tree that travels with the
+    # device check; past this the check could not be sent to a GPU at all
+    tree = wheels.tree_bytes()
+    assert tree + wheels.WHEEL_ROOM_BYTES <= wheels.TREE_LIMIT_BYTES, (
+        f"the working tree is {tree / 2**20:.1f} MiB: with {wheels.WHEEL_ROOM_BYTES / 2**20:.0f} "
+        f"MiB for the wheels it passes the {wheels.TREE_LIMIT_BYTES / 2**20:.0f} MiB that "
+        "travel to the GPU machine; keep large files out of the tree"
+    )
+
+
+@pytest.mark.skipif(
+    not (ROOT / ".git").exists(), reason="not a git checkout (the container image holds none)"
+)
 def test_the_carried_wheels_are_kept_out_of_git():
     ignored = subprocess.run(
         [
