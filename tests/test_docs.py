@@ -6,6 +6,7 @@ and options that `dqn` has."""
 
 import argparse
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -149,10 +150,10 @@ def _bad_citations(text: str) -> list[str]:
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_citations_of_our_code_point_inside_their_files(page):
-    # fidelity.md cites our code by file and line (`dqn/train.py:237-240`). This only
-    # catches a file renamed or moved and lines past its end: it cannot tell a line that
-    # still holds what the sentence says from one that code added above has pushed down,
-    # so after editing a cited file, read its citations again.
+    # fidelity.md cites our code by file and line (`dqn/train.py:237-240`). This catches
+    # a file renamed or moved and lines past its end on every page; that a cited line
+    # still holds what it held, the test after it checks on fidelity.md, the page that
+    # names the commit its citations give.
     wrong = _bad_citations(page.read_text())
     assert not wrong, f"{page.relative_to(ROOT)}: citations outside their files: {wrong}"
 
@@ -169,6 +170,69 @@ def test_a_citation_outside_its_file_is_caught():
     # Another project's lines, and ours at an old commit, are not checked.
     assert _bad_citations("`NeuralQLearner.lua:139`, `:99999`; `run_gpu:31`") == []
     assert _bad_citations("(`dqn/networks.py:99999` at 7f3cf11)") == []
+
+
+# "Our code as of commit <hash>": the commit whose lines a page's citations of our code give
+AS_OF = re.compile(r"Our code as of commit ([0-9a-f]{7,40})\b")
+
+
+def _moved_citations(text: str, lines_at) -> list[str]:
+    """The citations of our code (not pinned to a commit) whose lines differ between the
+    commit `text` says it cites and the worktree, each with where those lines are now when
+    they are found whole. `lines_at(path)` gives the cited commit's lines of a file."""
+    moved = []
+    path = None
+    for match in CITATION.finditer(text):
+        path = match[1] or path
+        if not path or not path.startswith(OUR_CODE) or match[4]:
+            continue
+        first, last = int(match[2]), int(match[3] or match[2])
+        then, now = lines_at(path), (ROOT / path).read_text().splitlines()
+        cited = then[first - 1 : last]
+        if now[first - 1 : last] == cited:
+            continue
+        found = [
+            f"{start + 1}-{start + len(cited)}" if len(cited) > 1 else str(start + 1)
+            for start in range(len(now) - len(cited) + 1)
+            if now[start : start + len(cited)] == cited
+        ]
+        where = f"now {' or '.join(found)}" if found else "changed"
+        at = "line " + str(text.count("\n", 0, match.start()) + 1)
+        moved.append(f"{at}: {path}:{match[2]}{'-' + match[3] if match[3] else ''} ({where})")
+    return moved
+
+
+def test_citations_of_our_code_still_show_the_lines_of_the_commit_they_cite():
+    # fidelity.md cites our code by line as of a commit it names; code added above a cited
+    # line since then pushes it down, so the sentence would point at other code. Refresh
+    # the citations (and the commit named) when this fails.
+    page = ROOT / "docs" / "fidelity.md"
+    text = page.read_text()
+    (commit,) = AS_OF.findall(text)
+    shown = {}
+
+    def lines_at(path):
+        if path not in shown:
+            done = subprocess.run(
+                ["git", "-C", str(ROOT), "show", f"{commit}:{path}"], capture_output=True, text=True
+            )
+            if done.returncode:
+                pytest.skip(f"commit {commit} is not in this clone: {done.stderr.strip()}")
+            shown[path] = done.stdout.splitlines()
+        return shown[path]
+
+    moved = _moved_citations(text, lines_at)
+    assert not moved, f"docs/fidelity.md: citations of {commit}'s lines that moved: {moved}"
+
+
+def test_a_citation_whose_lines_moved_is_caught():
+    now = (ROOT / "dqn/atari.py").read_text().splitlines()
+    pushed_down = lambda path: now[2:]  # noqa: E731 (two lines were added above since)
+    assert _moved_citations("`dqn/atari.py:1-2`", lambda path: now) == []
+    assert _moved_citations("`dqn/atari.py:1-2`", pushed_down) == [
+        "line 1: dqn/atari.py:1-2 (now 3-4)"
+    ]
+    assert _moved_citations("`dqn/atari.py:5` at 7f3cf11", pushed_down) == []
 
 
 def test_outputs_page_names_the_file_of_every_kind():
