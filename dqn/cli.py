@@ -401,8 +401,8 @@ def _run(args: argparse.Namespace) -> int:
         for step, average, returns in zip(
             table["step"], table["average_reward"], episode_returns(table)
         ):
-            if len(returns) > 1:
-                spread = f"{return_sd(returns):.2f} sd over {len(returns)} episodes"
+            if (sd := return_sd(returns)) is not None:
+                spread = f"{sd:.2f} sd over {len(returns)} episodes"
             elif len(returns) == 1:
                 spread = "1 episode"
             else:  # dqn.evaluate.play: the one episode cut short stands alone

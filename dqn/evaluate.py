@@ -25,7 +25,7 @@ from dqn.games import Env, make_env
 from dqn.layouts import EVALUATION_COLUMNS
 from dqn.networks import average_max_q, q_values
 from dqn.play import Player, Policy, Step
-from dqn.presets import Config
+from dqn.presets import Config, is_evaluation_key
 from dqn.rundir import RunDir, check_same_run
 
 
@@ -165,7 +165,7 @@ def evaluation_config(config: Config, overrides: list[str]) -> Config:
     """The run's config with `key=value` overrides of evaluation keys only (eval_*): how
     a snapshot is evaluated may change, what was trained may not."""
     for assignment in overrides:
-        if not assignment.strip().startswith("eval_"):  # with_overrides strips keys too
+        if not is_evaluation_key(assignment.strip()):  # with_overrides strips keys too
             raise ConfigError(
                 f"--set {assignment!r}: only the evaluation's keys (eval_*) "
                 "may be changed when evaluating a run"

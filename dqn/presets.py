@@ -546,6 +546,12 @@ def load(name: str, overrides: list[str] = ()) -> Config:
     return PRESETS[name].with_overrides(list(overrides))
 
 
+def is_evaluation_key(key: str) -> bool:
+    """Whether `key` says how a snapshot is evaluated (eval_*): the keys an evaluation of a
+    trained run may change, since they change nothing that was trained."""
+    return key.startswith("eval_")
+
+
 def changes(name: str, config: dict) -> dict:
     """The keys of `config` (a run's, as its files record it) whose values differ from
     the preset `name` as this version defines it (the run's --set overrides, or values

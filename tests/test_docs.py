@@ -5,6 +5,7 @@ every relative link leads to a file, and every `dqn` command they show names a c
 and options that `dqn` has."""
 
 import argparse
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from dqn import cli, layouts
-from dqn.presets import Config
+from dqn.presets import PRESETS, Config
 
 from conftest import ROOT, load_script
 
@@ -73,6 +74,23 @@ def test_an_anchor_of_several_seeds_gives_its_mean_then_each_seed():
     assert GENERATE._anchor_cell(anchor, 250_000, "average_reward") == "0.925 (0.32, 2.3)"
     mean_alone = _anchor_rows((250_000, "mean", 0.925, None))
     assert GENERATE._anchor_cell(mean_alone, 250_000, "average_reward") == "0.925"
+
+
+def test_the_papers_figure2_table_is_kept_for_runs_of_its_epochs_and_evaluation(monkeypatch):
+    paper = PRESETS["paper2013"]
+    runs = {
+        "as-paper": paper,
+        "short-epochs": paper.with_values(epoch_updates=12_500),
+        "long-evaluation": paper.with_values(eval_steps=125_000),
+        "longer-run": paper.with_values(train_steps=1_000_000),
+    }
+    monkeypatch.setattr(GENERATE, "_committed_runs", lambda kinds: [Path(n) for n in runs])
+    monkeypatch.setattr(
+        GENERATE,
+        "_evaluations",
+        lambda run: ({"preset": "paper2013", "config": json.dumps(runs[run.name].as_dict())}, {}),
+    )
+    assert [run.name for run in GENERATE._figure2_runs()] == ["as-paper", "longer-run"]
 
 
 def test_steps_are_named_to_the_thousand():
@@ -179,27 +197,40 @@ AS_OF = re.compile(r"Our code as of commit ([0-9a-f]{7,40})\b")
 def _moved_citations(text: str, lines_at) -> list[str]:
     """The citations of our code (not pinned to a commit) whose lines differ between the
     commit `text` says it cites and the worktree, each with where those lines are now when
-    they are found whole. `lines_at(path)` gives the cited commit's lines of a file."""
+    they are found whole. `lines_at(path)` gives the cited commit's lines of a file, None
+    where the commit lacks it; a file the worktree lacks is the test above's to name."""
     moved = []
     path = None
     for match in CITATION.finditer(text):
         path = match[1] or path
         if not path or not path.startswith(OUR_CODE) or match[4]:
             continue
+        if not (ROOT / path).is_file():
+            continue
         first, last = int(match[2]), int(match[3] or match[2])
         then, now = lines_at(path), (ROOT / path).read_text().splitlines()
-        cited = then[first - 1 : last]
-        if now[first - 1 : last] == cited:
+        cited = None if then is None else then[first - 1 : last]
+        if cited is not None and len(cited) == last - first + 1 and now[first - 1 : last] == cited:
             continue
-        found = [
-            f"{start + 1}-{start + len(cited)}" if len(cited) > 1 else str(start + 1)
-            for start in range(len(now) - len(cited) + 1)
-            if now[start : start + len(cited)] == cited
-        ]
-        where = f"now {' or '.join(found)}" if found else "changed"
+        if then is None:
+            where = "no such file at the commit cited"
+        elif len(cited) != last - first + 1:
+            where = f"the file had {len(then)} lines at the commit cited"
+        else:
+            found = [
+                f"{start + 1}-{start + len(cited)}" if len(cited) > 1 else str(start + 1)
+                for start in range(len(now) - len(cited) + 1)
+                if now[start : start + len(cited)] == cited
+            ]
+            where = "changed" if not found else "now " + " or ".join(found[:3])
+            where += f", {len(found)} places" if len(found) > 3 else ""
         at = "line " + str(text.count("\n", 0, match.start()) + 1)
         moved.append(f"{at}: {path}:{match[2]}{'-' + match[3] if match[3] else ''} ({where})")
     return moved
+
+
+def _git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
 
 
 def test_citations_of_our_code_still_show_the_lines_of_the_commit_they_cite():
@@ -209,16 +240,14 @@ def test_citations_of_our_code_still_show_the_lines_of_the_commit_they_cite():
     page = ROOT / "docs" / "fidelity.md"
     text = page.read_text()
     (commit,) = AS_OF.findall(text)
+    if _git("cat-file", "-e", f"{commit}^{{commit}}").returncode:
+        pytest.skip(f"commit {commit} is not here (a shallow clone, or no git history)")
     shown = {}
 
     def lines_at(path):
         if path not in shown:
-            done = subprocess.run(
-                ["git", "-C", str(ROOT), "show", f"{commit}:{path}"], capture_output=True, text=True
-            )
-            if done.returncode:
-                pytest.skip(f"commit {commit} is not in this clone: {done.stderr.strip()}")
-            shown[path] = done.stdout.splitlines()
+            done = _git("show", f"{commit}:{path}")
+            shown[path] = None if done.returncode else done.stdout.splitlines()
         return shown[path]
 
     moved = _moved_citations(text, lines_at)
@@ -233,6 +262,16 @@ def test_a_citation_whose_lines_moved_is_caught():
         "line 1: dqn/atari.py:1-2 (now 3-4)"
     ]
     assert _moved_citations("`dqn/atari.py:5` at 7f3cf11", pushed_down) == []
+    # past the end of the file then, or a file the commit lacks
+    assert _moved_citations("`dqn/atari.py:1-2`", lambda path: now[:1]) == [
+        "line 1: dqn/atari.py:1-2 (the file had 1 lines at the commit cited)"
+    ]
+    assert _moved_citations("x\n`dqn/atari.py:1`", lambda path: None) == [
+        "line 2: dqn/atari.py:1 (no such file at the commit cited)"
+    ]
+    # a moved blank line is found in many places: three are named, and the count
+    (moved,) = _moved_citations("`dqn/atari.py:1`", lambda path: [""])
+    assert moved.endswith(f"{now.count('')} places)") and moved.count(" or ") == 2
 
 
 def test_outputs_page_names_the_file_of_every_kind():
