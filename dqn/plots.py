@@ -297,10 +297,14 @@ def training_curves(
             if column == 0:
                 ax.set_ylabel(label.format(epsilon=epsilon))
             ax.grid(alpha=0.3)
-    seed_text = (
-        f"seed {seeds[0]}"
-        if len(seeds) == 1
-        else f"seeds {', '.join(map(str, seeds))}: mean, band = min to max"
+    # each game's seeds: a game of one seed beside one of several has no band
+    seed_text = _per_game(
+        {
+            game: f"seed {next(iter(runs[game]))}"
+            if len(runs[game]) == 1
+            else f"seeds {', '.join(map(str, sorted(runs[game])))}: mean, band = min to max"
+            for game in games
+        }
     )
     # each game's preset with the keys its runs changed: a run of 1M steps beside the
     # paper's 10M says so

@@ -61,7 +61,10 @@ def test_several_seeds_draw_their_mean_and_a_min_max_band(tmp_path):
     assert lines["Pong average_max_q: seed 0"]["y"] == [0.0, 0.1]
     # runs of their presets as they are: nothing named as changed
     assert data["preset_changes"] == {"Breakout": {}, "Pong": {}}
-    assert "\npreset ci, seeds 0, 1: mean" in data["title"]
+    # each game its seeds: Pong, of one, has no band
+    assert "seeds 0, 1: mean, band = min to max (Breakout), seed 0 (Pong)" in " ".join(
+        data["title"].split()
+    )
     band = next(b for b in data["bands"] if b["key"] == "average_max_q")
     assert band["min"] == [0.1, 0.2, 0.3] and band["max"] == [0.3, 0.4, 0.5]
     assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")
