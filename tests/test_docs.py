@@ -147,8 +147,9 @@ CITATION = re.compile(r"`([\w./-]*):(\d+)(?:-(\d+))?`( at [0-9a-f]{7,40}\b)?")
 OUR_CODE = ("dqn/", "config/", "scripts/", "workflow/")
 
 
-def _bad_citations(text: str) -> list[str]:
-    wrong = []
+def _our_citations(text: str):
+    """Each citation of our code in `text` not pinned to a commit, as (where it is on the
+    page, path, first line, last line, `path:lines` as written)."""
     path = None
     for match in CITATION.finditer(text):
         path = match[1] or path  # another project's file too, so its `:N` is skipped
@@ -156,7 +157,12 @@ def _bad_citations(text: str) -> list[str]:
             continue
         first, last = int(match[2]), int(match[3] or match[2])
         where = f"{path}:{match[2]}{'-' + match[3] if match[3] else ''}"
-        at = "line " + str(text.count("\n", 0, match.start()) + 1)
+        yield "line " + str(text.count("\n", 0, match.start()) + 1), path, first, last, where
+
+
+def _bad_citations(text: str) -> list[str]:
+    wrong = []
+    for at, path, first, last, where in _our_citations(text):
         if not (ROOT / path).is_file():
             wrong.append(f"{at}: {where} (no such file)")
             continue
@@ -200,32 +206,26 @@ def _moved_citations(text: str, lines_at) -> list[str]:
     they are found whole. `lines_at(path)` gives the cited commit's lines of a file, None
     where the commit lacks it; a file the worktree lacks is the test above's to name."""
     moved = []
-    path = None
-    for match in CITATION.finditer(text):
-        path = match[1] or path
-        if not path or not path.startswith(OUR_CODE) or match[4]:
-            continue
+    for at, path, first, last, where in _our_citations(text):
         if not (ROOT / path).is_file():
             continue
-        first, last = int(match[2]), int(match[3] or match[2])
         then, now = lines_at(path), (ROOT / path).read_text().splitlines()
         cited = None if then is None else then[first - 1 : last]
         if cited is not None and len(cited) == last - first + 1 and now[first - 1 : last] == cited:
             continue
         if then is None:
-            where = "no such file at the commit cited"
+            how = "no such file at the commit cited"
         elif len(cited) != last - first + 1:
-            where = f"the file had {len(then)} lines at the commit cited"
+            how = f"the file had {len(then)} lines at the commit cited"
         else:
             found = [
                 f"{start + 1}-{start + len(cited)}" if len(cited) > 1 else str(start + 1)
                 for start in range(len(now) - len(cited) + 1)
                 if now[start : start + len(cited)] == cited
             ]
-            where = "changed" if not found else "now " + " or ".join(found[:3])
-            where += f", {len(found)} places" if len(found) > 3 else ""
-        at = "line " + str(text.count("\n", 0, match.start()) + 1)
-        moved.append(f"{at}: {path}:{match[2]}{'-' + match[3] if match[3] else ''} ({where})")
+            how = "changed" if not found else "now " + " or ".join(found[:3])
+            how += f", {len(found)} places" if len(found) > 3 else ""
+        moved.append(f"{at}: {where} ({how})")
     return moved
 
 
