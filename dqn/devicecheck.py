@@ -510,7 +510,10 @@ def graph_agreement(memory, n_actions: int, device: torch.device, updates: int) 
                     learner.after_step(1)  # a refresh (Nature's target network)
         graph = learners[2].graph
         agreement[f"{name}_graph_captured"] = graph is not None and graph.graph is not None
-        plain, again, graphed = (list(learner.network.parameters()) for learner in learners)
+        # detached: a difference of weights that require grad warns when read as a float
+        plain, again, graphed = (
+            [weight.detach() for weight in learner.network.parameters()] for learner in learners
+        )
         for label, other in (("plain_again", again), ("graph", graphed)):
             difference = max(float((a - b).abs().max()) for a, b in zip(plain, other))
             agreement[f"{name}_{label}_max_abs_weight_difference"] = difference
