@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import h5py
@@ -23,22 +22,6 @@ from dqn.devices import machine
 # One torch thread in the test process: results then match the `--threads 1`
 # subprocesses bit for bit, and two busy cores do not starve each other.
 torch.set_num_threads(1)
-
-
-def pytest_collection_modifyitems(items):
-    """The order in which make test's two processes are handed the test files (a file to
-    a process, in this order: pyproject.toml's addopts). tests/test_learning.py first:
-    its training runs take minutes on one CPU thread each, so they start at once and
-    train beside the other process's tests. Then the longest first, so that short ones
-    fill the end: the files with the most slow tests (training, workflow, cluster), then
-    those with the most tests."""
-    slow, count = Counter(), Counter()
-    for item in items:
-        count[item.path] += 1
-        slow[item.path] += item.get_closest_marker("slow") is not None
-    items.sort(
-        key=lambda item: (item.path.name != "test_learning.py", -slow[item.path], -count[item.path])
-    )
 
 
 # -- dqn's command line, in a subprocess as a user runs it --
