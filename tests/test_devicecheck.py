@@ -42,7 +42,8 @@ def test_the_cpu_form_runs_every_section_and_writes_its_summary_and_table(cpu_fo
     done, out = cpu_form
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     # nothing warns: on the GPU machine the output's tail is all that comes back
-    assert "Warning" not in done.stdout + done.stderr, done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    assert "Warning" not in output, output[-3000:]
     assert sorted(path.name for path in out.iterdir()) == [devicecheck.SUMMARY, devicecheck.TABLE]
     summary = json.loads((out / devicecheck.SUMMARY).read_text())
     assert summary["form"] == "cpu"
