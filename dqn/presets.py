@@ -502,14 +502,15 @@ QUICK = PAPER2013.with_values(
     eval_steps=1_500,
 )
 
-# About 20 s on one core: every code path of a run (updates, snapshots, evaluation), no learning.
+# Every code path of a run (updates, snapshots, evaluation) in seconds on one core, no
+# learning: 4 epochs of 100 updates, as short as the tests that stop runs mid-epoch allow.
 CI = PAPER2013.with_values(
     max_episode_frames=2_000,
     replay_capacity_transitions=1_000,
     replay_start_steps=200,
     epsilon_anneal_steps=500,
-    train_steps=1_000,
-    epoch_updates=200,
+    train_steps=600,
+    epoch_updates=100,
     heldout_collect_steps=300,
     heldout_states=32,
     eval_steps=300,

@@ -28,7 +28,7 @@ def small_run(tmp_path_factory):
     import torch
 
     out = tmp_path_factory.mktemp("cli") / "run"
-    config = presets.load("ci", ["train_steps=400", "epoch_updates=100", "eval_steps=100"])
+    config = presets.load("ci", ["train_steps=400", "eval_steps=100"])
     train("Pong", "ci", config, 0, out, torch.device("cpu"), progress_s=60)
     return out
 
@@ -172,8 +172,6 @@ def test_train_refuses_a_directory_of_another_config(small_run):
         small_run,
         "--set",
         "train_steps=400",
-        "--set",
-        "epoch_updates=100",
     )
     assert_refused(
         result,

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from dqn import devicecheck, wheels
+from dqn import devicecheck, presets, wheels
 from dqn.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,6 +103,18 @@ def test_the_cpu_form_runs_every_section_and_writes_its_summary_and_table(cpu_fo
     )
     assert f"\n\ncpu (CPU {facts['machine']['cpu']}), torch " in table  # the facts line
     assert table in done.stdout
+
+
+@pytest.mark.parametrize("name", ["GPU", "CPU"])
+def test_each_forms_runs_are_valid_presets_and_its_resume_kill_lands_before_the_end(name):
+    # The GPU form's sizes run nowhere else: a key misspelt there would show only on the
+    # GPU machine, in its few minutes.
+    sizes = getattr(devicecheck, name)
+    resumed = presets.load("ci", sizes.resume_overrides)
+    epochs = (resumed.train_steps - resumed.replay_start_steps) // resumed.epoch_updates
+    assert epochs > sizes.resume_kill_after_epoch
+    glance = presets.load("paper2013", sizes.glance_overrides)
+    assert glance.train_steps > glance.replay_start_steps
 
 
 def test_a_summary_whose_write_fails_partway_leaves_the_one_before_whole(tmp_path, monkeypatch):

@@ -118,7 +118,7 @@ def test_the_papers_figure2_points_are_drawn_where_our_epochs_are_its(tmp_path):
     # a key changed from the preset is named
     assert data["preset_changes"] == {"Breakout": {"eval_epsilon": 0.01}}
     assert "\npreset paper2013 [eval_epsilon=0.01], seed 0" in data["title"]
-    # The ci preset's epochs are 200 updates, not the paper's 50,000: no points, and why.
+    # The ci preset's epochs are 100 updates, not the paper's 50,000: no points, and why.
     short = write_evaluation(tmp_path / "b.h5", "Seaquest", 0, [1, 2], [0.1, 0.2])
     plots.training_curves([short], tmp_path / "short", paper=paper)
     data = json.loads((tmp_path / "short.json").read_text())
@@ -127,7 +127,7 @@ def test_the_papers_figure2_points_are_drawn_where_our_epochs_are_its(tmp_path):
         "Seaquest average_max_q: seed 0",
     ]
     assert data["paper_points_left_out"] == {
-        "Seaquest": "epochs of 200 updates, the paper's of 50,000"
+        "Seaquest": "epochs of 100 updates, the paper's of 50,000"
     }
     longer = write_evaluation(
         tmp_path / "c.h5", "Pong", 0, [1], [0.1], preset="nature2015", eval_episodes=30

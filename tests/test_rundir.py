@@ -25,9 +25,7 @@ from conftest import DQN, dqn, provenance_of, train_args, wait_for
 pytestmark = pytest.mark.slow
 
 # A short run: 200 updates in 2 epochs.
-TRAIN = train_args(
-    "Pong", progress_s=60, overrides=("train_steps=400", "epoch_updates=100", "eval_steps=100")
-)
+TRAIN = train_args("Pong", progress_s=60, overrides=("train_steps=400", "eval_steps=100"))
 
 
 def last_line(result):
@@ -103,7 +101,7 @@ def test_clean_up_on_resume_touches_only_the_names_a_run_writes(tmp_path):
     assert "resumed from" in resumed.stderr
     # its first line names the run: game, preset and the keys changed from it, seed, length
     assert (
-        f"{out}: Pong, preset ci [epoch_updates=100, eval_steps=100, train_steps=400], "
+        f"{out}: Pong, preset ci [eval_steps=100, train_steps=400], "
         "seed 0, 400 agent steps, on cpu" in resumed.stderr.splitlines()[0]
     )
     assert [path for path in leftovers if path.exists()] == []

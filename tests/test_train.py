@@ -300,8 +300,8 @@ def test_sigterm_and_sigint_save_mid_epoch_and_a_rerun_ends_identical(finished_r
 
 
 def test_a_stop_after_the_ring_wrapped_within_the_epoch_resumes_identical(tmp_path):
-    # A replay memory of 40 entries, epochs of 200 updates, a stop 60 or more steps after
-    # snapshot 2 (step 500) and before snapshot 3 (step 700): the interrupt file alone
+    # A replay memory of 40 entries, epochs of 100 updates, a stop 50 or more steps after
+    # snapshot 2 (step 300) and before snapshot 3 (step 400): the interrupt file alone
     # refills the ring. With Adam, whose moments and step count must come back too (the
     # other resume tests cover RMSProp's).
     overrides = [
@@ -315,7 +315,7 @@ def test_a_stop_after_the_ring_wrapped_within_the_epoch_resumes_identical(tmp_pa
     reference = tmp_path / "reference"
     dqn(*TRAIN, "--out", reference, *overrides, check=True)
     out = tmp_path / "stopped"
-    attrs = stop_and_check(out, None, signal.SIGTERM, overrides, at_step=560)
+    attrs = stop_and_check(out, None, signal.SIGTERM, overrides, at_step=350)
     assert (
         attrs["start"]
         == attrs["stop"] - 40
@@ -359,8 +359,8 @@ def test_a_missing_replay_delta_stops_the_resume_naming_the_gap(finished_run, tm
     run.replay_delta(2).unlink()
     with pytest.raises(
         DataFileError,
-        match=f"{run.replay_delta(3)}: starts at replay entry 600, "
-        "but entries 400..599 are in no delta file",
+        match=f"{run.replay_delta(3)}: starts at replay entry 400, "
+        "but entries 300..399 are in no delta file",
     ):
         train("Breakout", "ci", presets.load("ci"), 1, out, CPU, progress_s=60)
 
@@ -627,10 +627,14 @@ def test_a_run_begun_by_format_1_code_ends_identical_when_continued(finished_run
     # Stopped by SIGINT mid-epoch 3 (an interrupt file on top of two epochs) by dqn
     # 0.1.0, then continued by this version: the same weights and log as a run of this
     # version alone; its old files are read as format 2, its new ones written so; the
-    # old and new snapshots evaluate together.
+    # old and new snapshots evaluate together. The ci preset's lengths of today, set:
+    # dqn 0.1.0's ci ran 1,000 steps in epochs of 200 updates.
     code, out = format_1_code(tmp_path), tmp_path / "old"
     env = {**os.environ, "PYTHONPATH": str(code)}
-    assert stop_at_step(out, 650, signal.SIGINT, cwd=code, env=env) == 128 + signal.SIGINT
+    config = presets.load("ci")
+    lengths = [f"--set={key}={getattr(config, key)}" for key in ("train_steps", "epoch_updates")]
+    stopped = stop_at_step(out, 450, signal.SIGINT, lengths, cwd=code, env=env)
+    assert stopped == 128 + signal.SIGINT
     run = RunDir(out)
     with h5py.File(run.interrupt, "r") as f:
         assert f.attrs["format_version"] == 1 and "delta" in f and "log" in f
@@ -798,7 +802,7 @@ def test_value_returns_sets_q_beside_the_discounted_clipped_return_that_followed
     (line,) = result.stdout.splitlines()
     # a Breakout game of the eps=0.05 policy lasts hundreds of steps
     episodes, states = re.search(
-        r"^epoch 4 \(step 1,000\): (\d+) episodes, ([\d,]+) states", line
+        r"^epoch 4 \(step 600\): (\d+) episodes, ([\d,]+) states", line
     ).groups()
     assert int(episodes) >= 2 and 1 <= int(states.replace(",", "")) <= 3000
     mean_q, mean_return, difference = map(
@@ -815,7 +819,7 @@ def test_value_returns_sets_q_beside_the_discounted_clipped_return_that_followed
     assert 0 <= immediate <= float(re.search(r"return with discount 0.99: ([\d.]+)", line)[1])
     short = value_returns("--epochs", "1", "--steps", "5")
     assert (
-        short.stdout == "epoch 1 (step 400): no episode ended within 5 steps; give more --steps\n"
+        short.stdout == "epoch 1 (step 300): no episode ended within 5 steps; give more --steps\n"
     )
     missing = value_returns("--epochs", "99")
     assert missing.returncode == 1 and missing.stderr == (

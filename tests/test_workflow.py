@@ -458,14 +458,14 @@ def test_a_config_changed_after_its_runs_were_made_is_refused_before_any_job(wor
         "--configfile",
         "config/ci.yaml",
         "--config",
-        "preset_overrides={train_steps: 1200}",
+        "preset_overrides={train_steps: 800}",
     )
     assert changed.returncode != 0
     assert (
-        "config: results/runs/Breakout/seed1 holds a run of other settings (train_steps=1000 "
-        "(this config: 1200)); give this config a results directory of its own (key "
+        "config: results/runs/Breakout/seed1 holds a run of other settings (train_steps=600 "
+        "(this config: 800)); give this config a results directory of its own (key "
         "results), or continue that run with its settings (preset_overrides: "
-        "{train_steps: 1000})"
+        "{train_steps: 600})"
     ) in changed.stderr, changed.stderr
     assert log.read_text() == "the run's own log\n"
     assert sorted(path.name for path in run.root.iterdir()) == ["heldout.h5"]
