@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-fast lint test-container quick bench
+.PHONY: test test-fast test-profile lint test-container quick bench
 
 $(STAMP): requirements.lock pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): requirements.lock pyproject.toml
 
 # Install, then run the test suite (what CI runs), on two processes (pytest-xdist; a
 # test file stays on one, see pyproject.toml). The 15 slowest tests are listed at the end:
-# the suite's time on a fresh clone is held under 12 minutes.
+# the suite's budget is 12 minutes on a fresh clone (docs/tests.md: where it stands).
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -n 2 --durations=15
 
@@ -23,6 +23,14 @@ test: $(STAMP)
 # (tests marked slow, see pyproject.toml), in one process.
 test-fast: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -n 0 -m "not slow"
+
+# The full suite as make test runs it, then where its CPU time went: per file and the
+# costliest tests, subprocesses included (tests/cpu_profile.py; the lines in .cpu-profile/).
+# The summary comes after a failed run as well.
+test-profile: $(STAMP)
+	rm -rf .cpu-profile
+	-DQN_CPU_PROFILE=.cpu-profile $(VENV)/bin/python -m pytest -q -n 2 -p tests.cpu_profile
+	$(VENV)/bin/python tests/cpu_profile.py .cpu-profile
 
 # ruff's lint and format checks (rules in pyproject.toml); CI runs it before the tests.
 # `ruff format` and `ruff check --fix` make the changes they ask for. The scripts in
