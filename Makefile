@@ -26,11 +26,11 @@ test-fast: $(STAMP)
 
 # The full suite as make test runs it, then where its CPU time went: per file and the
 # costliest tests, subprocesses included (tests/cpu_profile.py; the lines in .cpu-profile/).
-# The summary comes after a failed run as well.
+# The summary comes after a failed run as well; the exit status is the suite's.
 test-profile: $(STAMP)
 	rm -rf .cpu-profile
-	-DQN_CPU_PROFILE=.cpu-profile $(VENV)/bin/python -m pytest -q -n 2 -p tests.cpu_profile
-	$(VENV)/bin/python tests/cpu_profile.py .cpu-profile
+	DQN_CPU_PROFILE=.cpu-profile $(VENV)/bin/python -m pytest -q -n 2 -p tests.cpu_profile; \
+	status=$$?; $(VENV)/bin/python tests/cpu_profile.py .cpu-profile && exit $$status
 
 # ruff's lint and format checks (rules in pyproject.toml); CI runs it before the tests.
 # `ruff format` and `ruff check --fix` make the changes they ask for. The scripts in

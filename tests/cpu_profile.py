@@ -87,9 +87,9 @@ def summary(directory: Path, top: int) -> str:
         first = min(t["start"] for t in ran) - begin
         last = max(t["start"] + t["wall_s"] for t in ran) - begin
         workers = ",".join(sorted({t["worker"] for t in ran}))
+        share, wall = cpu / (total_cpu or 1), sum(t["wall_s"] for t in ran)
         lines.append(
-            f"{name:34} {cpu:7.0f} {cpu / total_cpu:6.1%} {sum(t['wall_s'] for t in ran):7.0f} "
-            f"{first:7.0f} {last:6.0f}  {workers}"
+            f"{name:34} {cpu:7.0f} {share:6.1%} {wall:7.0f} {first:7.0f} {last:6.0f}  {workers}"
         )
     lines += ["", f"the {top} costliest tests (CPU s, wall s):"]
     for t in sorted(tests, key=lambda t: -t["cpu_s"])[:top]:
