@@ -111,7 +111,7 @@ def test_each_forms_runs_are_valid_presets_and_its_resume_kill_lands_before_the_
     # GPU machine, in its few minutes.
     sizes = getattr(devicecheck, name)
     resumed = presets.load("ci", sizes.resume_overrides)
-    epochs = (resumed.train_steps - resumed.replay_start_steps) // resumed.epoch_updates
+    epochs = (resumed.train_steps - resumed.replay_start_steps) // resumed.epoch_steps
     assert epochs > sizes.resume_kill_after_epoch
     glance = presets.load("paper2013", sizes.glance_overrides)
     assert glance.train_steps > glance.replay_start_steps
