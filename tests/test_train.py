@@ -105,7 +105,7 @@ def test_a_run_writes_heldout_snapshots_and_log(finished_run):
         assert f["states"].compression == "lzf"
     assert attrs["game"] == "Breakout" and attrs["seed"] == 1 and attrs["preset"] == "ci"
     epochs = run.snapshot_epochs()
-    expected = (config.train_steps - config.replay_start_steps) // config.epoch_updates
+    expected = (config.train_steps - config.replay_start_steps) // config.epoch_steps
     assert epochs == list(range(1, expected + 1))
     complete = h5io.read_attrs(run.completion, "complete")  # written last, names the final one
     assert (complete["epoch"], complete["snapshot"]) == (
