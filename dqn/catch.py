@@ -96,3 +96,36 @@ class Catch:
         self.ball_row, self.ball_column = values["ball"]
         self.paddle_column = values["paddle"]
         self.rng.bit_generator.state = values["rng"]
+
+
+# The first pixel row and column of each grid cell: where a frame is read back.
+_CELL_PIXEL_ROW = np.searchsorted(_PIXEL_ROW, np.arange(ROWS))
+_CELL_PIXEL_COLUMN = np.searchsorted(_PIXEL_COLUMN, np.arange(COLUMNS))
+
+
+def optimal_values(states: np.ndarray, discount: float) -> np.ndarray:
+    """V*(s) = max_a Q*(s, a) of each state (N x 4 x 84 x 84, as Catch draws them): the
+    value the learning test holds a trained network's max-Q to.
+
+    Read from the newest frame: with k steps left before the ball reaches the bottom row,
+    the one reward comes at the k-th step, +1 where the paddle can reach the ball's
+    column (it moves at most one column a step, so where the columns differ by at most
+    k) and -1 where it cannot; discounted, +-discount^(k - 1). A state whose ball is
+    already on the bottom row has ended: 0."""
+    frames = states[:, -1]
+    cells = frames[:, _CELL_PIXEL_ROW][:, :, _CELL_PIXEL_COLUMN] > 0  # N x 10 x 5
+    above, bottom = cells[:, : ROWS - 1].sum(axis=(1, 2)), cells[:, ROWS - 1].sum(axis=1)
+    # One ball above one paddle; or, once the episode has ended, the ball on the bottom
+    # row beside the paddle or on it. And nothing else drawn.
+    drawn = 255 * cells[:, _PIXEL_ROW][:, :, _PIXEL_COLUMN].astype(np.uint8)
+    valid = np.where(above == 1, bottom == 1, (above == 0) & (bottom >= 1) & (bottom <= 2))
+    valid &= (drawn == frames).all(axis=(1, 2))
+    if not valid.all():
+        raise ValueError(f"state {np.flatnonzero(~valid)[0]} is not a frame Catch draws")
+    ball_row = cells[:, : ROWS - 1].any(axis=2).argmax(axis=1)
+    ball_column = cells[np.arange(len(cells)), ball_row].argmax(axis=1)
+    paddle_column = cells[:, ROWS - 1].argmax(axis=1)
+    steps_left = ROWS - 1 - ball_row
+    reachable = np.abs(ball_column - paddle_column) <= steps_left
+    values = np.where(reachable, 1.0, -1.0) * float(discount) ** (steps_left - 1.0)
+    return np.where(above == 1, values, 0.0)

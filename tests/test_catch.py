@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from dqn import presets
-from dqn.catch import COLUMNS, ROWS, Catch
+from dqn.catch import COLUMNS, ROWS, Catch, optimal_values
 from dqn.errors import ConfigError
 from dqn.games import check_game, make_env
 
@@ -13,7 +13,12 @@ LEFT, STAY, RIGHT = 0, 1, 2
 def play(env, policy):
     """One episode; the rewards of its steps."""
     env.new_episode()
-    rewards, terminal = [], False
+    return rewards_to_the_end(env, policy)
+
+
+def rewards_to_the_end(env, policy):
+    """The rewards of playing on from the game's state to the end of its episode."""
+    rewards, terminal = [], env.ball_row == ROWS - 1
     while not terminal:
         reward, terminal = env.step(policy(env))
         rewards.append(reward)
@@ -81,6 +86,41 @@ def test_state_round_trip_continues_identically():
     env.new_episode()
     other.new_episode()
     assert env.ball_column == other.ball_column  # the same generator state
+
+
+def test_optimal_values_are_the_returns_of_following_the_ball_and_no_policy_beats_them():
+    # From states reached by random play, the discounted return of following the ball
+    # is the closed form's V*, for a catch still in reach and for a miss that is not;
+    # random play on from the same states never gets more.
+    env, rng = Catch(CONFIG, seed=5), np.random.default_rng(1)
+    states, best, random_returns = [], [], []
+
+    def play_randomly(_):
+        return int(rng.integers(3))
+
+    for _ in range(300):
+        env.new_episode()
+        for _ in range(rng.integers(ROWS)):  # 0 to 9 random steps: the last one ends it
+            env.step(int(rng.integers(3)))
+        states.append(env.stack.copy())
+        state = env.get_state()
+        for policy, returns in ((follow_the_ball, best), (play_randomly, random_returns)):
+            env.set_state(*state)
+            rewards = rewards_to_the_end(env, policy)
+            returns.append(sum(CONFIG.discount**i * r for i, r in enumerate(rewards)))
+    values = optimal_values(np.stack(states), CONFIG.discount)
+    np.testing.assert_allclose(values, best, rtol=0, atol=1e-12)
+    assert np.all(np.asarray(random_returns) <= values + 1e-12)
+    # every kind of state came up: a catch in reach, a miss, an ended episode
+    assert (values > 0).any() and (values < 0).any() and (values == 0).any()
+
+
+def test_optimal_values_refuse_a_frame_catch_does_not_draw():
+    env = Catch(CONFIG, seed=6)
+    states = np.stack([env.new_episode().copy(), env.new_episode().copy()])
+    states[1, -1, 40, 40] = 255  # a stray pixel in the second state
+    with pytest.raises(ValueError, match="state 1 is not a frame Catch draws"):
+        optimal_values(states, CONFIG.discount)
 
 
 def test_unknown_game_lists_every_game():
