@@ -116,7 +116,7 @@ def optimal_values(states: np.ndarray, discount: float) -> np.ndarray:
     cells = frames[:, _CELL_PIXEL_ROW][:, :, _CELL_PIXEL_COLUMN] > 0  # N x 10 x 5
     above, bottom = cells[:, : ROWS - 1].sum(axis=(1, 2)), cells[:, ROWS - 1].sum(axis=1)
     # One ball above one paddle; or, once the episode has ended, the ball on the bottom
-    # row beside the paddle or on it. And nothing else drawn.
+    # row too, in the paddle's cell (a catch) or another (a miss). And nothing else drawn.
     drawn = 255 * cells[:, _PIXEL_ROW][:, :, _PIXEL_COLUMN].astype(np.uint8)
     valid = np.where(above == 1, bottom == 1, (above == 0) & (bottom >= 1) & (bottom <= 2))
     valid &= (drawn == frames).all(axis=(1, 2))

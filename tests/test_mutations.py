@@ -20,7 +20,9 @@ def test_each_mutation_changes_its_lines_in_a_copy_and_only_there(tmp_path, name
         text = (copy / file).read_text()
         assert old not in text and new in text
         assert old in (ROOT / "dqn" / file).read_text()  # the checkout's is untouched
-    differ = subprocess.run(["diff", "-rq", ROOT / "dqn", copy], capture_output=True, text=True)
+    differ = subprocess.run(
+        ["diff", "-rq", "-x", "__pycache__", ROOT / "dqn", copy], capture_output=True, text=True
+    )
     changed = {line.split()[1] for line in differ.stdout.splitlines() if line.startswith("Files")}
     assert changed == {str(ROOT / "dqn" / file) for file, _, _ in changes}
     assert "Only in" not in differ.stdout
