@@ -115,8 +115,9 @@ GPU = Sizes(
     sharing_epoch_updates=2_000,
     correctness_updates=500,
     # Epochs of 200 updates: at a GPU's rate, a kill 0.1 s after a snapshot still lands
-    # mid-epoch (the ci preset's are 100, sized for the CPU).
-    resume_overrides=("train_steps=1000", "epoch_updates=200"),
+    # mid-epoch (the ci preset's are 100, sized for the CPU). Minibatches of 32, the
+    # presets' (ci's are 8): the deterministic algorithms' cost is timed on these runs.
+    resume_overrides=("train_steps=1000", "epoch_updates=200", "minibatch_transitions=32"),
     resume_kill_after_epoch=2,
     # 70,000 agent steps: 10,000 random, then 6 epochs of 10,000 updates.
     glance_overrides=(

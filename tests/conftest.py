@@ -50,6 +50,12 @@ def train_args(game, seed=0, *, preset="ci", progress_s=None, overrides=()):
     return args + [f"--set={override}" for override in overrides]
 
 
+def full_epochs(config) -> int:
+    """The epochs of `config.epoch_updates` updates a run of `config` makes (the first also
+    plays the replay start): all of its epochs where its length leaves no shorter one."""
+    return (config.train_steps - config.replay_start_steps) // config.epoch_steps
+
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -20,6 +20,8 @@ import torch
 from dqn import devicecheck, presets, wheels
 from dqn.rundir import RunDir
 
+from conftest import full_epochs
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "device-check"
 SECTIONS = ("facts", "speed", "sharing", "correctness", "resume", "learning")
@@ -111,8 +113,7 @@ def test_each_forms_runs_are_valid_presets_and_its_resume_kill_lands_before_the_
     # GPU machine, in its few minutes.
     sizes = getattr(devicecheck, name)
     resumed = presets.load("ci", sizes.resume_overrides)
-    epochs = (resumed.train_steps - resumed.replay_start_steps) // resumed.epoch_steps
-    assert epochs > sizes.resume_kill_after_epoch
+    assert full_epochs(resumed) > sizes.resume_kill_after_epoch
     glance = presets.load("paper2013", sizes.glance_overrides)
     assert glance.train_steps > glance.replay_start_steps
 

@@ -38,6 +38,7 @@ from conftest import (
     ROOT,
     assert_same_weights,
     dqn,
+    full_epochs,
     load_script,
     train_args,
     wait_for,
@@ -105,7 +106,7 @@ def test_a_run_writes_heldout_snapshots_and_log(finished_run):
         assert f["states"].compression == "lzf"
     assert attrs["game"] == "Breakout" and attrs["seed"] == 1 and attrs["preset"] == "ci"
     epochs = run.snapshot_epochs()
-    expected = (config.train_steps - config.replay_start_steps) // config.epoch_steps
+    expected = full_epochs(config)
     assert epochs == list(range(1, expected + 1))
     complete = h5io.read_attrs(run.completion, "complete")  # written last, names the final one
     assert (complete["epoch"], complete["snapshot"]) == (
@@ -627,13 +628,14 @@ def test_a_run_begun_by_format_1_code_ends_identical_when_continued(finished_run
     # Stopped by SIGINT mid-epoch 3 (an interrupt file on top of two epochs) by dqn
     # 0.1.0, then continued by this version: the same weights and log as a run of this
     # version alone; its old files are read as format 2, its new ones written so; the
-    # old and new snapshots evaluate together. The ci preset's lengths of today, set:
-    # dqn 0.1.0's ci ran 1,000 steps in epochs of 200 updates.
+    # old and new snapshots evaluate together. The ci preset's values of today, set:
+    # dqn 0.1.0's ci ran 1,000 steps in epochs of 200 updates, on minibatches of 32.
     code, out = format_1_code(tmp_path), tmp_path / "old"
     env = {**os.environ, "PYTHONPATH": str(code)}
     config = presets.load("ci")
-    lengths = [f"--set={key}={getattr(config, key)}" for key in ("train_steps", "epoch_updates")]
-    stopped = stop_at_step(out, 450, signal.SIGINT, lengths, cwd=code, env=env)
+    changed = ("train_steps", "epoch_updates", "minibatch_transitions")
+    values = [f"--set={key}={getattr(config, key)}" for key in changed]
+    stopped = stop_at_step(out, 450, signal.SIGINT, values, cwd=code, env=env)
     assert stopped == 128 + signal.SIGINT
     run = RunDir(out)
     with h5py.File(run.interrupt, "r") as f:
