@@ -1,6 +1,8 @@
 """scripts/learning-mutations, the learning test's own check (docs/learning.md): every
-mutation still finds its lines in today's dqn/, and its runs import the mutated copy.
-Its training runs are not made here: three minutes each."""
+mutation still finds its lines in today's dqn/, its runs import the mutated copy, and the
+learning test's checks refuse the runs it made, each at the check that caught it. Its
+training runs are not made here (three minutes each): what they wrote is read from
+tests/data/learning-mutations/."""
 
 import subprocess
 import sys
@@ -10,6 +12,21 @@ import pytest
 from conftest import ROOT, load_script
 
 mutations = load_script("learning-mutations")
+
+# The runs the script made, as far as the learning test reads them (their README).
+RUNS = ROOT / "tests" / "data" / "learning-mutations"
+# The learning test's checks (tests/test_learning.py, check_catch), as its asserts read.
+REWARD = "assert rewards[0] < 0.5 and rewards[-1] >= 0.8, rewards"
+BOUNDED = "assert np.all(np.abs(max_q) <= 1.5), max_q"
+NEAR_OPTIMAL = "assert error <= MAX_VALUE_ERROR, error"
+FIRST_FAILING = {
+    "reward-one-step-off": REWARD,
+    "next-state-is-state": REWARD,
+    "terminal-bootstrapped-2013": BOUNDED,
+    "target-never-refreshed": REWARD,
+    # the case the checks before the distance from V* let through (docs/learning.md)
+    "terminal-bootstrapped-Nature": NEAR_OPTIMAL,
+}
 
 
 @pytest.mark.parametrize("name", list(mutations.MUTATIONS))
@@ -48,3 +65,13 @@ def test_the_runs_import_the_mutated_copy_not_the_checkout(tmp_path):
         check=True,
     )
     assert imported.stdout.strip() == str(copy / "learner.py")
+
+
+@pytest.mark.parametrize("name", FIRST_FAILING)
+def test_the_learning_tests_checks_refuse_each_mutations_run_where_they_caught_it(name):
+    assert mutations.verdict(RUNS / name) == f"fails: {FIRST_FAILING[name]}"
+
+
+def test_every_mutation_but_the_paths_as_they_are_has_its_run_kept():
+    broken = {name for name, mutation in mutations.MUTATIONS.items() if mutation.changes}
+    assert set(FIRST_FAILING) == broken == {p.name for p in RUNS.iterdir() if p.is_dir()}
