@@ -116,7 +116,9 @@ GPU = Sizes(
     correctness_updates=500,
     # Epochs of 200 updates: at a GPU's rate, a kill 0.1 s after a snapshot still lands
     # mid-epoch (the ci preset's are 100, sized for the CPU). Minibatches of 32, the
-    # presets' (ci's are 8): the deterministic algorithms' cost is timed on these runs.
+    # presets' (ci's are 8), in both forms: these runs' steps/s with and without
+    # cuda_deterministic compare at the presets' size, and on a fast CPU the CPU form's
+    # last 30 steps outlast the 0.1 s.
     resume_overrides=("train_steps=1000", "epoch_updates=200", "minibatch_transitions=32"),
     resume_kill_after_epoch=2,
     # 70,000 agent steps: 10,000 random, then 6 epochs of 10,000 updates.
@@ -142,6 +144,7 @@ CPU = Sizes(
         "replay_start_steps=100",
         "epoch_updates=15",
         "heldout_collect_steps=100",
+        "minibatch_transitions=32",
     ),
     resume_kill_after_epoch=2,
     glance_overrides=(

@@ -504,7 +504,7 @@ QUICK = PAPER2013.with_values(
 
 # Every code path of a run (updates, snapshots, evaluation) in seconds on one core, no
 # learning: 4 epochs of 100 updates, as short as the tests that stop runs mid-epoch allow,
-# on minibatches of 8: the code of 32's, a run in two thirds of the time (docs/presets.md).
+# on minibatches of 8: the code paths of 32, a run in two thirds of the time (docs/presets.md).
 CI = PAPER2013.with_values(
     max_episode_frames=2_000,
     minibatch_transitions=8,

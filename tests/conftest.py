@@ -51,8 +51,9 @@ def train_args(game, seed=0, *, preset="ci", progress_s=None, overrides=()):
 
 
 def full_epochs(config) -> int:
-    """The epochs of `config.epoch_updates` updates a run of `config` makes (the first also
-    plays the replay start): all of its epochs where its length leaves no shorter one."""
+    """The full epochs (`config.epoch_steps` agent steps each after the replay start, which
+    the first also plays) that a run of `config` makes; steps left short of an epoch make
+    none."""
     return (config.train_steps - config.replay_start_steps) // config.epoch_steps
 
 

@@ -105,7 +105,8 @@ def test_catch_is_learned_to_near_its_optimum(runs, rule):
 
 def check_catch(folder):
     """The learning test's checks of a Catch run in FOLDER (run/ and evaluation.h5), each
-    an assert (scripts/learning-mutations applies them to runs of a changed dqn/)."""
+    an assert (scripts/learning-mutations applies them to runs of a changed dqn/;
+    tests/test_mutations.py quotes the asserts' lines as the verdicts on its runs)."""
     table = evaluation_table(folder)
     rewards, max_q = table["average_reward"], table["average_max_q"]
     # The first snapshot still plays badly; the final one (epsilon = 0.05) catches

@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
@@ -60,17 +59,14 @@ def finished_run(tmp_path_factory):
     return out
 
 
-def kill_when(out, landmark, delay_s=0.0, sig=signal.SIGKILL, overrides=()):
-    """Start `dqn train --out out`, send it `sig` `delay_s` after `landmark` exists;
-    return its exit status."""
+def kill_when(out, landmark, sig=signal.SIGKILL):
+    """Start `dqn train --out out`, send it `sig` as soon as `landmark` exists; return its
+    exit status."""
     assert not landmark.exists()  # else the signal could come before Python is up
     process = subprocess.Popen(
-        [*DQN, *TRAIN, "--out", str(out), *overrides],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        [*DQN, *TRAIN, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     wait_for(landmark, process)
-    time.sleep(delay_s)
     process.send_signal(sig)
     return process.wait(timeout=60)
 
@@ -203,15 +199,16 @@ def test_killed_at_any_moment_resumes_to_bit_identical_weights(finished_run, tmp
     out = tmp_path / "killed"
     run = RunDir(out)
     # SIGKILL (no chance to clean up) at moments tied to progress, not to the clock, so
-    # a slow machine kills at the same places: while collecting the held-out states,
-    # mid-epoch 2, as snapshot 2 lands, and mid-epoch 4. Then let it finish.
-    for landmark, delay_s in (
-        (run.heldout, 0.0),
-        (run.snapshot(1), 0.3),
-        (run.snapshot(2), 0.0),
-        (run.snapshot(3), 0.3),
+    # that a machine of any speed kills at the same places: while collecting the held-out
+    # states, mid-epoch 2 (its steps 301-400), as snapshot 2 lands, and mid-epoch 4. Then
+    # let it finish.
+    for kill in (
+        lambda: kill_when(out, run.heldout),
+        lambda: stop_at_step(out, 350, signal.SIGKILL),
+        lambda: kill_when(out, run.snapshot(2)),
+        lambda: stop_at_step(out, 550, signal.SIGKILL),
     ):
-        kill_when(out, landmark, delay_s)
+        assert kill() == -signal.SIGKILL  # the run had not ended
         for path in out.rglob("*.h5"):  # never a half-written file under a final name
             h5io.read_attrs(path, _kind(path))
     done = dqn(*TRAIN, "--out", out)
@@ -257,14 +254,11 @@ def assert_same_log(run, reference):
         np.testing.assert_array_equal(log[name], reference_log[name], err_msg=name)
 
 
-def stop_and_check(out, landmark, sig, overrides=(), delay_s=0.2, at_step=None):
-    """Stop a run with `sig` `delay_s` after `landmark` (or at agent step `at_step`);
-    check the exit status and the interrupt file, and return the file's attributes."""
+def stop_and_check(out, step, sig, overrides=()):
+    """Stop a run with `sig` at agent step `step` (stop_at_step); check the exit status
+    and the interrupt file, and return the file's attributes."""
     run = RunDir(out)
-    if at_step is None:
-        status = kill_when(out, landmark, delay_s, sig, overrides)
-    else:
-        status = stop_at_step(out, at_step, sig, overrides)
+    status = stop_at_step(out, step, sig, overrides)
     assert status == 128 + sig  # a failure, so Snakemake or SLURM retries the job
     attrs = h5io.read_attrs(run.interrupt, "interrupted")
     epochs = run.snapshot_epochs()
@@ -286,17 +280,18 @@ def finish_and_compare(out, reference, interrupt_step, overrides=()):
 
 
 def test_sigterm_and_sigint_save_mid_epoch_and_a_rerun_ends_identical(finished_run, tmp_path):
-    out = tmp_path / "stopped"
-    run = RunDir(out)
+    out, ci = tmp_path / "stopped", presets.load("ci")
     # As SLURM ends a job (time limit, preemption): SIGTERM, here during epoch 1, before
-    # the first snapshot (once a progress line shows step 250: a delay after a file
-    # could pass before any step on a loaded machine); then SIGTERM during epoch 2 and
-    # SIGINT (Ctrl-C) during epoch 4 of the continued runs, each time with updates since
-    # the snapshot.
-    stop_and_check(out, None, signal.SIGTERM, at_step=250)
-    for landmark, sig in ((run.snapshot(1), signal.SIGTERM), (run.snapshot(3), signal.SIGINT)):
-        attrs = stop_and_check(out, landmark, sig)
+    # the first snapshot; then SIGTERM during epoch 2 and SIGINT (Ctrl-C) during epoch 4
+    # of the continued runs, each time with updates since the snapshot. Each once a
+    # progress line shows the step: a delay after a file could pass before any step on a
+    # loaded machine, and past the epoch's end on a fast one.
+    stop_and_check(out, 250, signal.SIGTERM)
+    for step, sig in ((350, signal.SIGTERM), (550, signal.SIGINT)):
+        attrs = stop_and_check(out, step, sig)
         assert json.loads(attrs["meter"])["losses"] > 0
+        # it landed in the epoch that holds the step, not past that epoch's end
+        assert attrs["epoch"] == (step - ci.replay_start_steps) // ci.epoch_steps
     finish_and_compare(out, finished_run, attrs["step"])
 
 
@@ -316,7 +311,7 @@ def test_a_stop_after_the_ring_wrapped_within_the_epoch_resumes_identical(tmp_pa
     reference = tmp_path / "reference"
     dqn(*TRAIN, "--out", reference, *overrides, check=True)
     out = tmp_path / "stopped"
-    attrs = stop_and_check(out, None, signal.SIGTERM, overrides, at_step=350)
+    attrs = stop_and_check(out, 350, signal.SIGTERM, overrides)
     assert (
         attrs["start"]
         == attrs["stop"] - 40
@@ -328,7 +323,7 @@ def test_a_stop_after_the_ring_wrapped_within_the_epoch_resumes_identical(tmp_pa
 def test_an_interrupt_file_older_than_the_newest_snapshot_is_ignored(finished_run, tmp_path):
     out = tmp_path / "stopped"
     run = RunDir(out)
-    kill_when(out, run.snapshot(1), 0.2, signal.SIGTERM)
+    stop_at_step(out, 350, signal.SIGTERM)  # an interrupt file in epoch 2
     stale = run.interrupt.read_bytes()
     kill_when(out, run.snapshot(3))  # continues from it, then SIGKILL after epoch 3
     run.interrupt.write_bytes(stale)  # as if a copy of the old file came back
