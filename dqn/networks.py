@@ -98,13 +98,20 @@ def q_values(network: nn.Module, stack: np.ndarray, device: torch.device) -> np.
 
 
 @torch.inference_mode()
+def state_max_q(network: nn.Module, states: np.ndarray, device: torch.device) -> np.ndarray:
+    """max_a Q(s, a) of each state (N x 4 x 84 x 84 uint8), as float64, about 256 states
+    a forward pass."""
+    return np.concatenate(
+        [
+            network(torch.from_numpy(chunk).to(device)).max(dim=1).values.double().cpu().numpy()
+            for chunk in np.array_split(states, max(1, len(states) // 256))
+        ]
+    )
+
+
 def average_max_q(network: nn.Module, states: np.ndarray, device: torch.device) -> float:
     """2013 §5.1: the mean over held-out states of max_a Q(s, a)."""
-    maxima = [
-        network(torch.from_numpy(chunk).to(device)).max(dim=1).values.double().sum().item()
-        for chunk in np.array_split(states, max(1, len(states) // 256))
-    ]
-    return sum(maxima) / len(states)
+    return float(state_max_q(network, states, device).mean())
 
 
 class QNetwork(nn.Module):

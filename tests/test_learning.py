@@ -17,6 +17,7 @@ from dqn import h5io, presets
 from dqn.catch import MOVES, optimal_values
 from dqn.evaluate import TrainedRun
 from dqn.layouts import episode_returns
+from dqn.networks import state_max_q
 
 from conftest import DQN, train_args
 
@@ -141,11 +142,10 @@ def value_errors(run_dir, epochs, evaluated_means):
     run = TrainedRun.open(run_dir)
     states = run.heldout_states()
     optimal = optimal_values(states, run.config.discount)
-    errors = []
+    errors, cpu = [], torch.device("cpu")
     for epoch, evaluated_mean in zip(epochs, evaluated_means, strict=True):
-        network, _ = run.network(epoch, n_actions=len(MOVES), device=torch.device("cpu"))
-        with torch.inference_mode():
-            max_q = network(torch.from_numpy(states)).max(dim=1).values.double().numpy()
+        network, _ = run.network(epoch, n_actions=len(MOVES), device=cpu)
+        max_q = state_max_q(network, states, cpu)
         assert max_q.mean() == pytest.approx(evaluated_mean, abs=1e-6)
         errors.append(np.abs(max_q - optimal).mean())
     return errors
