@@ -308,13 +308,18 @@ def restore(
     if not epochs:
         run.prune(0, 0)  # keeps only an interrupt file from before the first snapshot
     else:
+        previous = epochs[-1] - 1
         try:
             load(state, **_read_epoch(run, epochs[-1], held))
-        except DataFileError as damage:
-            previous = epochs[-1] - 1
+            damage = None
+        except DataFileError as error:
             if previous and not run.resume_state(previous).exists():
                 raise
-            del state  # its replay memory, before a second one is made
+            # Its message only: the exception's traceback holds `load`'s frames, and with
+            # them this state's replay memory, which must go before a second one is made.
+            damage = str(error)
+        if damage is not None:
+            del state
             state = new_state()
             if previous:
                 try:

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import h5py
@@ -426,6 +427,31 @@ def test_a_damaged_newest_epoch_costs_one_epoch_and_the_run_ends_identical(finis
     ]
 
 
+def test_the_fallback_from_a_damaged_epoch_frees_its_replay_memory_before_making_another(
+    finished_run, tmp_path
+):
+    # The newest replay delta is read while the epoch loads into a state whose ring is
+    # then almost full. The fallback makes a second state; by then the first ring must be
+    # gone (a 1M-transition ring is most of a training job's memory, which is sized for
+    # one: with two, the job would be killed for memory on every retry).
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out)
+    last = RunDir(out).snapshot_epochs()[-1]
+    delta = RunDir(out).replay_delta(last)
+    delta.write_bytes(delta.read_bytes()[:200])
+    rings = []
+
+    def new_state():
+        assert [ring() for ring in rings] == [None] * len(rings)  # no ring made before lives
+        state = _training_state(presets.load("ci"), 1, game="Breakout")
+        rings.append(weakref.ref(state.memory))
+        return state
+
+    with RunDir(out).writing() as run:
+        _, resumed_from, _ = checkpoint.restore(run, new_state)
+    assert len(rings) == 2 and resumed_from == run.snapshot(last - 1)
+
+
 def test_a_resume_refuses_a_file_of_another_run_and_moves_nothing(finished_run, tmp_path):
     # A snapshot copied in from another seed's run (here: its seed attribute changed) is
     # not taken for damage, which would set the epoch aside: the run stops and names it.
@@ -677,8 +703,8 @@ def test_a_run_whose_files_do_not_record_the_machine_continues_identical(finishe
     assert recorded == [migrate.MACHINE_NOT_RECORDED] * (last - 1) + [machine(CPU)]
 
 
-def _training_state(config, seed):
-    env = make_env("Catch", config, seeding.derive(seed, "train_env"))
+def _training_state(config, seed, game="Catch"):
+    env = make_env(game, config, seeding.derive(seed, "train_env"))
     return TrainingState(
         Counters(),
         Player(env),
