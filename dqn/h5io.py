@@ -122,6 +122,8 @@ def _open_checked(path, kind, with_arrays):
                 for name, dataset in datasets.items():
                     try:
                         arrays[name] = dataset[()]
+                    except MemoryError:
+                        raise
                     except Exception as error:  # a checksum or a compressed chunk fails
                         raise DataFileError(
                             f"{path}: corrupt or truncated HDF5 file: dataset {name} cannot "
@@ -134,7 +136,8 @@ def _open_checked(path, kind, with_arrays):
                     raise DataFileError(
                         f"{path}: dataset {name} holds non-finite values (nan or inf)"
                     )
-    except DataFileError:
+    # Out of memory is no damage: a resume would set a sound epoch aside for it.
+    except (DataFileError, MemoryError):
         raise
     except Exception as error:  # h5py raises OSError, KeyError, RuntimeError... on damage
         raise DataFileError(f"{path}: corrupt or truncated HDF5 file ({error})") from None

@@ -544,6 +544,20 @@ def test_a_file_declaring_more_data_than_memory_is_refused_before_reading(tmp_pa
     assert h5io.read_attrs(path, "heldout")["kind"] == "heldout"  # attributes read no data
 
 
+def test_running_out_of_memory_while_reading_is_no_damage(tmp_path, monkeypatch):
+    # A resume sets aside the epoch whose files it cannot read as damaged: memory that
+    # runs out while one is read must not be taken for that.
+    path = tmp_path / "h.h5"
+    h5io.write(path, "heldout", *_example("heldout"))
+
+    def out_of_memory(dataset, key):
+        raise MemoryError("Unable to allocate 7.0 GiB")
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", out_of_memory)
+    with pytest.raises(MemoryError):
+        h5io.read(path, "heldout")
+
+
 def _copy_the_package_into(directory):
     shutil.copytree(
         Path(dqn.__file__).parent, directory / "dqn", ignore=shutil.ignore_patterns("__pycache__")
