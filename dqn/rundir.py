@@ -153,8 +153,10 @@ class RunDir:
         for path in [*paths, self.snapshot(epoch)]:
             if path.exists():
                 os.replace(path, aside / path.name)
+                # The new name made durable before the old one's removal: a power cut
+                # between the two leaves the file under both names, never under neither.
+                fsync_directory(aside)
                 fsync_directory(path.parent)
-        fsync_directory(aside)
         return aside
 
     def snapshot_epochs(self) -> list[int]:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from dqn import h5io
+from dqn import h5io, rundir
 from dqn.errors import ConfigError, RunMismatchError
 from dqn.rundir import RunDir, check_same_run
 
@@ -164,6 +164,31 @@ def test_an_epoch_set_aside_keeps_every_file_even_when_the_move_is_cut_short(tmp
     kept = {p.name: p.read_bytes() for p in (tmp_path / "damaged").rglob("*.h5")}
     assert kept == {path.name: data for path, data in files.items()}
     assert run.snapshot_epochs() == [] and not list((tmp_path / "resume").iterdir())
+
+
+def test_an_epoch_set_aside_makes_each_files_new_name_durable_before_its_old_ones_removal(
+    tmp_path, monkeypatch
+):
+    # On a file system that does not journal directory changes, a power cut between the
+    # two syncs of a move leaves the file under both names, never under neither.
+    run = RunDir(tmp_path)
+    for path in (run.snapshot(3), run.resume_state(3), run.replay_delta(3)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"data")
+    events, real_replace = [], os.replace
+
+    def replace(source, target):
+        events.append(("move", source.parent))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(rundir, "fsync_directory", lambda path: events.append(("sync", path)))
+    aside = run.set_aside(3)
+    moves = [i for i, (what, _) in enumerate(events) if what == "move"]
+    assert len(moves) == 3
+    for i in moves:
+        source = events[i][1]
+        assert events[i + 1 : i + 3] == [("sync", aside), ("sync", source)], events
 
 
 def test_a_diverged_run_stops_with_its_own_exit_status_keeps_what_it_needs_and_stays_stopped(
