@@ -469,6 +469,19 @@ def test_a_config_changed_after_its_runs_were_made_is_refused_before_any_job(wor
     ) in changed.stderr, changed.stderr
     assert log.read_text() == "the run's own log\n"
     assert sorted(path.name for path in run.root.iterdir()) == ["heldout.h5"]
+    # A plan that trains nothing is not refused for the runs it leaves alone: the bench
+    # after `make quick`, whose runs are in the default config's results/.
+    bench = snakemake(
+        workflow_copy,
+        "-n",
+        "bench",
+        "--configfile",
+        "config/ci.yaml",
+        "--config",
+        "preset_overrides={train_steps: 800}",
+        "device=cpu",
+    )
+    assert bench.returncode == 0, bench.stderr
 
 
 @pytest.fixture(scope="module")
@@ -629,6 +642,23 @@ def test_ci_workflow_run_again_does_nothing_and_a_figure_change_reruns_only_figu
     finally:
         rules.write_text(original)
     assert set(planned_jobs(changed)) == {"figure_training_curves", "all"}
+    # a change to the code that draws them (a pull, an edit) draws every figure again,
+    # and trains and evaluates nothing
+    # (an edit: Snakemake passes over a file whose time alone changed, by its checksum)
+    plots = ci_run / "dqn/plots.py"
+    code = plots.read_text()
+    plots.write_text(code + "# edited\n")
+    try:
+        changed = snakemake(ci_run, "-n", "--configfile", "config/ci.yaml")
+    finally:
+        plots.write_text(code)
+    assert set(planned_jobs(changed)) == {
+        "figure_training_curves",
+        "figure_value_function",
+        "table1",
+        "figure_aggregate",
+        "all",
+    }, changed.stdout
 
 
 def test_the_completion_file_the_workflow_waits_for_names_the_last_snapshot(workflow_copy):

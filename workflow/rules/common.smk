@@ -224,26 +224,28 @@ RUN_DIR = results("runs/{game}/seed{seed}")
 COMPLETE = os.path.join(RUN_DIR, "complete.h5")
 
 
-def check_existing_runs():
-    """Refuse, before any job, a config whose run directory holds a run of other settings
-    (a config changed after its runs were made). `dqn train` would refuse it too, but only
-    as the job ran: after Snakemake had replaced the run's log and recorded the new
-    settings, so that the old config, given again, would retrain and evaluate again."""
-    for game in config["games"]:
-        asked = {"config": json.dumps(PRESETS[game].as_dict(), sort_keys=True)}
-        for seed in config["seeds"]:
-            run = RunDir(RUN_DIR.format(game=game, seed=seed))
-            if not run.heldout.exists():
-                continue
-            try:
-                held = h5io.read_attrs(run.heldout, "heldout")
-            except DataFileError:  # that run's job names it; the other jobs go on
-                continue
-            if found := run_differences({**asked, "game": game, "seed": seed}, held):
-                raise WorkflowError(
-                    f"config: {run.root} holds a run of other settings "
-                    f"({describe_differences(found, 'this config:')}); {advice(game, found)}"
-                )
+def run_of_these_settings(wildcards):
+    """The training job's input: none. Refuses, as the plan is made (before any job), a
+    job whose run directory holds a run of other settings (a config changed after its
+    runs were made). `dqn train` would refuse it too, but only as the job ran: after
+    Snakemake had replaced the run's log and recorded the new settings, so that the old
+    config, given again, would retrain and evaluate again. Only the runs a plan trains
+    are checked: `snakemake bench` plans no training and is not refused for them."""
+    game, seed = wildcards.game, int(wildcards.seed)
+    run = RunDir(RUN_DIR.format(game=game, seed=seed))
+    if not run.heldout.exists():
+        return []
+    try:
+        held = h5io.read_attrs(run.heldout, "heldout")
+    except DataFileError:  # the job itself names it
+        return []
+    asked = {"config": json.dumps(PRESETS[game].as_dict(), sort_keys=True)}
+    if found := run_differences({**asked, "game": game, "seed": seed}, held):
+        raise WorkflowError(
+            f"config: {run.root} holds a run of other settings "
+            f"({describe_differences(found, 'this config:')}); {advice(game, found)}"
+        )
+    return []
 
 
 def advice(game, found):
@@ -255,9 +257,6 @@ def advice(game, found):
         keep = yaml.safe_dump({key: theirs for key, theirs, _ in found}, default_flow_style=True)
         text += f", or continue that run with its settings (preset_overrides: {keep.strip()})"
     return text
-
-
-check_existing_runs()
 
 
 EVALUATION = results("eval/{game}/seed{seed}.h5")

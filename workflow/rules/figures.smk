@@ -1,11 +1,17 @@
 # The paper's figures and table, from the evaluation files (and Figure 3's trace).
 # Each figure also writes the numbers it draws as JSON beside it.
+#
+# The code that draws them is an input too: a change to it (a pull, an edit) draws them
+# again, in seconds. Snakemake's own code trigger sees only a rule's shell command.
+# Training and evaluation are not redone for a change of code: they take hours.
+FIGURE_CODE = [str(PROJECT_ROOT / "dqn" / name) for name in ("plots.py", "aggregates.py")]
 
 
 rule figure_training_curves:
     input:
         evaluations=lambda wildcards: evaluations(curve_games(wildcards)),
         paper=PAPER_FIGURE2,
+        code=FIGURE_CODE,
     output:
         png=report(
             results("figures/training_curves_{curves}.png"),
@@ -29,7 +35,8 @@ rule figure_training_curves:
 
 rule figure_value_function:
     input:
-        expand(TRACE, **value_function_run()),
+        trace=expand(TRACE, **value_function_run()),
+        code=FIGURE_CODE,
     output:
         png=report(
             results("figures/value_function.png"),
@@ -46,13 +53,14 @@ rule figure_value_function:
     conda:
         "../../envs/plotting.yaml"
     shell:
-        "{params.dqn} plot value-function --trace {input} --out {params.prefix} > {log} 2>&1"
+        "{params.dqn} plot value-function --trace {input.trace} --out {params.prefix} > {log} 2>&1"
 
 
 rule table1:
     input:
         evaluations=evaluations(TABLE1_GAMES),
         paper=PAPER_TABLE,
+        code=FIGURE_CODE,
     output:
         csv=report(
             results("tables/table1.csv"),
@@ -88,6 +96,7 @@ rule figure_aggregate:
     input:
         evaluations=evaluations(TABLE1_GAMES),
         paper=PAPER_TABLE,
+        code=FIGURE_CODE,
     output:
         **{
             f"{figure}_png": report(

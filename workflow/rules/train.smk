@@ -12,6 +12,8 @@
 
 
 rule train:
+    input:
+        run_of_these_settings,
     output:
         complete=update(COMPLETE),
     params:
