@@ -874,8 +874,9 @@ def _write_tables(
 
 
 # Aggregates across games and seeds (`dqn.aggregates`). They use the final snapshot of
-# each run, as Table 1 does: "best" would pick each run's luckiest evaluation and bias
-# every aggregate upwards. The sample-efficiency curve uses every snapshot.
+# each run, as our Table 1 does (which snapshot the paper's Table 1 evaluated, it does
+# not say): "best" would pick each run's luckiest evaluation and bias every aggregate
+# upwards. The sample-efficiency curve uses every snapshot.
 AGGREGATE_EVALUATION = "final snapshot of each run (its last evaluation)"
 # The figures `aggregate` writes, as PREFIX_<name>.png, .pdf and .json.
 AGGREGATE_FIGURES = ("intervals", "sample_efficiency", "profile", "improvement")
