@@ -200,7 +200,7 @@ def save_epoch(run: RunDir, attrs: dict, state: TrainingState) -> None:
         save(state, attrs, _end_step(state, epoch - 1)),
         log=(_with_counters(attrs, state), state.log.arrays()),
     )
-    run.prune(epoch, oldest_needed(state, epoch))
+    run.prune(epoch, first_delta_needed(state, epoch))
 
 
 def _with_counters(attrs: dict, state: TrainingState) -> dict:
@@ -218,14 +218,22 @@ def _end_step(state: TrainingState, epoch: int) -> int:
     return state.log.epochs["step"][epoch - 1] if epoch else 0
 
 
-def _read_epoch(run: RunDir, epoch: int, held: dict) -> dict:
-    """The files of `epoch` as `load` takes them (`held`: the held-out file's attributes);
-    the replay deltas are read one by one as they are loaded."""
+def _read_epoch(run: RunDir, epoch: int, held: dict, capacity: int) -> dict:
+    """The files of `epoch` as `load` takes them into a ring of `capacity` entries
+    (`held`: the held-out file's attributes). The replay deltas are read one by one as
+    they are loaded, and only those holding entries the ring keeps: an older one, kept
+    for a fallback to the epoch before, is not opened (damage there costs this epoch
+    nothing)."""
+    snapshot = _read_part(run, run.snapshot(epoch), "snapshot", held)
+    resume_state = _read_part(run, run.resume_state(epoch), "resume_state", held)
+    _, attrs, arrays = resume_state
+    added = attrs["replay_added"]
+    first = _first_delta(arrays["log/epochs/step"], added - min(added, capacity))
     return {
-        "snapshot": _read_part(run, run.snapshot(epoch), "snapshot", held),
-        "resume_state": _read_part(run, run.resume_state(epoch), "resume_state", held),
+        "snapshot": snapshot,
+        "resume_state": resume_state,
         "replay_delta": (
-            _read_part(run, path, "replay_delta", held) for path in run.replay_deltas(epoch)
+            _read_part(run, path, "replay_delta", held) for path in run.replay_deltas(first, epoch)
         ),
     }
 
@@ -238,10 +246,19 @@ def _read_part(run: RunDir, path: Path, kind: str, held: dict) -> Read:
     return path, attrs, arrays
 
 
-def oldest_needed(state: TrainingState, epoch: int) -> int:
-    """The oldest replay entry that a resume from `epoch`, or from the epoch before it
-    (the fallback if `epoch`'s files are damaged), needs: the ring as it stood then."""
-    return max(0, _end_step(state, epoch - 1) - state.memory.capacity)  # an entry a step
+def first_delta_needed(state: TrainingState, epoch: int) -> int:
+    """The oldest epoch whose replay delta a resume from `epoch`, or from the epoch
+    before it (the fallback if `epoch`'s files are damaged), needs: the ring as it stood
+    then."""
+    oldest_entry = _end_step(state, epoch - 1) - state.memory.capacity
+    return _first_delta(state.log.epochs["step"], oldest_entry)
+
+
+def _first_delta(epoch_ends, oldest_entry: int) -> int:
+    """The first epoch whose replay delta holds entry `oldest_entry` or a later one, read
+    off the steps at which the epochs ended (`epoch_ends`, the log's), not off the
+    deltas: one entry a step, so epoch k's delta ends at the step epoch k ended."""
+    return 1 + sum(1 for end in epoch_ends if end <= oldest_entry)
 
 
 # -- interrupt files --
@@ -310,7 +327,7 @@ def restore(
     else:
         previous = epochs[-1] - 1
         try:
-            load(state, **_read_epoch(run, epochs[-1], held))
+            load(state, **_read_epoch(run, epochs[-1], held, state.memory.capacity))
             damage = None
         except DataFileError as error:
             if previous and not run.resume_state(previous).exists():
@@ -323,7 +340,7 @@ def restore(
             state = new_state()
             if previous:
                 try:
-                    load(state, **_read_epoch(run, previous, held))
+                    load(state, **_read_epoch(run, previous, held, state.memory.capacity))
                 except DataFileError as second:
                     raise DataFileError(
                         f"{damage}; and epoch {previous}, the fallback, is damaged too: {second}"
@@ -341,7 +358,7 @@ def restore(
         # Only once the epoch is back: a damaged file found while pruning is no reason to
         # give up an epoch (and the fallback must not delete the epoch it falls back from
         # before it has succeeded).
-        run.prune(epochs[-1], oldest_needed(state, epochs[-1]))
+        run.prune(epochs[-1], first_delta_needed(state, epochs[-1]))
     if run.interrupt.exists():
         read, epoch_in_progress = _read_interrupted(run, held)
         load(state, **read)

@@ -188,21 +188,17 @@ class RunDir:
         h5io.write(self.log, "train_log", *log)
         h5io.write(self.snapshot(epoch), "snapshot", *saved["snapshot"])  # commits the epoch
 
-    def prune(self, epoch: int, oldest_replay_entry: int) -> None:
+    def prune(self, epoch: int, first_replay_delta: int) -> None:
         """Delete what a resume from epoch `epoch`, or from the one before it (the
-        fallback if `epoch`'s files are damaged), no longer needs: older states, deltas
-        before `oldest_replay_entry`, anything of later epochs (left by a killed
-        process), an interrupt file that does not continue `epoch`, temporary files."""
+        fallback if `epoch`'s files are damaged), no longer needs: older states, the
+        replay deltas of epochs before `first_replay_delta`, anything of later epochs
+        (left by a killed process), an interrupt file that does not continue `epoch`,
+        temporary files."""
         for old in _epochs(self.root / "resume", "state"):
             if old not in (epoch, epoch - 1):
                 self.resume_state(old).unlink()
         for old in _epochs(self.root / "resume", "replay"):
-            if old > epoch:
-                self.replay_delta(old).unlink()
-            elif (
-                h5io.read_attrs(self.replay_delta(old), "replay_delta")["stop"]
-                <= oldest_replay_entry
-            ):
+            if not first_replay_delta <= old <= epoch:
                 self.replay_delta(old).unlink()
         for later in self.snapshot_epochs():
             if later > epoch:
@@ -221,8 +217,10 @@ class RunDir:
             for tmp in directory.glob(pattern):
                 tmp.unlink()
 
-    def replay_deltas(self, epoch: int) -> list[Path]:
-        return [self.replay_delta(e) for e in _epochs(self.root / "resume", "replay") if e <= epoch]
+    def replay_deltas(self, first: int, last: int) -> list[Path]:
+        """The replay deltas there are of epochs `first` to `last`, oldest first."""
+        epochs = _epochs(self.root / "resume", "replay")
+        return [self.replay_delta(e) for e in epochs if first <= e <= last]
 
 
 def run_differences(attrs: dict, held: dict) -> list[tuple[str, object, object]]:

@@ -452,6 +452,26 @@ def test_the_fallback_from_a_damaged_epoch_frees_its_replay_memory_before_making
     assert len(rings) == 2 and resumed_from == run.snapshot(last - 1)
 
 
+def test_a_damaged_replay_delta_that_only_the_epoch_before_needs_costs_nothing(tmp_path):
+    # A ring of 150 entries: epochs end at steps 300, 400, 500 and 600, so a resume from
+    # epoch 4 needs the deltas of epochs 3 and 4, and one from epoch 3 (the fallback, if
+    # epoch 4's files are damaged) those of 2 and 3. Epoch 2's is kept for the fallback;
+    # damage there is no reason to give up epoch 4, which does not need it.
+    overrides = ["replay_capacity_transitions=150"]
+    out = tmp_path / "run"
+    dqn(*train_args("Breakout", 1, overrides=overrides), "--out", out, check=True)
+    run = RunDir(out)
+    kept = sorted(path.name for path in (out / "resume").glob("replay_*"))
+    assert kept == [f"replay_000{epoch}.h5" for epoch in (2, 3, 4)]
+    run.replay_delta(2).write_bytes(b"damaged")
+    with run.writing():
+        state, resumed_from, _ = checkpoint.restore(
+            run, lambda: _training_state(presets.load("ci", overrides), 1, game="Breakout")
+        )
+    assert resumed_from == run.snapshot(4) and state.memory.added == 600
+    assert run.replay_delta(2).read_bytes() == b"damaged" and not (out / "damaged").exists()
+
+
 def test_a_resume_refuses_a_file_of_another_run_and_moves_nothing(finished_run, tmp_path):
     # A snapshot copied in from another seed's run (here: its seed attribute changed) is
     # not taken for damage, which would set the epoch aside: the run stops and names it.
