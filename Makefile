@@ -1,15 +1,18 @@
 # The two set-up commands of the README. Each creates .venv from requirements.lock on
-# first use (Python 3.11), installs the package, then does its work.
+# first use (Python 3.11), installs the package, then does its work. A venv left without
+# pip (Debian's python3.11 without its python3.11-venv package) is made again. PyPI's
+# CUDA torch takes its CUDA wheels at the versions the image pins; a CPU torch takes none.
 PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
+CUDA_PINS := container/cuda-constraints.txt
 
 .PHONY: test test-fast test-profile lint test-container quick bench
 
-$(STAMP): requirements.lock pyproject.toml
-	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+$(STAMP): requirements.lock pyproject.toml $(CUDA_PINS)
+	test -x $(VENV)/bin/pip || $(PYTHON) -m venv --clear $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -r requirements.lock
+	$(VENV)/bin/pip install --quiet -r requirements.lock -c $(CUDA_PINS)
 	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
