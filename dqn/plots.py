@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import os
 import re
 import textwrap
 from pathlib import Path
@@ -51,27 +52,61 @@ FIGURE_FILES = (".png", ".pdf", ".json")
 TABLE_FILES = (".csv", ".md", ".tex")
 
 
-def output_files(prefix: Path, suffixes: tuple[str, ...], inputs: list[Path]) -> list[Path]:
+def output_files(
+    prefix: Path, suffixes: tuple[str, ...], inputs: list[Path], manifest: Path | None = None
+) -> list[Path]:
     """The files output prefix `prefix` names, each suffix added to its name, whose own
     dots stay (curves.seed0 gives curves.seed0.png). Refused, before any work, where the
-    prefix names no file (/ or .), ends in a suffix it would be given (curves.png would
-    write curves.png.png), or a file is one of `inputs`: writing it would replace what
-    the command reads."""
+    prefix names no file (/, ., a directory), ends in a suffix it would be given
+    (curves.png would write curves.png.png), or a file is one of `inputs` (writing it
+    would replace what the command reads) or exists without dqn plot having written it
+    there: `manifest`, the figure's JSON (by default the one among the files), lists
+    what the command wrote with it (`_save`), so a command run again replaces its own
+    outputs and nothing else (a README named by mistake, a file of the user's)."""
     prefix = Path(prefix)
-    if prefix.name in ("", ".", "..") or prefix.suffix in (*FIGURE_FILES, *TABLE_FILES):
+    if (
+        prefix.name in ("", ".", "..")
+        or prefix.suffix in (*FIGURE_FILES, *TABLE_FILES)
+        or prefix.is_dir()
+    ):
         raise ConfigError(
             f"{prefix}: an output prefix is a file name without its suffix, as "
             "figures/curves is (the command adds .png, .pdf, .json or .csv, .md, .tex)"
         )
     files = [prefix.with_name(prefix.name + suffix) for suffix in suffixes]
     read = {Path(path).resolve(): path for path in inputs}
+    manifest = manifest or next(file for file in files if file.suffix == ".json")
+    ours = _listed_outputs(manifest)
     for file in files:
         if file.resolve() in read:
             raise ConfigError(
                 f"{file}: would replace {read[file.resolve()]}, which this command reads; "
                 "give another output prefix"
             )
+        if file.exists() and _relative(file, manifest) not in ours:
+            raise ConfigError(
+                f"{file}: exists, and dqn plot did not write it there ({manifest} does not "
+                "list it); give another output prefix, or move the file away"
+            )
     return files
+
+
+# The key of a figure's JSON that lists the files written with it, relative to its folder.
+OUTPUTS_KEY = "outputs"
+
+
+def _listed_outputs(manifest: Path) -> list[str]:
+    """The files that `manifest`, a figure's JSON written by `_save`, lists; none where it
+    is missing or not such a JSON."""
+    try:
+        listed = json.loads(manifest.read_text())[OUTPUTS_KEY]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return []
+    return listed if isinstance(listed, list) else []
+
+
+def _relative(file: Path, manifest: Path) -> str:
+    return os.path.relpath(file, manifest.parent)
 
 
 def load_evaluations(paths: list[Path]) -> dict[str, dict[int, dict]]:
@@ -676,8 +711,8 @@ def our_scores(runs: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict]]:
 
 def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) -> list[Path]:
     """2013 Table 1 with our rows beside the paper's, as CSV, Markdown, LaTeX and a figure."""
-    table_files = output_files(table_out, TABLE_FILES, [*paths, paper])
     figure_files = output_files(figure_out, FIGURE_FILES, [*paths, paper])
+    table_files = output_files(table_out, TABLE_FILES, [*paths, paper], figure_files[2])
     runs = load_evaluations(paths)
     attrs_of = _attrs_by_game(runs, runs)
     changes = _preset_changes(attrs_of)
@@ -711,8 +746,6 @@ def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) ->
             )
         if method == "DQN":
             rows += _rows_under_ours(ours["DQN"], games)
-    written = _write_tables(rows, games, table_files, preset, epsilon)
-
     shown = [g for g in games if g in runs]
     figure, axes = plt.subplots(1, len(shown), squeeze=False, figsize=(2.6 * len(shown) + 1.2, 3.6))
     labels = [*FIGURE_METHODS, OUR_ROWS["DQN"]]
@@ -762,7 +795,8 @@ def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) ->
         "intervals": intervals,
         "ours": ours,
     }
-    return written + _save(figure, figure_files, data)
+    saved = _save(figure, figure_files, data, table_files)  # its JSON lists the tables
+    return _write_tables(rows, games, table_files, preset, epsilon) + saved
 
 
 def _rows_under_ours(ours: dict[str, dict], games: list[str]) -> list:
@@ -1350,20 +1384,21 @@ def _drawn_lines(figure: plt.Figure) -> list[dict]:
     ]
 
 
-def _save(figure: plt.Figure, files: list[Path], data: dict) -> list[Path]:
-    """Write `figure` to `files` (`output_files`' of FIGURE_FILES) with `data` as JSON."""
+def _save(
+    figure: plt.Figure, files: list[Path], data: dict, with_files: list[Path] = ()
+) -> list[Path]:
+    """Write `figure` to `files` (`output_files`' of FIGURE_FILES) with `data` as JSON.
+    The JSON goes first and lists these files and `with_files`, the command's others
+    (`output_files`' manifest): a command stopped halfway is let to replace them."""
     png, pdf, json_file = files
-    json_text = json.dumps(data, indent=1) + "\n"
+    outputs = [_relative(file, json_file) for file in [*with_files, *files]]
+    json_text = json.dumps({**data, OUTPUTS_KEY: outputs}, indent=1) + "\n"
+    atomic_write(json_file, lambda p: p.write_text(json_text))
     # Fixed metadata: the same data gives the same PDF bytes.
-    written = [
-        atomic_write(png, lambda p: figure.savefig(p, format="png", dpi=150)),
-        atomic_write(
-            pdf,
-            lambda p: figure.savefig(
-                p, format="pdf", metadata={"CreationDate": None, "ModDate": None}
-            ),
-        ),
-        atomic_write(json_file, lambda p: p.write_text(json_text)),
-    ]
+    atomic_write(png, lambda p: figure.savefig(p, format="png", dpi=150))
+    atomic_write(
+        pdf,
+        lambda p: figure.savefig(p, format="pdf", metadata={"CreationDate": None, "ModDate": None}),
+    )
     plt.close(figure)
-    return written
+    return files

@@ -440,6 +440,31 @@ def test_output_prefixes_keep_their_dots_and_never_replace_an_input(tmp_path, ca
         plots.table1(files, unclosed, tmp_path / "t", tmp_path / "f")
 
 
+def test_an_output_prefix_replaces_what_dqn_plot_wrote_there_and_nothing_else(tmp_path, capsys):
+    files = [write_evaluation(tmp_path / "a.h5", "Pong", 0, [-21, -15], [0, 0])]
+    # run again, the tables and the figure in folders of their own: its outputs replaced
+    tables, figure = tmp_path / "tables" / "table1", tmp_path / "figures" / "table1"
+    plots.table1(files, PAPER_TABLE, tables, figure)
+    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("table1.*"))
+    assert len(plots.table1(files, PAPER_TABLE, tables, figure)) == len(written) == 6
+    # a file of the user's where an output would go (a README, notes): refused before any
+    # work, and left as it was
+    notes = tmp_path / "notes.md"
+    notes.write_text("my notes\n")
+    with pytest.raises(ConfigError, match=f"{notes}: exists, and dqn plot did not write it"):
+        plots.table1(files, PAPER_TABLE, tmp_path / "notes", tmp_path / "bars")
+    assert notes.read_text() == "my notes\n" and not (tmp_path / "bars.json").exists()
+    # a JSON that no figure wrote lists nothing, itself included
+    (tmp_path / "config.json").write_text('{"outputs": "config.json"}')
+    with pytest.raises(ConfigError, match="config.json: exists, and dqn plot did not write it"):
+        plots.training_curves(files, tmp_path / "config")
+    # a prefix that names a folder (`--out results/figures/`) would write beside it
+    out = f"{tmp_path / 'figures'}/"
+    assert cli.main(["plot", "training-curves", "--eval", str(files[0]), "--out", out]) == 2
+    assert "an output prefix is a file name without its suffix" in capsys.readouterr().err
+    assert not (tmp_path / "figures.png").exists()
+
+
 def test_an_empty_trace_is_refused_by_name(tmp_path):
     trace = write_trace(tmp_path / "empty.h5", [], [])
     with pytest.raises(DataFileError, match=f"{trace}: the value trace is empty"):
