@@ -290,7 +290,7 @@ def trace_run(run_dir: Path, out: Path, device: torch.device, steps: int) -> dic
     )
     trace_attrs.update(
         {
-            "run": str(run.dir.root),
+            "run": str(run.dir.root.resolve()),  # as an evaluation's: where it was
             "snapshot": str(run.dir.snapshot(epoch)),
             "epoch": epoch,
             "step": attrs["step"],

@@ -248,22 +248,28 @@ def _found(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"[:120]
 
 
-def check_replaceable(path: Path, kind: str) -> None:
-    """Refuse to write `path` if a file is there that is not a `kind` file (a command
-    replaces only what it made itself, never a snapshot or an unrelated file)."""
+def check_replaceable(path: Path, kind: str, run: Path) -> None:
+    """Refuse to write `path` if a file is there that is not a `kind` file of run
+    directory `run` (a command replaces only what it made itself from the same run,
+    never a snapshot, an unrelated file or another run's evaluation)."""
     path = Path(path)
     if not path.exists():
         return
     try:
         with h5py.File(path, "r") as f:
-            found = _plain(f.attrs.get("kind"))
+            found, of_run = _plain(f.attrs.get("kind")), _plain(f.attrs.get("run"))
     except Exception:  # noqa: BLE001 - not HDF5 at all, or unreadable: not ours either
-        found = None
+        found = of_run = None
     if found != kind:
         what = f"a {found} file" if found else "not a file dqn wrote"
         raise DataFileError(
             f"{path}: exists and is {what}; dqn replaces only a file of "
             f"kind {kind} there, so give another --out"
+        )
+    if not isinstance(of_run, str) or Path(of_run).resolve() != Path(run).resolve():
+        raise DataFileError(
+            f"{path}: exists and holds the {kind} of another run ({of_run or 'not named'}); "
+            f"dqn replaces only one of {run} there, so give another --out"
         )
 
 

@@ -106,9 +106,9 @@ class RunDir:
 
     def check_output(self, out: Path, kind: str) -> None:
         """Refuse an HDF5 output of a command that reads this run if it lies inside the
-        run or would replace a file of another kind."""
+        run or would replace a file of another kind or of another run."""
         self.check_outside(out)
-        h5io.check_replaceable(out, kind)
+        h5io.check_replaceable(out, kind, self.root)
         check_writable(out)  # a read-only place fails now, not after the work
 
     def check_outside(self, out: Path) -> None:

@@ -116,7 +116,7 @@ def finished(tmp_path_factory):
 
 
 @pytest.mark.parametrize("command", ["evaluate", "trace"])
-def test_no_reader_writes_inside_the_run_or_over_a_file_of_another_kind(
+def test_no_reader_writes_inside_the_run_or_over_a_file_of_another_kind_or_run(
     finished, tmp_path, command
 ):
     run = RunDir(finished)
@@ -136,6 +136,17 @@ def test_no_reader_writes_inside_the_run_or_over_a_file_of_another_kind(
         dqn(command, "--run", finished, "--out", unrelated, "--device", "cpu")
     )
     assert snapshot.read_bytes() == before and unrelated.read_text() == "mine"
+    # its own kind, but another run's (a copy of the run evaluated, say): refused too
+    mine = tmp_path / f"{command}.h5"
+    assert dqn(command, "--run", finished, "--out", mine, "--device", "cpu").returncode == 0
+    with h5py.File(mine, "r+") as f:
+        f.attrs["run"] = "/elsewhere/run"
+    written = mine.read_bytes()
+    another = dqn(command, "--run", finished, "--out", mine, "--device", "cpu")
+    assert another.returncode == 2
+    assert f"{mine}: exists and holds the" in last_line(another)
+    assert "of another run (/elsewhere/run)" in last_line(another)
+    assert mine.read_bytes() == written
 
 
 def test_an_epoch_set_aside_keeps_every_file_even_when_the_move_is_cut_short(tmp_path, monkeypatch):
