@@ -6,6 +6,8 @@ import argparse
 import json
 import logging
 import math
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -47,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         # Snakemake and SLURM, so the job is retried, and the retry continues.
         print(f"dqn {args.command}: stopped by {stop}", file=sys.stderr)
         return 128 + stop.signum
+    except KeyboardInterrupt:
+        # Ctrl-C in a command that saves nothing on the way (train saves, by Stopped):
+        # its outputs are written whole at its end or not at all. The process ends here,
+        # with 128 + SIGINT, without waiting for the evaluation threads still playing.
+        print(f"dqn {args.command}: stopped by SIGINT (Ctrl-C)", file=sys.stderr, flush=True)
+        os._exit(128 + signal.SIGINT)
     except OSError as error:  # a path we cannot write: unwritable, not a directory, disk full
         where = f"{error.filename}: " if error.filename else ""
         print(f"dqn {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)

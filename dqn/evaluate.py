@@ -8,6 +8,7 @@ the held-out states of max_a Q(s, a). Reads snapshots and held-out states only.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from dqn.networks import average_max_q, q_values
 from dqn.play import Player, Policy, Step
 from dqn.presets import Config, is_evaluation_key
 from dqn.rundir import RunDir, check_same_run
+
+LOG = logging.getLogger("dqn")
 
 
 def load_network(
@@ -218,8 +221,17 @@ def evaluate_run(
             "episode_returns": returns[:completed],
         }
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    LOG.info(
+        f"{run.dir.root}: evaluating {len(epochs)} snapshots, {config.eval_steps:,} agent steps "
+        f"each at epsilon {config.eval_epsilon}, {workers} at a time, on {device}"
+    )
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
         rows = list(pool.map(evaluate_one, epochs))
+    finally:
+        # Not waiting for the snapshots in play when stopped (Ctrl-C): `dqn` then ends
+        # the process, and with it their threads, rather than play them to the end.
+        pool.shutdown(wait=False, cancel_futures=True)
     table = {
         name: np.array([row[name] for row in rows], dtype)
         for name, dtype in EVALUATION_COLUMNS.items()

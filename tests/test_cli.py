@@ -2,7 +2,9 @@
 
 import json
 import shutil
+import signal
 import subprocess
+import time
 
 import pytest
 
@@ -11,7 +13,7 @@ from dqn.errors import ConfigError
 from dqn.rundir import RunDir
 from dqn.train import train
 
-from conftest import ROOT, dqn
+from conftest import DQN, ROOT, dqn
 
 
 def assert_refused(result, *fragments):
@@ -251,6 +253,26 @@ def test_evaluate_writes_one_row_per_snapshot(small_run, tmp_path):
     _, table_again = h5io.read(again, "evaluation")
     for column in table:
         assert (table[column] == table_again[column]).all(), column
+
+
+@pytest.mark.slow  # trains a small run
+def test_ctrl_c_stops_an_evaluation_at_once_in_one_line_and_writes_nothing(small_run, tmp_path):
+    # Two snapshots of a million steps each, two at a time: minutes of play in flight when
+    # Ctrl-C comes, which the process does not wait for.
+    out = tmp_path / "eval.h5"
+    evaluate = [*DQN, "evaluate", "--run", str(small_run), "--out", str(out), "--device", "cpu"]
+    evaluate += ["--workers", "2", "--set", "eval_steps=1000000"]
+    process = subprocess.Popen(evaluate, stderr=subprocess.PIPE, text=True)
+    started = process.stderr.readline()
+    assert "evaluating 2 snapshots, 1,000,000 agent steps each" in started, started
+    time.sleep(1)
+    process.send_signal(signal.SIGINT)
+    stopped = time.monotonic()
+    _, rest = process.communicate(timeout=120)
+    assert time.monotonic() - stopped < 30  # a snapshot's play takes minutes or more
+    assert process.returncode == 130
+    assert rest.strip().splitlines() == ["dqn evaluate: stopped by SIGINT (Ctrl-C)"], rest
+    assert not out.exists()
 
 
 @pytest.mark.slow  # trains a small run
