@@ -262,13 +262,23 @@ def test_ctrl_c_stops_an_evaluation_at_once_in_one_line_and_writes_nothing(small
     out = tmp_path / "eval.h5"
     evaluate = [*DQN, "evaluate", "--run", str(small_run), "--out", str(out), "--device", "cpu"]
     evaluate += ["--workers", "2", "--set", "eval_steps=1000000"]
-    process = subprocess.Popen(evaluate, stderr=subprocess.PIPE, text=True)
-    started = process.stderr.readline()
-    assert "evaluating 2 snapshots, 1,000,000 agent steps each" in started, started
-    time.sleep(1)
-    process.send_signal(signal.SIGINT)
-    stopped = time.monotonic()
-    _, rest = process.communicate(timeout=120)
+    # SIGINT as a terminal's foreground process has it: pytest-xdist's workers ignore it,
+    # and a process that starts with it ignored keeps it so (Python installs no handler).
+    process = subprocess.Popen(
+        evaluate,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        started = process.stderr.readline()
+        assert "evaluating 2 snapshots, 1,000,000 agent steps each" in started, started
+        time.sleep(1)
+        process.send_signal(signal.SIGINT)
+        stopped = time.monotonic()
+        _, rest = process.communicate(timeout=120)
+    finally:
+        process.kill()
     assert time.monotonic() - stopped < 30  # a snapshot's play takes minutes or more
     assert process.returncode == 130
     assert rest.strip().splitlines() == ["dqn evaluate: stopped by SIGINT (Ctrl-C)"], rest
