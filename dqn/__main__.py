@@ -1,7 +1,5 @@
 """`python -m dqn ...`: the `dqn` command."""
 
-import sys
+from dqn.cli import console
 
-from dqn.cli import main
-
-sys.exit(main())
+console()

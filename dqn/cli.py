@@ -51,10 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + stop.signum
     except KeyboardInterrupt:
         # Ctrl-C in a command that saves nothing on the way (train saves, by Stopped):
-        # its outputs are written whole at its end or not at all. The process ends here,
-        # with 128 + SIGINT, without waiting for the evaluation threads still playing.
+        # its outputs are written whole at its end or not at all. `console` ends the
+        # process; a caller of main in the same process (a test) sees the interrupt.
         print(f"dqn {args.command}: stopped by SIGINT (Ctrl-C)", file=sys.stderr, flush=True)
-        os._exit(128 + signal.SIGINT)
+        raise
     except OSError as error:  # a path we cannot write: unwritable, not a directory, disk full
         where = f"{error.filename}: " if error.filename else ""
         print(f"dqn {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
@@ -433,5 +433,16 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def console() -> None:
+    """The `dqn` command as a process (its console script, `python -m dqn`): `main`'s
+    status is the exit status. Ctrl-C ends the process at once, with 128 + SIGINT,
+    without waiting for the evaluation threads still playing."""
+    try:
+        status = main()
+    except KeyboardInterrupt:
+        os._exit(128 + signal.SIGINT)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

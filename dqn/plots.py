@@ -97,11 +97,17 @@ OUTPUTS_KEY = "outputs"
 
 def _listed_outputs(manifest: Path) -> list[str]:
     """The files that `manifest`, a figure's JSON written by `_save`, lists; none where it
-    is missing or not such a JSON."""
+    is missing or not such a JSON. One written before the list (a `figure` and no
+    `outputs`) stands for its own figure's three files."""
     try:
-        listed = json.loads(manifest.read_text())[OUTPUTS_KEY]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        data = json.loads(manifest.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
         return []
+    if not isinstance(data, dict):
+        return []
+    if OUTPUTS_KEY not in data and "figure" in data:
+        return [manifest.with_suffix(suffix).name for suffix in FIGURE_FILES]
+    listed = data.get(OUTPUTS_KEY)
     return listed if isinstance(listed, list) else []
 
 

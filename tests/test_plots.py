@@ -447,6 +447,12 @@ def test_an_output_prefix_replaces_what_dqn_plot_wrote_there_and_nothing_else(tm
     plots.table1(files, PAPER_TABLE, tables, figure)
     written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("table1.*"))
     assert len(plots.table1(files, PAPER_TABLE, tables, figure)) == len(written) == 6
+    # a figure from before its JSON listed its outputs is still its own to replace
+    curves = plots.training_curves(files, tmp_path / "old")
+    data = json.loads(curves[2].read_text())
+    del data["outputs"]
+    curves[2].write_text(json.dumps(data))
+    assert plots.training_curves(files, tmp_path / "old") == curves
     # a file of the user's where an output would go (a README, notes): refused before any
     # work, and left as it was
     notes = tmp_path / "notes.md"

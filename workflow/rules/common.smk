@@ -229,10 +229,11 @@ def run_of_these_settings(wildcards):
     job whose run directory holds a run of other settings (a config changed after its
     runs were made). `dqn train` would refuse it too, but only as the job ran: after
     Snakemake had replaced the run's log and recorded the new settings, so that the old
-    config, given again, would retrain and evaluate again. Only the runs a plan trains
-    are checked: `snakemake bench` plans no training and is not refused for them."""
+    config, given again, would retrain and evaluate again. Only the runs of the training
+    jobs a plan holds (complete ones too) are checked: `snakemake bench` holds none and
+    is not refused for them."""
     game, seed = wildcards.game, int(wildcards.seed)
-    run = RunDir(RUN_DIR.format(game=game, seed=seed))
+    run = RunDir(run_dir(wildcards))  # the job's own
     if not run.heldout.exists():
         return []
     try:

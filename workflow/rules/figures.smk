@@ -1,8 +1,8 @@
 # The paper's figures and table, from the evaluation files (and Figure 3's trace).
 # Each figure also writes the numbers it draws as JSON beside it.
 #
-# The code that draws them is an input too: a change to it (a pull, an edit) draws them
-# again, in seconds. Snakemake's own code trigger sees only a rule's shell command.
+# The modules that draw them (plots.py, and aggregates.py for the aggregates' numbers)
+# are inputs too: a change to them (a pull, an edit) draws them again, in seconds. Snakemake's own code trigger sees only a rule's shell command.
 # Training and evaluation are not redone for a change of code: they take hours.
 FIGURE_CODE = [str(PROJECT_ROOT / "dqn" / name) for name in ("plots.py", "aggregates.py")]
 
