@@ -104,7 +104,7 @@ def load(
             f"({type(error).__name__}: {' '.join(str(error).split())})"
         ) from None
     memory, added = state.memory, attrs["replay_added"]
-    expected = max(memory.added, added - min(added, memory.capacity))  # the next entry needed
+    expected = max(memory.added, _ring_start(added, memory.capacity))  # the next entry needed
     for delta_path, delta_attrs, delta in replay_delta:
         start, stop = delta_attrs["start"], delta_attrs["stop"]
         if stop - start != len(delta["frames"]):
@@ -228,7 +228,7 @@ def _read_epoch(run: RunDir, epoch: int, held: dict, capacity: int) -> dict:
     resume_state = _read_part(run, run.resume_state(epoch), "resume_state", held)
     _, attrs, arrays = resume_state
     added = attrs["replay_added"]
-    first = _first_delta(arrays["log/epochs/step"], added - min(added, capacity))
+    first = _first_delta(arrays["log/epochs/step"], _ring_start(added, capacity))
     return {
         "snapshot": snapshot,
         "resume_state": resume_state,
@@ -250,8 +250,13 @@ def first_delta_needed(state: TrainingState, epoch: int) -> int:
     """The oldest epoch whose replay delta a resume from `epoch`, or from the epoch
     before it (the fallback if `epoch`'s files are damaged), needs: the ring as it stood
     then."""
-    oldest_entry = _end_step(state, epoch - 1) - state.memory.capacity
+    oldest_entry = _ring_start(_end_step(state, epoch - 1), state.memory.capacity)
     return _first_delta(state.log.epochs["step"], oldest_entry)
+
+
+def _ring_start(added: int, capacity: int) -> int:
+    """The oldest entry a ring of `capacity` holds once `added` entries were stored."""
+    return max(0, added - capacity)
 
 
 def _first_delta(epoch_ends, oldest_entry: int) -> int:
