@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from dqn import h5io, networks
-from dqn.errors import DataFileError, RunMismatchError
+from dqn.errors import DataFileError, FileAccessError, RunMismatchError
 from dqn.layouts import CHECKPOINT
 from dqn.learner import Learner
 from dqn.play import Player
@@ -317,11 +317,11 @@ def restore(
     run: RunDir, new_state: Callable[[], TrainingState]
 ) -> tuple[TrainingState, Path | None, dict | None]:
     """The state the run left: the newest epoch, then the interrupt file that continues
-    it; or, if the newest epoch's files cannot be read back, the epoch before it (the
-    run then repeats that epoch, exactly, and the files are moved aside by
-    `RunDir.set_aside`). Returns the state, the file resumed from (None: nothing to
-    resume) and the meter's record of the epoch in progress (None unless from an
-    interrupt file)."""
+    it; or, if the newest epoch's files are damaged, the epoch before it (the run then
+    repeats that epoch, exactly, and the files are moved aside by `RunDir.set_aside`).
+    A file this process cannot read now (`FileAccessError`) stops it, and moves nothing.
+    Returns the state, the file resumed from (None: nothing to resume) and the meter's
+    record of the epoch in progress (None unless from an interrupt file)."""
     state = new_state()
     held = h5io.read_attrs(run.heldout, "heldout")
     if run.interrupt.exists():  # refused now, not mistaken for a damaged epoch below
@@ -334,6 +334,8 @@ def restore(
         try:
             load(state, **_read_epoch(run, epochs[-1], held, state.memory.capacity))
             damage = None
+        except FileAccessError:  # no sign of damage (dqn.errors): stop, set nothing aside
+            raise
         except DataFileError as error:
             if previous and not run.resume_state(previous).exists():
                 raise
@@ -347,8 +349,13 @@ def restore(
                 try:
                     load(state, **_read_epoch(run, previous, held, state.memory.capacity))
                 except DataFileError as second:
-                    raise DataFileError(
-                        f"{damage}; and epoch {previous}, the fallback, is damaged too: {second}"
+                    fault = (
+                        "cannot be read now"
+                        if isinstance(second, FileAccessError)
+                        else "is damaged too"
+                    )
+                    raise type(second)(
+                        f"{damage}; and epoch {previous}, the fallback, {fault}: {second}"
                     ) from None
             aside = run.set_aside(epochs[-1])
             LOG.warning(

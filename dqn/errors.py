@@ -13,6 +13,12 @@ class DataFileError(DqnError):
     """An HDF5 file that is missing, truncated, corrupt or of the wrong kind."""
 
 
+class FileAccessError(DataFileError):
+    """An HDF5 file this process may not read (no permission) or has not the memory to
+    read: no sign that the file is damaged, so a resume stops rather than set an epoch
+    aside for it."""
+
+
 class RunMismatchError(DqnError):
     """An output directory that holds a run of another configuration."""
 

@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from dqn.atomic import atomic_write
-from dqn.errors import DataFileError
+from dqn.errors import DataFileError, FileAccessError
 from dqn.layouts import FILE_ATTRS, FORMAT_VERSION, LAYOUTS, Json
 from dqn.migrate import upgrade
 from dqn.provenance import usable_memory
@@ -85,8 +85,9 @@ def _require_file(path: Path) -> None:
         raise DataFileError(f"{path}: {'not a file' if path.exists() else 'no such file'}")
     try:
         signed = h5py.is_hdf5(path)
-    except OSError as error:  # unreadable: no permission, an I/O error
-        raise DataFileError(f"{path}: cannot be read ({error.strerror or error})") from None
+    except OSError as error:  # unreadable: no permission (no damage), an I/O error
+        fault = FileAccessError if isinstance(error, PermissionError) else DataFileError
+        raise fault(f"{path}: cannot be read ({error.strerror or error})") from None
     if not signed:
         raise DataFileError(f"{path}: not an HDF5 file (no HDF5 signature)")
 
@@ -115,7 +116,7 @@ def _open_checked(path, kind, with_arrays):
             if with_arrays:
                 need = sum(d.size * d.dtype.itemsize for d in datasets.values())
                 if need > usable_memory():
-                    raise DataFileError(
+                    raise FileAccessError(
                         f"{path}: its datasets hold {need / 2**30:,.1f} GiB, more "
                         "than this process may use"
                     )

@@ -16,7 +16,7 @@ import torch
 
 import dqn
 from dqn import atomic, h5io, layouts, migrate, presets, provenance
-from dqn.errors import DataFileError
+from dqn.errors import DataFileError, FileAccessError
 
 from conftest import ROOT, provenance_of, write_evaluation
 
@@ -539,7 +539,8 @@ def test_a_file_declaring_more_data_than_memory_is_refused_before_reading(tmp_pa
     path = tmp_path / "h.h5"
     h5io.write(path, "heldout", *_example("heldout"))
     monkeypatch.setattr(h5io, "usable_memory", lambda: 1000)  # the states hold 56448 bytes
-    with pytest.raises(DataFileError, match=f"{path}: its datasets hold .* GiB, more than"):
+    # not damage (a resume sets nothing aside for it): dqn.errors.FileAccessError
+    with pytest.raises(FileAccessError, match=f"{path}: its datasets hold .* GiB, more than"):
         h5io.read(path, "heldout")
     assert h5io.read_attrs(path, "heldout")["kind"] == "heldout"  # attributes read no data
 
@@ -664,16 +665,28 @@ def test_describe_shows_the_values_of_small_arrays_and_the_shape_of_large_ones(t
     assert f"    episode_returns: ({shown + 1},) float64" in h5io.describe(more).splitlines()
 
 
-def test_an_unreadable_file_is_refused_by_name(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "error, fault",
+    # An I/O error may be damage (a resume sets the epoch aside); a refused permission is
+    # none (dqn.errors.FileAccessError: a resume stops).
+    [
+        (OSError(5, "Input/output error"), DataFileError),
+        (PermissionError(13, "Permission denied"), FileAccessError),
+    ],
+)
+def test_an_unreadable_file_is_refused_by_name(tmp_path, monkeypatch, error, fault):
     path = write_evaluation(tmp_path / "e.h5", "Pong", 0, [-21.0], [0.25])
 
     def unreadable(name):
-        raise OSError(5, "Input/output error")
+        raise error
 
     monkeypatch.setattr(h5io.h5py, "is_hdf5", unreadable)
     for read in (h5io.describe, lambda path: h5io.read(path, "evaluation")):
-        with pytest.raises(DataFileError, match=f"{path}: cannot be read \\(Input/output error\\)"):
+        with pytest.raises(
+            DataFileError, match=f"{path}: cannot be read \\({error.strerror}\\)"
+        ) as raised:
             read(path)
+        assert type(raised.value) is fault
 
 
 def test_a_json_attribute_must_hold_the_keys_its_reader_needs(tmp_path):

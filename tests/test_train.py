@@ -21,7 +21,7 @@ from dqn import checkpoint, cli, h5io, migrate, networks, presets, seeding
 from dqn.atari import Atari
 from dqn.checkpoint import TrainingState
 from dqn.devices import machine
-from dqn.errors import DataFileError, Diverged, RunMismatchError, Stopped
+from dqn.errors import DataFileError, Diverged, FileAccessError, RunMismatchError, Stopped
 from dqn.evaluate import TrainedRun, evaluate_run, load_network
 from dqn.events import EVENTS_DIR
 from dqn.explore import choose_action, epsilon, greedy
@@ -450,6 +450,37 @@ def test_the_fallback_from_a_damaged_epoch_frees_its_replay_memory_before_making
     with RunDir(out).writing() as run:
         _, resumed_from, _ = checkpoint.restore(run, new_state)
     assert len(rings) == 2 and resumed_from == run.snapshot(last - 1)
+
+
+@pytest.mark.parametrize("fault", ["permission", "memory"])
+def test_a_newest_epoch_this_process_cannot_read_is_not_taken_for_damage(
+    finished_run, tmp_path, monkeypatch, fault
+):
+    # A snapshot it may not read (a run directory shared between users), or an epoch's
+    # files holding more than its memory (a job resumed with a smaller --mem) say nothing
+    # of the files: the resume stops and names the file, and sets no epoch aside.
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out)
+    run = RunDir(out)
+    last = run.snapshot_epochs()[-1]
+    if fault == "permission":
+        is_hdf5 = h5py.is_hdf5
+
+        def refused(path):
+            if Path(path) == run.snapshot(last):
+                raise PermissionError(13, "Permission denied")
+            return is_hdf5(path)
+
+        monkeypatch.setattr(h5io.h5py, "is_hdf5", refused)
+        message = f"{run.snapshot(last)}: cannot be read (Permission denied)"
+    else:
+        monkeypatch.setattr(h5io, "usable_memory", lambda: 1000)
+        message = f"{run.snapshot(last)}: its datasets hold"
+    before = sorted(p.relative_to(out) for p in out.rglob("*.h5"))
+    with run.writing(), pytest.raises(FileAccessError, match=re.escape(message)):
+        checkpoint.restore(run, lambda: _training_state(presets.load("ci"), 1, game="Breakout"))
+    assert sorted(p.relative_to(out) for p in out.rglob("*.h5")) == before
+    assert not (out / "damaged").exists()
 
 
 def test_a_damaged_replay_delta_that_only_the_epoch_before_needs_costs_nothing(tmp_path):
