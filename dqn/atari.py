@@ -31,15 +31,14 @@ GAMES = {
 SCREEN_SHAPE = (210, 160)  # ALE's screen, rows x columns
 DOWNSAMPLED_SHAPE = (110, 84)  # 2013 §4.1: rows x columns after downsampling
 # 2013 §4.1 crops "an 84x84 region that roughly captures the playing area" without
-# giving the offset. On these games the score sits above screen row ~34 and the
-# playing field ends near row ~194; 34 * 110/210 = 17.8, so rows 18..101 of the
-# 110-row image keep the field and drop the score (the score is not part of the state
-# in the paper's figures, and rewards carry it anyway).
+# giving the offset: rows 18..101 of the 110-row image (screen rows 34.4..194.7), as
+# deep_q_rl's crop 8 rows above the bottom (ale_experiment.py:11-14). On Breakout that
+# drops the score and keeps the field (rewards carry the score anyway). No offset keeps
+# every game whole: Q*bert's pyramid, with Q*bert on its top cube, spans screen rows
+# 17..205, more than the 160 the crop keeps, and loses both ends.
 CROP_TOP_ROW = 18
-# Bilinear, as DQN 3.0's image.scale: at this ratio (~1.9) thin objects dim but do not
-# vanish, and area averaging, which keeps more of them, costs several times as much a
-# frame (docs/presets.md, "Resize", has the figures).
-RESIZE_INTERPOLATION = cv2.INTER_LINEAR
+# The config's resize (docs/presets.md, "Resize").
+INTERPOLATIONS = {"bilinear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA}
 
 ALEInterface.setLoggerMode(LoggerMode.Error)
 
@@ -86,6 +85,7 @@ class Atari:
             (names.index("FIRE"), 2) if config.fire_on_reset and "FIRE" in names else ()
         )
         self._max_of_two = config.preprocessing == "nature2015"
+        self._interpolation = INTERPOLATIONS[config.resize]
         # [0]: the screen before the last of a frame skip (Nature's max), [1]: the last.
         self._screens = np.zeros((2, *SCREEN_SHAPE), np.uint8)
         self._downsampled = np.zeros(DOWNSAMPLED_SHAPE, np.uint8)
@@ -206,7 +206,7 @@ class Atari:
             # flicker appear in one of them), then resize straight to 84x84.
             np.maximum(screen, self._screens[0], out=screen)
             cv2.resize(
-                screen, (FRAME_PIXELS, FRAME_PIXELS), dst=out, interpolation=RESIZE_INTERPOLATION
+                screen, (FRAME_PIXELS, FRAME_PIXELS), dst=out, interpolation=self._interpolation
             )
         else:
             # 2013 §4.1: downsample to 110x84, then crop the 84x84 playing area.
@@ -214,7 +214,7 @@ class Atari:
                 screen,
                 DOWNSAMPLED_SHAPE[::-1],
                 dst=self._downsampled,
-                interpolation=RESIZE_INTERPOLATION,
+                interpolation=self._interpolation,
             )
             out[:] = self._downsampled[CROP_TOP_ROW : CROP_TOP_ROW + FRAME_PIXELS]
 

@@ -128,16 +128,19 @@ def format1_config(config: dict) -> dict:
 
 def with_keys_added_since(config: dict, attrs: dict[str, Any]) -> dict:
     """`config`, stored with `attrs` (its run's game and preset), with the keys added to
-    format 2 since it was first written (action_set), where it lacks them; `config`
-    itself where it lacks none."""
-    if "action_set" in config:
-        return config
-    # Such a run played ale-py's minimal sets. On a game whose set in Xitari is the same,
-    # both values are that run: it takes its preset's value when the key came, and so
-    # continues under its preset.
-    same = attrs.get("game") not in presets.XITARI_ACTIONS
-    xitari = same and attrs.get("preset") in XITARI_PRESETS_WHEN_ADDED
-    return {**config, "action_set": "xitari" if xitari else "ale_py"}
+    format 2 since it was first written (action_set, resize), where it lacks them;
+    `config` itself where it lacks none."""
+    added = {}
+    if "action_set" not in config:
+        # Such a run played ale-py's minimal sets. On a game whose set in Xitari is the
+        # same, both values are that run: it takes its preset's value when the key came,
+        # and so continues under its preset.
+        same = attrs.get("game") not in presets.XITARI_ACTIONS
+        xitari = same and attrs.get("preset") in XITARI_PRESETS_WHEN_ADDED
+        added["action_set"] = "xitari" if xitari else "ale_py"
+    if "resize" not in config:
+        added["resize"] = "bilinear"  # such a run shrank its screens so, either preset
+    return {**config, **added} if added else config
 
 
 def _json_object(text: Any) -> dict | None:

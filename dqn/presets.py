@@ -57,6 +57,15 @@ class Config(BaseModel):
         DIMENSIONLESS,
         "2013 §4.1; Nature Methods",
     )
+    resize: Literal["bilinear", "area"] = _key(
+        "how a screen is shrunk: bilinear interpolation (OpenCV's INTER_LINEAR), or each "
+        "pixel the average of the screen pixels it covers, those at its edges weighted by "
+        "the part covered (OpenCV's INTER_AREA)",
+        DIMENSIONLESS,
+        "bilinear: deep_q_rl ale_experiment.py:165-182; area: DQN 3.0 Scale.lua:25, whose "
+        "image.scale 'bilinear' averages so when it shrinks (torch/image generic/image.c, "
+        "scaleLinear_rowcol)",
+    )
     frame_skip_frames: int = _key(
         "the agent acts every k-th frame, the action repeats between", FRAMES, "2013 §5", gt=0
     )
@@ -397,6 +406,7 @@ def _problem(key: str, error_type: str) -> str:
 
 PAPER2013 = Config(
     preprocessing="paper2013",  # 2013 §4.1
+    resize="bilinear",  # 2013 is silent; deep_q_rl ale_experiment.py:165-182
     frame_skip_frames=4,  # 2013 §5
     space_invaders_frame_skip_frames=3,  # 2013 §5
     noop_max=0,  # 2013: no random starts described
@@ -448,6 +458,10 @@ PAPER2013 = Config(
 
 NATURE2015 = PAPER2013.with_values(
     preprocessing="nature2015",  # Nature Methods: max of 2 frames, 84x84
+    # DQN 3.0's image.scale(x, 84, 84, 'bilinear') (Scale.lua:25) averages the pixels
+    # each output pixel covers when it shrinks (torch/image generic/image.c,
+    # scaleLinear_rowcol): OpenCV's INTER_AREA, not its INTER_LINEAR.
+    resize="area",
     space_invaders_frame_skip_frames=4,  # Nature: k=4 for every game
     noop_max=30,  # Nature Extended Data Table 1 (no-op max); DQN 3.0 run_gpu (random_starts=30)
     # DQN 3.0 plays its no-ops as single frames at every training episode's start, so

@@ -4,12 +4,39 @@ import numpy as np
 import pytest
 
 from dqn import presets
-from dqn.atari import CROP_TOP_ROW, RESIZE_INTERPOLATION, Atari, frame_skip
+from dqn.atari import CROP_TOP_ROW, Atari, frame_skip
 from dqn.errors import ConfigError
 from dqn.games import PAPER_GAMES, check_game
 
 PAPER = presets.load("paper2013")
 NATURE = presets.load("nature2015")
+
+
+def area_average(image: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """DQN 3.0's shrink (Scale.lua:25: image.scale(x, 84, 84, 'bilinear')), from what
+    torch/image's scaleLinear_rowcol does when the output is smaller: each output pixel
+    is the mean of the input pixels it covers, a pixel at its edge weighted by the part
+    covered; rows and columns apart. Rounded to grey levels."""
+
+    def weights(n_out, n_in):
+        scale = n_in / n_out
+        edges = np.arange(n_out + 1) * scale
+        pixel = np.arange(n_in)
+        covered = np.clip(
+            np.minimum(edges[1:, None], pixel + 1) - np.maximum(edges[:-1, None], pixel), 0, 1
+        )
+        return covered / scale
+
+    return np.rint(weights(rows, image.shape[0]) @ image @ weights(cols, image.shape[1]).T)
+
+
+def dqn3_frame(screen: np.ndarray) -> np.ndarray:
+    return area_average(screen.astype(np.float64), 84, 84)
+
+
+def bilinear(screen: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """deep_q_rl's shrink for the 2013 method (ale_experiment.py:165-182)."""
+    return cv2.resize(screen, (cols, rows), interpolation=cv2.INTER_LINEAR)
 
 
 def test_state_is_four_84x84_uint8_frames_zero_padded_at_episode_start():
@@ -27,9 +54,7 @@ def test_2013_frame_is_the_110x84_downsample_cropped_at_the_playing_area():
     for _ in range(10):
         env.step(1)
     screen = env.ale.getScreenGrayscale()
-    expected = cv2.resize(screen, (84, 110), interpolation=RESIZE_INTERPOLATION)[
-        CROP_TOP_ROW : CROP_TOP_ROW + 84
-    ]
+    expected = bilinear(screen, 110, 84)[CROP_TOP_ROW : CROP_TOP_ROW + 84]
     np.testing.assert_array_equal(env.frame, expected)
     # The crop drops the score line: Breakout's score digits lie in screen rows 5..15.
     assert CROP_TOP_ROW * 210 / 110 > 16
@@ -49,10 +74,31 @@ def test_nature_frame_is_max_of_last_two_screens_resized_to_84x84():
     for _ in range(env.frame_skip):
         env.ale.act(env.actions[1])
         screens.append(env.ale.getScreenGrayscale())
-    expected = cv2.resize(
-        np.maximum(screens[-1], screens[-2]), (84, 84), interpolation=RESIZE_INTERPOLATION
-    )
-    np.testing.assert_array_equal(got, expected)
+    # As DQN 3.0 shrinks (a grey level apart at most: OpenCV rounds where it truncates)
+    expected = dqn3_frame(np.maximum(screens[-1], screens[-2]))
+    assert np.abs(got - expected).max() <= 1
+
+
+def test_nature_frames_are_shrunk_as_dqn3_shrinks_them_not_bilinearly():
+    # 210 rows into 84: bilinear interpolation gives every fifth screen row no weight
+    # (a line one row high there vanishes), DQN 3.0's average weighs every row.
+    env = Atari("Breakout", NATURE, seed=0)
+    env.new_episode()
+    rng = np.random.default_rng(0)
+    worst = {"ours": 0, "bilinear": 0}
+    for _ in range(100):
+        env.step(int(rng.integers(len(env.actions))))
+        pooled = np.maximum(*env._screens)  # the two screens the frame was made of
+        expected = dqn3_frame(pooled)
+        worst["ours"] = max(worst["ours"], np.abs(env.frame - expected).max())
+        worst["bilinear"] = max(
+            worst["bilinear"], np.abs(bilinear(pooled, 84, 84) - expected).max()
+        )
+    assert worst["ours"] <= 1 and worst["bilinear"] > 20, worst
+    line = np.zeros((210, 160), np.uint8)
+    line[7] = 255  # covered by frame row 2 (rows 5 to 7.5) and 3 (7.5 to 10), half each
+    np.testing.assert_array_equal(dqn3_frame(line)[2:4, 0], [51, 51])  # 255 * 0.5 / 2.5
+    assert not bilinear(line, 84, 84).any()
 
 
 def test_reward_is_the_sum_over_skipped_frames():
@@ -226,7 +272,7 @@ def test_an_episodes_first_frame_is_the_max_of_its_last_two_no_op_frames_as_dqn3
         return first, screens
 
     def resized(screen):
-        return cv2.resize(screen, (84, 84), interpolation=RESIZE_INTERPOLATION)
+        return cv2.resize(screen, (84, 84), interpolation=cv2.INTER_AREA)
 
     first, screens = first_frame_and_screens(NATURE)  # DQN 3.0's frames: pooled
     assert len(screens) >= 2 and not np.array_equal(

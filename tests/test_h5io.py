@@ -493,6 +493,24 @@ def _parsed(attrs):
     }
 
 
+@pytest.mark.parametrize("preset", ["paper2013", "nature2015"])
+def test_a_config_stored_before_resize_reads_as_bilinear_as_its_run_shrank(tmp_path, preset):
+    # nature2015 has shrunk by area averaging since (DQN 3.0's image.scale does): a run
+    # begun before reads as the run it is, and is told from the preset's runs.
+    attrs, arrays = _example("heldout")
+    config = presets.PRESETS[preset].as_dict()
+    del config["resize"]
+    attrs.update(preset=preset, config=json.dumps(config))
+    path = tmp_path / "f.h5"
+    h5io.write(path, "heldout", attrs, arrays)
+    got = json.loads(h5io.read(path, "heldout")[0]["config"])
+    assert got == {**config, "resize": "bilinear"}
+    presets.Config(**got)  # a whole config again
+    with h5py.File(path, "a") as f:
+        f.attrs["format_version"] = 1
+    assert json.loads(h5io.read(path, "heldout")[0]["config"]) == got
+
+
 @pytest.mark.parametrize(
     "preset,game,read_as",
     [

@@ -54,6 +54,7 @@ def test_every_key_names_its_unit_or_is_dimensionless():
         "network_init",
         "cuda_graph_update",
         "cuda_deterministic",
+        "resize",
     }
     counted_in_another_keys_unit = {"noop_max": "noop_start"}
     for key in presets.PAPER2013.as_dict():
