@@ -27,28 +27,41 @@ LIBRARIES = ("numpy", "torch", "ale-py", "gymnasium", "h5py", "opencv-python-hea
 
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str:
-    """The commit of the checkout the package runs from, '-dirty' if it has changes."""
+    """The commit of the checkout the package runs from, '-dirty' if the package has
+    changes there."""
     here = Path(__file__).resolve().parent
     # safe.directory: a checkout mounted into a container belongs to another user there,
-    # and git would refuse to read it.
-    git = ["git", "-c", "safe.directory=*", "-C", str(here)]
+    # and git would refuse to read it. --no-optional-locks: `status` would otherwise take
+    # the checkout's index lock for a moment, which the user's own git commands (or the
+    # many jobs of a workflow starting at once) could meet.
+    git = ["git", "--no-optional-locks", "-c", "safe.directory=*", "-C", str(here)]
+
+    def ask(*args: str) -> str:
+        return subprocess.run(
+            [*git, *args], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
     try:
-        commit = subprocess.run(
-            [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            [*git, "status", "--porcelain", "--", "."], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        # The project's image holds no .git but records the commit it was built from
-        # (container/Dockerfile). Only a hint: this code need not be that image's.
-        if image_commit := os.environ.get("DQN_IMAGE_GIT_COMMIT"):
-            return (
-                "unknown (not run from a git checkout; the container image was built from "
-                f"{image_commit})"
-            )
-        return "unknown (not run from a git checkout)"
+        commit = ask("rev-parse", "HEAD")
+        # A copy of the package in an ignored folder of a checkout (a build/ directory, a
+        # virtual environment inside it) is not the code of the checkout's commit.
+        ask("ls-files", "--error-unmatch", "--", Path(__file__).name)
+        dirty = ask("status", "--porcelain", "--", ".")
+    except OSError:
+        return _unknown("no git program to ask")
+    except subprocess.CalledProcessError as error:
+        if "ls-files" in error.cmd:
+            return _unknown(f"{here} is not tracked by the git checkout it lies in")
+        return _unknown("not run from a git checkout")
     return commit + ("-dirty" if dirty else "")
+
+
+def _unknown(why: str) -> str:
+    # The project's image holds no .git but records the commit it was built from
+    # (container/Dockerfile). Only a hint: this code need not be that image's.
+    if image_commit := os.environ.get("DQN_IMAGE_GIT_COMMIT"):
+        return f"unknown ({why}; the container image was built from {image_commit})"
+    return f"unknown ({why})"
 
 
 def library_versions() -> dict[str, str]:

@@ -655,6 +655,28 @@ def test_the_commit_is_dirty_when_the_package_has_changes_and_only_then(tmp_path
     assert commit() == head + "-dirty"
 
 
+@pytest.mark.skipif(shutil.which("git") is None, reason="no git program to make a repository")
+def test_a_copy_of_the_package_in_an_ignored_folder_of_a_checkout_names_no_commit(tmp_path):
+    # As a non-editable install into a virtual environment inside the checkout, or a
+    # build/ folder: git answers for the checkout around it, whose commit is not this
+    # code's (a change to the copy showed no -dirty either).
+    (tmp_path / ".gitignore").write_text("build/\n__pycache__/\n")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "x")
+    _copy_the_package_into(tmp_path / "build")
+    with open(tmp_path / "build" / "dqn" / "presets.py", "a") as file:
+        file.write("\n# a change\n")
+    env = {k: v for k, v in os.environ.items() if k != "DQN_IMAGE_GIT_COMMIT"}
+    package = (tmp_path / "build" / "dqn").resolve()
+    assert _commit_seen_from(tmp_path / "build", env) == (
+        f"unknown ({package} is not tracked by the git checkout it lies in)"
+    )
+    # and where there is no git to ask, it says so
+    no_git = {**env, "PATH": str(tmp_path / "no-such-bin")}
+    assert _commit_seen_from(tmp_path / "build", no_git) == "unknown (no git program to ask)"
+
+
 def test_describe_lists_links_without_following_them(tmp_path):
     path = tmp_path / "s.h5"
     h5io.write(path, "snapshot", *_snapshot())
