@@ -139,6 +139,20 @@ def usable_memory(
     return min(limits)
 
 
+def code_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """What of the code that wrote a file (`stored`, its attributes) differs from this
+    process's (`current`, `record`'s): the commit, then each library, as 'name: then
+    (now: ...)'."""
+    found = []
+    if stored["git_commit"] != current["git_commit"]:
+        found.append(f"git_commit {stored['git_commit']} (now {current['git_commit']})")
+    then, now = (json.loads(attrs["library_versions"]) for attrs in (stored, current))
+    for name in sorted(then.keys() | now.keys()):
+        if then.get(name) != now.get(name):
+            found.append(f"{name} {then.get(name, 'not recorded')} (now {now.get(name)})")
+    return found
+
+
 def record(game: str, seed: int, preset: str, config: dict, machine: dict) -> dict[str, Any]:
     """A file's provenance attributes; `machine`: what computed it (`dqn.devices.machine`)."""
     return {

@@ -167,6 +167,14 @@ def _train(
     state, resumed_from, epoch_in_progress = checkpoint.restore(run, new_state)
     if resumed_from:
         LOG.info(f"resumed from {resumed_from} at step {state.counters.step}")
+        kind = "interrupted" if resumed_from == run.interrupt else "snapshot"
+        if changed := provenance.code_differences(h5io.read_attrs(resumed_from, kind), attrs):
+            # Allowed (a fix, an upgrade), but the run is then no longer one program's: a
+            # resume is bit-identical only under the same code and libraries.
+            LOG.warning(
+                f"{resumed_from} was written by other code: {'; '.join(changed)}; the run "
+                "continues, and each file from here on records the code that wrote it"
+            )
     else:
         state.player.start()
     view = None

@@ -2,6 +2,7 @@
 SIGKILL and after SIGTERM or SIGINT (saved mid-epoch), refusals."""
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -17,7 +18,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from dqn import checkpoint, cli, h5io, migrate, networks, presets, seeding
+from dqn import checkpoint, cli, h5io, migrate, networks, presets, provenance, seeding
 from dqn.atari import Atari
 from dqn.checkpoint import TrainingState
 from dqn.devices import machine
@@ -371,6 +372,33 @@ def test_a_directory_of_another_run_is_refused_with_the_differences(finished_run
         train("Pong", "ci", presets.load("ci"), 1, finished_run, CPU)
     with pytest.raises(RunMismatchError, match=r"seed=1 \(asked 2\)"):
         train("Breakout", "ci", presets.load("ci"), 2, finished_run, CPU)
+
+
+def test_a_run_resumed_under_other_code_says_what_differs(
+    finished_run, tmp_path, monkeypatch, caplog
+):
+    # Allowed (a fix, an upgrade between two jobs of a run), but no longer one program's
+    # run, bit for bit: the log says so, and the new files name the code that wrote them.
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out)
+    run = RunDir(out)
+    last = run.snapshot_epochs()[-1]
+    run.completion.unlink()
+    run.snapshot(last).unlink()  # so that the run resumes from the epoch before
+    versions = provenance.library_versions()
+    monkeypatch.setattr(provenance, "git_commit", lambda: "0123abc")
+    monkeypatch.setattr(provenance, "library_versions", lambda: {**versions, "torch": "9.9.9"})
+    with caplog.at_level(logging.WARNING, logger="dqn"):
+        train("Breakout", "ci", presets.load("ci"), 1, out, CPU)
+    stored = h5io.read_attrs(run.snapshot(last - 1), "snapshot")
+    (warning,) = [r.getMessage() for r in caplog.records if "other code" in r.getMessage()]
+    assert warning.startswith(
+        f"{run.snapshot(last - 1)} was written by other code: git_commit "
+        f"{stored['git_commit']} (now 0123abc); torch {versions['torch']} (now 9.9.9); the run "
+        "continues"
+    )
+    assert h5io.read_attrs(run.snapshot(last), "snapshot")["git_commit"] == "0123abc"
+    assert provenance.code_differences(stored, stored) == []
 
 
 def test_a_finished_run_is_not_trained_again(finished_run):
