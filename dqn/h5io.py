@@ -22,7 +22,7 @@ from dqn.atomic import atomic_write
 from dqn.errors import DataFileError, FileAccessError
 from dqn.layouts import FILE_ATTRS, FORMAT_VERSION, LAYOUTS, Json
 from dqn.migrate import upgrade
-from dqn.provenance import usable_memory
+from dqn.provenance import usable_memory, utc_now
 
 
 def write(
@@ -39,6 +39,10 @@ def write(
     plain write, which names the file and leaves nothing behind, and never reaches
     libhdf5 (which crashed the process on ENOSPC)."""
     attrs = {**attrs, "kind": kind, "format_version": FORMAT_VERSION, "complete": True}
+    if "created" in attrs:
+        # Now: a training or evaluation process records its provenance once, at its start,
+        # and writes files for hours or days after.
+        attrs["created"] = utc_now()
     arrays = {name: np.asarray(value) for name, value in arrays.items()}
     if problem := _misfit(
         kind,

@@ -164,5 +164,9 @@ def record(game: str, seed: int, preset: str, config: dict, machine: dict) -> di
         "config": json.dumps(config, sort_keys=True),
         "library_versions": json.dumps(library_versions(), sort_keys=True),
         "machine": json.dumps(machine, sort_keys=True),
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "created": utc_now(),
     }
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")

@@ -1,3 +1,4 @@
+import datetime
 import fnmatch
 import importlib.metadata
 import json
@@ -675,6 +676,19 @@ def test_a_copy_of_the_package_in_an_ignored_folder_of_a_checkout_names_no_commi
     # and where there is no git to ask, it says so
     no_git = {**env, "PATH": str(tmp_path / "no-such-bin")}
     assert _commit_seen_from(tmp_path / "build", no_git) == "unknown (no git program to ask)"
+
+
+def test_a_file_is_dated_when_it_is_written_not_when_its_provenance_was_recorded(tmp_path):
+    # A training process records its provenance at its start and writes snapshots for
+    # days after: each file's `created` is its own.
+    attrs, arrays = _snapshot()
+    attrs["created"] = "2000-01-01T00:00:00+00:00"  # recorded long ago
+    before = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    h5io.write(tmp_path / "s.h5", "snapshot", attrs, arrays)
+    created = datetime.datetime.fromisoformat(
+        h5io.read_attrs(tmp_path / "s.h5", "snapshot")["created"]
+    )
+    assert before <= created <= datetime.datetime.now(datetime.UTC)
 
 
 def test_describe_lists_links_without_following_them(tmp_path):
