@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dqn import aggregates, h5io, presets  # noqa: E402
+from dqn import aggregates, h5io, presets, provenance  # noqa: E402
 from dqn.atomic import atomic_write  # noqa: E402
 from dqn.errors import ConfigError, DataFileError  # noqa: E402
 from dqn.layouts import EVALUATION_COLUMNS, episode_returns, return_sd  # noqa: E402
@@ -267,7 +267,8 @@ def training_curves(
     paper's own points are drawn beside ours where our epochs are the paper's (50,000
     updates).
     """
-    files = output_files(out, FIGURE_FILES, [*paths, *([paper] if paper else [])])
+    inputs = [*paths, *([paper] if paper else [])]
+    files = output_files(out, FIGURE_FILES, inputs)
     runs = load_evaluations(paths)
     games = games or sorted(runs)
     missing = [game for game in games if game not in runs]
@@ -379,7 +380,7 @@ def training_curves(
         "lines": _drawn_lines(figure),
         "bands": bands,
     }
-    return _save(figure, files, data)
+    return _save(figure, files, data, inputs)
 
 
 # The epoch of the paper's Figure 2: "one epoch corresponds to 50000 minibatch weight
@@ -484,7 +485,8 @@ def select_segment(max_q: np.ndarray, rewards: np.ndarray) -> dict:
 
 def value_function(trace: Path, out: Path) -> list[Path]:
     """2013 Figure 3: max-Q along a 30-step segment, with the screens at A, B and C."""
-    files = output_files(out, FIGURE_FILES, [trace])
+    inputs = [trace]
+    files = output_files(out, FIGURE_FILES, inputs)
     attrs, arrays = h5io.read(Path(trace), "value_trace")
     if not len(arrays["max_q"]):
         raise DataFileError(f"{trace}: the value trace is empty (0 steps)")
@@ -531,7 +533,7 @@ def value_function(trace: Path, out: Path) -> list[Path]:
         "rewards": rewards[steps].tolist(),
         "lines": _drawn_lines(figure),
     }
-    return _save(figure, files, data)
+    return _save(figure, files, data, inputs)
 
 
 ANCHOR_COLUMNS = (
@@ -571,7 +573,8 @@ def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Pat
     (the bars: one standard deviation of the episodes' returns) and average max-Q, against
     agent steps. One column per game and preset; runs of that preset that differ in config
     (a branch) share it, named by the keys they differ in."""
-    files = output_files(out, FIGURE_FILES, [*paths, anchors_csv])
+    inputs = [*paths, anchors_csv]
+    files = output_files(out, FIGURE_FILES, inputs)
     anchors = read_anchors(anchors_csv)
     runs = merged_evaluations(paths)
     labels = config_labels([(attrs["preset"], json.loads(attrs["config"])) for _, attrs, _ in runs])
@@ -665,7 +668,10 @@ def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Pat
     )
     figure.tight_layout()
     return _save(
-        figure, files, {"figure": "anchored_curves", "runs": summary, "lines": _drawn_lines(figure)}
+        figure,
+        files,
+        {"figure": "anchored_curves", "runs": summary, "lines": _drawn_lines(figure)},
+        inputs,
     )
 
 
@@ -717,8 +723,9 @@ def our_scores(runs: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict]]:
 
 def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) -> list[Path]:
     """2013 Table 1 with our rows beside the paper's, as CSV, Markdown, LaTeX and a figure."""
-    figure_files = output_files(figure_out, FIGURE_FILES, [*paths, paper])
-    table_files = output_files(table_out, TABLE_FILES, [*paths, paper], figure_files[2])
+    inputs = [*paths, paper]
+    figure_files = output_files(figure_out, FIGURE_FILES, inputs)
+    table_files = output_files(table_out, TABLE_FILES, inputs, figure_files[2])
     runs = load_evaluations(paths)
     attrs_of = _attrs_by_game(runs, runs)
     changes = _preset_changes(attrs_of)
@@ -801,7 +808,7 @@ def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) ->
         "intervals": intervals,
         "ours": ours,
     }
-    saved = _save(figure, figure_files, data, table_files)  # its JSON lists the tables
+    saved = _save(figure, figure_files, data, inputs, table_files)  # its JSON lists the tables
     return _write_tables(rows, games, table_files, preset, epsilon) + saved
 
 
@@ -933,10 +940,9 @@ def aggregate(paths: list[Path], paper: Path, out: Path, reps: int, seed: int = 
 
     Games without a human score (Catch) are left out, and named in each JSON.
     """
+    inputs = [*paths, paper]
     files = {
-        name: output_files(
-            out, tuple(f"_{name}{suffix}" for suffix in FIGURE_FILES), [*paths, paper]
-        )
+        name: output_files(out, tuple(f"_{name}{suffix}" for suffix in FIGURE_FILES), inputs)
         for name in AGGREGATE_FIGURES
     }
     _, paper_rows = read_paper_table(paper)
@@ -982,11 +988,16 @@ def aggregate(paths: list[Path], paper: Path, out: Path, reps: int, seed: int = 
             f"\nshaded: 95% stratified-bootstrap confidence interval over seeds "
             f"({reps:,} resamples)"
         )
+    drawn = {
+        "intervals": _interval_figure(finals, what, common, reps, seed),
+        "sample_efficiency": _curve_figure(methods, paper_rows, what, common, reps, seed),
+        "profile": _profile_figure(finals, what, common, reps, seed),
+        "improvement": _improvement_figure(methods, finals, what, common, reps, seed),
+    }
     return [
-        *_interval_figure(finals, what, common, reps, seed, files["intervals"]),
-        *_curve_figure(methods, paper_rows, what, common, reps, seed, files["sample_efficiency"]),
-        *_profile_figure(finals, what, common, reps, seed, files["profile"]),
-        *_improvement_figure(methods, finals, what, common, reps, seed, files["improvement"]),
+        path
+        for name, (figure, data) in drawn.items()
+        for path in _save(figure, files[name], data, inputs)
     ]
 
 
@@ -1113,8 +1124,8 @@ def _final_run(game: str, seed: int, run: dict, paper_rows: dict) -> dict:
 
 
 def _interval_figure(
-    finals: dict, what: str, common: dict, reps: int, seed: int, files: list[Path]
-) -> list[Path]:
+    finals: dict, what: str, common: dict, reps: int, seed: int
+) -> tuple[plt.Figure, dict]:
     points, intervals = aggregates.interval_estimates(
         finals, aggregates.aggregate_metrics, reps, seed
     )
@@ -1155,7 +1166,7 @@ def _interval_figure(
         },
         "lines": _drawn_lines(figure),
     }
-    return _save(figure, files, data)
+    return figure, data
 
 
 def _curve_figure(
@@ -1165,8 +1176,7 @@ def _curve_figure(
     common: dict,
     reps: int,
     seed: int,
-    files: list[Path],
-) -> list[Path]:
+) -> tuple[plt.Figure, dict]:
     curves = {label: score_curves(by_game, paper_rows) for label, by_game in methods.items()}
     points, intervals = aggregates.interval_estimates(
         {label: scores for label, (_, scores) in curves.items()},
@@ -1195,7 +1205,7 @@ def _curve_figure(
         "lines": _drawn_lines(figure),
         "bands": bands,
     }
-    return _save(figure, files, data)
+    return figure, data
 
 
 def _band(ax, x_name: str, x: np.ndarray, interval, label: str, index: int) -> dict:
@@ -1207,8 +1217,8 @@ def _band(ax, x_name: str, x: np.ndarray, interval, label: str, index: int) -> d
 
 
 def _profile_figure(
-    finals: dict, what: str, common: dict, reps: int, seed: int, files: list[Path]
-) -> list[Path]:
+    finals: dict, what: str, common: dict, reps: int, seed: int
+) -> tuple[plt.Figure, dict]:
     every = np.concatenate([scores.ravel() for scores in finals.values()])
     taus = np.linspace(min(0.0, every.min()), max(1.0, every.max()), PROFILE_POINTS)
     points, intervals = aggregates.interval_estimates(finals, aggregates.profile(taus), reps, seed)
@@ -1226,12 +1236,12 @@ def _profile_figure(
     figure.suptitle(f"Performance profile, final snapshot. {what}", fontsize=9)
     figure.tight_layout()
     data = {"figure": "aggregate_profile", **common, "lines": _drawn_lines(figure), "bands": bands}
-    return _save(figure, files, data)
+    return figure, data
 
 
 def _improvement_figure(
-    methods: dict, finals: dict, what: str, common: dict, reps: int, seed: int, files: list[Path]
-) -> list[Path]:
+    methods: dict, finals: dict, what: str, common: dict, reps: int, seed: int
+) -> tuple[plt.Figure, dict]:
     pairs, shared_games = {}, {}
     for x, y in itertools.combinations(finals, 2):
         shared = [game for game in methods[x] if game in methods[y]]
@@ -1283,7 +1293,7 @@ def _improvement_figure(
         figure.suptitle(f"Probability of improvement, final snapshot. {what}", fontsize=9)
     figure.tight_layout()
     data["lines"] = _drawn_lines(figure)
-    return _save(figure, files, data)
+    return figure, data
 
 
 def _draw_estimates(
@@ -1391,14 +1401,21 @@ def _drawn_lines(figure: plt.Figure) -> list[dict]:
 
 
 def _save(
-    figure: plt.Figure, files: list[Path], data: dict, with_files: list[Path] = ()
+    figure: plt.Figure,
+    files: list[Path],
+    data: dict,
+    inputs: list[Path],
+    with_files: list[Path] = (),
 ) -> list[Path]:
-    """Write `figure` to `files` (`output_files`' of FIGURE_FILES) with `data` as JSON.
-    The JSON goes first and lists these files and `with_files`, the command's others
-    (`output_files`' manifest): a command stopped halfway is let to replace them."""
+    """Write `figure` to `files` (`output_files`' of FIGURE_FILES) with `data` as JSON,
+    and with it the files it was drawn from (`inputs`, as the command was given them)
+    and the code that drew it. The JSON goes first and lists these files and
+    `with_files`, the command's others (`output_files`' manifest): a command stopped
+    halfway is let to replace them."""
     png, pdf, json_file = files
     outputs = [_relative(file, json_file) for file in [*with_files, *files]]
-    json_text = json.dumps({**data, OUTPUTS_KEY: outputs}, indent=1) + "\n"
+    record = {"inputs": [str(path) for path in inputs], "drawn_by": provenance.figure_record()}
+    json_text = json.dumps({**data, **record, OUTPUTS_KEY: outputs}, indent=1) + "\n"
     atomic_write(json_file, lambda p: p.write_text(json_text))
     # Fixed metadata: the same data gives the same PDF bytes.
     atomic_write(png, lambda p: figure.savefig(p, format="png", dpi=150))

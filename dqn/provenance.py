@@ -23,6 +23,8 @@ from typing import Any
 import dqn
 
 LIBRARIES = ("numpy", "torch", "ale-py", "gymnasium", "h5py", "opencv-python-headless")
+# Those that draw the figures and compute their statistics (dqn.plots, dqn.aggregates).
+PLOT_LIBRARIES = ("numpy", "h5py", "matplotlib", "scipy", "rliable")
 
 
 @functools.lru_cache(maxsize=1)
@@ -64,9 +66,9 @@ def _unknown(why: str) -> str:
     return f"unknown ({why})"
 
 
-def library_versions() -> dict[str, str]:
+def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict[str, str]:
     versions = {"python": platform.python_version()}
-    for name in LIBRARIES:
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -147,10 +149,20 @@ def code_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[st
     if stored["git_commit"] != current["git_commit"]:
         found.append(f"git_commit {stored['git_commit']} (now {current['git_commit']})")
     then, now = (json.loads(attrs["library_versions"]) for attrs in (stored, current))
-    for name in sorted(then.keys() | now.keys()):
-        if then.get(name) != now.get(name):
-            found.append(f"{name} {then.get(name, 'not recorded')} (now {now.get(name)})")
+    for name in sorted(then):  # a library recorded since is no difference
+        if then[name] != now.get(name):
+            found.append(f"{name} {then[name]} (now {now.get(name, 'not recorded')})")
     return found
+
+
+def figure_record() -> dict[str, Any]:
+    """What drew a figure, for its JSON: the code and the libraries of `dqn plot` (no
+    time, so that the same code and inputs give the same JSON)."""
+    return {
+        "dqn_version": dqn.__version__,
+        "git_commit": git_commit(),
+        "library_versions": library_versions(PLOT_LIBRARIES),
+    }
 
 
 def record(game: str, seed: int, preset: str, config: dict, machine: dict) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from dqn import cli, h5io, layouts, plots
+from dqn import cli, h5io, layouts, plots, provenance
 from dqn.errors import ConfigError, DataFileError
 
 from conftest import PAPER_TABLE, dqn, provenance_of, write_evaluation
@@ -68,6 +68,10 @@ def test_several_seeds_draw_their_mean_and_a_min_max_band(tmp_path):
     band = next(b for b in data["bands"] if b["key"] == "average_max_q")
     assert band["min"] == [0.1, 0.2, 0.3] and band["max"] == [0.3, 0.4, 0.5]
     assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")
+    # what it was drawn from, and by what code (each input names the code that wrote it)
+    assert data["inputs"] == [str(file) for file in files]
+    assert data["drawn_by"] == provenance.figure_record()
+    assert {"matplotlib", "numpy", "python"} <= data["drawn_by"]["library_versions"].keys()
     assert (tmp_path / "curves.pdf").read_bytes().startswith(b"%PDF")
 
 
