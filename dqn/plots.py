@@ -135,14 +135,21 @@ def _by_game_and_seed(merged: list[tuple[str, dict, dict]]) -> dict[str, dict[in
         game, seed = attrs["game"], int(attrs["seed"])
         if game in runs:
             first = next(iter(runs[game].values()))["attrs"]
-            if (attrs["preset"], json.loads(attrs["config"])) != (
-                first["preset"],
-                json.loads(first["config"]),
-            ):
+            differ = [
+                (key, there, here)
+                for key, there, here in [
+                    ("preset", first["preset"], attrs["preset"]),
+                    *run_differences(attrs, first),
+                ]
+                if key not in ("game", "seed") and there != here
+            ]
+            if differ:
                 raise DataFileError(
-                    f"{names}: preset {attrs['preset']!r} or its config differs "
-                    f"from {first['path']} (preset {first['preset']!r}) "
-                    f"of the same game"
+                    f"{names}: trained otherwise than {first['path']}, of the same game ("
+                    + "; ".join(
+                        f"{key}={here!r} here, {there!r} there" for key, there, here in differ
+                    )
+                    + "); a game's seeds are drawn together, so they must be trained alike"
                 )
         if seed in runs.get(game, {}):
             raise DataFileError(

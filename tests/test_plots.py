@@ -158,8 +158,20 @@ def test_the_papers_figure2_points_are_drawn_where_our_epochs_are_its(tmp_path):
 def test_files_of_different_presets_or_the_same_run_twice_are_refused(tmp_path):
     a = write_evaluation(tmp_path / "a.h5", "Pong", 0, [1], [0])
     b = write_evaluation(tmp_path / "b.h5", "Pong", 1, [1], [0], preset="quick")
-    with pytest.raises(DataFileError, match="b.h5: preset 'quick'"):
+    with pytest.raises(
+        DataFileError,
+        match=f"^{b}: trained otherwise than {a}, of the same game \\(preset='quick' here, "
+        "'ci' there; ",
+    ):
         plots.load_evaluations([a, b])
+    # the preset's own, but a key changed: the message names it
+    d = write_evaluation(tmp_path / "d.h5", "Pong", 1, [1], [0], discount=0.9)
+    with pytest.raises(
+        DataFileError,
+        match=f"^{d}: trained otherwise than {a}, of the same game \\(discount=0.9 here, 0.95 "
+        "there\\); a game's seeds are drawn together",
+    ):
+        plots.load_evaluations([a, d])
     # another run of the same seed (its `run` names another directory)
     attrs, table = h5io.read(a, "evaluation")
     c = tmp_path / "c.h5"
