@@ -37,7 +37,7 @@ DOWNSAMPLED_SHAPE = (110, 84)  # 2013 §4.1: rows x columns after downsampling
 # every game whole: Q*bert's pyramid, with Q*bert on its top cube, spans screen rows
 # 17..205, more than the 160 the crop keeps, and loses both ends.
 CROP_TOP_ROW = 18
-# The config's resize (docs/presets.md, "Resize").
+# resize: each preset shrinks screens as its source did (docs/presets.md, "Resize").
 INTERPOLATIONS = {"bilinear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA}
 
 ALEInterface.setLoggerMode(LoggerMode.Error)

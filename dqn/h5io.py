@@ -38,11 +38,15 @@ def write(
     The file is built in memory and written out in one piece: a full disk then fails a
     plain write, which names the file and leaves nothing behind, and never reaches
     libhdf5 (which crashed the process on ENOSPC)."""
-    attrs = {**attrs, "kind": kind, "format_version": FORMAT_VERSION, "complete": True}
-    if "created" in attrs:
-        # Now: a training or evaluation process records its provenance once, at its start,
-        # and writes files for hours or days after.
-        attrs["created"] = utc_now()
+    # `created` now: a training or evaluation process records its provenance once, at its
+    # start, and writes files for hours or days after.
+    attrs = {
+        **attrs,
+        "kind": kind,
+        "format_version": FORMAT_VERSION,
+        "complete": True,
+        "created": utc_now(),
+    }
     arrays = {name: np.asarray(value) for name, value in arrays.items()}
     if problem := _misfit(
         kind,
@@ -85,9 +89,9 @@ def read_attrs(path: Path, kind: str) -> dict[str, Any]:
 def _require_file(path: Path) -> None:
     """Refuse a path that is no HDF5 file: missing, a directory, or a file without HDF5's
     signature (a CSV given for an .h5, say), which a damaged HDF5 file still has."""
-    if not path.is_file():
-        raise DataFileError(f"{path}: {'not a file' if path.exists() else 'no such file'}")
     try:
+        if not path.is_file():
+            raise DataFileError(f"{path}: {'not a file' if path.exists() else 'no such file'}")
         signed = h5py.is_hdf5(path)
     except OSError as error:  # unreadable: no permission (no damage), an I/O error
         fault = FileAccessError if isinstance(error, PermissionError) else DataFileError

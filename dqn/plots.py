@@ -135,14 +135,10 @@ def _by_game_and_seed(merged: list[tuple[str, dict, dict]]) -> dict[str, dict[in
         game, seed = attrs["game"], int(attrs["seed"])
         if game in runs:
             first = next(iter(runs[game].values()))["attrs"]
-            differ = [
-                (key, there, here)
-                for key, there, here in [
-                    ("preset", first["preset"], attrs["preset"]),
-                    *run_differences(attrs, first),
-                ]
-                if key not in ("game", "seed") and there != here
-            ]
+            # Another preset: that alone (its keys differ by the dozen); else each key.
+            differ = [("preset", first["preset"], attrs["preset"])]
+            if first["preset"] == attrs["preset"]:
+                differ = [d for d in run_differences(attrs, first) if d[0] not in ("game", "seed")]
             if differ:
                 raise DataFileError(
                     f"{names}: trained otherwise than {first['path']}, of the same game ("

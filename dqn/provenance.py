@@ -52,9 +52,12 @@ def git_commit() -> str:
     except OSError:
         return _unknown("no git program to ask")
     except subprocess.CalledProcessError as error:
-        if "ls-files" in error.cmd:
+        asked = error.cmd[len(git)]
+        if asked == "rev-parse":
+            return _unknown("not run from a git checkout")
+        if asked == "ls-files":
             return _unknown(f"{here} is not tracked by the git checkout it lies in")
-        return _unknown("not run from a git checkout")
+        return _unknown(f"git {asked} failed in {here}: {error.stderr.strip()}")
     return commit + ("-dirty" if dirty else "")
 
 
@@ -142,12 +145,20 @@ def usable_memory(
 
 
 def code_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """What of the code that wrote a file (`stored`, its attributes) differs from this
-    process's (`current`, `record`'s): the commit, then each library, as 'name: then
-    (now: ...)'."""
-    found = []
-    if stored["git_commit"] != current["git_commit"]:
-        found.append(f"git_commit {stored['git_commit']} (now {current['git_commit']})")
+    """What of the code that wrote a file (`stored`, its attributes) may differ from this
+    process's (`current`, `record`'s): dqn's version, the commit, then each library, as
+    'name then (now ...)'. A commit that names no code for sure (unknown, or -dirty: its
+    changes may be others) counts as differing."""
+    found = [
+        f"{key} {stored[key]} (now {current[key]})"
+        for key in ("dqn_version", "git_commit")
+        if stored[key] != current[key]
+    ]
+    commit = current["git_commit"]
+    if stored["git_commit"] == commit and (
+        commit.startswith("unknown") or commit.endswith("-dirty")
+    ):
+        found.append(f"git_commit {commit}, which does not tell whether the code is the same")
     then, now = (json.loads(attrs["library_versions"]) for attrs in (stored, current))
     for name in sorted(then):  # a library recorded since is no difference
         if then[name] != now.get(name):

@@ -48,10 +48,15 @@ def aggregate(directory, files, reps=200, seed=0):
     """`dqn plot aggregate`'s four JSON files, by figure name."""
     written = plots.aggregate(files, PAPER_TABLE, directory / "aggregate", reps, seed)
     assert len(written) == 3 * len(plots.AGGREGATE_FIGURES)
-    return {
+    figures = {
         name: json.loads((directory / f"aggregate_{name}.json").read_text())
         for name in plots.AGGREGATE_FIGURES
     }
+    # each drawn from the files given and the paper's table
+    assert {str(data["inputs"]) for data in figures.values()} == {
+        str([*map(str, files), PAPER_TABLE])
+    }
+    return figures
 
 
 def lines(data):

@@ -95,6 +95,11 @@ def test_nature_frames_are_shrunk_as_dqn3_shrinks_them_not_bilinearly():
             worst["bilinear"], np.abs(bilinear(pooled, 84, 84) - expected).max()
         )
     assert worst["ours"] <= 1 and worst["bilinear"] > 20, worst
+    # A run begun before nature2015 shrank so reads as resize=bilinear, and plays on so.
+    old = Atari("Breakout", NATURE.with_values(resize="bilinear"), seed=0)
+    old.new_episode()
+    old.step(1)
+    np.testing.assert_array_equal(old.frame, bilinear(np.maximum(*old._screens), 84, 84))
     line = np.zeros((210, 160), np.uint8)
     line[7] = 255  # covered by frame row 2 (rows 5 to 7.5) and 3 (7.5 to 10), half each
     np.testing.assert_array_equal(dqn3_frame(line)[2:4, 0], [51, 51])  # 255 * 0.5 / 2.5

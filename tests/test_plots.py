@@ -161,7 +161,7 @@ def test_files_of_different_presets_or_the_same_run_twice_are_refused(tmp_path):
     with pytest.raises(
         DataFileError,
         match=f"^{b}: trained otherwise than {a}, of the same game \\(preset='quick' here, "
-        "'ci' there; ",
+        "'ci' there\\); a game's seeds",
     ):
         plots.load_evaluations([a, b])
     # the preset's own, but a key changed: the message names it
@@ -225,6 +225,7 @@ def test_value_function_draws_the_trace_of_its_segment(tmp_path):
     trace = write_trace(tmp_path / "trace.h5", max_q, rewards)
     plots.value_function(trace, tmp_path / "value")
     data = json.loads((tmp_path / "value.json").read_text())
+    assert data["inputs"] == [str(trace)]
     start, stop = data["segment"]["start"], data["segment"]["stop"]
     assert stop - start == plots.SEGMENT_STEPS
     (line,) = data["lines"]
@@ -240,6 +241,8 @@ def table1_rows(tmp_path):
         write_evaluation(tmp_path / "c.h5", "Qbert", 0, [1, 1234.5678], [0, 0]),
     ]
     plots.table1(files, PAPER_TABLE, tmp_path / "table1", tmp_path / "fig")
+    drawn_from = json.loads((tmp_path / "fig.json").read_text())["inputs"]
+    assert drawn_from == [*map(str, files), PAPER_TABLE]
     return {row["method"]: row for row in csv.DictReader(open(tmp_path / "table1.csv"))}
 
 
@@ -557,6 +560,7 @@ def test_anchored_curves_draw_our_spread_and_the_anchors_points(tmp_path):
     anchors.write_text(ANCHORS)
     plots.anchored_curves([evaluation], anchors, tmp_path / "fig")
     data = json.loads((tmp_path / "fig.json").read_text())
+    assert data["inputs"] == [str(evaluation), str(anchors)]
     (run,) = data["runs"]
     assert run["reward_sd"] == pytest.approx([1.0, 2**0.5])
     assert [row["anchor"] for row in run["anchor"]] == ["peer"] * 4  # not Pong's

@@ -398,7 +398,17 @@ def test_a_run_resumed_under_other_code_says_what_differs(
         "continues"
     )
     assert h5io.read_attrs(run.snapshot(last), "snapshot")["git_commit"] == "0123abc"
-    assert provenance.code_differences(stored, stored) == []
+    clean = {**stored, "git_commit": "0123abc"}
+    assert provenance.code_differences(clean, clean) == []
+    # a name that does not tell the code: the same name is no sign of the same code
+    for name in ("0123abc-dirty", "unknown (not run from a git checkout)"):
+        unsure = {**stored, "git_commit": name}
+        assert provenance.code_differences(unsure, unsure) == [
+            f"git_commit {name}, which does not tell whether the code is the same"
+        ]
+    assert provenance.code_differences({**clean, "dqn_version": "0.1.0"}, clean) == [
+        f"dqn_version 0.1.0 (now {clean['dqn_version']})"
+    ]
 
 
 def test_a_finished_run_is_not_trained_again(finished_run):
