@@ -61,6 +61,13 @@ def finished_run(tmp_path_factory):
     return out
 
 
+def copy_of(finished_run, out):
+    """A copy of the finished run at `out`: its RunDir and its last epoch."""
+    shutil.copytree(finished_run, out)
+    run = RunDir(out)
+    return run, run.snapshot_epochs()[-1]
+
+
 def kill_when(out, landmark, sig=signal.SIGKILL):
     """Start `dqn train --out out`, send it `sig` as soon as `landmark` exists; return its
     exit status."""
@@ -380,9 +387,7 @@ def test_a_run_resumed_under_other_code_says_what_differs(
     # Allowed (a fix, an upgrade between two jobs of a run), but no longer one program's
     # run, bit for bit: the log says so, and the new files name the code that wrote them.
     out = tmp_path / "run"
-    shutil.copytree(finished_run, out)
-    run = RunDir(out)
-    last = run.snapshot_epochs()[-1]
+    run, last = copy_of(finished_run, out)
     run.completion.unlink()
     run.snapshot(last).unlink()  # so that the run resumes from the epoch before
     versions = provenance.library_versions()
@@ -406,8 +411,8 @@ def test_a_run_resumed_under_other_code_says_what_differs(
         assert provenance.code_differences(unsure, unsure) == [
             f"git_commit {name}, which does not tell whether the code is the same"
         ]
-    assert provenance.code_differences({**clean, "dqn_version": "0.1.0"}, clean) == [
-        f"dqn_version 0.1.0 (now {clean['dqn_version']})"
+    assert provenance.code_differences({**clean, "dqn_version": "0.0.1"}, clean) == [
+        f"dqn_version 0.0.1 (now {clean['dqn_version']})"
     ]
 
 
@@ -423,9 +428,7 @@ def test_a_damaged_newest_epoch_costs_one_epoch_and_the_run_ends_identical(finis
     # may have been a passing one: nothing is deleted), continues from the epoch before,
     # repeats that epoch and ends with the same weights and log as if nothing had happened.
     out = tmp_path / "finished"
-    shutil.copytree(finished_run, out)
-    run = RunDir(out)
-    last = run.snapshot_epochs()[-1]
+    run, last = copy_of(finished_run, out)
     data = run.snapshot(last).read_bytes()
     run.snapshot(last).write_bytes(data[: len(data) // 3])
     files = {p.name: p.read_bytes() for p in (run.snapshot(last), run.resume_state(last))}
@@ -498,9 +501,7 @@ def test_a_newest_epoch_this_process_cannot_read_is_not_taken_for_damage(
     # files holding more than its memory (a job resumed with a smaller --mem) say nothing
     # of the files: the resume stops and names the file, and sets no epoch aside.
     out = tmp_path / "run"
-    shutil.copytree(finished_run, out)
-    run = RunDir(out)
-    last = run.snapshot_epochs()[-1]
+    run, last = copy_of(finished_run, out)
     if fault == "permission":
         is_hdf5 = h5py.is_hdf5
 
@@ -545,9 +546,7 @@ def test_a_resume_refuses_a_file_of_another_run_and_moves_nothing(finished_run, 
     # A snapshot copied in from another seed's run (here: its seed attribute changed) is
     # not taken for damage, which would set the epoch aside: the run stops and names it.
     out = tmp_path / "mixed"
-    shutil.copytree(finished_run, out)
-    run = RunDir(out)
-    final = run.snapshot_epochs()[-1]
+    run, final = copy_of(finished_run, out)
     run.snapshot(final).unlink()  # so that the run resumes from the epoch before
     last = final - 1
     with h5py.File(run.snapshot(last), "r+") as f:
@@ -772,9 +771,7 @@ def test_a_run_whose_files_do_not_record_the_machine_continues_identical(finishe
     # its last epoch: it continues from them to the same weights and log; the old
     # snapshots read as not recorded, the new one names this machine.
     out = tmp_path / "old"
-    shutil.copytree(finished_run, out)
-    run = RunDir(out)
-    last = run.snapshot_epochs()[-1]
+    run, last = copy_of(finished_run, out)
     run.snapshot(last).unlink()
     run.completion.unlink()
     for path in out.rglob("*.h5"):
