@@ -10,6 +10,7 @@ them and their order); a signal writes them into one interrupt file, under KIND/
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 from collections.abc import Callable, Iterable
@@ -24,6 +25,7 @@ from dqn.errors import DataFileError, FileAccessError, RunMismatchError
 from dqn.layouts import CHECKPOINT
 from dqn.learner import Learner
 from dqn.play import Player
+from dqn.presets import Config
 from dqn.replay import ReplayMemory
 from dqn.rundir import RunDir, check_same_run
 from dqn.trainlog import Counters, TrainLog
@@ -43,16 +45,15 @@ class TrainingState:
     log: TrainLog
 
 
-def save(state: TrainingState, attrs: dict, since_step: int) -> dict[str, Part]:
+def save(state: TrainingState, attrs: dict, since_entry: int) -> dict[str, Part]:
     """The training state as the parts of a checkpoint, {kind: (attrs, arrays)}, each
-    with `attrs` and the counters: the replay entries added since agent step
-    `since_step` (those still in the ring), the resume state (all else but the weights:
+    with `attrs` and the counters: the replay entries from number `since_entry` on
+    (those still in the ring), the resume state (all else but the weights:
     optimiser and target network, emulator, bookkeeping, random generator, and the log,
     so that each kept epoch can be resumed on its own) and the snapshot (the weights)."""
     memory, learner = state.memory, state.learner
     counters = _with_counters(attrs, state)
-    # One replay entry per agent step, so the entries since a step start at that step.
-    start = max(since_step, memory.added - memory.size)
+    start = max(since_entry, memory.added - memory.size)
     env_arrays, env_values = state.player.env.get_state()
     resume = {
         f"learner/{name}/{i:03d}": t.detach().cpu().numpy()
@@ -197,7 +198,7 @@ def save_epoch(run: RunDir, attrs: dict, state: TrainingState) -> None:
     epoch = state.counters.epoch
     run.write_epoch(
         epoch,
-        save(state, attrs, _end_step(state, epoch - 1)),
+        save(state, attrs, _end_entry(state, epoch - 1)),
         log=(_with_counters(attrs, state), state.log.arrays()),
     )
     run.prune(epoch, first_delta_needed(state, epoch))
@@ -213,14 +214,22 @@ def _with_counters(attrs: dict, state: TrainingState) -> dict:
     }
 
 
-def _end_step(state: TrainingState, epoch: int) -> int:
-    """The agent step at which `epoch` ended (0 for epoch 0, the start)."""
-    return state.log.epochs["step"][epoch - 1] if epoch else 0
+def _end_entry(state: TrainingState, epoch: int) -> int:
+    """The replay entries stored when `epoch` ended (0 for epoch 0, the start)."""
+    end_step = state.log.epochs["step"][epoch - 1] if epoch else 0
+    return _entries_at(end_step, state.log.episodes["end_step"], state.learner.config)
 
 
-def _read_epoch(run: RunDir, epoch: int, held: dict, capacity: int) -> dict:
-    """The files of `epoch` as `load` takes them into a ring of `capacity` entries
-    (`held`: the held-out file's attributes). The replay deltas are read one by one as
+def _entries_at(step: int, episode_ends, config: Config) -> int:
+    """The replay entries stored in a run's first `step` agent steps, `episode_ends` the
+    steps its training episodes ended at (the log's, ascending): one a step, but none in
+    a step that perceives a terminal (`terminal_takes_step`), the step after each end."""
+    return step - bisect.bisect_left(episode_ends, step) if config.terminal_takes_step else step
+
+
+def _read_epoch(run: RunDir, epoch: int, held: dict, state: TrainingState) -> dict:
+    """The files of `epoch` as `load` takes them into `state`'s replay ring (`held`: the
+    held-out file's attributes). The replay deltas are read one by one as
     they are loaded, and only those holding entries the ring keeps: an older one, kept
     for a fallback to the epoch before, is not opened (damage there costs this epoch
     nothing)."""
@@ -228,7 +237,11 @@ def _read_epoch(run: RunDir, epoch: int, held: dict, capacity: int) -> dict:
     resume_state = _read_part(run, run.resume_state(epoch), "resume_state", held)
     _, attrs, arrays = resume_state
     added = attrs["replay_added"]
-    first = _first_delta(arrays["log/epochs/step"], _ring_start(added, capacity))
+    ends = [
+        _entries_at(step, arrays["log/episodes/end_step"], state.learner.config)
+        for step in arrays["log/epochs/step"]
+    ]
+    first = _first_delta(ends, _ring_start(added, state.memory.capacity))
     return {
         "snapshot": snapshot,
         "resume_state": resume_state,
@@ -250,8 +263,9 @@ def first_delta_needed(state: TrainingState, epoch: int) -> int:
     """The oldest epoch whose replay delta a resume from `epoch`, or from the epoch
     before it (the fallback if `epoch`'s files are damaged), needs: the ring as it stood
     then."""
-    oldest_entry = _ring_start(_end_step(state, epoch - 1), state.memory.capacity)
-    return _first_delta(state.log.epochs["step"], oldest_entry)
+    oldest_entry = _ring_start(_end_entry(state, epoch - 1), state.memory.capacity)
+    ends = [_end_entry(state, k) for k in range(1, len(state.log.epochs["step"]) + 1)]
+    return _first_delta(ends, oldest_entry)
 
 
 def _ring_start(added: int, capacity: int) -> int:
@@ -261,8 +275,8 @@ def _ring_start(added: int, capacity: int) -> int:
 
 def _first_delta(epoch_ends, oldest_entry: int) -> int:
     """The first epoch whose replay delta holds entry `oldest_entry` or a later one, read
-    off the steps at which the epochs ended (`epoch_ends`, the log's), not off the
-    deltas: one entry a step, so epoch k's delta ends at the step epoch k ended."""
+    off the replay entries stored when the epochs ended (`epoch_ends`, from the log), not
+    off the deltas: epoch k's delta ends at the entries stored when epoch k ended."""
     return 1 + sum(1 for end in epoch_ends if end <= oldest_entry)
 
 
@@ -285,7 +299,7 @@ def _save_since_snapshot(
     merged = {"meter": json.dumps(meter)}
     arrays = {}
     for part, (part_attrs, part_arrays) in save(
-        state, attrs, _end_step(state, since_epoch)
+        state, attrs, _end_entry(state, since_epoch)
     ).items():
         merged.update(part_attrs)
         arrays.update({f"{part}/{name}": value for name, value in part_arrays.items()})
@@ -332,7 +346,7 @@ def restore(
     else:
         previous = epochs[-1] - 1
         try:
-            load(state, **_read_epoch(run, epochs[-1], held, state.memory.capacity))
+            load(state, **_read_epoch(run, epochs[-1], held, state))
             damage = None
         except FileAccessError:  # no sign of damage (dqn.errors): stop, set nothing aside
             raise
@@ -347,7 +361,7 @@ def restore(
             state = new_state()
             if previous:
                 try:
-                    load(state, **_read_epoch(run, previous, held, state.memory.capacity))
+                    load(state, **_read_epoch(run, previous, held, state))
                 except DataFileError as second:
                     fault = (
                         "cannot be read now"

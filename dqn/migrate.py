@@ -128,8 +128,8 @@ def format1_config(config: dict) -> dict:
 
 def with_keys_added_since(config: dict, attrs: dict[str, Any]) -> dict:
     """`config`, stored with `attrs` (its run's game and preset), with the keys added to
-    format 2 since it was first written (action_set, resize), where it lacks them;
-    `config` itself where it lacks none."""
+    format 2 since it was first written (action_set, resize, terminal_takes_step), where
+    it lacks them; `config` itself where it lacks none."""
     added = {}
     if "action_set" not in config:
         # Such a run played ale-py's minimal sets. On a game whose set in Xitari is the
@@ -140,6 +140,8 @@ def with_keys_added_since(config: dict, attrs: dict[str, Any]) -> dict:
         added["action_set"] = "xitari" if xitari else "ale_py"
     if "resize" not in config:
         added["resize"] = "bilinear"  # such a run shrank its screens so, either preset
+    if "terminal_takes_step" not in config:
+        added["terminal_takes_step"] = False  # such a run counted no step at an episode's end
     return {**config, **added} if added else config
 
 

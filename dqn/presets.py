@@ -211,6 +211,14 @@ class Config(BaseModel):
         "2013 Algorithm 1; Nature Extended Data Table 1 (update frequency)",
         gt=0,
     )
+    terminal_takes_step: bool = _key(
+        "a training episode's end takes one more counted agent step, which plays no action: "
+        "replay start, the update and target periods, epsilon and train_steps count it",
+        DIMENSIONLESS,
+        "DQN 3.0 train_agent.lua:82-95 (the terminal state perceived in a loop step of its "
+        "own) and NeuralQLearner.lua:333-350 (no action chosen; an update where due; "
+        "numSteps counted); deep_q_rl ale_experiment.py:141-153 (none)",
+    )
     # -- replay memory and exploration --
     replay_capacity_transitions: int = _key(
         "the replay memory keeps this many most recent transitions", TRANSITIONS, "2013 §5", gt=0
@@ -438,6 +446,7 @@ PAPER2013 = Config(
     loss_reduction="mean",  # deep_q_rl run_nips.py (BATCH_ACCUMULATOR 'mean')
     target_update_period_steps=0,  # 2013 describes no target network
     update_period_steps=1,  # 2013 Algorithm 1: one minibatch update per step
+    terminal_takes_step=False,  # 2013 is silent; deep_q_rl ale_experiment.py:141-153
     replay_capacity_transitions=1_000_000,  # 2013 §5: the one million most recent frames
     replay_start_steps=100,  # 2013 is silent; deep_q_rl run_nips.py (REPLAY_START_SIZE=100)
     epsilon_start=1.0,  # 2013 §5
@@ -492,6 +501,9 @@ NATURE2015 = PAPER2013.with_values(
     # target is refreshed every 2,500 updates at one update per 4 steps.
     target_update_period_steps=10_000,
     update_period_steps=4,  # Nature Extended Data Table 1 (update frequency)
+    # DQN 3.0's trainer perceives each training terminal in a step of its own that plays
+    # no action (train_agent.lua:82-95), and its schedules count that step.
+    terminal_takes_step=True,
     train_steps=50_000_000,  # Nature Methods: 50 million frames = agent steps
     epoch_updates=62_500,  # 250000 agent steps per epoch, DQN 3.0 (eval_freq=250000)
     # DQN 3.0's evaluation (train_agent.lua:110-149): 125000 steps of epsilon 0.05 with

@@ -203,6 +203,14 @@ def diverged(run: RunDir, attrs: dict, state: TrainingState, meter: dict, proble
     )
 
 
+def terminal_unperceived(state: TrainingState) -> bool:
+    """Whether the last agent step ended a training episode: the log's newest episode
+    ended at it. Read from the log, which every save keeps, a stop or an epoch's end
+    between that step and the one that perceives its terminal resumes to the latter."""
+    ends = state.log.episodes["end_step"]
+    return bool(ends) and ends[-1] == state.counters.step
+
+
 def loop(
     run: RunDir,
     attrs: dict,
@@ -235,20 +243,25 @@ def loop(
                 f"{counters.step:,}: saved {run.interrupt}; run the same "
                 "command again to continue from there",
             )
-        # With probability epsilon a random action, else argmax_a Q(phi_t, a).
         eps = epsilon(config, counters.step)
-        action = choose_action(
-            eps,
-            player.env.n_actions,
-            state.rng,
-            lambda: greedy(q_values(learner.network, player.env.stack, learner.device)),
-        )
-        # Execute it, observe the reward and the next frame; store the transition.
-        step = player.step(action)
-        memory.store(step)
-        counters.step += 1
-        if step.episode:
-            state.log.add_episode(step.episode, counters.step, counters.epoch + 1)
+        if config.terminal_takes_step and terminal_unperceived(state):
+            # DQN 3.0 perceives a training terminal in a step of its own: no action, no
+            # transition, but counted like any other (train_agent.lua:82-95).
+            counters.step += 1
+        else:
+            # With probability epsilon a random action, else argmax_a Q(phi_t, a).
+            action = choose_action(
+                eps,
+                player.env.n_actions,
+                state.rng,
+                lambda: greedy(q_values(learner.network, player.env.stack, learner.device)),
+            )
+            # Execute it, observe the reward and the next frame; store the transition.
+            step = player.step(action)
+            memory.store(step)
+            counters.step += 1
+            if step.episode:
+                state.log.add_episode(step.episode, counters.step, counters.epoch + 1)
         # Sample a random minibatch of transitions and take a gradient step on it, every
         # update_period_steps steps once replay start is over. On a GPU the update is
         # only queued here: the emulator plays the next steps while it runs, until an

@@ -495,17 +495,24 @@ def _parsed(attrs):
 
 
 @pytest.mark.parametrize("preset", ["paper2013", "nature2015"])
-def test_a_config_stored_before_resize_reads_as_bilinear_as_its_run_shrank(tmp_path, preset):
-    # nature2015 has shrunk by area averaging since (DQN 3.0's image.scale does): a run
-    # begun before reads as the run it is, and is told from the preset's runs.
+@pytest.mark.parametrize(
+    "key,played",
+    [
+        ("resize", "bilinear"),  # nature2015 shrinks by area averaging since
+        ("terminal_takes_step", False),  # nature2015 counts DQN 3.0's terminal step since
+    ],
+)
+def test_a_config_stored_before_a_key_came_reads_as_its_run_played(tmp_path, preset, key, played):
+    # A run begun before the key came reads as the run it is, whatever its preset's value
+    # now, and is told from the preset's runs.
     attrs, arrays = _example("heldout")
     config = presets.PRESETS[preset].as_dict()
-    del config["resize"]
+    del config[key]
     attrs.update(preset=preset, config=json.dumps(config))
     path = tmp_path / "f.h5"
     h5io.write(path, "heldout", attrs, arrays)
     got = json.loads(h5io.read(path, "heldout")[0]["config"])
-    assert got == {**config, "resize": "bilinear"}
+    assert got == {**config, key: played}
     presets.Config(**got)  # a whole config again
     with h5py.File(path, "a") as f:
         f.attrs["format_version"] = 1

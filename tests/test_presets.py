@@ -55,6 +55,7 @@ def test_every_key_names_its_unit_or_is_dimensionless():
         "cuda_graph_update",
         "cuda_deterministic",
         "resize",
+        "terminal_takes_step",
     }
     counted_in_another_keys_unit = {"noop_max": "noop_start"}
     for key in presets.PAPER2013.as_dict():

@@ -597,23 +597,27 @@ def algorithm_1(game, config, seed, steps):
     memory = ReplayMemory(config.replay_capacity_transitions)
     rng = seeding.generator(seed, "agent")
     env.new_episode()
-    returns, episode_return, episode_start = [], 0.0, True
+    returns, episode_return, episode_start, perceive_terminal = [], 0.0, True, False
     for step in range(1, steps + 1):
-        action = choose_action(
-            epsilon(config, step - 1),
-            env.n_actions,
-            rng,
-            lambda: greedy(networks.q_values(learner.network, env.stack, CPU)),
-        )
-        frame = env.frame.copy()
-        reward, terminal = env.step(action)
-        memory.store(Step(frame, episode_start, action, reward, terminal, None))
-        episode_return += reward
-        episode_start = terminal
-        if terminal:
-            returns.append(episode_return)
-            episode_return = 0.0
-            env.new_episode()
+        if perceive_terminal:  # terminal_takes_step: this step plays nothing
+            perceive_terminal = False
+        else:
+            action = choose_action(
+                epsilon(config, step - 1),
+                env.n_actions,
+                rng,
+                lambda: greedy(networks.q_values(learner.network, env.stack, CPU)),
+            )
+            frame = env.frame.copy()
+            reward, terminal = env.step(action)
+            memory.store(Step(frame, episode_start, action, reward, terminal, None))
+            episode_return += reward
+            episode_start = terminal
+            if terminal:
+                returns.append(episode_return)
+                episode_return = 0.0
+                env.new_episode()
+                perceive_terminal = config.terminal_takes_step
         if step > config.replay_start_steps and step % config.update_period_steps == 0:
             learner.update(memory.sample(config.minibatch_transitions, rng))
         learner.after_step(step)
@@ -655,6 +659,54 @@ def test_the_loop_ends_as_algorithm_1_written_out(tmp_path):
     state = h5io.read_attrs(run.resume_state(3), "resume_state")
     assert json.loads(state["agent_rng"]) == agent_rng
     assert state["replay_added"] == replay_added == config.train_steps
+
+
+def test_a_terminal_takes_a_step_of_its_own_and_a_stop_before_that_step_resumes_to_it(
+    tmp_path, monkeypatch
+):
+    # DQN 3.0's count (terminal_takes_step): each training episode's end is followed by a
+    # step that plays nothing, stores no replay entry, and may update. A SIGTERM right
+    # after a terminal step (step 576, in epoch 2), before the step that perceives it:
+    # the interrupt file holds the replay entries since epoch 1 ended, fewer than its
+    # steps, and the ring holds more than an epoch's.
+    config = presets.load("ci", [*SMALL, "replay_capacity_transitions=300"])
+    config = config.with_values(terminal_takes_step=True)
+    reference = tmp_path / "reference"
+    train("Breakout", "ci", config, 3, reference, CPU, progress_s=float("inf"))
+    learner, returns, (agent_rng, replay_added) = algorithm_1(
+        "Breakout", config, 3, config.train_steps
+    )
+    ours = weights(RunDir(reference).snapshot(3))
+    for name, value in learner.network.state_dict().items():
+        assert np.array_equal(ours[name], value.numpy()), name
+    _, log = h5io.read(RunDir(reference).log, "train_log")
+    assert log["episodes/return"].tolist() == returns and len(returns) > 3
+    ends, lengths = log["episodes/end_step"], log["episodes/length_steps"]
+    assert ends[0] == lengths[0] and (np.diff(ends) == lengths[1:] + 1).all()
+    state = h5io.read_attrs(RunDir(reference).resume_state(3), "resume_state")
+    assert json.loads(state["agent_rng"]) == agent_rng
+    assert state["replay_added"] == replay_added == config.train_steps - np.sum(ends < 700)
+
+    real_step, played = Player.step, []
+
+    def step(self, action):
+        done = real_step(self, action)
+        played.append(done.terminal)
+        if done.terminal and len(played) > 500 and sum(played[500:]) == 1:
+            signal.raise_signal(signal.SIGTERM)
+        return done
+
+    out = tmp_path / "stopped"
+    monkeypatch.setattr(Player, "step", step)
+    with pytest.raises(Stopped):
+        train("Breakout", "ci", config, 3, out, CPU, progress_s=float("inf"))
+    monkeypatch.undo()
+    stopped = h5io.read(RunDir(out).interrupt, "interrupted")
+    assert (stopped[0]["epoch"], stopped[0]["step"]) == (1, 576)
+    assert stopped[1]["resume_state/log/episodes/end_step"][-1] == 576
+    train("Breakout", "ci", config, 3, out, CPU, progress_s=float("inf"))
+    assert_same_weights(RunDir(out), RunDir(reference))
+    assert_same_log(RunDir(out), RunDir(reference))
 
 
 def test_a_signal_during_an_update_stops_the_loop_before_the_next_step(tmp_path, monkeypatch):
