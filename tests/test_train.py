@@ -28,7 +28,7 @@ from dqn.events import EVENTS_DIR
 from dqn.explore import choose_action, epsilon, greedy
 from dqn.games import make_env
 from dqn.learner import Learner
-from dqn.play import Player, Step, random_policy
+from dqn.play import Episode, Player, Step, random_policy
 from dqn.replay import ReplayMemory
 from dqn.rundir import RunDir
 from dqn.train import stop_signals, train
@@ -867,7 +867,7 @@ def test_load_puts_back_exactly_what_save_took():
             state.learner.update(state.memory.sample(4, state.rng))
     state.counters.epoch = 1
     state.log.add_epoch({name: 1 for name in state.log.epochs})
-    saved = checkpoint.save(state, {"seed": 1}, since_step=30)
+    saved = checkpoint.save(state, {"seed": 1}, since_entry=30)
     assert saved["replay_delta"][0]["start"] == 30 and saved["replay_delta"][0]["stop"] == 70
 
     fresh = _training_state(config, 2)  # other weights, generators and emulator
@@ -879,7 +879,7 @@ def test_load_puts_back_exactly_what_save_took():
         resume_state=(here, *saved["resume_state"]),
         replay_delta=[(here, *saved["replay_delta"])],
     )
-    again = checkpoint.save(fresh, {"seed": 1}, since_step=30)
+    again = checkpoint.save(fresh, {"seed": 1}, since_entry=30)
     for kind, (attrs, arrays) in saved.items():
         assert again[kind][0] == attrs, kind
         assert sorted(again[kind][1]) == sorted(arrays), kind
@@ -891,10 +891,34 @@ def test_load_puts_back_exactly_what_save_took():
     assert fresh.rng.random() == state.rng.random()
 
 
+def test_the_replay_entries_at_an_epochs_end_leave_out_the_steps_that_perceive_a_terminal():
+    # terminal_takes_step: the episodes that end in steps 10 and 20 are perceived in steps
+    # 11 and 21, which store no replay entry.
+    overrides = ["replay_capacity_transitions=10", "minibatch_transitions=4"]
+    config = presets.load("catch", [*overrides, "terminal_takes_step=true"])
+    ends = [10, 20]
+    steps = (0, 9, 10, 11, 12, 20, 21, 22)
+    entries = [checkpoint._entries_at(step, ends, config) for step in steps]
+    assert entries == [0, 9, 10, 10, 11, 19, 19, 20]
+    plain = config.with_values(terminal_takes_step=False)
+    assert [checkpoint._entries_at(step, ends, plain) for step in steps] == list(steps)
+    # Epochs that end at an episode's end (step 10: 10 entries), at the step that
+    # perceives one (step 21: 19 entries) and in an episode (step 30: 28 entries). A
+    # resume from epoch 3, or from epoch 2 if 3 is damaged, needs the ring as it stood at
+    # epoch 2's end: entries 9 to 18, the first of them in epoch 1's delta.
+    state = _training_state(config, 1)
+    for end in ends:
+        state.log.add_episode(Episode(0.0, 10, False), end, 1)
+    for step in (10, 21, 30):
+        state.log.add_epoch({**{name: 0 for name in state.log.epochs}, "step": step})
+    assert [checkpoint._end_entry(state, epoch) for epoch in range(4)] == [0, 10, 19, 28]
+    assert checkpoint.first_delta_needed(state, 3) == 1
+
+
 def test_load_refuses_replay_entries_that_leave_a_gap():
     config = presets.load("catch", ["replay_capacity_transitions=50"])
     state = _training_state(config, 1)
-    saved = checkpoint.save(state, {"seed": 1}, since_step=0)
+    saved = checkpoint.save(state, {"seed": 1}, since_entry=0)
     attrs, arrays = saved["resume_state"]
     here = Path("resume.h5")
     empty = {name: value[:0] for name, value in saved["replay_delta"][1].items()}

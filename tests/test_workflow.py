@@ -212,6 +212,8 @@ def test_the_cpu_breakout_config_is_nature2015_lengthened_and_its_layers_sb3_com
         "eval_episodes": 30,
         "eval_max_episode_frames": 18_000,
         "network": "nature2015",
+        "resize": "bilinear",
+        "terminal_takes_step": False,
     }
     assert (
         sb3["preset_overrides"].items()
