@@ -709,6 +709,38 @@ def test_a_terminal_takes_a_step_of_its_own_and_a_stop_before_that_step_resumes_
     assert_same_log(RunDir(out), RunDir(reference))
 
 
+def test_an_epoch_that_ends_at_an_episodes_end_resumes_to_the_step_that_perceives_it(
+    tmp_path, monkeypatch
+):
+    # Epoch 1 ends at step 150, where the first episode ends: the run killed right after
+    # that snapshot resumes from it to the step that perceives the terminal, and ends as
+    # Algorithm 1 written out with that step.
+    overrides = [*SMALL, "replay_capacity_transitions=300", "epoch_updates=25"]
+    config = presets.load("ci", overrides).with_values(terminal_takes_step=True)
+    real_save_epoch = checkpoint.save_epoch
+
+    def save_epoch(run, attrs, state):
+        real_save_epoch(run, attrs, state)
+        if state.counters.epoch == 1:
+            raise KeyboardInterrupt  # as a kill: no interrupt file
+
+    monkeypatch.setattr(checkpoint, "save_epoch", save_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train("Breakout", "ci", config, 3, tmp_path, CPU, progress_s=float("inf"))
+    monkeypatch.undo()
+    run = RunDir(tmp_path)
+    assert run.snapshot_epochs() == [1] and not run.interrupt.exists()
+    _, log = h5io.read(run.log, "train_log")
+    assert log["epochs/step"].tolist() == [150] == log["episodes/end_step"].tolist()
+    train("Breakout", "ci", config, 3, tmp_path, CPU, progress_s=float("inf"))
+    learner, returns, _ = algorithm_1("Breakout", config, 3, config.train_steps)
+    ours = weights(run.snapshot(run.snapshot_epochs()[-1]))
+    for name, value in learner.network.state_dict().items():
+        assert np.array_equal(ours[name], value.numpy()), name
+    _, log = h5io.read(run.log, "train_log")
+    assert log["episodes/return"].tolist() == returns
+
+
 def test_a_signal_during_an_update_stops_the_loop_before_the_next_step(tmp_path, monkeypatch):
     # The signal comes during update 200, the one after step 500: the loop saves before
     # it acts again; continued, the run ends as if never stopped.
