@@ -587,6 +587,23 @@ SMALL = [
 ]
 
 
+def train_small(config, out):
+    """A run of `config` (a `ci` config) on Breakout from seed 3, in this process."""
+    train("Breakout", "ci", config, 3, out, CPU, progress_s=float("inf"))
+
+
+def train_stopped(monkeypatch, config, out, patch, expected):
+    """train_small with `patch` (object, name, replacement) in place, which stops the run
+    with `expected`; returns pytest's record of it."""
+    monkeypatch.setattr(*patch)
+    try:
+        with pytest.raises(expected) as stopped:
+            train_small(config, out)
+    finally:
+        monkeypatch.undo()
+    return stopped
+
+
 def algorithm_1(game, config, seed, steps):
     """Algorithm 1 written out on the bare emulator, one thing after another: act, play,
     store, draw a minibatch, update, refresh the target. Returns the learner (its network
@@ -630,7 +647,7 @@ def test_the_loop_ends_as_algorithm_1_written_out(tmp_path):
     # weights, target network, episode returns, agent generator and replay count of
     # Algorithm 1 written out plainly with the same seed and config.
     config = presets.load("ci", SMALL)
-    train("Breakout", "ci", config, 3, tmp_path, CPU, progress_s=float("inf"))
+    train_small(config, tmp_path)
     run = RunDir(tmp_path)
     learner, returns, (agent_rng, replay_added) = algorithm_1(
         "Breakout", config, 3, config.train_steps
@@ -672,7 +689,7 @@ def test_a_terminal_takes_a_step_of_its_own_and_a_stop_before_that_step_resumes_
     config = presets.load("ci", [*SMALL, "replay_capacity_transitions=300"])
     config = config.with_values(terminal_takes_step=True)
     reference = tmp_path / "reference"
-    train("Breakout", "ci", config, 3, reference, CPU, progress_s=float("inf"))
+    train_small(config, reference)
     learner, returns, (agent_rng, replay_added) = algorithm_1(
         "Breakout", config, 3, config.train_steps
     )
@@ -697,14 +714,11 @@ def test_a_terminal_takes_a_step_of_its_own_and_a_stop_before_that_step_resumes_
         return done
 
     out = tmp_path / "stopped"
-    monkeypatch.setattr(Player, "step", step)
-    with pytest.raises(Stopped):
-        train("Breakout", "ci", config, 3, out, CPU, progress_s=float("inf"))
-    monkeypatch.undo()
+    train_stopped(monkeypatch, config, out, (Player, "step", step), Stopped)
     stopped = h5io.read(RunDir(out).interrupt, "interrupted")
     assert (stopped[0]["epoch"], stopped[0]["step"]) == (1, 576)
     assert stopped[1]["resume_state/log/episodes/end_step"][-1] == 576
-    train("Breakout", "ci", config, 3, out, CPU, progress_s=float("inf"))
+    train_small(config, out)
     assert_same_weights(RunDir(out), RunDir(reference))
     assert_same_log(RunDir(out), RunDir(reference))
 
@@ -724,15 +738,14 @@ def test_an_epoch_that_ends_at_an_episodes_end_resumes_to_the_step_that_perceive
         if state.counters.epoch == 1:
             raise KeyboardInterrupt  # as a kill: no interrupt file
 
-    monkeypatch.setattr(checkpoint, "save_epoch", save_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        train("Breakout", "ci", config, 3, tmp_path, CPU, progress_s=float("inf"))
-    monkeypatch.undo()
+    train_stopped(
+        monkeypatch, config, tmp_path, (checkpoint, "save_epoch", save_epoch), KeyboardInterrupt
+    )
     run = RunDir(tmp_path)
     assert run.snapshot_epochs() == [1] and not run.interrupt.exists()
     _, log = h5io.read(run.log, "train_log")
     assert log["epochs/step"].tolist() == [150] == log["episodes/end_step"].tolist()
-    train("Breakout", "ci", config, 3, tmp_path, CPU, progress_s=float("inf"))
+    train_small(config, tmp_path)
     learner, returns, _ = algorithm_1("Breakout", config, 3, config.train_steps)
     ours = weights(run.snapshot(run.snapshot_epochs()[-1]))
     for name, value in learner.network.state_dict().items():
@@ -746,7 +759,7 @@ def test_a_signal_during_an_update_stops_the_loop_before_the_next_step(tmp_path,
     # it acts again; continued, the run ends as if never stopped.
     config = presets.load("ci", SMALL)
     reference = tmp_path / "reference"
-    train("Breakout", "ci", config, 3, reference, CPU, progress_s=float("inf"))
+    train_small(config, reference)
     real_update = Learner.update
 
     def update(self, batch):
@@ -755,13 +768,10 @@ def test_a_signal_during_an_update_stops_the_loop_before_the_next_step(tmp_path,
         return real_update(self, batch)
 
     out = tmp_path / "stopped"
-    monkeypatch.setattr(Learner, "update", update)
-    with pytest.raises(Stopped):
-        train("Breakout", "ci", config, 3, out, CPU, progress_s=float("inf"))
-    monkeypatch.undo()
+    train_stopped(monkeypatch, config, out, (Learner, "update", update), Stopped)
     attrs = h5io.read_attrs(RunDir(out).interrupt, "interrupted")
     assert (attrs["update"], attrs["step"]) == (200, 500)
-    train("Breakout", "ci", config, 3, out, CPU, progress_s=float("inf"))
+    train_small(config, out)
     assert_same_weights(RunDir(out), RunDir(reference))
     assert_same_log(RunDir(out), RunDir(reference))
 
@@ -780,9 +790,7 @@ def test_a_signal_while_the_weights_are_non_finite_saves_no_interrupt_file(tmp_p
             signal.raise_signal(signal.SIGTERM)
         return loss
 
-    monkeypatch.setattr(Learner, "update", update)
-    with pytest.raises(Diverged) as stopped:
-        train("Breakout", "ci", config, 3, tmp_path, CPU, progress_s=float("inf"))
+    stopped = train_stopped(monkeypatch, config, tmp_path, (Learner, "update", update), Diverged)
     run = RunDir(tmp_path)
     assert str(stopped.value).startswith(
         "training diverged in epoch 2 (step 500): non-finite weights in body.0.bias; saved "
@@ -791,7 +799,7 @@ def test_a_signal_while_the_weights_are_non_finite_saves_no_interrupt_file(tmp_p
     assert not run.interrupt.exists() and run.snapshot_epochs() == [1]
     assert h5io.read_attrs(run.diverged, "diverged")["epoch"] == 2
     with pytest.raises(Diverged, match="this run diverged in epoch 2 .step 500. and would again"):
-        train("Breakout", "ci", config, 3, tmp_path, CPU, progress_s=float("inf"))
+        train_small(config, tmp_path)
 
 
 # The last commit whose code writes format 1 (dqn 0.1.0): the reference runs of that
