@@ -237,11 +237,12 @@ def _read_epoch(run: RunDir, epoch: int, held: dict, state: TrainingState) -> di
     resume_state = _read_part(run, run.resume_state(epoch), "resume_state", held)
     _, attrs, arrays = resume_state
     added = attrs["replay_added"]
-    ends = [
-        _entries_at(step, arrays["log/episodes/end_step"], state.learner.config)
-        for step in arrays["log/epochs/step"]
-    ]
-    first = _first_delta(ends, _ring_start(added, state.memory.capacity))
+    first = _first_delta(
+        arrays["log/epochs/step"],
+        arrays["log/episodes/end_step"],
+        state.learner.config,
+        _ring_start(added, state.memory.capacity),
+    )
     return {
         "snapshot": snapshot,
         "resume_state": resume_state,
@@ -264,8 +265,8 @@ def first_delta_needed(state: TrainingState, epoch: int) -> int:
     before it (the fallback if `epoch`'s files are damaged), needs: the ring as it stood
     then."""
     oldest_entry = _ring_start(_end_entry(state, epoch - 1), state.memory.capacity)
-    ends = [_end_entry(state, k) for k in range(1, len(state.log.epochs["step"]) + 1)]
-    return _first_delta(ends, oldest_entry)
+    log, config = state.log, state.learner.config
+    return _first_delta(log.epochs["step"], log.episodes["end_step"], config, oldest_entry)
 
 
 def _ring_start(added: int, capacity: int) -> int:
@@ -273,11 +274,13 @@ def _ring_start(added: int, capacity: int) -> int:
     return max(0, added - capacity)
 
 
-def _first_delta(epoch_ends, oldest_entry: int) -> int:
+def _first_delta(epoch_ends, episode_ends, config: Config, oldest_entry: int) -> int:
     """The first epoch whose replay delta holds entry `oldest_entry` or a later one, read
-    off the replay entries stored when the epochs ended (`epoch_ends`, from the log), not
-    off the deltas: epoch k's delta ends at the entries stored when epoch k ended."""
-    return 1 + sum(1 for end in epoch_ends if end <= oldest_entry)
+    off the log (the steps its epochs and episodes ended at), not off the deltas: epoch
+    k's delta ends at the entries stored by the step epoch k ended at."""
+    return 1 + sum(
+        1 for end in epoch_ends if _entries_at(end, episode_ends, config) <= oldest_entry
+    )
 
 
 # -- interrupt files --

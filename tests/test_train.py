@@ -943,16 +943,19 @@ def test_the_replay_entries_at_an_epochs_end_leave_out_the_steps_that_perceive_a
     plain = config.with_values(terminal_takes_step=False)
     assert [checkpoint._entries_at(step, ends, plain) for step in steps] == list(steps)
     # Epochs that end at an episode's end (step 10: 10 entries), at the step that
-    # perceives one (step 21: 19 entries) and in an episode (step 30: 28 entries). A
-    # resume from epoch 3, or from epoch 2 if 3 is damaged, needs the ring as it stood at
-    # epoch 2's end: entries 9 to 18, the first of them in epoch 1's delta.
+    # perceives one (step 21: 19 entries) and in episodes (steps 31 and 40: 29 and 38
+    # entries). A resume from epoch 3, or from epoch 2 if 3 is damaged, needs the ring as
+    # it stood at epoch 2's end: entries 9 to 18, the first of them in epoch 1's delta.
+    # One from epoch 4 or 3 needs entries 19 to 28: epoch 3's delta, which starts at entry
+    # 19 although epoch 2 ended at step 21.
     state = _training_state(config, 1)
     for end in ends:
         state.log.add_episode(Episode(0.0, 10, False), end, 1)
-    for step in (10, 21, 30):
+    for step in (10, 21, 31, 40):
         state.log.add_epoch({**{name: 0 for name in state.log.epochs}, "step": step})
-    assert [checkpoint._end_entry(state, epoch) for epoch in range(4)] == [0, 10, 19, 28]
+    assert [checkpoint._end_entry(state, epoch) for epoch in range(5)] == [0, 10, 19, 29, 38]
     assert checkpoint.first_delta_needed(state, 3) == 1
+    assert checkpoint.first_delta_needed(state, 4) == 3
 
 
 def test_load_refuses_replay_entries_that_leave_a_gap():
