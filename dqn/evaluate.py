@@ -219,6 +219,7 @@ def evaluate_run(
             "episodes": completed,
             "average_max_q": average_max_q(network, heldout_states, device),
             "episode_returns": returns[:completed],
+            "snapshot_attrs": attrs,
         }
 
     LOG.info(
@@ -245,6 +246,9 @@ def evaluate_run(
     # resolved: the pieces of one run evaluated from other directories are one run's
     # (`dqn.plots.merged_evaluations` tells runs apart by it)
     attrs["run"] = str(run.dir.root.resolve())
+    attrs["trained_by"] = provenance.trained_by(
+        {row["epoch"]: row["snapshot_attrs"] for row in rows}
+    )
     h5io.write(out, "evaluation", attrs, table)
     return table
 
@@ -304,6 +308,7 @@ def trace_run(run_dir: Path, out: Path, device: torch.device, steps: int) -> dic
         {
             "run": str(run.dir.root.resolve()),  # as an evaluation's: where it was
             "snapshot": str(run.dir.snapshot(epoch)),
+            "trained_by": provenance.trained_by({epoch: attrs}),
             "epoch": epoch,
             "step": attrs["step"],
             "update": attrs["update"],

@@ -82,6 +82,8 @@ PROVENANCE = {
     "created": str,
 }
 COUNTERS = {"epoch": int, "step": int, "update": int}  # where the run stood
+# `dqn.provenance.trained_by`: the code that trained the snapshots a file evaluated.
+TRAINED_BY = Json(("snapshots",))
 # The training log's two tables (`dqn.trainlog`), with each column's dtype.
 EPISODE_COLUMNS = {
     "return": "float64",
@@ -195,7 +197,7 @@ LAYOUTS = {
     "diverged": SINCE_SNAPSHOT,
     "complete": Layout({**PROVENANCE, **COUNTERS, "snapshot": str}),
     "evaluation": Layout(
-        {**PROVENANCE, "run": str},
+        {**PROVENANCE, "run": str, "trained_by": TRAINED_BY},
         {
             **{name: Array(dtype, ("snapshots",)) for name, dtype in EVALUATION_COLUMNS.items()},
             # the return of every episode completed, snapshot after snapshot (`episodes` of
@@ -209,6 +211,7 @@ LAYOUTS = {
             **COUNTERS,
             "run": str,
             "snapshot": str,
+            "trained_by": TRAINED_BY,
             "epsilon": float,
             "episode_ended": bool,
             "frame_skip_frames": int,

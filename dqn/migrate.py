@@ -8,7 +8,9 @@ is refused in one line naming its version.
 A config stored before a key was added to format 2 lacks it, and reads with the value
 its run had in effect (`with_keys_added_since`). A file written before its provenance
 recorded the machine (every file of format 1, the older ones of format 2) reads with a
-`machine` that says so (MACHINE_NOT_RECORDED).
+`machine` that says so (MACHINE_NOT_RECORDED); an evaluation or a trace written before it
+recorded the code that trained its snapshots, with a `trained_by` that says so
+(TRAINED_BY_NOT_RECORDED).
 
 Format 1 (dqn 0.1.0) differs from format 2 in three things:
 - its stored configs may lack keys added since, or use keys renamed since;
@@ -69,6 +71,13 @@ SINCE_SNAPSHOT = ("interrupted", "diverged")
 MACHINE_NOT_RECORDED = {
     key: "not recorded (written before dqn recorded the machine)" for key in MACHINE.keys
 }
+# The code that trained the snapshots an evaluation or a trace played
+# (`dqn.provenance.trained_by`), in a file written before it was recorded: their
+# snapshots, where the run still has them, record it.
+TRAINED_BY_NOT_RECORDED = {
+    "snapshots": "not recorded (written before dqn recorded the code that trained them)"
+}
+PLAYS_SNAPSHOTS = ("evaluation", "value_trace")
 
 
 def upgrade(
@@ -84,6 +93,8 @@ def upgrade(
         )
     if "machine" not in attrs:
         attrs = {**attrs, "machine": json.dumps(MACHINE_NOT_RECORDED, sort_keys=True)}
+    if kind in PLAYS_SNAPSHOTS and "trained_by" not in attrs:
+        attrs = {**attrs, "trained_by": json.dumps(TRAINED_BY_NOT_RECORDED)}
     config = _json_object(attrs.get("config"))
     if version == FORMAT_VERSION:
         if config is not None and (added := with_keys_added_since(config, attrs)) is not config:

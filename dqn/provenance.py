@@ -166,6 +166,34 @@ def code_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[st
     return found
 
 
+def trained_by(snapshots: dict[int, dict[str, Any]]) -> str:
+    """The code and libraries that trained the `snapshots` ({epoch: its attributes}), as
+    an evaluation or a trace records them: a JSON object whose "snapshots" lists each
+    code once, with the epochs it wrote, in the order of its first. A run continued under
+    other code (`code_differences`) has an entry per code. The snapshots themselves may
+    be gone (a reference run keeps its final one); the file that evaluated them keeps
+    this."""
+    epochs_of: dict[tuple[str, str, str], list[int]] = {}
+    for epoch in sorted(snapshots):
+        attrs = snapshots[epoch]
+        code = (attrs["dqn_version"], attrs["git_commit"], attrs["library_versions"])
+        epochs_of.setdefault(code, []).append(int(epoch))
+    return json.dumps(
+        {
+            "snapshots": [
+                {
+                    "epochs": epochs,
+                    "dqn_version": version,
+                    "git_commit": commit,
+                    "library_versions": json.loads(libraries),
+                }
+                for (version, commit, libraries), epochs in epochs_of.items()
+            ]
+        },
+        sort_keys=True,
+    )
+
+
 def figure_record() -> dict[str, Any]:
     """What drew a figure, for its JSON: the code and the libraries of `dqn plot` (no
     time, so that the same code and inputs give the same JSON)."""

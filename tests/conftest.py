@@ -182,11 +182,9 @@ def write_evaluation(
     average reward."""
     n = len(average_reward)
     settings = {**presets.load(preset).as_dict(), **config}
-    attrs = {
-        **provenance.record(game, seed, preset, settings, machine(torch.device("cpu"))),
-        "run": "r",
-    }
+    attrs = provenance.record(game, seed, preset, settings, machine(torch.device("cpu")))
     epochs = np.arange(1, n + 1) if epochs is None else np.asarray(epochs)
+    attrs.update(run="r", trained_by=provenance.trained_by(dict.fromkeys(epochs, attrs)))
     episodes = np.broadcast_to(np.asarray(episodes, np.int64), (n,))
     h5io.write(
         path,

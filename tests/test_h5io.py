@@ -90,6 +90,18 @@ def test_a_file_written_before_the_machine_was_recorded_reads_so():
     assert machine["cpu"] == "not recorded (written before dqn recorded the machine)"
 
 
+def test_an_evaluation_written_before_the_snapshots_code_was_recorded_reads_so():
+    # A committed reference run's evaluation, written before evaluations recorded it.
+    path = ROOT / "reference-runs/breakout-paper2013/evaluations/epoch_0020.h5"
+    with h5py.File(path, "r") as f:
+        assert f.attrs["format_version"] == 2 and "trained_by" not in f.attrs
+    trained_by = json.loads(h5io.read_attrs(path, "evaluation")["trained_by"])
+    assert trained_by == migrate.TRAINED_BY_NOT_RECORDED
+    assert trained_by["snapshots"] == (
+        "not recorded (written before dqn recorded the code that trained them)"
+    )
+
+
 def test_failed_write_leaves_neither_the_file_nor_its_temporary(tmp_path, monkeypatch):
     path = tmp_path / "x.h5"
     h5io.write(path, "snapshot", *_snapshot())

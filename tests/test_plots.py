@@ -28,6 +28,7 @@ def write_trace(path, max_q, rewards):
             "snapshot": "r/snapshots/epoch_0004.h5",
             "epsilon": 0.05,
             "episode_ended": True,
+            "trained_by": provenance.trained_by({4: attrs}),
         }
     )
     h5io.write(
@@ -540,6 +541,7 @@ other,Pong,ci,100,mean,-20.0,,made up
 
 def test_anchored_curves_draw_our_spread_and_the_anchors_points(tmp_path):
     attrs = {**provenance_of("Breakout", 0), "run": "r"}
+    attrs["trained_by"] = provenance.trained_by({1: attrs, 2: attrs})
     evaluation = tmp_path / "eval.h5"
     h5io.write(
         evaluation,

@@ -23,7 +23,7 @@ from dqn.atari import Atari
 from dqn.checkpoint import TrainingState
 from dqn.devices import machine
 from dqn.errors import DataFileError, Diverged, FileAccessError, RunMismatchError, Stopped
-from dqn.evaluate import TrainedRun, evaluate_run, load_network
+from dqn.evaluate import TrainedRun, evaluate_run, load_network, trace_run
 from dqn.events import EVENTS_DIR
 from dqn.explore import choose_action, epsilon, greedy
 from dqn.games import make_env
@@ -381,22 +381,31 @@ def test_a_directory_of_another_run_is_refused_with_the_differences(finished_run
         train("Breakout", "ci", presets.load("ci"), 2, finished_run, CPU)
 
 
-def test_a_run_resumed_under_other_code_says_what_differs(
-    finished_run, tmp_path, monkeypatch, caplog
-):
-    # Allowed (a fix, an upgrade between two jobs of a run), but no longer one program's
-    # run, bit for bit: the log says so, and the new files name the code that wrote them.
+@pytest.fixture
+def resumed_under_other_code(finished_run, tmp_path, monkeypatch, caplog):
+    """A copy of the finished run whose last epoch was trained again by other code
+    (commit 0123abc, torch 9.9.9): its RunDir, its last epoch and the library versions
+    of the code that trained the epochs before. The warnings of that training are
+    `caplog`'s records of the setup."""
     out = tmp_path / "run"
     run, last = copy_of(finished_run, out)
     run.completion.unlink()
     run.snapshot(last).unlink()  # so that the run resumes from the epoch before
     versions = provenance.library_versions()
-    monkeypatch.setattr(provenance, "git_commit", lambda: "0123abc")
-    monkeypatch.setattr(provenance, "library_versions", lambda: {**versions, "torch": "9.9.9"})
-    with caplog.at_level(logging.WARNING, logger="dqn"):
+    with monkeypatch.context() as other_code, caplog.at_level(logging.WARNING, logger="dqn"):
+        other_code.setattr(provenance, "git_commit", lambda: "0123abc")
+        other_code.setattr(provenance, "library_versions", lambda: {**versions, "torch": "9.9.9"})
         train("Breakout", "ci", presets.load("ci"), 1, out, CPU)
+    return run, last, versions
+
+
+def test_a_run_resumed_under_other_code_says_what_differs(resumed_under_other_code, caplog):
+    # Allowed (a fix, an upgrade between two jobs of a run), but no longer one program's
+    # run, bit for bit: the log says so, and the new files name the code that wrote them.
+    run, last, versions = resumed_under_other_code
     stored = h5io.read_attrs(run.snapshot(last - 1), "snapshot")
-    (warning,) = [r.getMessage() for r in caplog.records if "other code" in r.getMessage()]
+    setup = caplog.get_records("setup")  # the fixture's training
+    (warning,) = [r.getMessage() for r in setup if "other code" in r.getMessage()]
     assert warning.startswith(
         f"{run.snapshot(last - 1)} was written by other code: git_commit "
         f"{stored['git_commit']} (now 0123abc); torch {versions['torch']} (now 9.9.9); the run "
@@ -414,6 +423,31 @@ def test_a_run_resumed_under_other_code_says_what_differs(
     assert provenance.code_differences({**clean, "dqn_version": "0.0.1"}, clean) == [
         f"dqn_version 0.0.1 (now {clean['dqn_version']})"
     ]
+
+
+def test_an_evaluation_and_a_trace_name_the_code_that_trained_each_snapshot(
+    resumed_under_other_code, tmp_path
+):
+    # Their own provenance is the code that played the snapshots; a reference run keeps
+    # its final snapshot only, so the code that trained the others is kept here too.
+    run, last, versions = resumed_under_other_code
+    first = h5io.read_attrs(run.snapshot(1), "snapshot")
+    before = {
+        "dqn_version": first["dqn_version"],
+        "git_commit": first["git_commit"],
+        "library_versions": versions,
+    }
+    other = {**before, "git_commit": "0123abc", "library_versions": {**versions, "torch": "9.9.9"}}
+    evaluation, trace = tmp_path / "evaluation.h5", tmp_path / "trace.h5"
+    evaluate_run(run.root, evaluation, CPU)
+    trace_run(run.root, trace, CPU, steps=20)
+    attrs = h5io.read_attrs(evaluation, "evaluation")
+    assert json.loads(attrs["trained_by"]) == {
+        "snapshots": [{**before, "epochs": list(range(1, last))}, {**other, "epochs": [last]}]
+    }
+    assert attrs["git_commit"] == provenance.git_commit() != "0123abc"
+    traced = h5io.read_attrs(trace, "value_trace")
+    assert json.loads(traced["trained_by"]) == {"snapshots": [{**other, "epochs": [last]}]}
 
 
 def test_a_finished_run_is_not_trained_again(finished_run):
