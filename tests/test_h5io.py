@@ -80,26 +80,37 @@ def test_the_cpu_and_its_vendor_are_read_from_the_kernels_cpuinfo():
     )
 
 
-def test_a_file_written_before_the_machine_was_recorded_reads_so():
-    # A committed reference run's snapshot, written before provenance had the machine.
-    path = ROOT / "reference-runs/breakout-paper2013/snapshots/epoch_0020.h5"
+@pytest.mark.parametrize(
+    "file, kind, attr, not_recorded, key, says",
+    [
+        (
+            "snapshots/epoch_0020.h5",
+            "snapshot",
+            "machine",
+            migrate.MACHINE_NOT_RECORDED,
+            "cpu",
+            "not recorded (written before dqn recorded the machine)",
+        ),
+        (
+            "evaluations/epoch_0020.h5",
+            "evaluation",
+            "trained_by",
+            migrate.TRAINED_BY_NOT_RECORDED,
+            "snapshots",
+            "not recorded (written before dqn recorded the code that trained them)",
+        ),
+    ],
+)
+def test_a_file_written_before_an_attribute_was_recorded_reads_so(
+    file, kind, attr, not_recorded, key, says
+):
+    # A committed reference run's file, written before provenance recorded the machine
+    # (every kind) and the code that trained the snapshots (an evaluation).
+    path = ROOT / "reference-runs/breakout-paper2013" / file
     with h5py.File(path, "r") as f:
-        assert f.attrs["format_version"] == 2 and "machine" not in f.attrs
-    machine = json.loads(h5io.read_attrs(path, "snapshot")["machine"])
-    assert machine == migrate.MACHINE_NOT_RECORDED
-    assert machine["cpu"] == "not recorded (written before dqn recorded the machine)"
-
-
-def test_an_evaluation_written_before_the_snapshots_code_was_recorded_reads_so():
-    # A committed reference run's evaluation, written before evaluations recorded it.
-    path = ROOT / "reference-runs/breakout-paper2013/evaluations/epoch_0020.h5"
-    with h5py.File(path, "r") as f:
-        assert f.attrs["format_version"] == 2 and "trained_by" not in f.attrs
-    trained_by = json.loads(h5io.read_attrs(path, "evaluation")["trained_by"])
-    assert trained_by == migrate.TRAINED_BY_NOT_RECORDED
-    assert trained_by["snapshots"] == (
-        "not recorded (written before dqn recorded the code that trained them)"
-    )
+        assert f.attrs["format_version"] == 2 and attr not in f.attrs
+    read = json.loads(h5io.read_attrs(path, kind)[attr])
+    assert read == not_recorded and read[key] == says
 
 
 def test_failed_write_leaves_neither_the_file_nor_its_temporary(tmp_path, monkeypatch):
