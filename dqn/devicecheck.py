@@ -20,7 +20,9 @@ JSON rewritten after each so that a call cut short still leaves what it measured
 - correctness: the same short training on the CPU and on the device (see the
   tolerances below);
 - resume: runs killed with SIGKILL and resumed against uninterrupted ones, and on CUDA
-  two uninterrupted ones against each other, with and without cuda_deterministic;
+  two uninterrupted ones against each other, with and without cuda_deterministic, of the
+  ci preset (the 2013 method) and of a shortened nature2015 (its target network,
+  centred RMSProp, life-loss episodes and the terminal's own step);
 - learning: a few minutes of paper2013 on Breakout (trained beside the two sections
   before it): the held-out average max-Q stays bounded and rises (the snapshots made by
   the check's deadline, DEADLINE_S, where it runs on: cut_short).
@@ -101,6 +103,8 @@ class Sizes:
     sharing_epoch_updates: int  # two epochs; the second one is timed
     correctness_updates: int
     resume_overrides: tuple[str, ...]  # of preset ci
+    # of preset nature2015: epochs of 4 steps an update, replay and held-out set shrunk
+    nature_resume_overrides: tuple[str, ...]
     resume_kill_after_epoch: int  # SIGKILL a moment after this epoch's snapshot lands
     glance_overrides: tuple[str, ...]  # of preset paper2013
 
@@ -120,6 +124,18 @@ GPU = Sizes(
     # cuda_deterministic compare at the presets' size, and on a fast CPU the CPU form's
     # last 30 steps outlast the 0.1 s.
     resume_overrides=("train_steps=1000", "epoch_updates=200", "minibatch_transitions=32"),
+    # Epochs of 800 steps, the target network refreshed every 500 (mid-epoch), epsilon
+    # down to 0.1 by step 1,200: the kill lands with a target older than the weights.
+    nature_resume_overrides=(
+        "replay_start_steps=200",
+        "train_steps=3400",
+        "epoch_updates=200",
+        "replay_capacity_transitions=3400",
+        "heldout_collect_steps=300",
+        "heldout_states=32",
+        "epsilon_anneal_steps=1000",
+        "target_update_period_steps=500",
+    ),
     resume_kill_after_epoch=2,
     # 70,000 agent steps: 10,000 random, then 6 epochs of 10,000 updates.
     glance_overrides=(
@@ -145,6 +161,18 @@ CPU = Sizes(
         "epoch_updates=15",
         "heldout_collect_steps=100",
         "minibatch_transitions=32",
+    ),
+    # Epochs of 100 steps (25 updates: past the 0.1 s to the kill on a fast CPU), the
+    # target refreshed every 60.
+    nature_resume_overrides=(
+        "replay_start_steps=100",
+        "train_steps=500",
+        "epoch_updates=25",
+        "replay_capacity_transitions=500",
+        "heldout_collect_steps=100",
+        "heldout_states=32",
+        "epsilon_anneal_steps=200",
+        "target_update_period_steps=60",
     ),
     resume_kill_after_epoch=2,
     glance_overrides=(
@@ -696,11 +724,11 @@ def train_command(
     out: Path,
     device: torch.device,
     overrides: tuple[str, ...] = (),
-    jobs_per_gpu: int = 8,
+    jobs_per_gpu: int = 16,
     threads: int = 1,
 ) -> list[str]:
-    """The `dqn train` command of a job. jobs_per_gpu: the GPU's slots (dqn.devices), 8
-    by default so that the resume section's six runs and the glance share it."""
+    """The `dqn train` command of a job. jobs_per_gpu: the GPU's slots (dqn.devices), 16
+    by default so that the resume section's twelve runs and the glance share it."""
     sets = [arg for override in overrides for arg in ("--set", override)]
     return [
         sys.executable,
@@ -916,34 +944,53 @@ def weights_distance(network: torch.nn.Module, reference: torch.nn.Module) -> fl
 # -- resume --
 
 
+# The resume section's modes, in the order of the summary: the ci preset's runs and the
+# nature2015 ones, each on CUDA also with cuda_deterministic.
+RESUME_MODES = ("default", "deterministic", "nature2015", "nature2015_deterministic")
+
+
+def resume_modes(sizes: Sizes, cuda: bool) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """The resume section's modes: (preset, overrides) by name (RESUME_MODES)."""
+    plain = {
+        "default": ("ci", sizes.resume_overrides),
+        "nature2015": ("nature2015", sizes.nature_resume_overrides),
+    }
+    deterministic = {
+        "deterministic": ("ci", (*sizes.resume_overrides, "cuda_deterministic=true")),
+        "nature2015_deterministic": (
+            "nature2015",
+            (*sizes.nature_resume_overrides, "cuda_deterministic=true"),
+        ),
+    }
+    modes = {**plain, **deterministic} if cuda else plain
+    return {mode: modes[mode] for mode in RESUME_MODES if mode in modes}
+
+
 def resume(device: torch.device, sizes: Sizes, root: Path, deadline: float) -> dict:
-    """Per mode (default; on CUDA also cuda_deterministic): run A uninterrupted, run C
-    killed with SIGKILL mid-epoch and run again to the end, and on CUDA run B, A's rerun
-    (the CPU's reruns are bit-identical, tests/test_train.py), all at once; then C's and
-    B's snapshots against A's, bit for bit."""
+    """Per mode (`resume_modes`): run A uninterrupted, run C killed with SIGKILL mid-epoch
+    and run again to the end, and on CUDA run B, A's rerun (the CPU's reruns are
+    bit-identical, tests/test_train.py), all at once; then C's and B's snapshots against
+    A's, bit for bit."""
     check_time_left(deadline)
     cuda = device.type == "cuda"
-    modes = {"default": sizes.resume_overrides}
-    if cuda:
-        modes["deterministic"] = (*sizes.resume_overrides, "cuda_deterministic=true")
+    modes = resume_modes(sizes, cuda)
     runs = ("A", "B", "C") if cuda else ("A", "C")
+
+    def command(mode: str, run: str) -> list[str]:
+        preset, overrides = modes[mode]
+        return train_command(GAME, preset, root / mode / run, device, overrides)
+
     with Jobs(deadline) as group:
         jobs = {
-            (mode, run): group.start(
-                train_command(GAME, "ci", root / mode / run, device, overrides),
-                root / f"{mode}_{run}.log",
-            )
-            for mode, overrides in modes.items()
+            (mode, run): group.start(command(mode, run), root / f"{mode}_{run}.log")
+            for mode in modes
             for run in runs
         }
         killed = kill_after_snapshot(
             {mode: jobs[mode, "C"] for mode in modes}, sizes.resume_kill_after_epoch, root
         )
-        for mode, overrides in modes.items():
-            jobs[mode, "C"] = group.start(
-                train_command(GAME, "ci", root / mode / "C", device, overrides),
-                root / f"{mode}_C.log",
-            )
+        for mode in modes:
+            jobs[mode, "C"] = group.start(command(mode, "C"), root / f"{mode}_C.log")
         # Every run waited for, a failed one too; a mode that fails (an operation without
         # a deterministic form) says why.
         failures = {
@@ -963,14 +1010,23 @@ def resume(device: torch.device, sizes: Sizes, root: Path, deadline: float) -> d
             "resumed_identical": resumed == 0.0,
             "resumed_max_abs_weight_difference": resumed,
             "agent_steps_per_s": timed_steps_per_s(reference.root),
+            # the episodes, and so the ends of episode that training met (with
+            # nature2015, each a lost life and a step of its own)
+            "episodes": len(h5io.read(reference.log, "train_log")[1]["episodes/return"]),
         }
         if cuda:
             rerun = max_snapshot_difference(RunDir(root / mode / "B"), reference)
             results[mode].update(
                 rerun_identical=rerun == 0.0, rerun_max_abs_weight_difference=rerun
             )
-    if "failed" in results["default"]:  # the deterministic mode's failure is a finding
-        results["error"] = "\n\n".join(results["default"]["failed"])
+    # The plain modes' failures are the section's error; a deterministic mode's is a
+    # finding (an operation without a deterministic form).
+    if failed := [
+        "\n\n".join(results[mode]["failed"])
+        for mode in modes
+        if not mode.endswith("deterministic") and "failed" in results[mode]
+    ]:
+        results["error"] = "\n\n".join(failed)
     return results
 
 
@@ -1140,7 +1196,7 @@ def goals(summary: dict) -> list[dict]:
                 get("correctness", "relative_difference", name) <= tolerance,
             )
         )
-    for mode in ("default", "deterministic"):
+    for mode in RESUME_MODES:
         identical = get("resume", mode, "resumed_identical")
         rows.append(
             row(

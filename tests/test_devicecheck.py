@@ -88,9 +88,12 @@ def test_the_cpu_form_runs_every_section_and_writes_its_summary_and_table(cpu_fo
     assert correctness["tolerances"] == {"cpu_other_threads": devicecheck.FP32_TOLERANCE}
     assert correctness["within_tolerance"] and all(correctness["same_episodes"].values())
 
-    resume = summary["resume"]["default"]
-    assert resume["killed_mid_run"] and resume["resumed_from_snapshot"]
-    assert resume["resumed_identical"] and "rerun_identical" not in resume  # CUDA only
+    assert list(summary["resume"]) == ["default", "nature2015"]  # the CUDA form adds two
+    for resume in summary["resume"].values():
+        assert resume["killed_mid_run"] and resume["resumed_from_snapshot"]
+        assert resume["resumed_identical"] and "rerun_identical" not in resume  # CUDA only
+    # nature2015's lost lives end episodes: the runs met the terminal's own step
+    assert summary["resume"]["nature2015"]["episodes"] >= 2
 
     learning = summary["learning"]
     assert learning["bounded"] and len(learning["average_max_q"]) == 2
@@ -98,6 +101,8 @@ def test_the_cpu_form_runs_every_section_and_writes_its_summary_and_table(cpu_fo
 
     goals = {goal["check"]: goal for goal in summary["goals"]}
     assert goals["SIGKILL and resume: same weights (default)"]["met"] is True
+    assert goals["SIGKILL and resume: same weights (nature2015)"]["met"] is True
+    assert goals["SIGKILL and resume: same weights (deterministic)"]["met"] is None  # CUDA only
     assert goals["paper2013: updates/s"]["met"] is None  # the GPU's goals are not judged
     table = (out / devicecheck.TABLE).read_text()
     assert (
@@ -114,6 +119,10 @@ def test_each_forms_runs_are_valid_presets_and_its_resume_kill_lands_before_the_
     sizes = getattr(devicecheck, name)
     resumed = presets.load("ci", sizes.resume_overrides)
     assert full_epochs(resumed) > sizes.resume_kill_after_epoch
+    nature = presets.load("nature2015", sizes.nature_resume_overrides)
+    assert full_epochs(nature) > sizes.resume_kill_after_epoch
+    # the target network refreshed within an epoch: a resume must restore an older one
+    assert nature.target_update_period_steps % nature.epoch_steps != 0
     glance = presets.load("paper2013", sizes.glance_overrides)
     assert glance.train_steps > glance.replay_start_steps
 
@@ -340,7 +349,7 @@ def test_past_the_deadline_no_section_starts_jobs_and_a_job_not_killed_in_time_i
 @pytest.mark.slow  # three dqn train processes start
 def test_a_resume_whose_default_mode_fails_is_the_sections_error(tmp_path, monkeypatch):
     """Every run fails (a key no config has): the section's error, which makes the check's
-    exit status 1, names the failure."""
+    exit status 1, names the failures of both presets' runs."""
     command = devicecheck.train_command
     monkeypatch.setattr(
         devicecheck,
@@ -351,7 +360,8 @@ def test_a_resume_whose_default_mode_fails_is_the_sections_error(tmp_path, monke
         torch.device("cpu"), devicecheck.CPU, tmp_path, time.monotonic() + 120
     )
     assert "no_such_key" in results["error"]
-    assert results["error"] == "\n\n".join(results["default"]["failed"])
+    failed = [*results["default"]["failed"], *results["nature2015"]["failed"]]
+    assert len(failed) == 4 and results["error"] == "\n\n".join(failed)
 
 
 def test_a_job_is_waited_for_until_the_checks_deadline_then_killed(tmp_path):
