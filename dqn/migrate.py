@@ -12,7 +12,8 @@ recorded the machine (every file of format 1, the older ones of format 2) reads 
 recorded the code that trained its snapshots, with a `trained_by` that says so
 (TRAINED_BY_NOT_RECORDED).
 
-Format 1 (dqn 0.1.0) differs from format 2 in three things:
+Format 1 (the code before commit 0438c55, dqn 0.1.0 as now) differs from format 2 in
+three things:
 - its stored configs may lack keys added since, or use keys renamed since;
 - a resume state names the player's `next_is_episode_start` so, and keeps its count of
   finished episodes (`episode`), which nothing reads;

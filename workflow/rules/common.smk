@@ -19,7 +19,8 @@ from snakemake.utils import validate
 
 # The games, presets and replay layout are read from this checkout's `dqn`, where they
 # are declared, so Snakemake runs from an environment with dqn's dependencies but torch:
-# pydantic (the presets), numpy (the replay layout), opencv and ale-py (the games' module).
+# pydantic (the presets), numpy (the replay layout), opencv and ale-py (the games' module),
+# h5py (the runs' files, read to compare a run's config with the one asked).
 # The project's venv has them.
 PROJECT_ROOT = Path(workflow.basedir).resolve()
 sys.path.insert(0, str(PROJECT_ROOT))
