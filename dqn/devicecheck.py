@@ -1010,9 +1010,9 @@ def resume(device: torch.device, sizes: Sizes, root: Path, deadline: float) -> d
             "resumed_identical": resumed == 0.0,
             "resumed_max_abs_weight_difference": resumed,
             "agent_steps_per_s": timed_steps_per_s(reference.root),
-            # the episodes, and so the ends of episode that training met (with
-            # nature2015, each a lost life and a step of its own)
-            "episodes": len(h5io.read(reference.log, "train_log")[1]["episodes/return"]),
+            # the ends of episode the runs met (with nature2015, each followed by a
+            # step of its own), and of those the lost lives that did not end the game
+            **episode_ends(reference),
         }
         if cuda:
             rerun = max_snapshot_difference(RunDir(root / mode / "B"), reference)
@@ -1028,6 +1028,14 @@ def resume(device: torch.device, sizes: Sizes, root: Path, deadline: float) -> d
     ]:
         results["error"] = "\n\n".join(failed)
     return results
+
+
+def episode_ends(run: RunDir) -> dict:
+    _, log_ = h5io.read(run.log, "train_log")
+    return {
+        "episodes": len(log_["episodes/return"]),
+        "lost_lives": int(np.sum(log_["episodes/game_over"] == 0)),
+    }
 
 
 def kill_after_snapshot(

@@ -92,8 +92,9 @@ def test_the_cpu_form_runs_every_section_and_writes_its_summary_and_table(cpu_fo
     for resume in summary["resume"].values():
         assert resume["killed_mid_run"] and resume["resumed_from_snapshot"]
         assert resume["resumed_identical"] and "rerun_identical" not in resume  # CUDA only
-    # nature2015's lost lives end episodes: the runs met the terminal's own step
-    assert summary["resume"]["nature2015"]["episodes"] >= 2
+    # nature2015's lost lives end episodes, each followed by the terminal's own step
+    assert summary["resume"]["nature2015"]["lost_lives"] >= 1
+    assert summary["resume"]["default"]["lost_lives"] == 0
 
     learning = summary["learning"]
     assert learning["bounded"] and len(learning["average_max_q"]) == 2
@@ -121,8 +122,13 @@ def test_each_forms_runs_are_valid_presets_and_its_resume_kill_lands_before_the_
     assert full_epochs(resumed) > sizes.resume_kill_after_epoch
     nature = presets.load("nature2015", sizes.nature_resume_overrides)
     assert full_epochs(nature) > sizes.resume_kill_after_epoch
-    # the target network refreshed within an epoch: a resume must restore an older one
-    assert nature.target_update_period_steps % nature.epoch_steps != 0
+    # The snapshot the killed run resumes from holds a target network refreshed after
+    # the first update and before the snapshot's step, so older than its weights: the
+    # resume must restore it (Learner.after_step refreshes one step past a multiple).
+    end = nature.replay_start_steps + sizes.resume_kill_after_epoch * nature.epoch_steps
+    period = nature.target_update_period_steps
+    refreshed = (end - 1) // period * period + 1
+    assert nature.replay_start_steps < refreshed < end
     glance = presets.load("paper2013", sizes.glance_overrides)
     assert glance.train_steps > glance.replay_start_steps
 
@@ -347,7 +353,7 @@ def test_past_the_deadline_no_section_starts_jobs_and_a_job_not_killed_in_time_i
 
 
 @pytest.mark.slow  # three dqn train processes start
-def test_a_resume_whose_default_mode_fails_is_the_sections_error(tmp_path, monkeypatch):
+def test_a_resume_whose_plain_modes_fail_is_the_sections_error(tmp_path, monkeypatch):
     """Every run fails (a key no config has): the section's error, which makes the check's
     exit status 1, names the failures of both presets' runs."""
     command = devicecheck.train_command
