@@ -54,6 +54,30 @@ def write(
         {name: (a.dtype, a.shape) for name, a in arrays.items()},
     ):
         raise ValueError(f"{path}: not as dqn.layouts declares a {kind} file: {problem}")
+    _store(path, attrs, arrays, {"compression": "lzf"} if compress else {})
+
+
+# How `archive` stores arrays: gzip over byte-shuffled values (any HDF5 reads it), at its
+# highest level, as a reference run is packed once and read many times.
+ARCHIVE_FILTERS = {"compression": "gzip", "compression_opts": 9, "shuffle": True}
+
+
+def archive(source: Path, out: Path, kind: str) -> None:
+    """Store the `kind` file `source` at `out` (which may be `source`) with its arrays
+    compressed by ARCHIVE_FILTERS and its attributes' and arrays' values unchanged (not
+    migrated: a file of an older format stays one), in the form `write` gives a file:
+    HDF5 1.10's, text as fixed-length UTF-8. For the files a reference run commits: what
+    the repository's tree holds travels to the GPU machine, within 64 MiB (`dqn.wheels`)."""
+    read(source, kind)  # the whole file checked (layout, checksums) before it is copied
+    with h5py.File(source, "r") as f:
+        attrs = {key: _plain(value) for key, value in f.attrs.items()}
+        arrays = {name: dataset[()] for name, dataset in _contents(source, f)[0].items()}
+    _store(Path(out), attrs, arrays, ARCHIVE_FILTERS)
+
+
+def _store(path: Path, attrs: dict[str, Any], arrays: dict[str, np.ndarray], filters: dict):
+    """Write the file of `attrs` and `arrays` at `path` in one piece, each array of one or
+    more dimensions with a checksum and `filters` (h5py's create_dataset arguments)."""
     image = io.BytesIO()
     # HDF5 1.10's format, not the earliest one h5py writes by default: its object headers,
     # heaps and chunk indexes carry checksums, so damage to them is refused by name, where
@@ -64,9 +88,7 @@ def write(
             if value.ndim == 0:
                 f.create_dataset(name, data=value)
             else:
-                f.create_dataset(
-                    name, data=value, fletcher32=True, compression="lzf" if compress else None
-                )
+                f.create_dataset(name, data=value, fletcher32=True, **filters)
         for key, value in attrs.items():
             f.attrs[key] = _fixed_length(value) if isinstance(value, str) else value
 

@@ -161,6 +161,26 @@ def wait_for(path, process, timeout_s=240):
         time.sleep(0.01)
 
 
+# -- how a file's arrays are stored --
+# h5io.archive's: gzip over shuffled bytes, with a checksum
+ARCHIVED = ("gzip", True, True)
+
+
+def array_filters(path):
+    """The filters (compression, shuffle, checksum) of the arrays of one or more
+    dimensions in the HDF5 file `path`, each once."""
+    found = set()
+    with h5py.File(path, "r") as f:
+        f.visititems(
+            lambda _, node: (
+                found.add((node.compression, node.shuffle, node.fletcher32))
+                if isinstance(node, h5py.Dataset) and node.ndim
+                else None
+            )
+        )
+    return found
+
+
 # -- files written by hand --
 def provenance_of(game, seed, preset="ci"):
     """A file's provenance attributes, as this process on the CPU writes them."""

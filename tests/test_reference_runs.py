@@ -13,6 +13,8 @@ from dqn import h5io
 from dqn.evaluate import evaluate_run
 from dqn.rundir import RunDir, run_differences
 
+from conftest import ARCHIVED, array_filters
+
 RUNS = sorted(p.parent for p in (Path(__file__).parent.parent / "reference-runs").glob("*/dqn-run"))
 
 
@@ -44,6 +46,14 @@ def test_a_reference_run_is_one_finished_run(root):
     evaluation = _final_evaluation(run, epoch)
     row = list(evaluation["epoch"]).index(epoch)
     assert evaluation["step"][row] == snapshot["step"]
+
+
+@pytest.mark.parametrize("root", RUNS, ids=lambda p: p.name)
+def test_a_reference_runs_files_are_stored_compressed(root):
+    # as scripts/pack-reference-run stores them: the tree travels to the GPU machine with
+    # the device check, within 64 MiB (tests/test_devicecheck.py)
+    for path in sorted(root.rglob("*.h5")):
+        assert array_filters(path) == {ARCHIVED}, path
 
 
 # A short evaluation of each game: Breakout's first 3,000 steps hold four to seven games

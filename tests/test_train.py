@@ -35,8 +35,10 @@ from dqn.train import stop_signals, train
 from dqn.trainlog import Counters, TrainLog
 
 from conftest import (
+    ARCHIVED,
     DQN,
     ROOT,
+    array_filters,
     assert_same_weights,
     dqn,
     full_epochs,
@@ -1175,15 +1177,53 @@ def test_a_packed_reference_run_evaluates_as_the_run_did(finished_run, tmp_path)
     assert result.returncode == 0, result.stderr
     packed = RunDir(tmp_path / "packed")
     assert packed.snapshot_epochs() == [last] and packed.marker.exists()
-    assert (packed.root / "evaluations" / f"epoch_{last:04d}.h5").read_bytes() == (
-        evaluation.read_bytes()
+    copies = {
+        run.heldout: (packed.heldout, "heldout"),
+        run.snapshot(last): (packed.snapshot(last), "snapshot"),
+        run.log: (packed.log, "train_log"),
+        evaluation: (packed.root / "evaluations" / f"epoch_{last:04d}.h5", "evaluation"),
+    }
+
+    def attribute_types(path):
+        with h5py.File(path) as f:
+            types = [(key, f.attrs.get_id(key).dtype) for key in f.attrs]
+            return {key: (t.str, h5py.check_string_dtype(t)) for key, t in types}
+
+    def assert_copies_hold_the_same():
+        # every array compressed (h5io.archive), attributes and values as they were, each
+        # attribute of the same type (text as fixed-length UTF-8, as h5io.write stores it)
+        for origin, (copy, kind) in copies.items():
+            assert array_filters(copy) == {ARCHIVED}
+            assert attribute_types(copy) == attribute_types(origin)
+            (attrs, arrays), (copied_attrs, copied) = (h5io.read(p, kind) for p in (origin, copy))
+            assert copied_attrs == attrs and copied.keys() == arrays.keys()
+            for name, value in arrays.items():
+                np.testing.assert_array_equal(copied[name], value, err_msg=f"{copy}: {name}")
+
+    assert_copies_hold_the_same()
+    before = {copy: copy.stat().st_size for copy, _ in copies.values()}
+    again = subprocess.run(
+        [sys.executable, "scripts/pack-reference-run", "--repack", str(packed.root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
     )
-    with h5py.File(packed.heldout) as f:
-        assert f["states"].compression == "lzf"
-    np.testing.assert_array_equal(
-        h5io.read(packed.heldout, "heldout")[1]["states"],
-        h5io.read(run.heldout, "heldout")[1]["states"],
+    assert again.returncode == 0, again.stderr
+    assert_copies_hold_the_same()
+    assert {copy: copy.stat().st_size for copy, _ in copies.values()} == before
+    # a run that dqn train may be writing is not packed: refused, and left as it is
+    files = {path: path.read_bytes() for path in finished_run.rglob("*.h5")}
+    refused = subprocess.run(
+        [sys.executable, "scripts/pack-reference-run", "--repack", str(finished_run)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
     )
+    assert refused.returncode == 1
+    assert f"--repack {finished_run}: not a run packed by this script" in refused.stderr
+    assert {path: path.read_bytes() for path in finished_run.rglob("*.h5")} == files
     again = evaluate_run(packed.root, tmp_path / "again.h5", torch.device("cpu"))
     for name, column in expected.items():
         np.testing.assert_array_equal(again[name], column, err_msg=name)
