@@ -1,7 +1,9 @@
 """Results across games and seeds as deep RL reports them since Agarwal et al., "Deep
 Reinforcement Learning at the Edge of the Statistical Precipice" (NeurIPS 2021).
 
-Scores are human-normalised with the 2013 paper's own Random and Human rows. Over a
+Scores are human-normalised with the 2013 paper's own Random and Human rows, not the
+Nature paper's that published aggregates use (its human scores differ, e.g. Pong's), so
+the values compare with other runs normalised here, not with published ones. Over a
 matrix of normalised scores (one row per run, one column per game) rliable computes the
 interquartile mean (IQM), median, mean and optimality gap, the performance profile and
 the probability of improvement, and their stratified-bootstrap confidence intervals:

@@ -253,6 +253,20 @@ def _epoch_span(run: dict) -> str:
     return f"epochs {epochs.min()} to {epochs.max()}" if len(epochs) else "no epoch"
 
 
+def cut_short(by_seed: dict[int, dict], epochs: np.ndarray) -> list[int]:
+    """Those of `epochs` at which a seed's evaluation completed no game: its average
+    reward there is the return of the game it was playing (`dqn.evaluate.play`)."""
+    return sorted(
+        {
+            epoch
+            for run in by_seed.values()
+            for epoch, games in zip(run["arrays"]["epoch"].tolist(), run["arrays"]["episodes"])
+            if games == 0
+        }
+        & set(epochs.tolist())
+    )
+
+
 def at_epochs(arrays: dict, key: str, epochs: np.ndarray) -> np.ndarray:
     """Column `key` of an evaluation table at `epochs`, which the table holds."""
     row = {epoch: index for index, epoch in enumerate(arrays["epoch"].tolist())}
@@ -292,7 +306,7 @@ def training_curves(
     figure, axes = plt.subplots(
         len(CURVES), len(games), squeeze=False, figsize=(PANEL_WIDTH_IN * len(games) + 0.6, 5.8)
     )
-    bands, left_out, paper_left_out = [], {}, {}
+    bands, left_out, paper_left_out, unfinished = [], {}, {}, {}
     for column, game in enumerate(games):
         evaluated = set().union(*(run["arrays"]["epoch"].tolist() for run in runs[game].values()))
         left_out[game] = sorted(evaluated - set(common_epochs(runs[game].values()).tolist()))
@@ -305,6 +319,18 @@ def training_curves(
             (ours,) = ax.plot(
                 epochs, mean, marker="o", markersize=3, color="C0", label=f"{game} {key}: {which}"
             )
+            if key == "average_reward" and (cut := cut_short(runs[game], epochs)):
+                unfinished[game] = cut
+                ax.plot(
+                    cut,
+                    mean[np.isin(epochs, cut)],
+                    linestyle="none",
+                    marker="o",
+                    markersize=6,
+                    markerfacecolor="white",
+                    markeredgecolor="C3",
+                    label=f"{game} {key}: a seed completed no game",
+                )
             if n > 1:
                 ax.fill_between(epochs, low, high, color="C0", alpha=0.25, linewidth=0)
                 bands.append(
@@ -364,6 +390,10 @@ def training_curves(
         text += "\nleft out, not evaluated for every seed: " + "; ".join(
             f"{game} epochs {_ranges(epochs)}" for game, epochs in partial.items()
         )
+    if unfinished:
+        text += "\nhollow red: a seed completed no game, its reward the unfinished one's: " + (
+            "; ".join(f"{game} epochs {_ranges(epochs)}" for game, epochs in unfinished.items())
+        )
     preset_names = sorted(set(preset_of.values()))
     title = figure.suptitle(text, fontsize=10)
     figure.tight_layout()
@@ -379,6 +409,7 @@ def training_curves(
         "panel_titles": [ax.get_title() for ax in axes[0]],
         "preset_changes": changes,
         "epochs_left_out": left_out,
+        "epochs_no_game_completed": unfinished,
         "paper_points_left_out": paper_left_out,
         "lines": _drawn_lines(figure),
         "bands": bands,
@@ -512,7 +543,8 @@ def value_function(trace: Path, out: Path) -> list[Path]:
     ax.set_xlabel(
         f"Frame of the segment (agent step, {attrs['frame_skip_frames']} emulator frames each)"
     )
-    ax.set_ylabel("Predicted value max_a Q\n(discounted reward)")
+    # the network learns clipped rewards (2013 §5), the dotted lines mark game points
+    ax.set_ylabel("Predicted value max_a Q\n(discounted clipped reward)")
     ax.grid(alpha=0.3)
     for column, name in enumerate("ABC"):
         shot = figure.add_subplot(grid[1, column])
@@ -535,6 +567,7 @@ def value_function(trace: Path, out: Path) -> list[Path]:
         "segment": segment,
         "rewards": rewards[steps].tolist(),
         "lines": _drawn_lines(figure),
+        "value_axis": ax.get_ylabel(),
     }
     return _save(figure, files, data, inputs)
 
@@ -928,6 +961,12 @@ def _write_tables(
 # not say): "best" would pick each run's luckiest evaluation and bias every aggregate
 # upwards. The sample-efficiency curve uses every snapshot.
 AGGREGATE_EVALUATION = "final snapshot of each run (its last evaluation)"
+# The 2013 paper's Human row is its tester's median after about two hours (§5.3), not the
+# Nature paper's, which published aggregates normalise by: not comparable with them.
+NORMALISATION_NOTE = (
+    "normalised by the 2013 paper's Random and Human rows (not the Nature paper's, "
+    "which published aggregates use)"
+)
 # The figures `aggregate` writes, as PREFIX_<name>.png, .pdf and .json.
 AGGREGATE_FIGURES = ("intervals", "sample_efficiency", "profile", "improvement")
 PROFILE_POINTS = 101  # thresholds of the performance profile
@@ -980,11 +1019,16 @@ def aggregate(paths: list[Path], paper: Path, out: Path, reps: int, seed: int = 
             for label, by_game in methods.items()
         },
     }
-    # The figures' titles: what was aggregated, and what the shaded intervals are.
-    what = "; ".join(
-        f"{label}: {_count(len(by_game), 'game')} x "
-        f"{_count(len(finals[label]), 'seed')}" + (f"\n{notes[label]}" if notes[label] else "")
-        for label, by_game in methods.items()
+    # The figures' titles: what was aggregated, by which normalisation, and what the
+    # shaded intervals are.
+    what = (
+        NORMALISATION_NOTE
+        + "\n"
+        + "; ".join(
+            f"{label}: {_count(len(by_game), 'game')} x "
+            f"{_count(len(finals[label]), 'seed')}" + (f"\n{notes[label]}" if notes[label] else "")
+            for label, by_game in methods.items()
+        )
     )
     if not all(notes.values()):
         what += (
@@ -1000,7 +1044,7 @@ def aggregate(paths: list[Path], paper: Path, out: Path, reps: int, seed: int = 
     return [
         path
         for name, (figure, data) in drawn.items()
-        for path in _save(figure, files[name], data, inputs)
+        for path in _save(figure, files[name], {**data, "title": figure.get_suptitle()}, inputs)
     ]
 
 

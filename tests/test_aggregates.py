@@ -154,6 +154,11 @@ def test_the_aggregate_figures_json_holds_the_numbers_drawn(tmp_path):
     finals = curves[..., -1]
     data = aggregate(tmp_path, write_runs(tmp_path, curves, ["Breakout", "Pong"]))
 
+    # not comparable with published aggregates, which normalise by the Nature paper's rows
+    # (one method: no improvement to draw, nor a title)
+    for figure in ("intervals", "sample_efficiency", "profile"):
+        title = data[figure]["title"]
+        assert title.split(". ", 1)[1].startswith(plots.NORMALISATION_NOTE + "\n")
     drawn = lines(data["intervals"])
     for index, metric in enumerate(aggregates.METRICS):
         assert drawn[f"ci {metric}"]["x"] == [data["intervals"]["points"]["ci"][index]]

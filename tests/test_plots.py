@@ -76,6 +76,28 @@ def test_several_seeds_draw_their_mean_and_a_min_max_band(tmp_path):
     assert (tmp_path / "curves.pdf").read_bytes().startswith(b"%PDF")
 
 
+def test_the_curves_mark_the_epochs_where_a_seed_completed_no_game(tmp_path):
+    # dqn.evaluate.play: no game ended within eval_steps, so the reward is the return of
+    # the one being played, not a game's (2013 §5.1 averages games)
+    files = [
+        write_evaluation(tmp_path / "a.h5", "Pong", 0, [-21, -9, -5], [0] * 3, episodes=[0, 2, 0]),
+        write_evaluation(tmp_path / "b.h5", "Pong", 1, [-19, -7, -3], [0] * 3, episodes=[1, 2, 3]),
+    ]
+    plots.training_curves(files, tmp_path / "curves")
+    data = json.loads((tmp_path / "curves.json").read_text())
+    assert data["epochs_no_game_completed"] == {"Pong": [1, 3]}
+    hollow = {line["label"]: line for line in data["lines"]}[
+        "Pong average_reward: a seed completed no game"
+    ]
+    assert hollow["x"] == [1, 3] and hollow["y"] == [-20, -4]  # on the mean's points
+    assert data["title"].endswith(
+        "\nhollow red: a seed completed no game, its reward the unfinished one's: Pong epochs 1, 3"
+    )
+    plots.training_curves(files[1:], tmp_path / "whole")
+    whole = json.loads((tmp_path / "whole.json").read_text())
+    assert whole["epochs_no_game_completed"] == {} and "hollow" not in whole["title"]
+
+
 def test_seeds_are_averaged_only_over_epochs_they_all_reached(tmp_path):
     files = [
         write_evaluation(tmp_path / "a.h5", "Pong", 0, [1, 2, 3], [0, 0, 0]),
@@ -231,6 +253,8 @@ def test_value_function_draws_the_trace_of_its_segment(tmp_path):
     assert stop - start == plots.SEGMENT_STEPS
     (line,) = data["lines"]
     assert line["y"] == max_q[start:stop].tolist()
+    # values of clipped rewards, beside the game's own points the dotted lines mark
+    assert data["value_axis"] == "Predicted value max_a Q\n(discounted clipped reward)"
 
 
 def table1_rows(tmp_path):
