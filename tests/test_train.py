@@ -1163,15 +1163,17 @@ def test_a_packed_reference_run_evaluates_as_the_run_did(finished_run, tmp_path)
     evaluation = tmp_path / "eval.h5"
     expected = evaluate_run(finished_run, evaluation, torch.device("cpu"), only_epochs=[last])
 
-    def pack(*evaluations, out=tmp_path / "packed"):
+    def script(*args):
         return subprocess.run(
-            [sys.executable, "scripts/pack-reference-run", "--run", str(finished_run)]
-            + ["--epoch", str(last), "--out", str(out), "--evaluations", *map(str, evaluations)],
+            [sys.executable, "scripts/pack-reference-run", *map(str, args)],
             capture_output=True,
             text=True,
             timeout=120,
             cwd=ROOT,
         )
+
+    def pack(*evaluations, run=finished_run, out=tmp_path / "packed"):
+        return script("--run", run, "--epoch", last, "--out", out, "--evaluations", *evaluations)
 
     result = pack(evaluation)
     assert result.returncode == 0, result.stderr
@@ -1202,25 +1204,13 @@ def test_a_packed_reference_run_evaluates_as_the_run_did(finished_run, tmp_path)
 
     assert_copies_hold_the_same()
     before = {copy: copy.stat().st_size for copy, _ in copies.values()}
-    again = subprocess.run(
-        [sys.executable, "scripts/pack-reference-run", "--repack", str(packed.root)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
+    again = script("--repack", packed.root)
     assert again.returncode == 0, again.stderr
     assert_copies_hold_the_same()
     assert {copy: copy.stat().st_size for copy, _ in copies.values()} == before
     # a run that dqn train may be writing is not packed: refused, and left as it is
     files = {path: path.read_bytes() for path in finished_run.rglob("*.h5")}
-    refused = subprocess.run(
-        [sys.executable, "scripts/pack-reference-run", "--repack", str(finished_run)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
+    refused = script("--repack", finished_run)
     assert refused.returncode == 1
     assert f"--repack {finished_run}: not a run packed by this script" in refused.stderr
     assert {path: path.read_bytes() for path in finished_run.rglob("*.h5")} == files
@@ -1237,14 +1227,7 @@ def test_a_packed_reference_run_evaluates_as_the_run_did(finished_run, tmp_path)
     data = bytearray(snapshot.read_bytes())
     data[start + 100] ^= 0xFF
     snapshot.write_bytes(bytes(data))
-    refused = subprocess.run(
-        [sys.executable, "scripts/pack-reference-run", "--run", str(damaged), "--epoch"]
-        + [str(last), "--out", str(tmp_path / "refused"), "--evaluations", str(evaluation)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
+    refused = pack(evaluation, run=damaged, out=tmp_path / "refused")
     assert refused.returncode == 1
     assert f"{snapshot}: corrupt or truncated HDF5 file: dataset weights/body.0" in refused.stderr
     assert not (tmp_path / "refused").exists()
