@@ -103,7 +103,7 @@ class Sizes:
     sharing_epoch_updates: int  # two epochs; the second one is timed
     correctness_updates: int
     resume_overrides: tuple[str, ...]  # of preset ci
-    # of preset nature2015: epochs of 4 steps an update, replay and held-out set shrunk
+    # of preset nature2015 (an update every 4 steps), its replay and held-out set shrunk
     nature_resume_overrides: tuple[str, ...]
     resume_kill_after_epoch: int  # SIGKILL a moment after this epoch's snapshot lands
     glance_overrides: tuple[str, ...]  # of preset paper2013
@@ -1031,6 +1031,7 @@ def resume(device: torch.device, sizes: Sizes, root: Path, deadline: float) -> d
 
 
 def episode_ends(run: RunDir) -> dict:
+    """The run's training episodes, and those that ended with a lost life, not the game."""
     _, log_ = h5io.read(run.log, "train_log")
     return {
         "episodes": len(log_["episodes/return"]),
