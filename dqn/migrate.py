@@ -28,7 +28,7 @@ from typing import Any
 
 from dqn import presets
 from dqn.errors import DataFileError
-from dqn.layouts import FORMAT_VERSION, MACHINE
+from dqn.layouts import FORMAT_VERSION, LAYOUTS, MACHINE
 
 # Format 1's configs: keys added since some runs were stored, with the value those runs
 # had in effect, and keys renamed, with how the old value reads.
@@ -78,7 +78,6 @@ MACHINE_NOT_RECORDED = {
 TRAINED_BY_NOT_RECORDED = {
     "snapshots": "not recorded (written before dqn recorded the code that trained them)"
 }
-PLAYS_SNAPSHOTS = ("evaluation", "value_trace")
 
 
 def upgrade(
@@ -94,7 +93,8 @@ def upgrade(
         )
     if "machine" not in attrs:
         attrs = {**attrs, "machine": json.dumps(MACHINE_NOT_RECORDED, sort_keys=True)}
-    if kind in PLAYS_SNAPSHOTS and "trained_by" not in attrs:
+    # the kinds whose layout declares it: those that play snapshots
+    if "trained_by" in LAYOUTS[kind].attrs and "trained_by" not in attrs:
         attrs = {**attrs, "trained_by": json.dumps(TRAINED_BY_NOT_RECORDED)}
     config = _json_object(attrs.get("config"))
     if version == FORMAT_VERSION:
