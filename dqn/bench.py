@@ -361,6 +361,7 @@ def preset_loop_figures(
         [
             f"replay_start_steps={start}",
             f"epoch_updates={updates}",
+            "epoch_counted_in=updates",  # one epoch of `updates`, whatever the preset's count
             f"train_steps={steps}",
             f"replay_capacity_transitions={steps}",
             "epsilon_anneal_steps=0",

@@ -47,6 +47,8 @@ ADDED_KEYS = {
 # The presets whose action_set was "xitari" when the key was added to format 2's
 # configs (with_keys_added_since).
 XITARI_PRESETS_WHEN_ADDED = ("nature2015",)
+# The presets whose epoch_counted_in was "steps" when the key was added.
+STEP_EPOCH_PRESETS_WHEN_ADDED = ("nature2015",)
 RENAMED_KEYS = {
     # the no-op count was named in steps although frames_at_reset counted frames
     "max_noop_start_steps": ("noop_max", lambda value, config: value),
@@ -140,8 +142,8 @@ def format1_config(config: dict) -> dict:
 
 def with_keys_added_since(config: dict, attrs: dict[str, Any]) -> dict:
     """`config`, stored with `attrs` (its run's game and preset), with the keys added to
-    format 2 since it was first written (action_set, resize, terminal_takes_step), where
-    it lacks them; `config` itself where it lacks none."""
+    format 2 since it was first written (action_set, resize, terminal_takes_step,
+    epoch_counted_in), where it lacks them; `config` itself where it lacks none."""
     added = {}
     if "action_set" not in config:
         # Such a run played ale-py's minimal sets. On a game whose set in Xitari is the
@@ -154,6 +156,14 @@ def with_keys_added_since(config: dict, attrs: dict[str, Any]) -> dict:
         added["resize"] = "bilinear"  # such a run shrank its screens so, either preset
     if "terminal_takes_step" not in config:
         added["terminal_takes_step"] = False  # such a run counted no step at an episode's end
+    if "epoch_counted_in" not in config:
+        # Such a run counted its epochs in updates. Where its replay start is a whole
+        # number of epochs, counting in steps ends the same epochs: it takes its preset's
+        # value when the key came, and so continues under its preset.
+        epoch_steps = config.get("epoch_updates", 0) * config.get("update_period_steps", 0)
+        same = epoch_steps > 0 and config.get("replay_start_steps", 1) % epoch_steps == 0
+        in_steps = same and attrs.get("preset") in STEP_EPOCH_PRESETS_WHEN_ADDED
+        added["epoch_counted_in"] = "steps" if in_steps else "updates"
     return {**config, **added} if added else config
 
 

@@ -310,7 +310,7 @@ def training_curves(
     for column, game in enumerate(games):
         evaluated = set().union(*(run["arrays"]["epoch"].tolist() for run in runs[game].values()))
         left_out[game] = sorted(evaluated - set(common_epochs(runs[game].values()).tolist()))
-        epoch_updates = config_of[game]["epoch_updates"]
+        config = presets.Config(**config_of[game])
         for row, (key, label) in enumerate(CURVES):
             ax = axes[row, column]
             epochs, mean, low, high = seed_statistics(runs[game], key)
@@ -343,7 +343,7 @@ def training_curves(
                     }
                 )
             points = paper_points.get((game, key))
-            if points and epoch_updates == PAPER_EPOCH_UPDATES:
+            if points and has_paper_epochs(config):
                 (theirs,) = ax.plot(
                     list(points),
                     list(points.values()),
@@ -355,7 +355,7 @@ def training_curves(
                 ax.legend([ours, theirs], ["ours", "2013 paper"], fontsize=7)
             elif points:
                 paper_left_out[game] = (
-                    f"epochs of {epoch_updates:,} updates, the paper's of {PAPER_EPOCH_UPDATES:,}"
+                    f"epochs of {config.epoch_text}, the paper's of {PAPER_EPOCH_UPDATES:,} updates"
                 )
             ax.set_title(
                 f"{game} (preset {preset_of[game]})\n"
@@ -364,7 +364,7 @@ def training_curves(
                 else "",
                 fontsize=10,
             )
-            ax.set_xlabel(f"Training epoch ({epoch_updates:,} updates each)")
+            ax.set_xlabel(f"Training epoch ({config.epoch_text} each)")
             if column == 0:
                 ax.set_ylabel(label.format(epsilon=epsilon))
             ax.grid(alpha=0.3)
@@ -421,6 +421,11 @@ def training_curves(
 # updates" (2013 §5.1).
 PAPER_EPOCH_UPDATES = 50_000
 PAPER_FIGURE2_EPOCHS = {"epoch_1": 1, "epoch_10": 10, "epoch_50": 50, "epoch_100": 100}
+
+
+def has_paper_epochs(config: presets.Config) -> bool:
+    """Whether `config`'s epochs are those of the paper's Figure 2."""
+    return config.epoch_counted_in == "updates" and config.epoch_updates == PAPER_EPOCH_UPDATES
 
 
 def read_paper_figure2(path: Path) -> dict[tuple[str, str], dict[int, float]]:

@@ -247,7 +247,19 @@ class Config(BaseModel):
     # -- run length and measurement (§5.1 of 2013) --
     train_steps: int = _key("length of training", STEPS, "2013 §5", gt=0)
     epoch_updates: int = _key(
-        "updates per epoch: one snapshot and one evaluation point each", UPDATES, "2013 §5.1", gt=0
+        "updates per epoch (see epoch_counted_in): one snapshot and one evaluation point each",
+        UPDATES,
+        "2013 §5.1",
+        gt=0,
+    )
+    epoch_counted_in: Literal["updates", "steps"] = _key(
+        "updates: an epoch ends at every epoch_updates-th update; steps: at every multiple "
+        "of epoch_steps (epoch_updates x update_period_steps agent steps) past "
+        "replay_start_steps, counted from the first step, so that the first epoch holds "
+        "fewer updates unless replay_start_steps is a multiple of epoch_steps",
+        DIMENSIONLESS,
+        "updates: 2013 §5.1; steps: DQN 3.0 train_agent.lua:110 (an evaluation where "
+        "step % eval_freq == 0 and step > learn_start)",
     )
     heldout_collect_steps: int = _key(
         "random-policy steps played to draw the held-out states",
@@ -348,8 +360,23 @@ class Config(BaseModel):
 
     @property
     def epoch_steps(self) -> int:
-        """Agent steps of an epoch after the first (which also plays the replay start)."""
+        """Agent steps of an epoch after the first, which ends this many steps past the
+        replay start at most (`epoch_counted_in`)."""
         return self.epoch_updates * self.update_period_steps
+
+    def ends_epoch(self, step: int, updates: int) -> bool:
+        """Whether the update made in agent step `step`, the `updates`-th, ends an epoch
+        (`epoch_counted_in`; the last step of training ends one too, update or not)."""
+        if self.epoch_counted_in == "steps":
+            return step % self.epoch_steps == 0
+        return updates % self.epoch_updates == 0
+
+    @property
+    def epoch_text(self) -> str:
+        """An epoch's length as a figure's axis says it, e.g. "62,500 updates"."""
+        if self.epoch_counted_in == "steps":
+            return f"{self.epoch_steps:,} agent steps"
+        return f"{self.epoch_updates:,} updates"
 
     def as_dict(self) -> dict:
         return self.model_dump()
@@ -455,6 +482,7 @@ PAPER2013 = Config(
     epsilon_anneal_from="step_0",  # 2013 §5: "over the first million frames"
     train_steps=10_000_000,  # 2013 §5: "10 million frames" = agent steps, as in DQN 3.0
     epoch_updates=50_000,  # 2013 §5.1: an epoch is 50000 minibatch updates
+    epoch_counted_in="updates",  # 2013 §5.1, its Figure 2's x axis
     heldout_collect_steps=50_000,  # DQN 3.0 draws its set from the first 50000 steps
     heldout_states=500,  # DQN 3.0 (valid_size=500)
     eval_epsilon=0.05,  # 2013 §5.1
@@ -505,7 +533,10 @@ NATURE2015 = PAPER2013.with_values(
     # no action (train_agent.lua:82-95), and its schedules count that step.
     terminal_takes_step=True,
     train_steps=50_000_000,  # Nature Methods: 50 million frames = agent steps
-    epoch_updates=62_500,  # 250000 agent steps per epoch, DQN 3.0 (eval_freq=250000)
+    # DQN 3.0 evaluates every eval_freq=250000 agent steps counted from the first
+    # (run_gpu:33; train_agent.lua:110): at 250k, 500k, ..., the first after 50,000 updates.
+    epoch_updates=62_500,
+    epoch_counted_in="steps",
     # DQN 3.0's evaluation (train_agent.lua:110-149): 125000 steps of epsilon 0.05 with
     # no cap on games or their length, the mean over the games completed. The Nature
     # text's 30 games of at most 5 minutes are its final tables' protocol.

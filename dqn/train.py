@@ -1,10 +1,10 @@
 """The training loop: held-out states, then Algorithm 1 of the 2013 paper in epochs.
 
 `loop` is Algorithm 1 in the paper's order: act epsilon-greedily, play the step, store
-the transition, sample a minibatch and take a gradient step. Every `epoch_updates`
-updates it writes a snapshot and the resume state; run again after being killed, it
-continues from the newest snapshot and, on the CPU, ends with the same weights as an
-uninterrupted run.
+the transition, sample a minibatch and take a gradient step. At each epoch's end
+(`Config.ends_epoch`) it writes a snapshot and the resume state; run again after being
+killed, it continues from the newest snapshot and, on the CPU, ends with the same
+weights as an uninterrupted run.
 
 Where the run's state lives and how it is saved and put back is `dqn.checkpoint`'s;
 what the run reports is `dqn.progress`'s, and its live view in TensorBoard `dqn.events`'s.
@@ -274,7 +274,7 @@ def loop(
             meter.add_loss(learner.update(memory.sample(config.minibatch_transitions, state.rng)))
         learner.after_step(counters.step)
         if counters.step == config.train_steps or (
-            updated and learner.updates % config.epoch_updates == 0
+            updated and config.ends_epoch(counters.step, learner.updates)
         ):
             counters.epoch += 1
             meter.end_epoch(state.log, counters, learner.updates, eps)

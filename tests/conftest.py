@@ -51,9 +51,15 @@ def train_args(game, seed=0, *, preset="ci", progress_s=None, overrides=()):
 
 
 def full_epochs(config) -> int:
-    """The full epochs (`config.epoch_steps` agent steps each after the replay start, which
-    the first also plays) that a run of `config` makes; steps left short of an epoch make
-    none."""
+    """The full epochs that a run of `config` makes: `config.epoch_steps` agent steps each
+    after the replay start, which the first also plays (epoch_counted_in=updates), or
+    ending at each multiple of `config.epoch_steps` past the replay start (steps); steps
+    left short of an epoch make none."""
+    if config.epoch_counted_in == "steps":
+        return (
+            config.train_steps // config.epoch_steps
+            - config.replay_start_steps // config.epoch_steps
+        )
     return (config.train_steps - config.replay_start_steps) // config.epoch_steps
 
 

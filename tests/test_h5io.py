@@ -570,6 +570,34 @@ def test_a_config_stored_before_action_set_reads_as_its_run_played(tmp_path, pre
     assert json.loads(h5io.read(path, "heldout")[0]["config"]) == got
 
 
+@pytest.mark.parametrize(
+    "preset,overrides,read_as",
+    [
+        # the run counted its epochs in updates; where its replay start is a whole number
+        # of epochs, counting in steps ends the same ones: its preset's value
+        ("nature2015", {"epoch_updates": 12_500}, "steps"),  # 50k replay start, 50k steps
+        ("nature2015", {}, "updates"),  # 62,500 updates: 300k, 550k, ... not 250k, 500k
+        ("paper2013", {"epoch_updates": 100, "update_period_steps": 1}, "updates"),
+        ("no such preset", {"epoch_updates": 12_500}, "updates"),
+    ],
+)
+def test_a_config_stored_before_epoch_counted_in_reads_as_its_run_played(
+    tmp_path, preset, overrides, read_as
+):
+    attrs, arrays = _example("heldout")
+    config = {**presets.PRESETS.get(preset, presets.NATURE2015).as_dict(), **overrides}
+    del config["epoch_counted_in"]
+    attrs.update(preset=preset, config=json.dumps(config))
+    path = tmp_path / "f.h5"
+    h5io.write(path, "heldout", attrs, arrays)
+    got = json.loads(h5io.read(path, "heldout")[0]["config"])
+    assert got == {**config, "epoch_counted_in": read_as}
+    presets.Config(**got)  # a whole config again
+    with h5py.File(path, "a") as f:
+        f.attrs["format_version"] = 1
+    assert json.loads(h5io.read(path, "heldout")[0]["config"]) == got
+
+
 @pytest.mark.parametrize("version", [0, 3, "1"])
 def test_a_file_of_another_format_is_refused_in_one_line_naming_its_version(tmp_path, version):
     path = tmp_path / "f.h5"

@@ -56,6 +56,7 @@ def test_every_key_names_its_unit_or_is_dimensionless():
         "cuda_deterministic",
         "resize",
         "terminal_takes_step",
+        "epoch_counted_in",
     }
     counted_in_another_keys_unit = {"noop_max": "noop_start"}
     for key in presets.PAPER2013.as_dict():
