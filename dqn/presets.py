@@ -364,12 +364,12 @@ class Config(BaseModel):
         replay start at most (`epoch_counted_in`)."""
         return self.epoch_updates * self.update_period_steps
 
-    def ends_epoch(self, step: int, updates: int) -> bool:
-        """Whether the update made in agent step `step`, the `updates`-th, ends an epoch
-        (`epoch_counted_in`; the last step of training ends one too, update or not)."""
+    def ends_epoch(self, step: int, updated: bool, updates: int) -> bool:
+        """Whether agent step `step`, which made an update if `updated` (`updates` so far),
+        ends an epoch (`epoch_counted_in`); the loop ends one at its last step too."""
         if self.epoch_counted_in == "steps":
-            return step % self.epoch_steps == 0
-        return updates % self.epoch_updates == 0
+            return step > self.replay_start_steps and step % self.epoch_steps == 0
+        return updated and updates % self.epoch_updates == 0
 
     @property
     def epoch_text(self) -> str:

@@ -273,8 +273,8 @@ def loop(
         if updated:
             meter.add_loss(learner.update(memory.sample(config.minibatch_transitions, state.rng)))
         learner.after_step(counters.step)
-        if counters.step == config.train_steps or (
-            updated and config.ends_epoch(counters.step, learner.updates)
+        if counters.step == config.train_steps or config.ends_epoch(
+            counters.step, updated, learner.updates
         ):
             counters.epoch += 1
             meter.end_epoch(state.log, counters, learner.updates, eps)
