@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from dqn import presets
-from dqn.errors import ConfigError, DqnError, Stopped
+from dqn.errors import ConfigError, DqnError, Stopped, os_error_line
 
 DESCRIPTION = """\
 Train DQN (Mnih et al. 2013, or the Nature 2015 variant) on an Atari game, evaluate
@@ -55,9 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         # process; a caller of main in the same process (a test) sees the interrupt.
         print(f"dqn {args.command}: stopped by SIGINT (Ctrl-C)", file=sys.stderr, flush=True)
         raise
-    except OSError as error:  # a path we cannot write: unwritable, not a directory, disk full
-        where = f"{error.filename}: " if error.filename else ""
-        print(f"dqn {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
+    except OSError as error:
+        print(f"dqn {args.command}: error: {os_error_line(error)}", file=sys.stderr)
         return 2
 
 

@@ -42,3 +42,10 @@ class Stopped(Exception):
     def __init__(self, signum: int, message: str):
         super().__init__(message)
         self.signum = signum
+
+
+def os_error_line(error: OSError) -> str:
+    """An OSError (a path that cannot be written: unwritable, not a directory, disk full)
+    as one line naming the path: what a command prints instead of a traceback."""
+    where = f"{error.filename}: " if error.filename else ""
+    return f"{where}{error.strerror or error}"

@@ -1246,6 +1246,12 @@ def test_a_packed_reference_run_evaluates_as_the_run_did(finished_run, tmp_path)
     assert f"{snapshot}: corrupt or truncated HDF5 file: dataset weights/body.0" in refused.stderr
     assert not (tmp_path / "refused").exists()
 
+    # an --out that cannot be written (below a file) is named in one line
+    below_a_file = tmp_path / "eval.h5" / "packed"
+    refused = pack(evaluation, out=below_a_file)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.stderr == f"pack-reference-run: {below_a_file}: Not a directory\n"
+
     # an evaluation of another run is refused by name, and nothing is written
     elsewhere = tmp_path / "elsewhere.h5"
     evaluate_run(packed.root, elsewhere, torch.device("cpu"))
