@@ -124,13 +124,14 @@ GPU = Sizes(
     # cuda_deterministic compare at the presets' size, and on a fast CPU the CPU form's
     # last 30 steps outlast the 0.1 s.
     resume_overrides=("train_steps=1000", "epoch_updates=200", "minibatch_transitions=32"),
-    # Epochs of 800 steps, the target network refreshed every 500 (mid-epoch), epsilon
-    # down to 0.1 by step 1,200: the kill lands with a target older than the weights.
+    # Epochs ending at each multiple of 800 steps, the target network refreshed every 500
+    # (mid-epoch), epsilon down to 0.1 by step 1,200: the kill lands with a target older
+    # than the weights.
     nature_resume_overrides=(
         "replay_start_steps=200",
-        "train_steps=3400",
+        "train_steps=3200",
         "epoch_updates=200",
-        "replay_capacity_transitions=3400",
+        "replay_capacity_transitions=3200",
         "heldout_collect_steps=300",
         "heldout_states=32",
         "epsilon_anneal_steps=1000",

@@ -355,7 +355,8 @@ def training_curves(
                 ax.legend([ours, theirs], ["ours", "2013 paper"], fontsize=7)
             elif points:
                 paper_left_out[game] = (
-                    f"epochs of {config.epoch_text}, the paper's of {PAPER_EPOCH_UPDATES:,} updates"
+                    f"epochs: {config.epoch_text}; "
+                    f"the paper's: {PAPER_EPOCH_UPDATES:,} updates each"
                 )
             ax.set_title(
                 f"{game} (preset {preset_of[game]})\n"
@@ -364,7 +365,7 @@ def training_curves(
                 else "",
                 fontsize=10,
             )
-            ax.set_xlabel(f"Training epoch ({config.epoch_text} each)")
+            ax.set_xlabel(f"Training epoch ({config.epoch_text})")
             if column == 0:
                 ax.set_ylabel(label.format(epsilon=epsilon))
             ax.grid(alpha=0.3)
@@ -407,6 +408,7 @@ def training_curves(
         "eval_epsilon": epsilon,
         "eval_lengths": lengths,
         "panel_titles": [ax.get_title() for ax in axes[0]],
+        "epoch_axes": [ax.get_xlabel() for ax in axes[-1]],
         "preset_changes": changes,
         "epochs_left_out": left_out,
         "epochs_no_game_completed": unfinished,

@@ -373,10 +373,10 @@ class Config(BaseModel):
 
     @property
     def epoch_text(self) -> str:
-        """An epoch's length as a figure's axis says it, e.g. "62,500 updates"."""
+        """Where an epoch ends, as a figure's axis says it, e.g. "50,000 updates each"."""
         if self.epoch_counted_in == "steps":
-            return f"{self.epoch_steps:,} agent steps"
-        return f"{self.epoch_updates:,} updates"
+            return f"each ends at a multiple of {self.epoch_steps:,} agent steps"
+        return f"{self.epoch_updates:,} updates each"
 
     def as_dict(self) -> dict:
         return self.model_dump()

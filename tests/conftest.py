@@ -63,6 +63,14 @@ def full_epochs(config) -> int:
     return (config.train_steps - config.replay_start_steps) // config.epoch_steps
 
 
+def epoch_end_step(config, epoch: int) -> int:
+    """The agent step at which a run of `config` ends its full epoch `epoch` (its replay
+    start a whole number of update periods)."""
+    if config.epoch_counted_in == "steps":
+        return (config.replay_start_steps // config.epoch_steps + epoch) * config.epoch_steps
+    return config.replay_start_steps + epoch * config.epoch_steps
+
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -20,7 +20,7 @@ import torch
 from dqn import devicecheck, presets, wheels
 from dqn.rundir import RunDir
 
-from conftest import full_epochs
+from conftest import epoch_end_step, full_epochs
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "device-check"
@@ -125,7 +125,7 @@ def test_each_forms_runs_are_valid_presets_and_its_resume_kill_lands_before_the_
     # The snapshot the killed run resumes from holds a target network refreshed after
     # the first update and before the snapshot's step, so older than its weights: the
     # resume must restore it (Learner.after_step refreshes one step past a multiple).
-    end = nature.replay_start_steps + sizes.resume_kill_after_epoch * nature.epoch_steps
+    end = epoch_end_step(nature, sizes.resume_kill_after_epoch)
     period = nature.target_update_period_steps
     refreshed = (end - 1) // period * period + 1
     assert nature.replay_start_steps < refreshed < end

@@ -140,6 +140,7 @@ def test_the_papers_figure2_points_are_drawn_where_our_epochs_are_its(tmp_path):
     }
     assert lines["Breakout average_reward: 2013 paper, read off its Figure 2"]["y"][-1] == 120.3
     assert data["paper_points_left_out"] == {} and data["eval_epsilon"] == "0.01"
+    assert data["epoch_axes"] == ["Training epoch (50,000 updates each)"]
     # the paper's rewards are of 10,000 steps: each panel says how long ours played
     assert data["eval_lengths"] == {"Breakout": "10,000 steps"}
     # a key changed from the preset is named
@@ -154,8 +155,26 @@ def test_the_papers_figure2_points_are_drawn_where_our_epochs_are_its(tmp_path):
         "Seaquest average_max_q: seed 0",
     ]
     assert data["paper_points_left_out"] == {
-        "Seaquest": "epochs of 100 updates, the paper's of 50,000"
+        "Seaquest": "epochs: 100 updates each; the paper's: 50,000 updates each"
     }
+    # Epochs of 50,000 updates counted in steps end elsewhere (at 50k, 100k, ..., not
+    # 50,100, 100,100, ... after paper2013's replay start of 100): no points either.
+    in_steps = write_evaluation(
+        tmp_path / "s.h5",
+        "Breakout",
+        0,
+        [1, 2],
+        [0.1, 0.2],
+        preset="paper2013",
+        epoch_counted_in="steps",
+    )
+    plots.training_curves([in_steps], tmp_path / "in_steps", paper=paper)
+    data = json.loads((tmp_path / "in_steps.json").read_text())
+    assert len(data["lines"]) == 2 and data["paper_points_left_out"] == {
+        "Breakout": "epochs: each ends at a multiple of 50,000 agent steps; the paper's: "
+        "50,000 updates each"
+    }
+    assert data["epoch_axes"] == ["Training epoch (each ends at a multiple of 50,000 agent steps)"]
     longer = write_evaluation(
         tmp_path / "c.h5", "Pong", 0, [1], [0.1], preset="nature2015", eval_episodes=30
     )

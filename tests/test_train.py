@@ -41,6 +41,7 @@ from conftest import (
     array_filters,
     assert_same_weights,
     dqn,
+    epoch_end_step,
     full_epochs,
     load_script,
     train_args,
@@ -726,18 +727,33 @@ def test_the_loop_ends_as_algorithm_1_written_out(tmp_path):
     assert state["replay_added"] == config.train_steps
 
 
-def test_epochs_counted_in_steps_end_where_dqn_3_evaluates_and_change_nothing_else(tmp_path):
+@pytest.mark.parametrize(
+    "replay_start,expected",
+    [
+        # SMALL's epochs of 240 steps end at steps 240 and 480 (counted in updates: 340 and
+        # 580), the first after 70 updates, not 120
+        (100, [(240, 70), (480, 190), (700, 300)]),
+        # a replay start longer than an epoch: none ends within it (at 240)
+        (300, [(480, 90), (700, 200)]),
+    ],
+)
+def test_epochs_counted_in_steps_end_where_dqn_3_evaluates_and_change_nothing_else(
+    tmp_path, replay_start, expected
+):
     # DQN 3.0 evaluates at every multiple of eval_freq agent steps past learn_start
-    # (train_agent.lua:110). Counted so, SMALL's epochs of 240 steps end at steps 240 and
-    # 480 (counted in updates: 340 and 580), the first after 70 updates, not 120; the
-    # run is Algorithm 1 all the same.
-    config = presets.load("ci", [*SMALL, "epoch_counted_in=steps"])
+    # (train_agent.lua:110); the run is Algorithm 1 all the same.
+    config = presets.load(
+        "ci", [*SMALL, "epoch_counted_in=steps", f"replay_start_steps={replay_start}"]
+    )
     train_small(config, tmp_path)
     run = RunDir(tmp_path)
     assert_ends_as_algorithm_1(run, config)
     ends = [h5io.read_attrs(run.snapshot(e), "snapshot") for e in run.snapshot_epochs()]
-    assert [(end["step"], end["update"]) for end in ends] == [(240, 70), (480, 190), (700, 300)]
-    assert full_epochs(config) == 2
+    assert [(end["step"], end["update"]) for end in ends] == expected
+    assert full_epochs(config) == len(expected) - 1
+    assert [epoch_end_step(config, k) for k in range(1, len(expected))] == [
+        step for step, _ in expected[:-1]
+    ]
 
 
 def test_a_terminal_takes_a_step_of_its_own_and_a_stop_before_that_step_resumes_to_it(
