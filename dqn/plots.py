@@ -608,6 +608,7 @@ def read_anchors(path: Path) -> list[dict]:
 # none shared (past four anchors in a column, theirs repeat).
 OUR_COLORS = ("C0", "C2", "C1", "C4", "C5", "C6")
 ANCHOR_COLORS = ("C3", "C7", "C8", "C9")
+COLUMN_WIDTH_IN = 4.6
 
 
 def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Path]:
@@ -624,8 +625,16 @@ def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Pat
     columns: dict[tuple[str, str], list] = {}
     for run, label in zip(runs, labels, strict=True):
         columns.setdefault((run[1]["game"], run[1]["preset"]), []).append((*run, label))
+    # constrained layout keeps the legends below the columns inside the figure; the
+    # figure grows by the lines of the longest one
+    legend_lines = max(len(runs) * 2 + 4 for runs in columns.values())
     figure, axes = plt.subplots(
-        2, len(columns), squeeze=False, sharex="col", figsize=(4.6 * len(columns), 6.4)
+        2,
+        len(columns),
+        squeeze=False,
+        sharex="col",
+        figsize=(COLUMN_WIDTH_IN * len(columns), 5.4 + 0.13 * legend_lines),
+        layout="constrained",
     )
     summary = []
     for column, ((game, preset), column_runs) in enumerate(columns.items()):
@@ -699,7 +708,8 @@ def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Pat
             named.update(zip(*reversed(ax.get_legend_handles_labels())))
         axes[1, column].legend(
             named.values(),
-            named.keys(),
+            # fontsize 7: about 17 characters an inch, a label at most the column's width
+            [textwrap.fill(label, width=int(COLUMN_WIDTH_IN * 15)) for label in named],
             fontsize=7,
             loc="upper center",
             bbox_to_anchor=(0.5, -0.2),
@@ -709,7 +719,6 @@ def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Pat
         "(bars: one standard deviation over episodes)",
         fontsize=10,
     )
-    figure.tight_layout()
     return _save(
         figure,
         files,

@@ -702,6 +702,45 @@ def test_the_anchored_legend_names_every_line_once_and_covers_no_plot(tmp_path, 
     assert not any(box.overlaps(ax.get_window_extent()) for ax in figure.axes)
 
 
+def test_an_anchored_legend_of_long_names_stays_within_the_figure(tmp_path, saved_figures):
+    # Runs of one preset that differ in three keys are named by all three: each name is
+    # wrapped to the column's width, and the figure holds the whole legend.
+    anchors = tmp_path / "anchors.csv"
+    anchors.write_text(ANCHORS)
+    runs = []
+    for seed, (init, resize, terminal) in enumerate(
+        [
+            ("normal_0.01", "bilinear", False),
+            ("he_normal", "bilinear", False),
+            ("normal_0.01", "area", True),
+        ]
+    ):
+        runs.append(
+            write_evaluation(
+                tmp_path / f"{seed}.h5",
+                "Breakout",
+                seed,
+                [1.0, 2.0],
+                [0.1, 0.2],
+                network_init=init,
+                resize=resize,
+                terminal_takes_step=terminal,
+            )
+        )
+    plots.anchored_curves(runs, anchors, tmp_path / "fig")
+    (figure,) = saved_figures
+    figure.canvas.draw()
+    (legend,) = [ax.get_legend() for ax in figure.axes if ax.get_legend()]
+    names = [text.get_text() for text in legend.get_texts()]
+    drawn = {line["label"] for line in json.loads((tmp_path / "fig.json").read_text())["lines"]}
+    assert sorted(name.replace("\n", " ") for name in names) == sorted(drawn)
+    assert max(len(line) for name in names for line in name.splitlines()) <= 69
+    box = legend.get_window_extent()
+    inside = figure.bbox.padded(2)  # its frame's line may touch the edge
+    assert inside.contains(*box.p0) and inside.contains(*box.p1)
+    assert not any(box.overlaps(ax.get_window_extent()) for ax in figure.axes)
+
+
 def test_anchors_of_another_game_or_a_malformed_file_are_refused_by_name(tmp_path):
     evaluation = write_evaluation(tmp_path / "e.h5", "Seaquest", 0, [1.0], [0.1])
     anchors = tmp_path / "anchors.csv"
