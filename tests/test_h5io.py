@@ -517,6 +517,24 @@ def _parsed(attrs):
     }
 
 
+def assert_read_without(tmp_path, key, config, read_as, **attrs_changed):
+    """A held-out file whose stored `config` lacks `key` (its other attributes changed as
+    given) reads with `key` = `read_as`, a whole config again; and so does format 1's,
+    whose configs lack it too."""
+    attrs, arrays = _example("heldout")
+    config = {k: v for k, v in config.items() if k != key}
+    attrs.update(config=json.dumps(config), **attrs_changed)
+    path = tmp_path / "f.h5"
+    h5io.write(path, "heldout", attrs, arrays)
+    got = json.loads(h5io.read(path, "heldout")[0]["config"])
+    assert got == {**config, key: read_as}
+    assert json.loads(h5io.read_attrs(path, "heldout")["config"]) == got
+    presets.Config(**got)
+    with h5py.File(path, "a") as f:
+        f.attrs["format_version"] = 1
+    assert json.loads(h5io.read(path, "heldout")[0]["config"]) == got
+
+
 @pytest.mark.parametrize("preset", ["paper2013", "nature2015"])
 @pytest.mark.parametrize(
     "key,played",
@@ -528,18 +546,7 @@ def _parsed(attrs):
 def test_a_config_stored_before_a_key_came_reads_as_its_run_played(tmp_path, preset, key, played):
     # A run begun before the key came reads as the run it is, whatever its preset's value
     # now, and is told from the preset's runs.
-    attrs, arrays = _example("heldout")
-    config = presets.PRESETS[preset].as_dict()
-    del config[key]
-    attrs.update(preset=preset, config=json.dumps(config))
-    path = tmp_path / "f.h5"
-    h5io.write(path, "heldout", attrs, arrays)
-    got = json.loads(h5io.read(path, "heldout")[0]["config"])
-    assert got == {**config, key: played}
-    presets.Config(**got)  # a whole config again
-    with h5py.File(path, "a") as f:
-        f.attrs["format_version"] = 1
-    assert json.loads(h5io.read(path, "heldout")[0]["config"]) == got
+    assert_read_without(tmp_path, key, presets.PRESETS[preset].as_dict(), played, preset=preset)
 
 
 @pytest.mark.parametrize(
@@ -554,20 +561,8 @@ def test_a_config_stored_before_a_key_came_reads_as_its_run_played(tmp_path, pre
     ],
 )
 def test_a_config_stored_before_action_set_reads_as_its_run_played(tmp_path, preset, game, read_as):
-    attrs, arrays = _example("heldout")
     config = presets.PRESETS.get(preset, presets.PAPER2013).as_dict()
-    del config["action_set"]
-    attrs.update(preset=preset, game=game, config=json.dumps(config))
-    path = tmp_path / "f.h5"
-    h5io.write(path, "heldout", attrs, arrays)
-    got = json.loads(h5io.read(path, "heldout")[0]["config"])
-    assert got == {**config, "action_set": read_as}
-    assert json.loads(h5io.read_attrs(path, "heldout")["config"]) == got
-    presets.Config(**got)  # a whole config again
-    # format 1's configs, which lack it too, read the same way
-    with h5py.File(path, "a") as f:
-        f.attrs["format_version"] = 1
-    assert json.loads(h5io.read(path, "heldout")[0]["config"]) == got
+    assert_read_without(tmp_path, "action_set", config, read_as, preset=preset, game=game)
 
 
 @pytest.mark.parametrize(
@@ -585,18 +580,8 @@ def test_a_config_stored_before_action_set_reads_as_its_run_played(tmp_path, pre
 def test_a_config_stored_before_epoch_counted_in_reads_as_its_run_played(
     tmp_path, preset, overrides, read_as
 ):
-    attrs, arrays = _example("heldout")
     config = {**presets.PRESETS.get(preset, presets.NATURE2015).as_dict(), **overrides}
-    del config["epoch_counted_in"]
-    attrs.update(preset=preset, config=json.dumps(config))
-    path = tmp_path / "f.h5"
-    h5io.write(path, "heldout", attrs, arrays)
-    got = json.loads(h5io.read(path, "heldout")[0]["config"])
-    assert got == {**config, "epoch_counted_in": read_as}
-    presets.Config(**got)  # a whole config again
-    with h5py.File(path, "a") as f:
-        f.attrs["format_version"] = 1
-    assert json.loads(h5io.read(path, "heldout")[0]["config"]) == got
+    assert_read_without(tmp_path, "epoch_counted_in", config, read_as, preset=preset)
 
 
 @pytest.mark.parametrize("version", [0, 3, "1"])
