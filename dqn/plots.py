@@ -22,6 +22,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
+import matplotlib.transforms  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dqn import aggregates, h5io, presets, provenance  # noqa: E402
@@ -282,7 +283,7 @@ def training_curves(
     line is their mean and the band spans their min and max; epochs that not every seed
     has evaluated are left out, and named. With `paper` (figure2_paper2013.csv), the
     paper's own points are drawn beside ours where our epochs are the paper's (50,000
-    updates).
+    updates, counted in updates).
     """
     inputs = [*paths, *([paper] if paper else [])]
     files = output_files(out, FIGURE_FILES, inputs)
@@ -310,7 +311,7 @@ def training_curves(
     for column, game in enumerate(games):
         evaluated = set().union(*(run["arrays"]["epoch"].tolist() for run in runs[game].values()))
         left_out[game] = sorted(evaluated - set(common_epochs(runs[game].values()).tolist()))
-        config = presets.Config(**config_of[game])
+        config = stored_config(attrs_of[game])
         for row, (key, label) in enumerate(CURVES):
             ax = axes[row, column]
             epochs, mean, low, high = seed_statistics(runs[game], key)
@@ -423,6 +424,14 @@ def training_curves(
 # updates" (2013 §5.1).
 PAPER_EPOCH_UPDATES = 50_000
 PAPER_FIGURE2_EPOCHS = {"epoch_1": 1, "epoch_10": 10, "epoch_50": 50, "epoch_100": 100}
+
+
+def stored_config(attrs: dict) -> presets.Config:
+    """The config stored in an evaluation's `attrs`, refused naming its files ("path")."""
+    try:
+        return presets.Config(**json.loads(attrs["config"]))
+    except ConfigError as error:
+        raise DataFileError(f"{attrs['path']}: its stored config: {error}") from None
 
 
 def has_paper_epochs(config: presets.Config) -> bool:
@@ -608,7 +617,13 @@ def read_anchors(path: Path) -> list[dict]:
 # none shared (past four anchors in a column, theirs repeat).
 OUR_COLORS = ("C0", "C2", "C1", "C4", "C5", "C6")
 ANCHOR_COLORS = ("C3", "C7", "C8", "C9")
+# The anchored figure's columns, this wide; the names in the legend below each one, in
+# fontsize 7, this wide (the rest is the legend's line samples and frame).
 COLUMN_WIDTH_IN = 4.6
+LEGEND_TEXT_IN = COLUMN_WIDTH_IN - 0.5
+# The legend's top this far below its column's lower axes, past their tick labels and
+# x label.
+LEGEND_BELOW_IN = 0.55
 
 
 def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Path]:
@@ -624,10 +639,16 @@ def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Pat
     labels = config_labels([(attrs["preset"], json.loads(attrs["config"])) for _, attrs, _ in runs])
     columns: dict[tuple[str, str], list] = {}
     for run, label in zip(runs, labels, strict=True):
-        columns.setdefault((run[1]["game"], run[1]["preset"]), []).append((*run, label))
-    # constrained layout keeps the legends below the columns inside the figure; the
-    # figure grows by the lines of the longest one
-    legend_lines = max(len(runs) * 2 + 4 for runs in columns.values())
+        name = f"ours: {label}, seed {run[1]['seed']}"
+        columns.setdefault((run[1]["game"], run[1]["preset"]), []).append((*run, name))
+    # Constrained layout keeps the legend below each column inside the figure, which
+    # grows by the lines of the longest: our runs' wrapped names, and two entries an
+    # anchor (its mean and its runs).
+    legend_lines = max(
+        sum(len(_fit(name, LEGEND_TEXT_IN, fontsize=7).splitlines()) for *_, name in column_runs)
+        + 2 * len({row["anchor"] for row in anchors if (row["game"], row["preset"]) == key})
+        for key, column_runs in columns.items()
+    )
     figure, axes = plt.subplots(
         2,
         len(columns),
@@ -649,7 +670,6 @@ def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Pat
             sd = np.array([return_sd(r) for r in returns], dtype=float)  # None: no bar
             steps = table["step"]
             style = dict(marker="o", markersize=4, color=OUR_COLORS[index % len(OUR_COLORS)])
-            label = f"ours: {label}, seed {attrs['seed']}"
             for key, ax in (
                 ("average_reward", axes[0, column]),
                 ("average_max_q", axes[1, column]),
@@ -706,13 +726,18 @@ def anchored_curves(paths: list[Path], anchors_csv: Path, out: Path) -> list[Pat
         named = {}
         for ax in axes[:, column]:
             named.update(zip(*reversed(ax.get_legend_handles_labels())))
+        # its top a fixed distance below the axes, past their tick labels and x label
+        # (a share of the axes' height would fall on the label when they are short)
+        below = matplotlib.transforms.offset_copy(
+            axes[1, column].transAxes, fig=figure, y=-LEGEND_BELOW_IN, units="inches"
+        )
         axes[1, column].legend(
             named.values(),
-            # fontsize 7: about 17 characters an inch, a label at most the column's width
-            [textwrap.fill(label, width=int(COLUMN_WIDTH_IN * 15)) for label in named],
+            [_fit(label, LEGEND_TEXT_IN, fontsize=7) for label in named],
             fontsize=7,
             loc="upper center",
-            bbox_to_anchor=(0.5, -0.2),
+            bbox_to_anchor=(0.5, 0),
+            bbox_transform=below,
         )
     figure.suptitle(
         "Our evaluations beside the published runs that anchor them\n"
@@ -1428,10 +1453,10 @@ def _preset_changes(attrs_of: dict[str, dict]) -> dict[str, dict]:
     }
 
 
-def _fit(line: str, inches: float) -> str:
-    """`line` broken into lines that fit a title `inches` wide (fontsize 10: about 12
-    characters an inch)."""
-    return textwrap.fill(line, width=int(inches * 12))
+def _fit(line: str, inches: float, fontsize: float = 10) -> str:
+    """`line` broken into lines that fit `inches` of text in `fontsize` (at 10, a title's,
+    about 12 characters an inch)."""
+    return textwrap.fill(line, width=int(inches * 12 * 10 / fontsize))
 
 
 def eval_length(config: dict) -> str:

@@ -373,7 +373,7 @@ class Config(BaseModel):
 
     @property
     def epoch_text(self) -> str:
-        """Where an epoch ends, as a figure's axis says it, e.g. "50,000 updates each"."""
+        """An epoch as a figure's axis says it: "50,000 updates each", or where each ends."""
         if self.epoch_counted_in == "steps":
             return f"each ends at a multiple of {self.epoch_steps:,} agent steps"
         return f"{self.epoch_updates:,} updates each"

@@ -64,8 +64,8 @@ def full_epochs(config) -> int:
 
 
 def epoch_end_step(config, epoch: int) -> int:
-    """The agent step at which a run of `config` ends its full epoch `epoch` (its replay
-    start a whole number of update periods)."""
+    """The agent step at which a run of `config` ends its full epoch `epoch` (counted in
+    updates: where its replay start is a whole number of update periods)."""
     if config.epoch_counted_in == "steps":
         return (config.replay_start_steps // config.epoch_steps + epoch) * config.epoch_steps
     return config.replay_start_steps + epoch * config.epoch_steps

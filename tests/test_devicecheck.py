@@ -122,6 +122,7 @@ def test_each_forms_runs_are_valid_presets_and_its_resume_kill_lands_before_the_
     assert full_epochs(resumed) > sizes.resume_kill_after_epoch
     nature = presets.load("nature2015", sizes.nature_resume_overrides)
     assert full_epochs(nature) > sizes.resume_kill_after_epoch
+    assert nature.train_steps % nature.epoch_steps == 0  # its last epoch a whole one
     # The snapshot the killed run resumes from holds a target network refreshed after
     # the first update and before the snapshot's step, so older than its weights: the
     # resume must restore it (Learner.after_step refreshes one step past a multiple).

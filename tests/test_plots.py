@@ -124,6 +124,13 @@ def test_the_curves_name_the_epochs_left_out_and_refuse_seeds_sharing_none(tmp_p
         plots.training_curves([b, c], tmp_path / "curves")
 
 
+def test_a_stored_config_that_is_not_a_valid_one_is_refused_naming_the_file(tmp_path):
+    # Figure 2's axis reads the stored config as a whole Config (its epochs' count).
+    bad = write_evaluation(tmp_path / "bad.h5", "Pong", 0, [1.0], [0.1], epoch_updates=0)
+    with pytest.raises(DataFileError, match=rf"^{bad}: its stored config: epoch_updates=0"):
+        plots.training_curves([bad], tmp_path / "curves")
+
+
 def test_the_papers_figure2_points_are_drawn_where_our_epochs_are_its(tmp_path):
     paper = "workflow/data/figure2_paper2013.csv"
     ours = write_evaluation(
@@ -563,9 +570,11 @@ def test_an_evaluation_of_no_snapshot_is_refused_by_name(tmp_path):
 
 @pytest.fixture
 def saved_figures(monkeypatch):
-    """Each figure that dqn.plots saves, kept to be read after the call."""
+    """Each figure that dqn.plots saves, kept to be read after the call, not closed (a
+    closed figure's new canvas would lay it out anew)."""
     figures = []
     save = plots._save
+    monkeypatch.setattr(plots.plt, "close", lambda figure: None)
     monkeypatch.setattr(
         plots, "_save", lambda figure, *rest: figures.append(figure) or save(figure, *rest)
     )
@@ -702,31 +711,24 @@ def test_the_anchored_legend_names_every_line_once_and_covers_no_plot(tmp_path, 
     assert not any(box.overlaps(ax.get_window_extent()) for ax in figure.axes)
 
 
-def test_an_anchored_legend_of_long_names_stays_within_the_figure(tmp_path, saved_figures):
+@pytest.mark.parametrize("n_runs", [3, 6])
+def test_an_anchored_legend_of_long_names_stays_within_the_figure(tmp_path, saved_figures, n_runs):
     # Runs of one preset that differ in three keys are named by all three: each name is
-    # wrapped to the column's width, and the figure holds the whole legend.
+    # wrapped to the column's width, and the figure holds the whole legend, clear of the
+    # plots and their labels, however many runs it names.
     anchors = tmp_path / "anchors.csv"
     anchors.write_text(ANCHORS)
-    runs = []
-    for seed, (init, resize, terminal) in enumerate(
-        [
-            ("normal_0.01", "bilinear", False),
-            ("he_normal", "bilinear", False),
-            ("normal_0.01", "area", True),
-        ]
-    ):
-        runs.append(
-            write_evaluation(
-                tmp_path / f"{seed}.h5",
-                "Breakout",
-                seed,
-                [1.0, 2.0],
-                [0.1, 0.2],
-                network_init=init,
-                resize=resize,
-                terminal_takes_step=terminal,
-            )
+    configs = [
+        dict(network_init="normal_0.01", resize="bilinear", terminal_takes_step=False),
+        dict(network_init="he_normal", resize="bilinear", terminal_takes_step=False),
+        dict(network_init="normal_0.01", resize="area", terminal_takes_step=True),
+    ]
+    runs = [
+        write_evaluation(
+            tmp_path / f"{seed}.h5", "Breakout", seed, [1.0, 2.0], [0.1, 0.2], **configs[seed % 3]
         )
+        for seed in range(n_runs)
+    ]
     plots.anchored_curves(runs, anchors, tmp_path / "fig")
     (figure,) = saved_figures
     figure.canvas.draw()
@@ -734,11 +736,15 @@ def test_an_anchored_legend_of_long_names_stays_within_the_figure(tmp_path, save
     names = [text.get_text() for text in legend.get_texts()]
     drawn = {line["label"] for line in json.loads((tmp_path / "fig.json").read_text())["lines"]}
     assert sorted(name.replace("\n", " ") for name in names) == sorted(drawn)
-    assert max(len(line) for name in names for line in name.splitlines()) <= 69
+    width = int(plots.LEGEND_TEXT_IN * 12 * 10 / 7)  # characters in fontsize 7
+    assert max(len(line) for name in names for line in name.splitlines()) <= width
     box = legend.get_window_extent()
-    inside = figure.bbox.padded(2)  # its frame's line may touch the edge
-    assert inside.contains(*box.p0) and inside.contains(*box.p1)
-    assert not any(box.overlaps(ax.get_window_extent()) for ax in figure.axes)
+    assert figure.bbox.contains(*box.p0) and figure.bbox.contains(*box.p1)
+    labels = [ax.xaxis.label for ax in figure.axes] + [ax.yaxis.label for ax in figure.axes]
+    clear_of = [ax.get_window_extent() for ax in figure.axes]
+    assert not any(
+        box.overlaps(other) for other in clear_of + [t.get_window_extent() for t in labels]
+    )
 
 
 def test_anchors_of_another_game_or_a_malformed_file_are_refused_by_name(tmp_path):

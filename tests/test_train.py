@@ -738,10 +738,11 @@ def test_the_loop_ends_as_algorithm_1_written_out(tmp_path):
     ],
 )
 def test_epochs_counted_in_steps_end_where_dqn_3_evaluates_and_change_nothing_else(
-    tmp_path, replay_start, expected
+    tmp_path, monkeypatch, replay_start, expected
 ):
     # DQN 3.0 evaluates at every multiple of eval_freq agent steps past learn_start
-    # (train_agent.lua:110); the run is Algorithm 1 all the same.
+    # (train_agent.lua:110); the run is Algorithm 1 all the same, and one stopped within
+    # its first, shorter epoch resumes to the same end.
     config = presets.load(
         "ci", [*SMALL, "epoch_counted_in=steps", f"replay_start_steps={replay_start}"]
     )
@@ -754,6 +755,21 @@ def test_epochs_counted_in_steps_end_where_dqn_3_evaluates_and_change_nothing_el
     assert [epoch_end_step(config, k) for k in range(1, len(expected))] == [
         step for step, _ in expected[:-1]
     ]
+    real_step, played = Player.step, []
+
+    def step(self, action):
+        played.append(action)
+        if len(played) == expected[0][0] - 40:  # within the first epoch, past replay start
+            signal.raise_signal(signal.SIGTERM)
+        return real_step(self, action)
+
+    out = tmp_path / "stopped"
+    train_stopped(monkeypatch, config, out, (Player, "step", step), Stopped)
+    stopped = h5io.read_attrs(RunDir(out).interrupt, "interrupted")
+    assert stopped["epoch"] == 0 and replay_start < stopped["step"] < expected[0][0]
+    train_small(config, out)
+    assert_same_weights(RunDir(out), run)
+    assert_same_log(RunDir(out), run)
 
 
 def test_a_terminal_takes_a_step_of_its_own_and_a_stop_before_that_step_resumes_to_it(
