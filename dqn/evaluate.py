@@ -7,7 +7,6 @@ the held-out states of max_a Q(s, a). Reads snapshots and held-out states only.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +25,7 @@ from dqn.games import Env, make_env
 from dqn.layouts import EVALUATION_COLUMNS
 from dqn.networks import average_max_q, q_values
 from dqn.play import Player, Policy, Step
-from dqn.presets import Config, is_evaluation_key
+from dqn.presets import Config, from_stored, is_evaluation_key
 from dqn.rundir import RunDir, check_same_run
 
 LOG = logging.getLogger("dqn")
@@ -125,12 +124,7 @@ class TrainedRun:
         epochs = run.snapshot_epochs()
         if not epochs:
             raise DataFileError(f"{run.root / 'snapshots'}: no snapshots")
-        try:
-            config = Config(**json.loads(held["config"]))
-        except (TypeError, ValueError, ConfigError) as error:
-            raise DataFileError(
-                f"{run.heldout}: its config does not fit this version of dqn ({error})"
-            ) from None
+        config = from_stored(held["config"], run.heldout)
         return cls(run, held, config, held["game"], int(held["seed"]), epochs)
 
     def chosen(self, epochs: list[int] | None) -> list[int]:

@@ -311,7 +311,7 @@ def training_curves(
     for column, game in enumerate(games):
         evaluated = set().union(*(run["arrays"]["epoch"].tolist() for run in runs[game].values()))
         left_out[game] = sorted(evaluated - set(common_epochs(runs[game].values()).tolist()))
-        config = stored_config(attrs_of[game])
+        config = presets.from_stored(attrs_of[game]["config"], attrs_of[game]["path"])
         for row, (key, label) in enumerate(CURVES):
             ax = axes[row, column]
             epochs, mean, low, high = seed_statistics(runs[game], key)
@@ -424,14 +424,6 @@ def training_curves(
 # updates" (2013 §5.1).
 PAPER_EPOCH_UPDATES = 50_000
 PAPER_FIGURE2_EPOCHS = {"epoch_1": 1, "epoch_10": 10, "epoch_50": 50, "epoch_100": 100}
-
-
-def stored_config(attrs: dict) -> presets.Config:
-    """The config stored in an evaluation's `attrs`, refused naming its files ("path")."""
-    try:
-        return presets.Config(**json.loads(attrs["config"]))
-    except ConfigError as error:
-        raise DataFileError(f"{attrs['path']}: its stored config: {error}") from None
 
 
 def has_paper_epochs(config: presets.Config) -> bool:

@@ -15,11 +15,12 @@ the same declaration gives the workflow its schema of preset overrides
 
 from __future__ import annotations
 
+import json
 from typing import Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from dqn.errors import ConfigError
+from dqn.errors import ConfigError, DataFileError
 
 # The units of the keys; a key's name ends in its unit's word (steps, frames, ...).
 STEPS = "agent steps"
@@ -604,6 +605,17 @@ def load(name: str, overrides: list[str] = ()) -> Config:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
     return PRESETS[name].with_overrides(list(overrides))
+
+
+def from_stored(text: str, where: object) -> Config:
+    """The config a file stored as JSON `text`, refused naming `where` (the file) if it
+    does not fit this version's keys and ranges."""
+    try:
+        return Config(**json.loads(text))
+    except (TypeError, ValueError, ConfigError) as error:
+        raise DataFileError(
+            f"{where}: its config does not fit this version of dqn ({error})"
+        ) from None
 
 
 def is_evaluation_key(key: str) -> bool:

@@ -127,7 +127,10 @@ def test_the_curves_name_the_epochs_left_out_and_refuse_seeds_sharing_none(tmp_p
 def test_a_stored_config_that_is_not_a_valid_one_is_refused_naming_the_file(tmp_path):
     # Figure 2's axis reads the stored config as a whole Config (its epochs' count).
     bad = write_evaluation(tmp_path / "bad.h5", "Pong", 0, [1.0], [0.1], epoch_updates=0)
-    with pytest.raises(DataFileError, match=rf"^{bad}: its stored config: epoch_updates=0"):
+    with pytest.raises(
+        DataFileError,
+        match=rf"^{bad}: its config does not fit this version of dqn \(epoch_updates=0",
+    ):
         plots.training_curves([bad], tmp_path / "curves")
 
 
