@@ -373,6 +373,16 @@ class Config(BaseModel):
         return updated and updates % self.epoch_updates == 0
 
     @property
+    def first_epoch_end_step(self) -> int:
+        """The agent step that ends the first epoch (`ends_epoch`), the only one that holds
+        the replay start: the first multiple of `epoch_steps` past it, or the step of the
+        `epoch_updates`-th update (one each `update_period_steps` past the replay start)."""
+        if self.epoch_counted_in == "steps":
+            return (self.replay_start_steps // self.epoch_steps + 1) * self.epoch_steps
+        period = self.update_period_steps
+        return (self.replay_start_steps // period + self.epoch_updates) * period
+
+    @property
     def epoch_text(self) -> str:
         """An epoch as a figure's axis says it: "50,000 updates each", or where each ends."""
         if self.epoch_counted_in == "steps":

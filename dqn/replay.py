@@ -20,6 +20,7 @@ import numpy as np
 from dqn.errors import ConfigError
 from dqn.frames import HISTORY_FRAMES
 from dqn.layouts import REPLAY_COLUMNS as COLUMNS
+from dqn.presets import Config
 from dqn.provenance import usable_memory
 
 
@@ -44,26 +45,28 @@ def save_bytes(entries: int) -> int:
     return math.ceil(2.2 * entries * ENTRY_BYTES)
 
 
-def training_bytes(capacity: int, epoch_steps: int) -> int:
-    """Memory the replay takes in a training run: the ring, and a save of the entries of
-    one epoch (each epoch's save, and the interrupt file a signal makes, hold those
-    added since the last snapshot; a resume reads them back)."""
-    return capacity * ENTRY_BYTES + save_bytes(min(epoch_steps, capacity))
+def training_bytes(config: Config) -> int:
+    """Memory the replay takes in a training run: the ring, and its largest save, the
+    first epoch's. Each epoch's save, and the interrupt file a signal makes, hold the
+    entries added since the last snapshot (a resume reads them back); the first epoch's
+    holds the replay start's too (`Config.first_epoch_end_step`)."""
+    capacity = config.replay_capacity_transitions
+    return capacity * ENTRY_BYTES + save_bytes(min(config.first_epoch_end_step, capacity))
 
 
-def check_fits_in_memory(capacity: int, epoch_steps: int, heldout_collect_steps: int) -> None:
+def check_fits_in_memory(config: Config) -> None:
     """Refuse, before any work, a replay memory and its saves, or the random play the
     held-out states are drawn from (a memory of its own, freed before training), larger
     than the memory this process may use (`dqn.provenance.usable_memory`)."""
     _refuse_above(
-        f"replay_capacity_transitions={capacity}: the replay memory and a save of one "
-        "epoch's entries need",
-        training_bytes(capacity, epoch_steps),
+        f"replay_capacity_transitions={config.replay_capacity_transitions}: the replay "
+        "memory and a save of its first epoch's entries need",
+        training_bytes(config),
     )
     _refuse_above(
-        f"heldout_collect_steps={heldout_collect_steps}: the random play the held-out "
-        "states are drawn from needs",
-        heldout_collect_steps * ENTRY_BYTES,
+        f"heldout_collect_steps={config.heldout_collect_steps}: the random play the "
+        "held-out states are drawn from needs",
+        config.heldout_collect_steps * ENTRY_BYTES,
     )
 
 

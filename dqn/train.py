@@ -99,9 +99,7 @@ def train(
 ) -> None:
     """Train, or continue a run of `out`; raise Stopped after saving if signalled.
     `live_view`: write TensorBoard event files into `out` as it goes (`dqn.events`)."""
-    check_fits_in_memory(  # before anything is made
-        config.replay_capacity_transitions, config.epoch_steps, config.heldout_collect_steps
-    )
+    check_fits_in_memory(config)  # before anything is made
     with stop_signals() as signals, RunDir(out).writing() as run:
         _train(game, preset, config, seed, run, device, progress_s, live_view, signals)
 

@@ -90,7 +90,7 @@ def test_the_commands_that_play_one_state_at_a_time_default_to_one_thread():
             ["--game", "Pong", "--set", "replay_capacity_transitions=1000000000000"],
             [
                 "replay_capacity_transitions=1000000000000: the replay memory and a save "
-                "of one epoch's entries need 6,577,931.3 GiB, more than the"
+                "of its first epoch's entries need 6,577,931.3 GiB, more than the"
             ],
         ),
         (

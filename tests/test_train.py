@@ -29,7 +29,7 @@ from dqn.explore import choose_action, epsilon, greedy
 from dqn.games import make_env
 from dqn.learner import Learner
 from dqn.play import Episode, Player, Step, random_policy
-from dqn.replay import ReplayMemory
+from dqn.replay import ENTRY_BYTES, ReplayMemory, save_bytes, training_bytes
 from dqn.rundir import RunDir
 from dqn.train import stop_signals, train
 from dqn.trainlog import Counters, TrainLog
@@ -138,6 +138,24 @@ def test_a_run_writes_heldout_snapshots_and_log(finished_run):
     # every file names the machine that computed it: this process's CPU
     for path in finished_run.rglob("*.h5"):
         assert json.loads(h5io.read_attrs(path, _kind(path))["machine"]) == machine(CPU), path
+
+
+def test_the_memory_dqn_train_checks_for_holds_its_largest_replay_save_the_first_epochs(
+    finished_run,
+):
+    # Each epoch saves the replay entries added since the last; the first epoch's hold the
+    # replay start's too (300 entries, where an epoch after it adds 100). The memory check
+    # and the workflow's mem_mb (replay.training_bytes) must budget that save.
+    run, config = RunDir(finished_run), presets.load("ci")
+    saves = [
+        h5io.read_attrs(path, "replay_delta")
+        for path in run.replay_deltas(1, run.snapshot_epochs()[-1])
+    ]
+    entries = [save["stop"] - save["start"] for save in saves]
+    assert saves[0]["step"] == config.first_epoch_end_step == 300
+    assert max(entries) == entries[0] == 300 > config.epoch_steps
+    ring = config.replay_capacity_transitions * ENTRY_BYTES
+    assert ring + save_bytes(max(entries)) <= training_bytes(config)
 
 
 def scalars(run_dir) -> dict[str, list[tuple[int, float]]]:
@@ -751,6 +769,7 @@ def test_epochs_counted_in_steps_end_where_dqn_3_evaluates_and_change_nothing_el
     assert_ends_as_algorithm_1(run, config)
     ends = [h5io.read_attrs(run.snapshot(e), "snapshot") for e in run.snapshot_epochs()]
     assert [(end["step"], end["update"]) for end in ends] == expected
+    assert config.first_epoch_end_step == expected[0][0]
     assert full_epochs(config) == len(expected) - 1
     assert [epoch_end_step(config, k) for k in range(1, len(expected))] == [
         step for step, _ in expected[:-1]

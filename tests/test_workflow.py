@@ -740,10 +740,11 @@ def test_a_training_job_asks_for_the_memory_its_replay_its_saves_and_held_out_st
     (mem_mb,) = {int(m) for m in re.findall(r"rule train:(?:.|\n)*?mem_mb=(\d+)", result.stdout)}
     config = presets.load("paper2013")
     per_transition = ReplayMemory(10).nbytes() / 10
-    epoch_entries = config.epoch_updates * config.update_period_steps  # 50,000 steps
+    # The first epoch's: the replay start's 100 steps and 50,000 updates, one a step.
+    first_epoch_entries = config.replay_start_steps + config.epoch_updates
     needed = (
         config.replay_capacity_transitions * per_transition
         + config.heldout_states * 4 * 84 * 84
-        + save_bytes(epoch_entries)
+        + save_bytes(first_epoch_entries)
     ) / 2**20 + 2048
     assert needed <= mem_mb <= needed * 1.01

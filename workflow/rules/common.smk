@@ -273,12 +273,10 @@ wildcard_constraints:
 
 
 def train_mem_mb(preset):
-    """Memory of a training job: the replay memory and a save of one epoch's entries
-    (dqn.replay.training_bytes, what `dqn train` checks it may use), the held-out states
-    (stacks of uint8 frames) and 2 GB for torch and the ALE."""
-    replay_bytes = replay.training_bytes(
-        preset.replay_capacity_transitions, preset.epoch_steps
-    )
+    """Memory of a training job: the replay memory and a save of its first epoch's
+    entries (dqn.replay.training_bytes, what `dqn train` checks it may use), the held-out
+    states (stacks of uint8 frames) and 2 GB for torch and the ALE."""
+    replay_bytes = replay.training_bytes(preset)
     heldout_bytes = preset.heldout_states * HISTORY_FRAMES * FRAME_PIXELS**2
     return math.ceil((replay_bytes + heldout_bytes) / 2**20) + 2048
 
