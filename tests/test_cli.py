@@ -220,6 +220,27 @@ def test_an_unwritable_output_is_one_line_not_a_traceback(small_run, tmp_path):
     assert_refused(dqn("bench", "--seconds", "0"), "--seconds 0.0: must be a finite number >= 0.1")
 
 
+def test_an_os_error_is_one_line_naming_its_paths_both_of_a_rename(monkeypatch, capsys):
+    # A rename into place that fails names the file it would have replaced, not only the
+    # temporary file (deleted by then).
+    errors = [
+        (
+            IsADirectoryError(21, "Is a directory", "run/eval.h5.tmp", None, "run/eval.h5"),
+            "run/eval.h5.tmp -> run/eval.h5: Is a directory",
+        ),
+        (PermissionError(13, "Permission denied", "run"), "run: Permission denied"),
+        (OSError(28, "No space left on device"), "No space left on device"),
+    ]
+    for error, line in errors:
+
+        def fail(args, error=error):
+            raise error
+
+        monkeypatch.setattr(cli, "_run", fail)
+        assert cli.main(["info", "x.h5"]) == 2
+        assert capsys.readouterr().err == f"dqn info: error: {line}\n"
+
+
 def test_evaluate_refuses_a_directory_without_a_run(tmp_path):
     assert_refused(
         dqn("evaluate", "--run", tmp_path, "--out", tmp_path / "e.h5"),
