@@ -105,7 +105,17 @@ def load(
             f"({type(error).__name__}: {' '.join(str(error).split())})"
         ) from None
     memory, added = state.memory, attrs["replay_added"]
-    expected = max(memory.added, _ring_start(added, memory.capacity))  # the next entry needed
+    first = max(memory.added, _ring_start(added, memory.capacity))  # the next entry needed
+    if (expected := put_replay_deltas(memory, first, replay_delta)) != added:
+        raise DataFileError(
+            f"{path}: expects replay entries up to {added}, but the replay deltas end at {expected}"
+        )
+
+
+def put_replay_deltas(memory: ReplayMemory, expected: int, replay_delta: Iterable[Read]) -> int:
+    """Put replay parts, oldest first, into `memory` from entry `expected` on; return the
+    entry after the last one put. Each part is freed before the next is read: one part in
+    memory at a time, as `dqn.replay.save_bytes` budgets a resume."""
     for delta_path, delta_attrs, delta in replay_delta:
         start, stop = delta_attrs["start"], delta_attrs["stop"]
         if stop - start != len(delta["frames"]):
@@ -113,19 +123,16 @@ def load(
                 f"{delta_path}: holds {len(delta['frames'])} replay entries, "
                 f"but its start and stop attributes say {stop - start}"
             )
-        if stop <= expected:
-            continue
-        if start > expected:
-            raise DataFileError(
-                f"{delta_path}: starts at replay entry {start}, but entries "
-                f"{expected}..{start - 1} are in no delta file"
-            )
-        memory.put_entries(expected, {k: v[expected - start :] for k, v in delta.items()})
-        expected = stop
-    if expected != added:
-        raise DataFileError(
-            f"{path}: expects replay entries up to {added}, but the replay deltas end at {expected}"
-        )
+        if stop > expected:
+            if start > expected:
+                raise DataFileError(
+                    f"{delta_path}: starts at replay entry {start}, but entries "
+                    f"{expected}..{start - 1} are in no delta file"
+                )
+            memory.put_entries(expected, {k: v[expected - start :] for k, v in delta.items()})
+            expected = stop
+        del delta
+    return expected
 
 
 def _load_resume_state(state: TrainingState, attrs: dict, arrays: dict[str, np.ndarray]) -> None:

@@ -47,6 +47,6 @@ class Stopped(Exception):
 def os_error_line(error: OSError) -> str:
     """An OSError (a path that cannot be written: unwritable, not a directory, disk full)
     as one line naming the path, or both of a rename's (`SOURCE -> TARGET`, as Python
-    writes them): what a command prints instead of a traceback."""
+    orders them): what a command prints instead of a traceback."""
     paths = " -> ".join(str(p) for p in (error.filename, error.filename2) if p is not None)
     return f"{paths}: {error.strerror or error}" if paths else str(error.strerror or error)

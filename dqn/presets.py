@@ -375,8 +375,9 @@ class Config(BaseModel):
     @property
     def first_epoch_end_step(self) -> int:
         """The agent step that ends the first epoch (`ends_epoch`), the only one that holds
-        the replay start: the first multiple of `epoch_steps` past it, or the step of the
-        `epoch_updates`-th update (one each `update_period_steps` past the replay start)."""
+        the replay start, unless `train_steps` ends the run before: the first multiple of
+        `epoch_steps` past the replay start, or the step of the `epoch_updates`-th update
+        (updates fall on the multiples of `update_period_steps` past the replay start)."""
         if self.epoch_counted_in == "steps":
             return (self.replay_start_steps // self.epoch_steps + 1) * self.epoch_steps
         period = self.update_period_steps

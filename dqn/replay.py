@@ -48,10 +48,11 @@ def save_bytes(entries: int) -> int:
 def training_bytes(config: Config) -> int:
     """Memory the replay takes in a training run: the ring, and its largest save, the
     first epoch's. Each epoch's save, and the interrupt file a signal makes, hold the
-    entries added since the last snapshot (a resume reads them back); the first epoch's
-    holds the replay start's too (`Config.first_epoch_end_step`)."""
-    capacity = config.replay_capacity_transitions
-    return capacity * ENTRY_BYTES + save_bytes(min(config.first_epoch_end_step, capacity))
+    entries added since the last snapshot (a resume reads them back, one save at a time);
+    the first epoch's holds the replay start's too (`Config.first_epoch_end_step`). Each
+    step counted an entry: with `terminal_takes_step`, a little more than it holds."""
+    capacity, steps = config.replay_capacity_transitions, config.train_steps
+    return capacity * ENTRY_BYTES + save_bytes(min(config.first_epoch_end_step, steps, capacity))
 
 
 def check_fits_in_memory(config: Config) -> None:

@@ -1,3 +1,4 @@
+import itertools
 import json
 
 import pytest
@@ -202,3 +203,25 @@ def test_the_changes_from_a_preset_are_its_keys_of_other_values_in_key_order():
     assert presets.changes("a_preset_this_version_lacks", config) == {}
     assert presets.describe("paper2013", changed) == "paper2013 [eval_steps=7, train_steps=5]"
     assert presets.describe("ci", presets.changes("ci", presets.load("ci").as_dict())) == "ci"
+
+
+@pytest.mark.parametrize("counted_in", ["updates", "steps"])
+def test_the_first_epoch_ends_where_the_training_loop_ends_it(counted_in):
+    # Config.first_epoch_end_step (what the memory check budgets the first, largest replay
+    # save by) against the loop's own rule (dqn/train.py: an update at each multiple of
+    # update_period_steps past the replay start; ends_epoch), for replay starts that are
+    # and are not whole update periods or epochs.
+    for period, updates, replay_start in itertools.product((1, 3, 4), (2, 5), (8, 9, 12, 30)):
+        config = presets.load("ci").with_values(
+            update_period_steps=period,
+            epoch_updates=updates,
+            replay_start_steps=replay_start,
+            epoch_counted_in=counted_in,
+        )
+        done = 0
+        for step in itertools.count(1):
+            updated = step > replay_start and step % period == 0
+            done += updated
+            if config.ends_epoch(step, updated, done):
+                break
+        assert config.first_epoch_end_step == step, (period, updates, replay_start)

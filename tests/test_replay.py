@@ -3,9 +3,9 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from dqn import h5io
+from dqn import checkpoint, h5io, presets
 from dqn.play import Step
-from dqn.replay import ENTRY_BYTES, ReplayMemory, save_bytes
+from dqn.replay import ENTRY_BYTES, ReplayMemory, save_bytes, training_bytes
 
 from conftest import provenance_of
 
@@ -100,6 +100,21 @@ def test_bytes_per_transition_at_one_million_is_about_one_frame():
     assert per_transition == ENTRY_BYTES  # what the check against the machine's memory counts
 
 
+def test_the_memory_check_budgets_the_first_epochs_save_or_a_shorter_runs():
+    # The first epoch's save is the largest (tests/test_train.py holds a run to it); a run
+    # that ends before its first epoch would end saves its steps' entries, a ring its
+    # capacity at most.
+    config = presets.load("ci")  # replay start 200, first epoch's end at step 300
+    for changes, entries in (
+        ({}, 300),
+        ({"train_steps": 250}, 250),
+        ({"replay_capacity_transitions": 280}, 280),
+    ):
+        changed = config.with_values(**changes)
+        ring = changed.replay_capacity_transitions * ENTRY_BYTES
+        assert training_bytes(changed) == ring + save_bytes(entries), changes
+
+
 def test_a_save_and_a_resume_of_replay_entries_take_no_more_memory_than_save_bytes(tmp_path):
     # What a training job's memory request adds for its saves (workflow/rules/common.smk),
     # held to the memory a save and a resume take, at their worst: frames that do not
@@ -125,6 +140,39 @@ def test_a_save_and_a_resume_of_replay_entries_take_no_more_memory_than_save_byt
     entries_bytes = (stop - start) * ENTRY_BYTES
     assert entries_bytes < saved <= save_bytes(stop - start), saved / entries_bytes
     assert entries_bytes < resumed <= save_bytes(stop - start), resumed / entries_bytes
+
+
+def test_a_resume_holds_one_replay_part_at_a_time(tmp_path):
+    # A resume reads the parts of its ring one by one (dqn.checkpoint.put_replay_deltas):
+    # the memory it takes is one part's, as save_bytes budgets, however many there are.
+    memory, part = ReplayMemory(40_000), 10_000
+    memory.frames[:] = np.random.default_rng(0).integers(0, 256, memory.frames.shape, np.uint8)
+    memory.added = 4 * part
+    paths = []
+    for start in range(0, memory.added, part):
+        stop = start + part
+        attrs = {
+            **provenance_of("Pong", 0),
+            **{"epoch": 1, "step": stop, "update": 1, "start": start, "stop": stop},
+        }
+        paths.append(tmp_path / f"delta_{start}.h5")
+        h5io.write(paths[-1], "replay_delta", attrs, memory.entries(start, stop), compress=True)
+    expected = memory.frames.copy()
+
+    def peak_of_putting(parts):
+        restored = ReplayMemory(memory.capacity)
+        read = ((path, *h5io.read(path, "replay_delta")) for path in paths[:parts])
+        tracemalloc.start()
+        try:
+            assert checkpoint.put_replay_deltas(restored, 0, read) == parts * part
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert np.array_equal(restored.frames[: parts * part], expected[: parts * part])
+        return peak
+
+    one, four = peak_of_putting(1), peak_of_putting(4)
+    assert one <= save_bytes(part) and four < 1.1 * one, (one, four)
 
 
 def test_entries_round_trip_through_put_entries_gives_the_same_samples():

@@ -140,9 +140,7 @@ def test_a_run_writes_heldout_snapshots_and_log(finished_run):
         assert json.loads(h5io.read_attrs(path, _kind(path))["machine"]) == machine(CPU), path
 
 
-def test_the_memory_dqn_train_checks_for_holds_its_largest_replay_save_the_first_epochs(
-    finished_run,
-):
+def test_the_memory_check_budgets_the_largest_replay_save_the_first_epochs(finished_run):
     # Each epoch saves the replay entries added since the last; the first epoch's hold the
     # replay start's too (300 entries, where an epoch after it adds 100). The memory check
     # and the workflow's mem_mb (replay.training_bytes) must budget that save.
