@@ -235,14 +235,14 @@ def common_epochs(runs) -> np.ndarray:
     return np.array(sorted(common))
 
 
-def final_epoch(by_seed: dict[int, dict]) -> int:
-    """The epoch of a game's final evaluations, the same for every seed: refuses seeds
-    evaluated to different epochs (a run still training, or evaluated in part), whose
-    mean would mix training lengths."""
-    last = {run["attrs"]["path"]: int(run["arrays"]["epoch"][-1]) for run in by_seed.values()}
+def final_epoch(runs: dict[object, dict]) -> int:
+    """The epoch of the runs' final evaluations (a game's seeds, or every run of the
+    aggregates), the same for all: refuses runs evaluated to different epochs (a run
+    still training, or evaluated in part), whose mean would mix training lengths."""
+    last = {run["attrs"]["path"]: int(run["arrays"]["epoch"][-1]) for run in runs.values()}
     if len(set(last.values())) > 1:
         raise DataFileError(
-            "the final evaluations of the seeds are of different epochs ("
+            "the final evaluations are of different epochs ("
             + ", ".join(f"{path}: epoch {epoch}" for path, epoch in last.items())
             + "); evaluate every run to the same epoch"
         )
@@ -1134,8 +1134,10 @@ def config_labels(trained: list[tuple[str, dict]]) -> list[str]:
 def final_scores(by_game: dict[str, dict[int, dict]], paper_rows: dict) -> np.ndarray:
     """The human-normalised final scores as a (runs, games) matrix."""
     _check_run_counts(by_game)
-    for by_seed in by_game.values():
-        final_epoch(by_seed)
+    # Every game's at one epoch: one config ends its epochs at the same steps in each game.
+    final_epoch(
+        {(game, seed): run for game, by_seed in by_game.items() for seed, run in by_seed.items()}
+    )
     return np.stack(
         [
             aggregates.human_normalised(

@@ -418,13 +418,16 @@ def test_the_spread_of_a_snapshots_returns_needs_two_games():
 def test_table1_and_the_aggregates_refuse_seeds_evaluated_to_different_epochs(tmp_path):
     a = write_evaluation(tmp_path / "a.h5", "Pong", 0, [-21, -15, -10], [0, 0, 0])
     b = write_evaluation(tmp_path / "b.h5", "Pong", 1, [-20, -11], [0, 0])
-    expected = (
-        f"final evaluations of the seeds are of different epochs \\({a}: epoch 3, {b}: epoch 2\\)"
-    )
+    expected = f"final evaluations are of different epochs \\({a}: epoch 3, {b}: epoch 2\\)"
     with pytest.raises(DataFileError, match=expected):
         plots.table1([a, b], PAPER_TABLE, tmp_path / "t", tmp_path / "f")
     with pytest.raises(DataFileError, match=expected):
         plots.aggregate([a, b], PAPER_TABLE, tmp_path / "agg", reps=10)
+    # nor do the aggregates mix games evaluated to different epochs (Table 1 shows each
+    # game on its own)
+    c = write_evaluation(tmp_path / "c.h5", "Breakout", 0, [1, 2], [0, 0])
+    with pytest.raises(DataFileError, match=f"{c}: epoch 2, {a}: epoch 3"):
+        plots.aggregate([a, c], PAPER_TABLE, tmp_path / "agg", reps=10)
 
 
 def test_table1_escapes_latex_special_characters_in_labels_and_caption(tmp_path):
