@@ -762,6 +762,7 @@ def our_scores(runs: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict]]:
     "DQN Best": the best single episode of those evaluations, max over seeds.
     "episodes": the fewest episodes a seed completed there (0: its average is the return
     of the one episode the evaluation cut short, docs/fidelity.md V4).
+    "step": the agent steps the final snapshot was trained for (the same for every seed).
     """
     scores: dict[str, dict[str, dict]] = {"DQN": {}, "DQN Best": {}}
     for game, by_seed in runs.items():
@@ -769,7 +770,7 @@ def our_scores(runs: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict]]:
         finals = {
             seed: {
                 k: run["arrays"][k][-1]
-                for k in ("average_reward", "best_episode_reward", "episodes")
+                for k in ("average_reward", "best_episode_reward", "episodes", "step")
             }
             for seed, run in sorted(by_seed.items())
         }
@@ -781,6 +782,7 @@ def our_scores(runs: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict]]:
             "seeds": list(finals),
             "epoch": epoch,
             "episodes": int(min(f["episodes"] for f in finals.values())),
+            "step": int(max(f["step"] for f in finals.values())),
         }
         scores["DQN Best"][game] = {
             "value": float(max(f["best_episode_reward"] for f in finals.values())),
@@ -882,8 +884,8 @@ def table1(paths: list[Path], paper: Path, table_out: Path, figure_out: Path) ->
 
 
 def _rows_under_ours(ours: dict[str, dict], games: list[str]) -> list:
-    """Table 1 rows under "DQN (ours)": its 95% interval over seeds, the seeds counted and
-    the fewest episodes a seed completed."""
+    """Table 1 rows under "DQN (ours)": its 95% interval over seeds, the seeds counted, the
+    fewest episodes a seed completed and the agent steps its snapshots were trained for."""
     source = "Student's t over seeds"
 
     def bound(game, key):
@@ -903,6 +905,11 @@ def _rows_under_ours(ours: dict[str, dict], games: list[str]) -> list:
             f"{OUR_ROWS['DQN']} episodes",
             "fewest completed by a seed (0: one cut short)",
             {g: ours[g]["episodes"] if g in ours else None for g in games},
+        ),
+        (
+            f"{OUR_ROWS['DQN']} agent steps",
+            "trained, final snapshot",
+            {g: ours[g]["step"] if g in ours else None for g in games},
         ),
     ]
 
@@ -960,9 +967,9 @@ def _write_tables(
         "Random to Human: average total reward per episode; HNeat Best, HNeat Pixel and "
         "DQN Best: the best single episode. Paper: Mnih et al. 2013, Table 1 (its DQN at "
         f"epsilon 0.05). Ours: preset {preset}, final snapshot at epsilon {epsilon}, "
-        "mean over seeds with its 95% Student's t interval (none for one run), the seeds "
-        "and the fewest episodes a seed completed (0: one cut short), and best over "
-        "seeds; a dash marks a game not trained."
+        "mean over seeds with its 95% Student's t interval (none for one run), the seeds, "
+        "the fewest episodes a seed completed (0: one cut short) and the agent steps "
+        "trained, and best over seeds; a dash marks a game not trained."
     )
     tex = [
         "\\begin{table}[t]",

@@ -345,7 +345,7 @@ def test_table1_names_each_games_preset_and_epsilon_and_the_fewest_episodes(tmp_
         write_evaluation(tmp_path / "a.h5", "Pong", 0, [-21, -15], [0, 0], episodes=[2, 0]),
         write_evaluation(tmp_path / "b.h5", "Pong", 1, [-20, -11], [0, 0], episodes=[2, 4]),
         write_evaluation(
-            tmp_path / "c.h5", "Qbert", 0, [1, 2], [0, 0], preset="quick", eval_epsilon=0.01
+            tmp_path / "c.h5", "Qbert", 0, [1, 2, 3], [0, 0, 0], preset="quick", eval_epsilon=0.01
         ),
     ]
     plots.table1(files, PAPER_TABLE, tmp_path / "table1", tmp_path / "fig")
@@ -360,7 +360,13 @@ def test_table1_names_each_games_preset_and_epsilon_and_the_fewest_episodes(tmp_
     assert (
         rows["DQN (ours) episodes"]["Pong"] == "0" and rows["DQN (ours) episodes"]["Qbert"] == "3"
     )
+    # how long the snapshots reported trained: a shortened run is not taken for the paper's
+    assert rows["DQN (ours) agent steps"]["Pong"] == "200"
+    assert rows["DQN (ours) agent steps"]["Qbert"] == "300"
     markdown = (tmp_path / "table1.md").read_text()
+    assert (
+        "| DQN (ours) agent steps | trained, final snapshot | – | – | – | 200 | 300 |" in markdown
+    )
     assert (
         "Ours: preset ci (Pong), quick [eval_epsilon=0.01] (Qbert), final snapshot at epsilon "
         "0.05 (Pong), 0.01 (Qbert)" in markdown

@@ -541,6 +541,7 @@ def test_ci_table1_holds_the_final_evaluation(ci_run):
             max(e["best_episode_reward"][-1] for e in evaluations), rel=1e-14
         )
         assert rows["DQN (ours) seeds"][game] == "2"
+        assert rows["DQN (ours) agent steps"][game] == str(evaluations[0]["step"][-1])
         low, high = (float(rows[f"DQN (ours) 95% CI {end}"][game]) for end in ("low", "high"))
         assert low <= np.mean(finals) <= high
     assert rows["DQN (ours)"]["Pong"] == "" and rows["DQN (ours) seeds"]["Pong"] == ""
