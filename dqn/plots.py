@@ -968,8 +968,8 @@ def _write_tables(
         "DQN Best: the best single episode. Paper: Mnih et al. 2013, Table 1 (its DQN at "
         f"epsilon 0.05). Ours: preset {preset}, final snapshot at epsilon {epsilon}, "
         "mean over seeds with its 95% Student's t interval (none for one run), the seeds, "
-        "the fewest episodes a seed completed (0: one cut short) and the agent steps "
-        "trained, and best over seeds; a dash marks a game not trained."
+        "the fewest episodes a seed completed (0: one cut short) and the agent steps it "
+        "was trained for, and best over seeds; a dash marks a game not trained."
     )
     tex = [
         "\\begin{table}[t]",
